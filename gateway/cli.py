@@ -1,0 +1,430 @@
+"""The `gridtwin` command: the composition root that wires settings, services, storage and parts.
+
+Every failure a user can cause (bad settings, unreachable services, bad files, unknown ids) ends
+as one line on stderr and a non-zero exit, never a traceback. Does I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gateway import settings as settings_mod
+from gateway.settings import Settings, SettingsError
+
+log = logging.getLogger("gridtwin")
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit code attached."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def sample_community_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "twin" / "sample_community.yaml"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return settings_mod.load(getattr(args, "config", None))
+    except SettingsError as exc:
+        raise CliError("bad settings:\n  " + "\n  ".join(exc.problems), EXIT_USAGE) from None
+
+
+def _urls(s: Settings, *, start: bool = False) -> tuple[str, str, bool]:
+    """(mqtt url, db url, broker speaks MQTT 5) after resolution; prints which services were chosen."""
+    from gateway import services
+
+    try:
+        mqtt, db = services.up(s) if start else services.resolve(s)
+    except services.ServiceError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    for c in (mqtt, db):
+        print(f"{c.kind}: {c.source} {_redact(c.url)} ({c.detail})", file=sys.stderr)
+    return mqtt.url, db.url, mqtt.mqtt5
+
+
+def _redact(url: str) -> str:
+    from gateway.storage import redact
+
+    return redact(url)
+
+
+def _storage(s: Settings, db_url: str) -> Any:
+    from gateway.storage import Storage, StorageError
+
+    try:
+        return Storage.connect(db_url, schema=s.db.schema_name, retention_days=s.db.retention_days,
+                               partitions_ahead_days=s.db.partitions_ahead_days,
+                               connect_timeout_s=s.db.connect_timeout_s)
+    except StorageError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+
+
+def _load_community(path: Path | None) -> Any:
+    from twin.community import CommunityError, parse
+
+    path = path or sample_community_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read community file {path}: {exc.strerror}", EXIT_USAGE) from None
+    try:
+        return parse(text, str(path))
+    except CommunityError as exc:
+        raise CliError(f"invalid community file:\n{exc}", EXIT_USAGE) from None
+
+
+# -- commands ----------------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    print("settings OK")
+    for name, value in (("mqtt.url", s.mqtt.url), ("db.url", s.db.url), ("db.schema", s.db.schema_name),
+                        ("data_dir", s.data_dir)):
+        shown = _redact(value) if isinstance(value, str) else value
+        print(f"  {name} = {shown if shown is not None else '(auto)'}")
+    return 0
+
+
+def cmd_config_show(_args: argparse.Namespace) -> int:
+    for env, default, desc in settings_mod.describe():
+        print(f"{env:<36} {default:<22} {desc}")
+    return 0
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from gateway import services
+
+    s = _settings(args)
+    if args.action == "up":
+        _urls(s, start=True)
+        return 0
+    if args.action == "status":
+        rows = services.status(s)
+        for r in rows:
+            print("  ".join(f"{k}={v}" for k, v in r.items()))
+        return 0 if all(r.get("reachable") for r in rows) else 1
+    for line in services.down(s):
+        print(line)
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        applied = _run_storage(st.migrate)
+        print(f"backend: {st.backend}; schema {s.db.schema_name} at version {st.schema_version()}")
+        print("applied: " + (", ".join(applied) if applied else "nothing (already up to date)"))
+    return 0
+
+
+def cmd_db_latest(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        if st.schema_version() == 0:
+            raise CliError("the database has no gridtwin schema yet: run `gridtwin db migrate`", 1)
+        rows = _run_storage(lambda: st.latest(args.device, args.community))
+    if not rows:
+        print(f"{args.device}: no readings in the last {s.db.retention_days} days")
+        return 1
+    for r in rows:
+        late = "  (late)" if r.flags & 1 else ""
+        print(f"{args.device}  {r.metric:<14} {r.value:>12g}  {r.ts.isoformat()}{late}")
+    return 0
+
+
+def cmd_db_maintain(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        done = _run_storage(st.maintain)
+        n = _run_storage(st.refresh_rollup)
+    print(f"partitions created: {done['created'] or 'none'}; dropped: {done['dropped'] or 'none'}; "
+          f"rollup buckets written: {n if n >= 0 else 'continuous aggregate refreshed'}")
+    return 0
+
+
+def _run_storage(fn: Callable[[], Any]) -> Any:
+    from gateway.storage import StorageError
+
+    try:
+        return fn()
+    except StorageError as exc:
+        raise CliError(str(exc), 1) from None
+
+
+def cmd_community_load(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    community = _load_community(args.file)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        _run_storage(st.migrate)
+        report = _run_storage(lambda: st.load_community(community))
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_community_check(args: argparse.Namespace) -> int:
+    c = _load_community(args.file)
+    print(f"{args.file}: OK: {c.name} ({c.id}), {len(c.buildings)} buildings, {len(c.devices)} devices")
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    mqtt_url, db_url, mqtt5 = _urls(s)
+    gw = _make_gateway(s, mqtt_url, db_url, mqtt5)
+    stop = _stop_event(args.duration)
+    try:
+        gw.run_forever(stop, report_every_s=args.report_every)
+    except Exception as exc:
+        _reraise_unavailable(exc)
+        raise
+    print(f"gateway stopped: {gw.stats.snapshot()}")
+    return 0
+
+
+def _make_gateway(s: Settings, mqtt_url: str, db_url: str, mqtt5: bool) -> Any:
+    from gateway.ingest import Gateway
+    from gateway.storage import StorageError
+
+    try:
+        return Gateway(s, mqtt_url, db_url, mqtt5=mqtt5)
+    except StorageError as exc:
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+
+
+def _reraise_unavailable(exc: Exception) -> None:
+    from gateway.ingest import BrokerUnavailable
+
+    if isinstance(exc, BrokerUnavailable):
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+
+
+def _stop_event(duration: float | None) -> threading.Event:
+    stop = threading.Event()
+
+    def handler(_sig: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    return stop
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators import publisher
+
+    s = _settings(args)
+    community = _load_community(args.community)
+    start = time.time() if args.start is None else args.start
+    stream = publisher.telemetry_stream(community, s.mqtt.topic_root, devices=args.devices, start_s=start,
+                                        step_s=args.step, count=args.count, seed=args.seed)
+    stop = _stop_event(args.duration)
+    if args.stdout:
+        n = publisher.run(stream, publisher.stdout_sink(), rate=args.rate, stop=stop)
+        print(f"wrote {n} messages", file=sys.stderr)
+        return 0
+    mqtt_url, _db, mqtt5 = _urls(s)
+    try:
+        pub = publisher.Publisher(mqtt_url, client_id=f"gridtwin-sim-{int(time.time())}", qos=s.mqtt.qos,
+                                  mqtt5=mqtt5)
+    except ConnectionError as exc:
+        raise CliError(f"{exc}. Start it (`gridtwin services up`) or set GRIDTWIN_MQTT_URL.",
+                       EXIT_UNAVAILABLE) from None
+    t0 = time.perf_counter()
+    n = publisher.run(stream, pub.publish, rate=args.rate, stop=stop)
+    pub.flush()
+    dt = time.perf_counter() - t0
+    pub.close()
+    print(f"published {n} messages in {dt:.2f}s ({n / dt if dt else 0:.0f} msg/s)", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Bring services up, migrate, load the sample community, run gateway + simulator + placeholder page."""
+    from simulators import publisher
+    from viz import placeholder
+
+    s = _settings(args)
+    mqtt_url, db_url, mqtt5 = _urls(s, start=True)
+    community = _load_community(s.demo.community_file)
+    with _storage(s, db_url) as st:
+        _run_storage(st.migrate)
+        print("\n".join(_run_storage(lambda: st.load_community(community)).lines()))
+    gw = _make_gateway(s, mqtt_url, db_url, mqtt5)
+    stop = _stop_event(args.duration)
+    try:
+        gw.start()
+    except Exception as exc:
+        _reraise_unavailable(exc)
+        raise
+    server = placeholder.serve(s.demo.http_port, status=_status_source(s, db_url))
+    print(f"dashboard: http://127.0.0.1:{server.server_port}/  (Ctrl-C to stop)", flush=True)
+    try:
+        pub = publisher.Publisher(mqtt_url, client_id="gridtwin-demo-sim", qos=s.mqtt.qos, mqtt5=mqtt5)
+    except ConnectionError as exc:
+        gw.stop()
+        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    stream = publisher.telemetry_stream(community, s.mqtt.topic_root, devices=None, start_s=time.time(),
+                                        step_s=1.0, count=None)
+    sim = threading.Thread(target=publisher.run, args=(stream, pub.publish),
+                           kwargs={"rate": args.rate, "stop": stop}, daemon=True)
+    sim.start()
+    while not stop.wait(5):
+        print(f"demo: {gw.stats.snapshot()}", flush=True)
+    sim.join(timeout=5)
+    pub.flush(5)
+    pub.close()
+    gw.wait_idle(10)
+    gw.stop()
+    server.shutdown()
+    snap = gw.stats.snapshot()
+    print(f"demo stopped: {snap}")
+    return 0 if snap["readings_written"] > 0 else 1
+
+
+def _status_source(s: Settings, db_url: str) -> Callable[[], dict[str, Any]]:
+    """What the placeholder page shows, read fresh from the database on each request."""
+    from gateway.storage import StorageError
+
+    def status() -> dict[str, Any]:
+        try:
+            with _storage(s, db_url) as st:
+                return {"readings": st.count_readings(), "devices": len(st.devices()),
+                        "rejected": st.dead_letter_counts(), "backend": st.backend}
+        except (StorageError, CliError) as exc:
+            return {"error": str(exc)}
+
+    return status
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from viz import placeholder
+
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    server = placeholder.serve(args.port or s.demo.http_port, host=args.host, status=_status_source(s, db_url))
+    print(f"dashboard: http://{args.host}:{server.server_port}/", flush=True)
+    stop = _stop_event(None)
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------------
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gridtwin", description="IoT digital twin for residential communities")
+    p.add_argument("--config", type=Path, help="YAML settings file (also GRIDTWIN_CONFIG)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cfg = sub.add_parser("config", help="check or list settings").add_subparsers(dest="action", required=True)
+    cfg.add_parser("check", help="validate settings and explain each bad key").set_defaults(fn=cmd_config_check)
+    cfg.add_parser("show", help="list every setting with its env name").set_defaults(fn=cmd_config_show)
+
+    sv = sub.add_parser("services", help="broker and database: up | status | down")
+    sv.add_argument("action", choices=["up", "status", "down"])
+    sv.set_defaults(fn=cmd_services)
+
+    db = sub.add_parser("db", help="database tasks").add_subparsers(dest="action", required=True)
+    db.add_parser("migrate", help="apply schema migrations (idempotent)").set_defaults(fn=cmd_db_migrate)
+    lt = db.add_parser("latest", help="latest readings of one device")
+    lt.add_argument("device")
+    lt.add_argument("--community")
+    lt.set_defaults(fn=cmd_db_latest)
+    db.add_parser("maintain", help="partitions ahead, retention, rollup").set_defaults(fn=cmd_db_maintain)
+
+    cm = sub.add_parser("community", help="community description files").add_subparsers(dest="action",
+                                                                                         required=True)
+    ld = cm.add_parser("load", help="load a community YAML into the registry")
+    ld.add_argument("file", type=Path)
+    ld.set_defaults(fn=cmd_community_load)
+    ck = cm.add_parser("check", help="validate a community YAML")
+    ck.add_argument("file", type=Path)
+    ck.set_defaults(fn=cmd_community_check)
+
+    gw = sub.add_parser("gateway", help="run the ingest gateway (MQTT -> PostgreSQL)")
+    gw.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+    gw.add_argument("--report-every", type=_positive(float), default=10.0)
+    gw.set_defaults(fn=cmd_gateway)
+
+    sm = sub.add_parser("simulate", help="publish simulated device telemetry")
+    sm.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
+    sm.add_argument("--devices", type=_positive(int), help="only the first N devices")
+    sm.add_argument("--count", type=_positive(int), help="stop after N messages")
+    sm.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+    sm.add_argument("--rate", type=_positive(float), help="messages per second (default: as fast as possible)")
+    sm.add_argument("--step", type=_positive(float), default=1.0, help="simulated seconds between rounds")
+    sm.add_argument("--start", type=float, help="simulated start time, epoch seconds (default: now)")
+    sm.add_argument("--seed", type=int, default=1)
+    sm.add_argument("--stdout", action="store_true", help="write JSON lines instead of publishing")
+    sm.set_defaults(fn=cmd_simulate)
+
+    dm = sub.add_parser("demo", help="run the whole system on the sample community")
+    dm.add_argument("--duration", type=_positive(float), help="stop after this many seconds (default: Ctrl-C)")
+    dm.add_argument("--rate", type=_positive(float), default=200.0, help="simulated messages per second")
+    dm.set_defaults(fn=cmd_demo)
+
+    se = sub.add_parser("serve", help="serve the dashboard")
+    se.add_argument("--host", default="127.0.0.1")
+    se.add_argument("--port", type=int)
+    se.set_defaults(fn=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.fn(args)
+    except CliError as exc:
+        print(f"gridtwin: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

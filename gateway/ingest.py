@@ -1,0 +1,317 @@
+"""The gateway service: MQTT in, validation, batched binary COPY out. Does I/O.
+
+Threads: paho's network thread runs :meth:`Gateway._on_message`, which validates each message
+(pure, :mod:`gateway.validate`) and puts the result on a bounded queue; when the queue is full the
+network thread blocks, so the broker stops sending to us (back-pressure instead of memory growth).
+One writer thread owns the database connection: it drains the queue into batches (``batch_size``
+or ``flush_interval_s``, whichever first), COPYs them, stores rejects as dead letters, tells devices
+why on their error topic, and runs partition maintenance and the 1-minute rollup between batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gateway.settings import Settings
+from gateway.storage import DatabaseUnavailable, Storage, StorageError
+from gateway.validate import Accepted, Registry, Rejected, Validator
+from twin import contract
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the MQTT broker at {url}: {reason}. Start it (`gridtwin services up`) "
+            "or set GRIDTWIN_MQTT_URL."
+        )
+
+
+@dataclass
+class Stats:
+    """Counters since start; read by `gridtwin gateway` logs, /metrics and tests."""
+
+    received: int = 0
+    accepted: int = 0
+    readings_written: int = 0
+    events_written: int = 0
+    batches: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    db_errors: int = 0
+    last_write_s: float = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "readings_written": self.readings_written,
+            "events_written": self.events_written,
+            "batches": self.batches,
+            "rejected": dict(self.rejected),
+            "db_errors": self.db_errors,
+        }
+
+
+_STOP = object()
+
+
+class Gateway:
+    """Run with :meth:`start` / :meth:`stop`, or :meth:`run_forever`."""
+
+    def __init__(self, settings: Settings, mqtt_url: str, db_url: str, *, mqtt5: bool = True) -> None:
+        self.settings = settings
+        self.mqtt_url = mqtt_url
+        self.db_url = db_url
+        self.mqtt5 = mqtt5
+        self.stats = Stats()
+        gw = settings.gateway
+        self._queue: queue.Queue[Accepted | Rejected | object] = queue.Queue(maxsize=gw.queue_max)
+        self._storage = Storage.connect(
+            db_url,
+            schema=settings.db.schema_name,
+            retention_days=settings.db.retention_days,
+            partitions_ahead_days=settings.db.partitions_ahead_days,
+            connect_timeout_s=settings.db.connect_timeout_s,
+        )
+        self._storage.migrate()
+        self._validator = Validator(
+            Registry.build(self._storage.devices(), self._storage.metric_ids()),
+            root=settings.mqtt.topic_root,
+            max_bytes=gw.max_payload_bytes,
+            max_fields=gw.max_fields,
+            max_future_s=gw.max_future_s,
+            max_age_s=settings.db.retention_days * 86400.0,
+        )
+        self._writer = threading.Thread(target=self._write_loop, name="gridtwin-writer", daemon=True)
+        self._client = self._make_client()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+
+    # -- MQTT side ----------------------------------------------------------------------------------
+
+    def _make_client(self) -> paho.Client:
+        addr = contract.BrokerAddress.parse(self.mqtt_url)
+        proto = paho.MQTTv5 if self.mqtt5 else paho.MQTTv311
+        kwargs: dict[str, Any] = {}
+        if not self.mqtt5:
+            kwargs["clean_session"] = False  # persistent session: queued QoS1 messages survive our restart
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.settings.mqtt.client_id,
+            protocol=proto,
+            reconnect_on_failure=True,
+            **kwargs,
+        )
+        if addr.username:
+            client.username_pw_set(addr.username, addr.password)
+        if addr.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(10_000)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        return client
+
+    def _on_connect(self, client: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+        if rc.is_failure:
+            log.error("broker refused the gateway: %s", rc)
+            return
+        qos = self.settings.mqtt.qos
+        filters = contract.subscription(self.settings.mqtt.topic_root)
+        group = self.settings.mqtt.shared_group
+        if group and self.mqtt5:
+            filters = [f"$share/{group}/{f}" for f in filters]
+        client.subscribe([(f, int(qos)) for f in filters])
+        log.info("connected to %s, subscribed to %s", contract.BrokerAddress.parse(self.mqtt_url).redacted(), filters)
+        self._connected.set()
+
+    def _on_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from broker (%s); paho reconnects", rc)
+
+    def _on_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
+        # Never let one message break intake: the validator turns every problem into a Rejected.
+        self.stats.received += 1
+        try:
+            result = self._validator.check(msg.topic, bytes(msg.payload), datetime.now(UTC))
+        except Exception as exc:  # a bug in our validator must not stop the network thread
+            log.exception("validator failed on %s", msg.topic)
+            result = Rejected(msg.topic, None, "internal", f"{type(exc).__name__}", bytes(msg.payload[:1024]), None)
+        self._queue.put(result)  # blocks when full: back-pressure onto the broker
+
+    # -- writer side --------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        gw = self.settings.gateway
+        next_rollup = time.monotonic() + gw.rollup_interval_s
+        next_maintain = time.monotonic() + 3600
+        next_registry = time.monotonic() + 30
+        while True:
+            batch: list[Accepted | Rejected] = []
+            deadline = time.monotonic() + gw.flush_interval_s
+            stop = False
+            while len(batch) < gw.batch_size:
+                timeout = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=max(timeout, 0.0)) if timeout > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                assert isinstance(item, Accepted | Rejected)
+                batch.append(item)
+            if batch:
+                self._idle.clear()
+                self._flush(batch)
+            if self._queue.empty():
+                self._idle.set()
+            now = time.monotonic()
+            if now >= next_rollup:
+                next_rollup = now + gw.rollup_interval_s
+                self._quietly(self._storage.refresh_rollup)
+            if now >= next_maintain:
+                next_maintain = now + 3600
+                self._quietly(self._storage.maintain)
+            if now >= next_registry:
+                next_registry = now + 30
+                self._quietly(self.reload_registry)
+            if stop:
+                return
+
+    def reload_registry(self) -> None:
+        """Pick up devices loaded since start (called by the writer thread every 30 s)."""
+        self._validator.registry = Registry.build(self._storage.devices(), self._storage.metric_ids())
+
+    def _quietly(self, fn: Any) -> None:
+        try:
+            fn()
+        except StorageError as exc:
+            log.warning("%s", exc)
+
+    def _flush(self, batch: list[Accepted | Rejected]) -> None:
+        readings: list[tuple[datetime, int, int, float, int]] = []
+        events: list[tuple[datetime, int, str, str, str | None, int]] = []
+        statuses: list[tuple[int, str, str | None, datetime]] = []
+        rejects: list[Rejected] = []
+        for item in batch:
+            if isinstance(item, Rejected):
+                rejects.append(item)
+                continue
+            readings.extend(item.readings)
+            events.extend(item.events)
+            statuses.extend(item.statuses)
+        backoff = 0.5
+        while True:
+            try:
+                t0 = time.perf_counter()
+                self._storage.write_readings(readings)
+                self._storage.write_events(events)
+                self._storage.write_status(statuses)
+                self._storage.write_dead_letters(
+                    [(r.at, r.topic, r.reason, r.detail, r.payload) for r in rejects if r.at is not None]
+                )
+                self.stats.last_write_s = time.perf_counter() - t0
+                break
+            except DatabaseUnavailable as exc:
+                # Hold the batch and retry: the queue fills and back-pressure reaches the broker.
+                self.stats.db_errors += 1
+                log.warning("%s; retrying in %.1fs", exc, backoff)
+                if self._stopping.is_set() and backoff > 4:
+                    log.error("giving up on %d readings at shutdown", len(readings))
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10)
+                with contextlib.suppress(StorageError):
+                    self._storage = Storage.connect(
+                        self.db_url, schema=self.settings.db.schema_name,
+                        retention_days=self.settings.db.retention_days,
+                        partitions_ahead_days=self.settings.db.partitions_ahead_days,
+                    )
+        self.stats.batches += 1
+        self.stats.accepted += len(batch) - len(rejects)
+        self.stats.readings_written += len(readings)
+        self.stats.events_written += len(events)
+        for r in rejects:
+            self.stats.rejected[r.reason] += 1
+            if r.device_topic:
+                self._tell_device(r)
+
+    def _tell_device(self, r: Rejected) -> None:
+        assert r.device_topic is not None
+        payload = contract.error_bytes(r.reason, r.detail, topic=r.topic, seq=r.seq, at=r.at or datetime.now(UTC))
+        self._client.publish(r.device_topic, payload, qos=0)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        addr = contract.BrokerAddress.parse(self.mqtt_url)
+        self._writer.start()
+        props = None
+        if self.mqtt5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 7 * 86400  # persistent session for a week of gateway downtime
+            props.ReceiveMaximum = 1000
+        try:
+            if self.mqtt5:
+                self._client.connect(addr.host, addr.port, keepalive=self.settings.mqtt.keepalive,
+                                     clean_start=False, properties=props)
+            else:
+                self._client.connect(addr.host, addr.port, keepalive=self.settings.mqtt.keepalive)
+        except (OSError, ValueError) as exc:
+            self._shutdown_writer()
+            raise BrokerUnavailable(addr.redacted(), str(exc) or type(exc).__name__) from None
+        self._client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.stop()
+            raise BrokerUnavailable(addr.redacted(), "no CONNACK (wrong credentials or not an MQTT broker?)")
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """True once everything received so far has been written (for tests and demo summaries)."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self._queue.empty() and self._idle.is_set():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            self._client.disconnect()
+        self._client.loop_stop()
+        self._shutdown_writer()
+        self._storage.close()
+
+    def _shutdown_writer(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(_STOP)
+            self._writer.join(timeout=30)
+
+    def run_forever(self, stop: threading.Event, report_every_s: float = 10.0) -> None:
+        self.start()
+        last = dict(self.stats.snapshot())
+        while not stop.wait(report_every_s):
+            snap = self.stats.snapshot()
+            if snap != last:
+                log.info("gateway: %s", snap)
+                last = snap
+        self.stop()

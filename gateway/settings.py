@@ -1,0 +1,279 @@
+"""The one settings model for the whole system.
+
+Sources, highest priority first: explicit keyword arguments (tests, CLI flags), environment
+variables with the ``GRIDTWIN_`` prefix (``GRIDTWIN_MQTT_URL`` sets ``mqtt.url``; the first
+``_`` after the section name splits section from key), a YAML config file (``--config`` or
+``GRIDTWIN_CONFIG``), and the defaults below. Unknown keys anywhere are errors, and
+:func:`check` explains every bad key with where it came from. Reads files and the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "GRIDTWIN_"
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="mqtt://user:pass@host:port; unset = a broker on localhost:1883, else an embedded one",
+    )
+    topic_root: str = Field(default="gridtwin", description="first topic level of every gridtwin topic")
+    client_id: str = Field(default="gridtwin-gateway", description="gateway's MQTT client id")
+    qos: Literal[0, 1] = Field(default=1, description="QoS for subscriptions and simulator publishes")
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    shared_group: str | None = Field(
+        default=None, description="MQTT 5 shared-subscription group, so N gateways share the load"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^mqtts?://[^/\s]+(:\d+)?/?$", v):
+            raise ValueError("must look like mqtt://[user:password@]host[:port] (or mqtts://)")
+        return v
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root(cls, v: str) -> str:
+        if not v or any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("must be a non-empty topic prefix without wildcards or leading/trailing '/'")
+        return v
+
+
+class DbSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:port/db; unset = PostgreSQL on localhost:5432, else embedded",
+    )
+    schema_name: str = Field(default="gridtwin", alias="schema", description="PostgreSQL schema for all tables")
+    retention_days: int = Field(default=30, ge=1, le=3650, description="raw telemetry kept this many days")
+    partitions_ahead_days: int = Field(default=3, ge=1, le=60, description="plain PG: daily partitions made ahead")
+    pool_size: int = Field(default=4, ge=1, le=64)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^postgres(ql)?://", v):
+            raise ValueError("must start with postgresql://")
+        return v
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError("must be a lower-case identifier (letters, digits, _; starts with a letter)")
+        return v
+
+
+class GatewaySettings(_Section):
+    batch_size: int = Field(default=5000, ge=1, le=100_000, description="max readings per COPY")
+    flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="max wait before a partial batch")
+    queue_max: int = Field(default=50_000, ge=100, le=5_000_000, description="bounded in-memory queue")
+    max_payload_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    max_fields: int = Field(default=64, ge=1, le=1024)
+    max_future_s: float = Field(default=300.0, ge=0, description="reject timestamps further ahead")
+    rollup_interval_s: float = Field(default=30.0, gt=0, le=3600, description="plain PG: rollup refresh")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class DemoSettings(_Section):
+    http_port: int = Field(default=8050, ge=1, le=65535, description="dashboard port")
+    community_file: Path | None = Field(default=None, description="community YAML; unset = bundled sample")
+
+
+class Settings(BaseSettings):
+    """Root settings. Build with :func:`load`, not directly, to get file and env handling."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(default=Path(".gridtwin"), description="embedded services, spool, artifacts")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    mqtt: MqttSettings = MqttSettings()
+    db: DbSettings = DbSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    demo: DemoSettings = DemoSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives through init kwargs (merged by load()); env wins over it.
+        return (env_settings, init_settings)
+
+
+class SettingsError(Exception):
+    """Bad settings: carries one human line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Where a settings key came from, for error messages."""
+
+    where: str
+
+
+def _known_env_names() -> set[str]:
+    names = {f"{ENV_PREFIX}CONFIG"}
+    for name, field in Settings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            for sub, subfield in ann.model_fields.items():
+                names.add(f"{ENV_PREFIX}{name}_{sub}".upper())
+                if subfield.alias:
+                    names.add(f"{ENV_PREFIX}{name}_{subfield.alias}".upper())
+        else:
+            names.add(f"{ENV_PREFIX}{name}".upper())
+    return names
+
+
+def _yaml_with_lines(text: str, path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Parse YAML and remember the line of every mapping key (1-based)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SettingsError([f"{path}: not valid YAML: {exc}"]) from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise SettingsError([f"{path}: top level must be a mapping of settings, got {type(data).__name__}"])
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(n: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = (*prefix, str(k.value))
+                lines[key] = k.start_mark.line + 1
+                walk(v, key)
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+def load(
+    config_file: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from file, environment and overrides; raise SettingsError listing every problem."""
+    environ = dict(os.environ if env is None else env)
+    problems: list[str] = []
+    unknown_env = sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in _known_env_names())
+    problems += [f"environment {k}: unknown setting (see `gridtwin config show` for the keys)" for k in unknown_env]
+
+    file_data: dict[str, Any] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    path_str = config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    path: Path | None = Path(path_str) if path_str else None
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SettingsError([f"config file {path}: cannot read it ({exc.strerror})"]) from exc
+        file_data, lines = _yaml_with_lines(text, path)
+
+    merged = _deep_merge(file_data, overrides)
+    if problems:
+        raise SettingsError(problems)
+    saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    try:
+        # pydantic-settings reads os.environ; make it see exactly `environ`.
+        for k in saved:
+            del os.environ[k]
+        for k, v in environ.items():
+            if k.startswith(ENV_PREFIX) and k != f"{ENV_PREFIX}CONFIG":
+                os.environ[k] = v
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, path, lines, environ)) from exc
+    finally:
+        for k in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+            del os.environ[k]
+        os.environ.update(saved)
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _explain(
+    exc: ValidationError, path: Path | None, lines: dict[tuple[str, ...], int], environ: Mapping[str, str]
+) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        dotted = ".".join(loc) or "(root)"
+        env_name = f"{ENV_PREFIX}{'_'.join(loc)}".upper()
+        if env_name in environ:
+            where = f"environment {env_name}"
+        elif path is not None and loc in lines:
+            where = f"{path}:{lines[loc]}"
+        elif path is not None:
+            where = str(path)
+        else:
+            where = "settings"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        value = err.get("input")
+        shown = "" if err["type"] == "extra_forbidden" or isinstance(value, dict) else f" (got {value!r})"
+        out.append(f"{where}: {dotted}: {msg}{shown}")
+    return out
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(env name, default, description) for every setting, for `gridtwin config show` and the README."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            for sub, subfield in ann.model_fields.items():
+                key = subfield.alias or sub
+                rows.append(
+                    (f"{ENV_PREFIX}{name}_{key}".upper(), repr(subfield.default), subfield.description or "")
+                )
+        else:
+            rows.append((f"{ENV_PREFIX}{name}".upper(), repr(field.default), field.description or ""))
+    return rows

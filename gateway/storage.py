@@ -1,0 +1,632 @@
+"""PostgreSQL / TimescaleDB storage: migrations, registry, telemetry writes and queries. Does I/O.
+
+This is the only module that knows which backend it runs on. With the ``timescaledb`` extension,
+``telemetry`` is a hypertable (compressed after 2 days, dropped after the retention period) and
+``telemetry_1m`` is a continuous aggregate. On plain PostgreSQL, ``telemetry`` is range-partitioned
+by day (partitions created ahead of time and on demand, old ones dropped by :meth:`Storage.maintain`)
+and ``telemetry_1m`` is a rollup table refreshed by :meth:`Storage.refresh_rollup`. Callers see the
+same table names and the same methods either way.
+
+Row layout: one narrow row per reading, ``(ts, device_id int4, metric_id int2, value float8,
+flags int2)``; 24 bytes of data per row, no text, so binary COPY is cheap and TimescaleDB
+compresses it well (segment by device and metric, order by time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import orjson
+import psycopg
+from psycopg import sql
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from twin import catalogue
+from twin.community import Community
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["timescaledb", "postgres"]
+FLAG_LATE = 1  # the reading arrived after newer ones from the same device
+
+
+class StorageError(Exception):
+    """A database operation failed; the message says what and against which database."""
+
+
+class DatabaseUnavailable(StorageError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach PostgreSQL at {redact(url)}: {reason}. Start it (`gridtwin services up`) "
+            "or set GRIDTWIN_DB_URL."
+        )
+        self.url = url
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    common: str = ""
+    timescaledb: str = ""
+    postgres: str = ""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "registry",
+        common="""
+        CREATE TABLE communities (
+            id          integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            code        text NOT NULL UNIQUE,
+            name        text NOT NULL,
+            origin_lat  double precision NOT NULL,
+            origin_lon  double precision NOT NULL,
+            document    jsonb NOT NULL,
+            loaded_at   timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE buildings (
+            id            integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            community_id  integer NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
+            code          text NOT NULL,
+            name          text NOT NULL,
+            grid          text,
+            floors_above  smallint NOT NULL,
+            floors_below  smallint NOT NULL,
+            floor_height  real NOT NULL,
+            use           text NOT NULL,
+            footprint     jsonb NOT NULL,
+            retired_at    timestamptz,
+            UNIQUE (community_id, code)
+        );
+        CREATE TABLE floors (
+            building_id  integer NOT NULL REFERENCES buildings(id) ON DELETE CASCADE,
+            number       smallint NOT NULL,
+            PRIMARY KEY (building_id, number)
+        );
+        CREATE TABLE devices (
+            id            integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            community_id  integer NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
+            code          text NOT NULL,
+            kind          text NOT NULL,
+            building_id   integer REFERENCES buildings(id),
+            floor         smallint,
+            attrs         jsonb NOT NULL DEFAULT '{}',
+            retired_at    timestamptz,
+            UNIQUE (community_id, code)
+        );
+        CREATE TABLE metrics (
+            id    smallint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name  text NOT NULL UNIQUE
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "telemetry",
+        common="""
+        CREATE TABLE dead_letters (
+            id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at        timestamptz NOT NULL DEFAULT now(),
+            topic     text NOT NULL,
+            reason    text NOT NULL,
+            detail    text NOT NULL,
+            payload   bytea NOT NULL
+        );
+        CREATE INDEX dead_letters_at ON dead_letters (at);
+        CREATE TABLE device_events (
+            ts         timestamptz NOT NULL,
+            device_id  integer NOT NULL,
+            code       text NOT NULL,
+            state      text NOT NULL,
+            detail     text,
+            seq        bigint NOT NULL
+        );
+        CREATE INDEX device_events_device_ts ON device_events (device_id, ts DESC);
+        CREATE TABLE device_status (
+            device_id  integer PRIMARY KEY,
+            state      text NOT NULL,
+            reason     text,
+            changed_at timestamptz NOT NULL,
+            last_seen  timestamptz NOT NULL
+        );
+        """,
+        timescaledb="""
+        CREATE TABLE telemetry (
+            ts         timestamptz NOT NULL,
+            device_id  integer NOT NULL,
+            metric_id  smallint NOT NULL,
+            value      double precision NOT NULL,
+            flags      smallint NOT NULL DEFAULT 0
+        );
+        SELECT create_hypertable('telemetry', by_range('ts', INTERVAL '1 day'));
+        CREATE INDEX telemetry_device_ts ON telemetry (device_id, ts DESC);
+        ALTER TABLE telemetry SET (timescaledb.compress,
+            timescaledb.compress_segmentby = 'device_id, metric_id',
+            timescaledb.compress_orderby = 'ts DESC');
+        SELECT add_compression_policy('telemetry', INTERVAL '2 days');
+        SELECT add_retention_policy('telemetry', make_interval(days => {retention_days}));
+        CREATE MATERIALIZED VIEW telemetry_1m WITH (timescaledb.continuous) AS
+            SELECT time_bucket(INTERVAL '1 minute', ts) AS bucket, device_id, metric_id,
+                   count(*)::integer AS samples, avg(value) AS avg_value,
+                   min(value) AS min_value, max(value) AS max_value
+            FROM telemetry GROUP BY 1, 2, 3 WITH NO DATA;
+        SELECT add_continuous_aggregate_policy('telemetry_1m',
+            start_offset => INTERVAL '1 day', end_offset => INTERVAL '1 minute',
+            schedule_interval => INTERVAL '1 minute');
+        """,
+        postgres="""
+        CREATE TABLE telemetry (
+            ts         timestamptz NOT NULL,
+            device_id  integer NOT NULL,
+            metric_id  smallint NOT NULL,
+            value      double precision NOT NULL,
+            flags      smallint NOT NULL DEFAULT 0
+        ) PARTITION BY RANGE (ts);
+        CREATE INDEX telemetry_device_ts ON telemetry (device_id, ts DESC);
+        CREATE TABLE telemetry_1m (
+            bucket     timestamptz NOT NULL,
+            device_id  integer NOT NULL,
+            metric_id  smallint NOT NULL,
+            samples    integer NOT NULL,
+            avg_value  double precision NOT NULL,
+            min_value  double precision NOT NULL,
+            max_value  double precision NOT NULL,
+            PRIMARY KEY (device_id, metric_id, bucket)
+        );
+        CREATE TABLE rollup_watermark (
+            name   text PRIMARY KEY,
+            until  timestamptz NOT NULL
+        );
+        """,
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What `community load` changed, per section: ids added, changed and removed."""
+
+    community: str
+    added: dict[str, list[str]]
+    changed: dict[str, list[str]]
+    removed: dict[str, list[str]]
+
+    def lines(self) -> list[str]:
+        out = [f"community {self.community}:"]
+        for section in ("buildings", "devices"):
+            a, c, r = (self.added.get(section, []), self.changed.get(section, []), self.removed.get(section, []))
+            out.append(f"  {section}: {len(a)} added, {len(c)} changed, {len(r)} removed")
+            for label, ids in (("+", a), ("~", c), ("-", r)):
+                if ids:
+                    out.append(f"    {label} {', '.join(ids[:20])}{' ...' if len(ids) > 20 else ''}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    id: int
+    community: str
+    code: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class LatestReading:
+    metric: str
+    value: float
+    ts: datetime
+    flags: int
+
+
+Row = tuple[datetime, int, int, float, int]
+
+
+class Storage:
+    """One database (and schema) of gridtwin. Open with :meth:`connect`; not thread-safe: one per thread."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], url: str, schema: str, retention_days: int,
+                 partitions_ahead_days: int) -> None:
+        self.conn = conn
+        self.url = url
+        self.schema = schema
+        self.retention_days = retention_days
+        self.partitions_ahead_days = partitions_ahead_days
+        self._partition_days: set[date] = set()
+        self._backend: Backend | None = None
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, url: str, *, schema: str = "gridtwin", retention_days: int = 30,
+                partitions_ahead_days: int = 3, connect_timeout_s: float = 5.0) -> Storage:
+        try:
+            conn = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=max(1, round(connect_timeout_s)),
+                options=f"-c search_path={schema},public",
+                row_factory=tuple_row,
+                application_name="gridtwin",
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(url, _first_line(exc)) from None
+        except psycopg.ProgrammingError as exc:  # malformed conninfo
+            raise StorageError(f"bad database URL {redact(url)}: {_first_line(exc)}") from None
+        return cls(conn, url, schema, retention_days, partitions_ahead_days)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(self.url, f"{what}: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"{what} failed on {redact(self.url)}: {_first_line(exc)}") from exc
+
+    # -- backend and migrations ---------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            with self._errors("detecting TimescaleDB"):
+                row = self.conn.execute(
+                    "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb' UNION ALL "
+                    "SELECT 2 FROM pg_available_extensions WHERE name = 'timescaledb'"
+                ).fetchall()
+            self._backend = "timescaledb" if row else "postgres"
+        return self._backend
+
+    def schema_version(self) -> int:
+        with self._errors("reading schema version"):
+            row = self.conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL", (f"{self.schema}.schema_version",)
+            ).fetchone()
+            if not row or not row[0]:
+                return 0
+            v = self.conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        return int(v[0]) if v else 0
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction; return what was applied."""
+        applied: list[str] = []
+        with self._errors("migrating"):
+            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            if self.backend == "timescaledb":
+                self.conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, name text NOT NULL, "
+                "backend text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            # One migrator at a time (N gateways may start together).
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-migrate:{self.schema}",))
+                done = {r[0] for r in self.conn.execute("SELECT version FROM schema_version").fetchall()}
+                for m in MIGRATIONS:
+                    if m.version in done:
+                        continue
+                    body = m.common + (m.timescaledb if self.backend == "timescaledb" else m.postgres)
+                    self.conn.execute(body.replace("{retention_days}", str(int(self.retention_days))).encode())
+                    self.conn.execute(
+                        "INSERT INTO schema_version (version, name, backend) VALUES (%s, %s, %s)",
+                        (m.version, m.name, self.backend),
+                    )
+                    applied.append(f"{m.version:04d}_{m.name} ({self.backend})")
+            self._sync_metrics()
+        if self.backend == "postgres":
+            self.maintain()
+        return applied
+
+    def _sync_metrics(self) -> None:
+        names = sorted({name for name, _unit in catalogue.all_metric_names()})
+        with self.conn.cursor() as cur:
+            cur.executemany("INSERT INTO metrics (name) VALUES (%s) ON CONFLICT (name) DO NOTHING",
+                            [(n,) for n in names])
+
+    def metric_ids(self) -> dict[str, int]:
+        with self._errors("reading metrics"):
+            return {name: mid for mid, name in self.conn.execute("SELECT id, name FROM metrics").fetchall()}
+
+    # -- partitions and retention (plain PostgreSQL) ------------------------------------------------
+
+    def ensure_partitions(self, days: Iterable[date]) -> None:
+        """Create daily partitions for ``days`` if missing (no-op on TimescaleDB)."""
+        if self.backend != "postgres":
+            return
+        missing = sorted(set(days) - self._partition_days)
+        if not missing:
+            return
+        with self._errors("creating telemetry partitions"):
+            for day in missing:
+                name = sql.Identifier(f"telemetry_p{day:%Y%m%d}")
+                lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
+                self.conn.execute(
+                    sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF telemetry FOR VALUES FROM ({}) TO ({})").format(
+                        name, sql.Literal(lo), sql.Literal(lo + timedelta(days=1))
+                    )
+                )
+                self._partition_days.add(day)
+
+    def maintain(self, now: datetime | None = None) -> dict[str, list[str]]:
+        """Create partitions ahead, drop those past retention. Returns created/dropped names."""
+        now = now or datetime.now(UTC)
+        if self.backend != "postgres":
+            return {"created": [], "dropped": []}
+        today = now.date()
+        wanted = [today + timedelta(days=i) for i in range(-1, self.partitions_ahead_days + 1)]
+        before = set(self._existing_partitions())
+        self.ensure_partitions(wanted)
+        cutoff = today - timedelta(days=self.retention_days)
+        dropped = []
+        with self._errors("dropping expired partitions"):
+            for name, day in self._existing_partitions().items():
+                if day < cutoff:
+                    self.conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                    self._partition_days.discard(day)
+                    dropped.append(name)
+            self.conn.execute("DELETE FROM telemetry_1m WHERE bucket < %s",
+                              (datetime(cutoff.year, cutoff.month, cutoff.day, tzinfo=UTC),))
+        created = sorted(set(self._existing_partitions()) - before)
+        return {"created": created, "dropped": dropped}
+
+    def _existing_partitions(self) -> dict[str, date]:
+        with self._errors("listing partitions"):
+            rows = self.conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = to_regclass('telemetry')"
+            ).fetchall()
+        out = {}
+        for (name,) in rows:
+            with contextlib.suppress(ValueError):
+                out[name] = datetime.strptime(name[len("telemetry_p"):], "%Y%m%d").date()
+        self._partition_days |= set(out.values())
+        return out
+
+    def refresh_rollup(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """Bring ``telemetry_1m`` up to date from ``since`` (default: its watermark). Returns buckets written."""
+        until = until or datetime.now(UTC)
+        with self._errors("refreshing telemetry_1m"):
+            if self.backend == "timescaledb":
+                self.conn.execute("CALL refresh_continuous_aggregate('telemetry_1m', %s, %s)", (since, until))
+                return -1
+            with self.conn.transaction():
+                wm = self.conn.execute(
+                    "SELECT until FROM rollup_watermark WHERE name = 'telemetry_1m' FOR UPDATE"
+                ).fetchone()
+                start = since or (wm[0] if wm else until - timedelta(days=self.retention_days))
+                cur = self.conn.execute(
+                    """
+                    INSERT INTO telemetry_1m (bucket, device_id, metric_id, samples, avg_value, min_value, max_value)
+                    SELECT date_bin('1 minute', ts, timestamptz '2000-01-01'), device_id, metric_id,
+                           count(*), avg(value), min(value), max(value)
+                    FROM telemetry
+                    WHERE ts >= date_bin('1 minute', %(start)s::timestamptz, timestamptz '2000-01-01')
+                      AND ts < %(until)s
+                    GROUP BY 1, 2, 3
+                    ON CONFLICT (device_id, metric_id, bucket) DO UPDATE SET
+                        samples = excluded.samples, avg_value = excluded.avg_value,
+                        min_value = excluded.min_value, max_value = excluded.max_value
+                    """,
+                    {"start": start, "until": until},
+                )
+                self.conn.execute(
+                    "INSERT INTO rollup_watermark (name, until) VALUES ('telemetry_1m', "
+                    "date_bin('1 minute', %(u)s::timestamptz, timestamptz '2000-01-01')) "
+                    "ON CONFLICT (name) DO UPDATE SET until = excluded.until",
+                    {"u": until},
+                )
+                return cur.rowcount
+
+    # -- registry -----------------------------------------------------------------------------------
+
+    def load_community(self, community: Community) -> LoadReport:
+        """Insert or update the community's registry rows; retire what the file no longer lists."""
+        doc = orjson.loads(community.model_dump_json())
+        added: dict[str, list[str]] = {"buildings": [], "devices": []}
+        changed: dict[str, list[str]] = {"buildings": [], "devices": []}
+        removed: dict[str, list[str]] = {"buildings": [], "devices": []}
+        with self._errors(f"loading community {community.id}"), self.conn.transaction():
+            row = self.conn.execute(
+                "INSERT INTO communities (code, name, origin_lat, origin_lon, document) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (code) DO UPDATE SET name = excluded.name, origin_lat = excluded.origin_lat, "
+                "origin_lon = excluded.origin_lon, document = excluded.document, loaded_at = now() RETURNING id",
+                (community.id, community.name, community.origin[0], community.origin[1], Jsonb(doc)),
+            ).fetchone()
+            assert row is not None
+            cid = row[0]
+            old_b = {r[0]: r[1:] for r in self.conn.execute(
+                "SELECT code, name, grid, floors_above, floors_below, floor_height, use, footprint, retired_at "
+                "FROM buildings WHERE community_id = %s", (cid,)).fetchall()}
+            bids: dict[str, int] = {}
+            for b in community.buildings:
+                fp = [list(p) for p in b.footprint]
+                new = (b.name, b.grid, b.floors_above, b.floors_below, float(b.floor_height), b.use, fp, None)
+                prev = old_b.get(b.id)
+                if prev is None:
+                    added["buildings"].append(b.id)
+                elif (*prev[:4], float(prev[4]), *prev[5:]) != new:
+                    changed["buildings"].append(b.id)
+                r = self.conn.execute(
+                    "INSERT INTO buildings (community_id, code, name, grid, floors_above, floors_below, floor_height,"
+                    " use, footprint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (community_id, code) DO UPDATE"
+                    " SET name=excluded.name, grid=excluded.grid, floors_above=excluded.floors_above,"
+                    " floors_below=excluded.floors_below, floor_height=excluded.floor_height, use=excluded.use,"
+                    " footprint=excluded.footprint, retired_at=NULL RETURNING id",
+                    (cid, b.id, b.name, b.grid, b.floors_above, b.floors_below, b.floor_height, b.use,
+                     Jsonb(fp)),
+                ).fetchone()
+                assert r is not None
+                bids[b.id] = r[0]
+                self.conn.execute("DELETE FROM floors WHERE building_id = %s", (r[0],))
+                with self.conn.cursor() as cur:
+                    cur.executemany("INSERT INTO floors (building_id, number) VALUES (%s, %s)",
+                                    [(r[0], f) for f in b.floors])
+            for code, prev in old_b.items():
+                if code not in bids and prev[-1] is None:
+                    removed["buildings"].append(code)
+            self.conn.execute(
+                "UPDATE buildings SET retired_at = now() WHERE community_id = %s AND NOT (code = ANY(%s)) "
+                "AND retired_at IS NULL", (cid, list(bids)))
+
+            old_d = {r[0]: r[1:] for r in self.conn.execute(
+                "SELECT d.code, d.kind, b.code, d.floor, d.attrs, d.retired_at FROM devices d "
+                "LEFT JOIN buildings b ON b.id = d.building_id WHERE d.community_id = %s", (cid,)).fetchall()}
+            codes = []
+            for d in community.devices:
+                attrs = {k: v for k, v in orjson.loads(d.model_dump_json()).items()
+                         if k not in ("id", "kind", "building", "floor") and v is not None}
+                prev = old_d.get(d.id)
+                if prev is None:
+                    added["devices"].append(d.id)
+                elif prev != (d.kind, d.building, d.floor, attrs, None):
+                    changed["devices"].append(d.id)
+                self.conn.execute(
+                    "INSERT INTO devices (community_id, code, kind, building_id, floor, attrs) VALUES "
+                    "(%s,%s,%s,%s,%s,%s) ON CONFLICT (community_id, code) DO UPDATE SET kind=excluded.kind, "
+                    "building_id=excluded.building_id, floor=excluded.floor, attrs=excluded.attrs, retired_at=NULL",
+                    (cid, d.id, d.kind, bids.get(d.building) if d.building else None, d.floor,
+                     Jsonb(attrs)),
+                )
+                codes.append(d.id)
+            for code, prev in old_d.items():
+                if code not in codes and prev[-1] is None:
+                    removed["devices"].append(code)
+            self.conn.execute(
+                "UPDATE devices SET retired_at = now() WHERE community_id = %s AND NOT (code = ANY(%s)) "
+                "AND retired_at IS NULL", (cid, codes))
+        return LoadReport(community.id, added, changed, removed)
+
+    def devices(self) -> list[DeviceRef]:
+        """Every active device of every community."""
+        with self._errors("reading devices"):
+            rows = self.conn.execute(
+                "SELECT d.id, c.code, d.code, d.kind FROM devices d JOIN communities c ON c.id = d.community_id "
+                "WHERE d.retired_at IS NULL"
+            ).fetchall()
+        return [DeviceRef(*r) for r in rows]
+
+    def community_document(self, code: str | None = None) -> dict[str, Any] | None:
+        with self._errors("reading community"):
+            if code is None:
+                row = self.conn.execute("SELECT document FROM communities ORDER BY loaded_at DESC LIMIT 1").fetchone()
+            else:
+                row = self.conn.execute("SELECT document FROM communities WHERE code = %s", (code,)).fetchone()
+        return row[0] if row else None
+
+    # -- telemetry ----------------------------------------------------------------------------------
+
+    def _copy(self, what: str, statement: str, types: list[str], rows: Iterable[Sequence[Any]]) -> None:
+        with self._errors(what), self.conn.transaction(), self.conn.cursor() as cur, cur.copy(statement) as cp:
+            cp.set_types(types)
+            for r in rows:
+                cp.write_row(r)
+
+    def write_readings(self, rows: Sequence[Row]) -> None:
+        """Append readings with one binary COPY in one transaction: all or nothing."""
+        if not rows:
+            return
+        if self.backend == "postgres":
+            self.ensure_partitions({r[0].date() for r in rows})
+        self._copy(f"writing {len(rows)} readings",
+                   "COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)",
+                   ["timestamptz", "int4", "int2", "float8", "int2"], rows)
+
+    def write_dead_letters(self, rows: Sequence[tuple[datetime, str, str, str, bytes]]) -> None:
+        """Store rejected messages: (at, topic, reason, detail, raw payload already truncated by the caller)."""
+        if rows:
+            self._copy(f"writing {len(rows)} dead letters",
+                       "COPY dead_letters (at, topic, reason, detail, payload) FROM STDIN (FORMAT BINARY)",
+                       ["timestamptz", "text", "text", "text", "bytea"], rows)
+
+    def write_events(self, rows: Sequence[tuple[datetime, int, str, str, str | None, int]]) -> None:
+        """Store device events: (ts, device_id, code, state, detail, seq)."""
+        if rows:
+            self._copy(f"writing {len(rows)} events",
+                       "COPY device_events (ts, device_id, code, state, detail, seq) FROM STDIN (FORMAT BINARY)",
+                       ["timestamptz", "int4", "text", "text", "text", "int8"], rows)
+
+    def write_status(self, rows: Sequence[tuple[int, str, str | None, datetime]]) -> None:
+        """Upsert device online/offline: (device_id, state, reason, at). Newer facts win."""
+        if not rows:
+            return
+        with self._errors(f"writing {len(rows)} status changes"), self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO device_status (device_id, state, reason, changed_at, last_seen) VALUES (%s,%s,%s,%s,%s) "
+                "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
+                "changed_at = CASE WHEN device_status.state = excluded.state THEN device_status.changed_at "
+                "ELSE excluded.changed_at END, last_seen = greatest(device_status.last_seen, excluded.last_seen) "
+                "WHERE excluded.changed_at >= device_status.changed_at",
+                [(d, st, reason, at, at) for d, st, reason, at in rows],
+            )
+
+    def latest(self, device_code: str, community: str | None = None) -> list[LatestReading]:
+        """Latest value of each metric of one device (searching back over the retention period)."""
+        with self._errors(f"reading latest values of {device_code}"):
+            dev = self._device_id(device_code, community)
+            if dev is None:
+                raise UnknownDevice(device_code)
+            rows = self.conn.execute(
+                "SELECT DISTINCT ON (t.metric_id) m.name, t.value, t.ts, t.flags FROM telemetry t "
+                "JOIN metrics m ON m.id = t.metric_id "
+                "WHERE t.device_id = %s AND t.ts > now() - make_interval(days => %s) "
+                "ORDER BY t.metric_id, t.ts DESC",
+                (dev, self.retention_days + 1),
+            ).fetchall()
+        return sorted((LatestReading(*r) for r in rows), key=lambda r: r.metric)
+
+    def _device_id(self, device_code: str, community: str | None) -> int | None:
+        q = "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id WHERE d.code = %s"
+        args: tuple[Any, ...] = (device_code,)
+        if community:
+            q += " AND c.code = %s"
+            args = (device_code, community)
+        rows = self.conn.execute(q, args).fetchall()
+        if len(rows) > 1:
+            raise StorageError(f"device {device_code!r} exists in several communities; name the community")
+        return rows[0][0] if rows else None
+
+    def count_readings(self) -> int:
+        with self._errors("counting readings"):
+            row = self.conn.execute("SELECT count(*) FROM telemetry").fetchone()
+        return int(row[0]) if row else 0
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        with self._errors("counting dead letters"):
+            return dict(self.conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1").fetchall())
+
+
+class UnknownDevice(StorageError):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"unknown device {code!r}: load its community first (`gridtwin community load FILE`)")
+        self.code = code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
