@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -195,6 +195,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             name   text PRIMARY KEY,
             until  timestamptz NOT NULL
         );
+        """,
+    ),
+    Migration(
+        3,
+        "latest_values",
+        common="""
+        CREATE TABLE latest_values (
+            device_id  integer NOT NULL,
+            metric_id  smallint NOT NULL,
+            value      double precision NOT NULL,
+            ts         timestamptz NOT NULL,
+            PRIMARY KEY (device_id, metric_id)
+        );
+        INSERT INTO latest_values (device_id, metric_id, value, ts)
+            SELECT DISTINCT ON (device_id, metric_id) device_id, metric_id, value, ts
+            FROM telemetry ORDER BY device_id, metric_id, ts DESC;
         """,
     ),
 )
@@ -541,21 +557,47 @@ class Storage:
 
     # -- telemetry ----------------------------------------------------------------------------------
 
-    def _copy(self, what: str, statement: str, types: list[str], rows: Iterable[Sequence[Any]]) -> None:
-        with self._errors(what), self.conn.transaction(), self.conn.cursor() as cur, cur.copy(statement) as cp:
-            cp.set_types(types)
-            for r in rows:
-                cp.write_row(r)
+    def _copy(self, what: str, statement: str, types: list[str], rows: Iterable[Sequence[Any]],
+              after: Callable[[psycopg.Cursor[Any]], None] | None = None) -> None:
+        with self._errors(what), self.conn.transaction(), self.conn.cursor() as cur:
+            with cur.copy(statement) as cp:
+                cp.set_types(types)
+                for r in rows:
+                    cp.write_row(r)
+            if after is not None:
+                after(cur)
 
     def write_readings(self, rows: Sequence[Row]) -> None:
-        """Append readings with one binary COPY in one transaction: all or nothing."""
+        """Append readings with one binary COPY, and advance ``latest_values``, in one transaction."""
         if not rows:
             return
         if self.backend == "postgres":
             self.ensure_partitions({r[0].date() for r in rows})
+        newest: dict[tuple[int, int], Row] = {}
+        for r in rows:
+            key = (r[1], r[2])
+            cur = newest.get(key)
+            if cur is None or r[0] >= cur[0]:
+                newest[key] = r
+        dev, met, val, ts = [], [], [], []
+        for r in newest.values():
+            dev.append(r[1])
+            met.append(r[2])
+            val.append(r[3])
+            ts.append(r[0])
+
+        def upsert_latest(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(
+                "INSERT INTO latest_values (device_id, metric_id, value, ts) "
+                "SELECT * FROM unnest(%s::int4[], %s::int2[], %s::float8[], %s::timestamptz[]) "
+                "ON CONFLICT (device_id, metric_id) DO UPDATE SET value = excluded.value, ts = excluded.ts "
+                "WHERE excluded.ts >= latest_values.ts",
+                (dev, met, val, ts),
+            )
+
         self._copy(f"writing {len(rows)} readings",
                    "COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)",
-                   ["timestamptz", "int4", "int2", "float8", "int2"], rows)
+                   ["timestamptz", "int4", "int2", "float8", "int2"], rows, upsert_latest)
 
     def write_dead_letters(self, rows: Sequence[tuple[datetime, str, str, str, bytes]]) -> None:
         """Store rejected messages: (at, topic, reason, detail, raw payload already truncated by the caller)."""
@@ -586,19 +628,37 @@ class Storage:
             )
 
     def latest(self, device_code: str, community: str | None = None) -> list[LatestReading]:
-        """Latest value of each metric of one device (searching back over the retention period)."""
+        """Latest value of each metric of one device, with the flags of the row it came from."""
         with self._errors(f"reading latest values of {device_code}"):
             dev = self._device_id(device_code, community)
             if dev is None:
                 raise UnknownDevice(device_code)
             rows = self.conn.execute(
-                "SELECT DISTINCT ON (t.metric_id) m.name, t.value, t.ts, t.flags FROM telemetry t "
-                "JOIN metrics m ON m.id = t.metric_id "
-                "WHERE t.device_id = %s AND t.ts > now() - make_interval(days => %s) "
-                "ORDER BY t.metric_id, t.ts DESC",
-                (dev, self.retention_days + 1),
+                "SELECT m.name, l.value, l.ts, coalesce((SELECT max(t.flags) FROM telemetry t WHERE "
+                "t.device_id = l.device_id AND t.metric_id = l.metric_id AND t.ts = l.ts), 0) "
+                "FROM latest_values l JOIN metrics m ON m.id = l.metric_id WHERE l.device_id = %s",
+                (dev,),
             ).fetchall()
         return sorted((LatestReading(*r) for r in rows), key=lambda r: r.metric)
+
+    def live_snapshot(self, community: str) -> tuple[list[tuple[str, str, float, datetime]],
+                                                     list[tuple[str, str, datetime]],
+                                                     list[tuple[str, str, datetime]]]:
+        """Stored facts to rebuild :class:`twin.state.LiveState`: latest values, statuses, active events."""
+        with self._errors(f"reading live state of {community}"):
+            latest = self.conn.execute(
+                "SELECT d.code, m.name, l.value, l.ts FROM latest_values l JOIN devices d ON d.id = l.device_id "
+                "JOIN communities c ON c.id = d.community_id JOIN metrics m ON m.id = l.metric_id "
+                "WHERE c.code = %s AND d.retired_at IS NULL", (community,)).fetchall()
+            statuses = self.conn.execute(
+                "SELECT d.code, s.state, s.last_seen FROM device_status s JOIN devices d ON d.id = s.device_id "
+                "JOIN communities c ON c.id = d.community_id WHERE c.code = %s", (community,)).fetchall()
+            events = self.conn.execute(
+                "SELECT code, ev, ts FROM (SELECT DISTINCT ON (e.device_id, e.code) d.code, e.code AS ev, e.ts, "
+                "e.state FROM device_events e JOIN devices d ON d.id = e.device_id JOIN communities c "
+                "ON c.id = d.community_id WHERE c.code = %s AND e.state <> 'pulse' "
+                "ORDER BY e.device_id, e.code, e.ts DESC) x WHERE state = 'active'", (community,)).fetchall()
+        return latest, statuses, events
 
     def _device_id(self, device_code: str, community: str | None) -> int | None:
         q = "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id WHERE d.code = %s"

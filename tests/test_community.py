@@ -42,7 +42,7 @@ def test_good_minimal_file() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "fragment"),
     [
-        ("kind: smoke_detector", "kind: toaster", "line 13: devices.0.kind: Value error, unknown device kind 'toaster'"),
+        ("kind: smoke_detector", "kind: toaster", "line 13: devices.0.kind: Value error, unknown device kind"),
         ("floor: 3}", "floor: 9}", "devices.0.floor: building B1 has no floor 9"),
         ("serves: [-1, 5]", "serves: [-1, 50]", "elevators.0.serves"),
         ("sensors: [D2]", "sensors: [D1]", "is a smoke_detector, not a care sensor"),
