@@ -181,6 +181,30 @@ def cmd_community_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_community_generate(args: argparse.Namespace) -> int:
+    import orjson
+    import yaml
+
+    from twin.community import CommunityError, parse
+    from twin.generate import generate
+
+    doc = generate(args.buildings, seed=args.seed, devices=args.devices, community_id=args.id, name=args.name)
+    if args.out.suffix == ".json":
+        text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    else:
+        text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, default_flow_style=None, width=120)
+    try:
+        c = parse(text, str(args.out))  # what we write must load
+    except CommunityError as exc:
+        raise CliError(f"generated community is invalid (a bug): {exc}", 1) from None
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.out}: {exc.strerror}", EXIT_USAGE) from None
+    print(f"{args.out}: {len(c.buildings)} buildings, {len(c.devices)} devices, {len(c.grids)} grids")
+    return 0
+
+
 def cmd_community_check(args: argparse.Namespace) -> int:
     c = _load_community(args.file)
     print(f"{args.file}: OK: {c.name} ({c.id}), {len(c.buildings)} buildings, {len(c.devices)} devices")
@@ -379,6 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     ck = cm.add_parser("check", help="validate a community YAML")
     ck.add_argument("file", type=Path)
     ck.set_defaults(fn=cmd_community_check)
+    gn = cm.add_parser("generate", help="write a synthetic community (YAML, or JSON if FILE ends in .json)")
+    gn.add_argument("--buildings", type=_positive(int), default=12)
+    gn.add_argument("--devices", type=_positive(int), help="aim for about this many devices")
+    gn.add_argument("--seed", type=int, default=7)
+    gn.add_argument("--id", default="synthetic", help="community id")
+    gn.add_argument("--name", default="合成社区")
+    gn.add_argument("--out", type=Path, required=True)
+    gn.set_defaults(fn=cmd_community_generate)
 
     gw = sub.add_parser("gateway", help="run the ingest gateway (MQTT -> PostgreSQL)")
     gw.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
