@@ -30,6 +30,8 @@ from gateway.settings import Settings
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.validate import Accepted, Registry, Rejected, Validator
 from twin import contract
+from twin.community import Community
+from twin.state import LiveState
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,8 @@ class Gateway:
             max_future_s=gw.max_future_s,
             max_age_s=settings.db.retention_days * 86400.0,
         )
+        self.live: dict[str, LiveState] = {}
+        self._restore_live_state()
         self._writer = threading.Thread(target=self._write_loop, name="gridtwin-writer", daemon=True)
         self._client = self._make_client()
         self._connected = threading.Event()
@@ -164,6 +168,7 @@ class Gateway:
         next_rollup = time.monotonic() + gw.rollup_interval_s
         next_maintain = time.monotonic() + 3600
         next_registry = time.monotonic() + 30
+        next_tick = time.monotonic() + 5
         while True:
             batch: list[Accepted | Rejected] = []
             deadline = time.monotonic() + gw.flush_interval_s
@@ -182,9 +187,14 @@ class Gateway:
             if batch:
                 self._idle.clear()
                 self._flush(batch)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + 5
+                wall = datetime.now(UTC)
+                for state in self.live.values():
+                    state.tick(wall)
             if self._queue.empty():
                 self._idle.set()
-            now = time.monotonic()
             if now >= next_rollup:
                 next_rollup = now + gw.rollup_interval_s
                 self._quietly(self._storage.refresh_rollup)
@@ -194,8 +204,39 @@ class Gateway:
             if now >= next_registry:
                 next_registry = now + 30
                 self._quietly(self.reload_registry)
+                self._quietly(self._restore_new_communities)
             if stop:
                 return
+
+    def _restore_live_state(self) -> None:
+        """Rebuild each community's live state from the database: no blank cold start."""
+        for code in self._storage.community_codes():
+            doc = self._storage.community_document(code)
+            if doc is None:
+                continue
+            state = LiveState(Community.model_validate(doc))
+            state.restore(*self._storage.live_snapshot(code))
+            self.live[code] = state
+
+    def _apply_live(self, items: list[Accepted]) -> None:
+        for item in items:
+            state = self.live.get(item.device.community)
+            if state is None:
+                continue
+            code = item.device.code
+            for ts, values in item.samples:
+                state.reading(code, ts, values)
+            for ts, _dev, ev, st, _detail, _seq in item.events:
+                state.event(code, ts, ev, st)
+            for _dev, st, _reason, at in item.statuses:
+                if not item.samples and not item.events:  # explicit status message (or last will)
+                    state.status(code, at, online=st == "online")
+
+    def _restore_new_communities(self) -> None:
+        if set(self._storage.community_codes()) - set(self.live):
+            known = dict(self.live)
+            self._restore_live_state()
+            self.live.update(known)
 
     def reload_registry(self) -> None:
         """Pick up devices loaded since start (called by the writer thread every 30 s)."""
@@ -246,6 +287,7 @@ class Gateway:
                         retention_days=self.settings.db.retention_days,
                         partitions_ahead_days=self.settings.db.partitions_ahead_days,
                     )
+        self._apply_live([i for i in batch if isinstance(i, Accepted)])
         self.stats.batches += 1
         self.stats.accepted += len(batch) - len(rejects)
         self.stats.readings_written += len(readings)
@@ -294,6 +336,8 @@ class Gateway:
         return False
 
     def stop(self) -> None:
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         with contextlib.suppress(Exception):
             self._client.disconnect()

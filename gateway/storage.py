@@ -547,6 +547,10 @@ class Storage:
             ).fetchall()
         return [DeviceRef(*r) for r in rows]
 
+    def community_codes(self) -> list[str]:
+        with self._errors("listing communities"):
+            return [r[0] for r in self.conn.execute("SELECT code FROM communities ORDER BY code").fetchall()]
+
     def community_document(self, code: str | None = None) -> dict[str, Any] | None:
         with self._errors("reading community"):
             if code is None:

@@ -9,7 +9,7 @@ newest already seen from the same device are accepted and flagged late.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.storage import FLAG_LATE, DeviceRef
@@ -24,9 +24,11 @@ MAX_DEAD_LETTER_BYTES = 1024
 @dataclass(frozen=True, slots=True)
 class Accepted:
     topic: str
+    device: DeviceRef
     readings: list[Row]
     events: list[EventRow]
     statuses: list[StatusRow]
+    samples: list[tuple[datetime, dict[str, float]]] = field(default_factory=list)  # for the live state
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ class Validator:
 
         if isinstance(msg, contract.Status):
             at = msg.ts or now
-            return Accepted(topic, [], [], [(dev.id, msg.state.value, msg.reason, min(at, now))])
+            return Accepted(topic, dev, [], [], [(dev.id, msg.state.value, msg.reason, min(at, now))])
         if isinstance(msg, contract.Event):
             problem = self._check_time(msg.ts, now)
             if problem is None and kind.event(msg.code) is None:
@@ -94,7 +96,7 @@ class Validator:
                 problem = ("unknown_event", f"{dev.kind} has no event code {msg.code!r} (known: {known})")
             if problem:
                 return self._reject(topic, error_topic, *problem, raw, msg.seq, now)
-            return Accepted(topic, [], [(msg.ts, dev.id, msg.code, msg.state.value, msg.detail, msg.seq)],
+            return Accepted(topic, dev, [], [(msg.ts, dev.id, msg.code, msg.state.value, msg.detail, msg.seq)],
                             [(dev.id, "online", None, min(msg.ts, now))])
         items = msg.items if isinstance(msg, contract.Batch) else [msg]
         rows: list[Row] = []
@@ -111,7 +113,8 @@ class Validator:
                 latest_ts = item.ts
         if latest_ts is not None:
             self._newest[dev.id] = latest_ts
-        return Accepted(topic, rows, [], [(dev.id, "online", None, min(latest_ts or now, now))])
+        samples = [(item.ts, {k: float(v) for k, v in item.values.items()}) for item in items]
+        return Accepted(topic, dev, rows, [], [(dev.id, "online", None, min(latest_ts or now, now))], samples)
 
     def _check_time(self, ts: datetime, now: datetime) -> tuple[str, str] | None:
         if ts > now + self.max_future:

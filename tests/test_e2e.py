@@ -138,3 +138,29 @@ def test_late_reading_is_stored_and_flagged(settings: Settings, storage: Storage
     assert _wait(lambda: storage.count_readings() == 2)
     flags = storage.conn.execute("SELECT value, flags FROM telemetry ORDER BY ts").fetchall()
     assert flags == [(0.45, 1), (0.5, 0)]
+
+
+def test_live_state_follows_messages_and_survives_restart(settings: Settings, storage: Storage,
+                                                          gateway: Gateway) -> None:
+    from twin.state import Level
+
+    assert settings.mqtt.url and settings.db.url
+    root = settings.mqtt.topic_root
+    pub = publisher.Publisher(settings.mqtt.url, client_id=f"sim-{root}", qos=1)
+    ms = int(time.time() * 1000)
+    pub.publish(publisher.Message(contract.topic(root, "sunshine", "B1-F9-SD1", contract.Channel.EVENT),
+                                  b'{"v":1,"ts":%d,"seq":1,"code":"fire_alarm","state":"active"}' % ms))
+    pub.publish(publisher.Message(contract.topic(root, "sunshine", "B3-HYD", contract.Channel.TELEMETRY),
+                                  contract.telemetry_bytes(ms, 1, {"pressure": 0.05})))
+    pub.flush()
+    pub.close()
+    assert _wait(lambda: gateway.live["sunshine"].rollup().buildings["B1"] is Level.CRITICAL)
+    assert _wait(lambda: gateway.live["sunshine"].rollup().buildings["B3"] is Level.WARNING)
+    before = gateway.live["sunshine"].rollup()
+    gateway.stop()
+    again = Gateway(settings, settings.mqtt.url, settings.db.url)
+    try:
+        after = again.live["sunshine"].rollup()
+        assert after.buildings == before.buildings and after.floors[("B1", 9)] is Level.CRITICAL
+    finally:
+        again.stop()
