@@ -26,7 +26,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
+from gateway.spool import Spool, SpoolBatch
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.validate import Accepted, Registry, Rejected, Validator
 from twin import contract
@@ -55,6 +57,8 @@ class Stats:
     batches: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     db_errors: int = 0
+    duplicates: int = 0
+    spooled: int = 0
     last_write_s: float = 0.0
 
     def snapshot(self) -> dict[str, Any]:
@@ -66,10 +70,21 @@ class Stats:
             "batches": self.batches,
             "rejected": dict(self.rejected),
             "db_errors": self.db_errors,
+            "duplicates": self.duplicates,
+            "spooled": self.spooled,
         }
 
 
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One received message on its way to the writer, with what is needed to acknowledge it."""
+
+    result: Accepted | Rejected
+    mid: int
+    qos: int
 
 
 class Gateway:
@@ -82,7 +97,11 @@ class Gateway:
         self.mqtt5 = mqtt5
         self.stats = Stats()
         gw = settings.gateway
-        self._queue: queue.Queue[Accepted | Rejected | object] = queue.Queue(maxsize=gw.queue_max)
+        self._queue: queue.Queue[Item | object] = queue.Queue(maxsize=gw.queue_max)
+        self._spool = Spool(settings.data_dir / "spool" / settings.mqtt.client_id, gw.spool_max_bytes)
+        self._db_down_since: float | None = None
+        self._last_db_try = 0.0
+        self.metrics = GatewayMetrics(self.stats, backlog=self._queue.qsize, spool_bytes=self._spool.size_bytes)
         self._storage = Storage.connect(
             db_url,
             schema=settings.db.schema_name,
@@ -98,6 +117,7 @@ class Gateway:
             max_fields=gw.max_fields,
             max_future_s=gw.max_future_s,
             max_age_s=settings.db.retention_days * 86400.0,
+            newest=self._storage.newest_per_device(),
         )
         self.live: dict[str, LiveState] = {}
         self._restore_live_state()
@@ -120,6 +140,7 @@ class Gateway:
             client_id=self.settings.mqtt.client_id,
             protocol=proto,
             reconnect_on_failure=True,
+            manual_ack=True,  # PUBACK only after the message is committed (or spooled): nothing lost on a crash
             **kwargs,
         )
         if addr.username:
@@ -159,7 +180,7 @@ class Gateway:
         except Exception as exc:  # a bug in our validator must not stop the network thread
             log.exception("validator failed on %s", msg.topic)
             result = Rejected(msg.topic, None, "internal", f"{type(exc).__name__}", bytes(msg.payload[:1024]), None)
-        self._queue.put(result)  # blocks when full: back-pressure onto the broker
+        self._queue.put(Item(result, msg.mid, msg.qos))  # blocks when full: back-pressure onto the broker
 
     # -- writer side --------------------------------------------------------------------------------
 
@@ -170,7 +191,7 @@ class Gateway:
         next_registry = time.monotonic() + 30
         next_tick = time.monotonic() + 5
         while True:
-            batch: list[Accepted | Rejected] = []
+            batch: list[Item] = []
             deadline = time.monotonic() + gw.flush_interval_s
             stop = False
             while len(batch) < gw.batch_size:
@@ -182,11 +203,13 @@ class Gateway:
                 if item is _STOP:
                     stop = True
                     break
-                assert isinstance(item, Accepted | Rejected)
+                assert isinstance(item, Item)
                 batch.append(item)
             if batch:
                 self._idle.clear()
                 self._flush(batch)
+            elif self._spool.pending():
+                self._drain_spool()
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + 5
@@ -201,6 +224,7 @@ class Gateway:
             if now >= next_maintain:
                 next_maintain = now + 3600
                 self._quietly(self._storage.maintain)
+                self._quietly(self._storage.prune_message_keys)
             if now >= next_registry:
                 next_registry = now + 30
                 self._quietly(self.reload_registry)
@@ -248,54 +272,98 @@ class Gateway:
         except StorageError as exc:
             log.warning("%s", exc)
 
-    def _flush(self, batch: list[Accepted | Rejected]) -> None:
-        readings: list[tuple[datetime, int, int, float, int]] = []
-        events: list[tuple[datetime, int, str, str, str | None, int]] = []
-        statuses: list[tuple[int, str, str | None, datetime]] = []
-        rejects: list[Rejected] = []
-        for item in batch:
-            if isinstance(item, Rejected):
-                rejects.append(item)
-                continue
-            readings.extend(item.readings)
-            events.extend(item.events)
-            statuses.extend(item.statuses)
-        backoff = 0.5
-        while True:
-            try:
-                t0 = time.perf_counter()
-                self._storage.write_readings(readings)
-                self._storage.write_events(events)
-                self._storage.write_status(statuses)
-                self._storage.write_dead_letters(
-                    [(r.at, r.topic, r.reason, r.detail, r.payload) for r in rejects if r.at is not None]
-                )
-                self.stats.last_write_s = time.perf_counter() - t0
-                break
-            except DatabaseUnavailable as exc:
-                # Hold the batch and retry: the queue fills and back-pressure reaches the broker.
-                self.stats.db_errors += 1
-                log.warning("%s; retrying in %.1fs", exc, backoff)
-                if self._stopping.is_set() and backoff > 4:
-                    log.error("giving up on %d readings at shutdown", len(readings))
-                    return
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10)
-                with contextlib.suppress(StorageError):
-                    self._storage = Storage.connect(
-                        self.db_url, schema=self.settings.db.schema_name,
-                        retention_days=self.settings.db.retention_days,
-                        partitions_ahead_days=self.settings.db.partitions_ahead_days,
-                    )
-        self._apply_live([i for i in batch if isinstance(i, Accepted)])
+    def _flush(self, items: list[Item]) -> None:
+        accepted: list[Accepted] = []
+        seen: set[tuple[int, int, datetime]] = set()
+        for i in items:  # duplicates inside one batch (a retry right after the original)
+            if isinstance(i.result, Accepted):
+                if i.result.keys and all(k in seen for k in i.result.keys):
+                    self.stats.duplicates += 1
+                    continue
+                seen.update(i.result.keys)
+                accepted.append(i.result)
+        rejects = [i.result for i in items if isinstance(i.result, Rejected)]
+        batch = SpoolBatch(
+            keys=[k for a in accepted for k in a.keys],
+            readings=[r for a in accepted for r in a.readings],
+            events=[e for a in accepted for e in a.events],
+            statuses=[s for a in accepted for s in a.statuses],
+            dead=[(r.at or datetime.now(UTC), r.topic, r.reason, r.detail, r.payload) for r in rejects],
+        )
+        self._persist(batch)
+        # committed or durably spooled: now the broker may forget these messages
+        for i in items:
+            if i.qos > 0:
+                self._client.ack(i.mid, i.qos)
+        self._apply_live(accepted)
         self.stats.batches += 1
-        self.stats.accepted += len(batch) - len(rejects)
-        self.stats.readings_written += len(readings)
-        self.stats.events_written += len(events)
+        self.metrics.batch_size.observe(len(items))
+        self.stats.accepted += len(accepted)
+        self.stats.readings_written += len(batch.readings)
+        self.stats.events_written += len(batch.events)
         for r in rejects:
             self.stats.rejected[r.reason] += 1
             if r.device_topic:
                 self._tell_device(r)
+
+    def _persist(self, batch: SpoolBatch) -> None:
+        """Commit to the database; if it is down, spool to disk; if the spool is full, wait (back-pressure)."""
+        while True:
+            if not self._spool.pending() and self._db_down_since is None:
+                try:
+                    self._write(batch)
+                    return
+                except DatabaseUnavailable as exc:
+                    self._db_down(exc)
+            elif self._drain_spool() and not self._spool.pending():
+                continue  # the database is back and the backlog is written: write this batch directly
+            if self._spool.append(batch):
+                self.stats.spooled += 1
+                return
+            if self._stopping.is_set():
+                log.error("database down and spool full at shutdown: %d messages left unacknowledged",
+                          len(batch.keys))
+                return
+            time.sleep(1.0)  # spool full: hold the batch; the queue fills and the broker holds the rest
+
+    def _write(self, batch: SpoolBatch) -> None:
+        t0 = time.perf_counter()
+        self.stats.duplicates += self._storage.write_batch(
+            batch.keys, batch.readings, batch.events, batch.statuses, batch.dead)
+        self.stats.last_write_s = time.perf_counter() - t0
+        self.metrics.write_seconds.observe(self.stats.last_write_s)
+
+    def _db_down(self, exc: Exception) -> None:
+        self.stats.db_errors += 1
+        if self._db_down_since is None:
+            self._db_down_since = time.monotonic()
+            log.warning("%s; spooling to %s until it is back", exc, self._spool.directory)
+
+    def _drain_spool(self) -> bool:
+        """Try to reconnect and replay the spool in order. True when the database took everything."""
+        now = time.monotonic()
+        if self._db_down_since is not None and now - self._last_db_try < 1.0:
+            return False
+        self._last_db_try = now
+        try:
+            if self._db_down_since is not None:
+                with contextlib.suppress(Exception):
+                    self._storage.close()
+                self._storage = Storage.connect(
+                    self.db_url, schema=self.settings.db.schema_name,
+                    retention_days=self.settings.db.retention_days,
+                    partitions_ahead_days=self.settings.db.partitions_ahead_days,
+                    connect_timeout_s=min(self.settings.db.connect_timeout_s, 2.0),
+                )
+            replayed = self._spool.replay(self._write)
+        except DatabaseUnavailable as exc:
+            self._db_down(exc)
+            return False
+        if self._db_down_since is not None:
+            log.info("database is back after %.1fs; replayed %d spooled batches",
+                     now - self._db_down_since, replayed)
+        self._db_down_since = None
+        return True
 
     def _tell_device(self, r: Rejected) -> None:
         assert r.device_topic is not None
@@ -322,6 +390,8 @@ class Gateway:
             self._shutdown_writer()
             raise BrokerUnavailable(addr.redacted(), str(exc) or type(exc).__name__) from None
         self._client.loop_start()
+        if self.settings.gateway.metrics_port is not None:
+            self.metrics.serve(self.settings.gateway.metrics_port)
         if not self._connected.wait(timeout_s):
             self.stop()
             raise BrokerUnavailable(addr.redacted(), "no CONNACK (wrong credentials or not an MQTT broker?)")
@@ -343,6 +413,7 @@ class Gateway:
             self._client.disconnect()
         self._client.loop_stop()
         self._shutdown_writer()
+        self.metrics.close()
         self._storage.close()
 
     def _shutdown_writer(self) -> None:

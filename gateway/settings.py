@@ -92,7 +92,8 @@ class GatewaySettings(_Section):
     max_fields: int = Field(default=64, ge=1, le=1024)
     max_future_s: float = Field(default=300.0, ge=0, description="reject timestamps further ahead")
     rollup_interval_s: float = Field(default=30.0, gt=0, le=3600, description="plain PG: rollup refresh")
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Prometheus /metrics port")
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="on-disk spool limit while the DB is down")
 
 
 class DemoSettings(_Section):

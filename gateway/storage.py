@@ -216,6 +216,27 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        4,
+        "message_keys",
+        common="""
+        -- One row per accepted message item: (device, seq, ts) identifies a message, so QoS 1
+        -- redeliveries and device retries are written once (exactly-once effect). Pruned by age.
+        CREATE TABLE message_keys (
+            device_id  integer NOT NULL,
+            seq        bigint NOT NULL,
+            ts         timestamptz NOT NULL,
+            seen_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (device_id, seq, ts)
+        );
+        CREATE INDEX message_keys_seen_at ON message_keys (seen_at);
+        """,
+    ),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class LoadReport:
     """What `community load` changed, per section: ids added, changed and removed."""
@@ -577,31 +598,113 @@ class Storage:
             return
         if self.backend == "postgres":
             self.ensure_partitions({r[0].date() for r in rows})
+        self._copy(f"writing {len(rows)} readings",
+                   "COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)",
+                   ["timestamptz", "int4", "int2", "float8", "int2"], rows,
+                   lambda cur: self._upsert_latest(cur, rows))
+
+    @staticmethod
+    def _upsert_latest(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
         newest: dict[tuple[int, int], Row] = {}
         for r in rows:
             key = (r[1], r[2])
-            cur = newest.get(key)
-            if cur is None or r[0] >= cur[0]:
+            prev = newest.get(key)
+            if prev is None or r[0] >= prev[0]:
                 newest[key] = r
-        dev, met, val, ts = [], [], [], []
-        for r in newest.values():
-            dev.append(r[1])
-            met.append(r[2])
-            val.append(r[3])
-            ts.append(r[0])
+        vals = list(newest.values())
+        cur.execute(
+            "INSERT INTO latest_values (device_id, metric_id, value, ts) "
+            "SELECT * FROM unnest(%s::int4[], %s::int2[], %s::float8[], %s::timestamptz[]) "
+            "ON CONFLICT (device_id, metric_id) DO UPDATE SET value = excluded.value, ts = excluded.ts "
+            "WHERE excluded.ts >= latest_values.ts",
+            ([r[1] for r in vals], [r[2] for r in vals], [r[3] for r in vals], [r[0] for r in vals]),
+        )
 
-        def upsert_latest(cur: psycopg.Cursor[Any]) -> None:
-            cur.execute(
-                "INSERT INTO latest_values (device_id, metric_id, value, ts) "
-                "SELECT * FROM unnest(%s::int4[], %s::int2[], %s::float8[], %s::timestamptz[]) "
-                "ON CONFLICT (device_id, metric_id) DO UPDATE SET value = excluded.value, ts = excluded.ts "
-                "WHERE excluded.ts >= latest_values.ts",
-                (dev, met, val, ts),
-            )
+    @staticmethod
+    def _upsert_status(cur: psycopg.Cursor[Any], rows: Sequence[tuple[int, str, str | None, datetime]]) -> None:
+        latest: dict[int, tuple[int, str, str | None, datetime]] = {}
+        for r in rows:  # the newest fact per device wins within the batch
+            prev = latest.get(r[0])
+            if prev is None or r[3] >= prev[3]:
+                latest[r[0]] = r
+        vals = list(latest.values())
+        cur.execute(
+            "INSERT INTO device_status (device_id, state, reason, changed_at, last_seen) "
+            "SELECT d, s, r, t, t FROM unnest(%s::int4[], %s::text[], %s::text[], %s::timestamptz[]) AS x(d, s, r, t) "
+            "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
+            "changed_at = CASE WHEN device_status.state = excluded.state THEN device_status.changed_at "
+            "ELSE excluded.changed_at END, last_seen = greatest(device_status.last_seen, excluded.last_seen) "
+            "WHERE excluded.changed_at >= device_status.changed_at",
+            ([r[0] for r in vals], [r[1] for r in vals], [r[2] for r in vals], [r[3] for r in vals]),
+        )
 
-        self._copy(f"writing {len(rows)} readings",
-                   "COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)",
-                   ["timestamptz", "int4", "int2", "float8", "int2"], rows, upsert_latest)
+    def write_batch(
+        self,
+        keys: Sequence[tuple[int, int, datetime]],
+        readings: Sequence[Row],
+        events: Sequence[tuple[datetime, int, str, str, str | None, int]],
+        statuses: Sequence[tuple[int, str, str | None, datetime]],
+        dead: Sequence[tuple[datetime, str, str, str, bytes]],
+    ) -> int:
+        """Write one gateway batch in ONE transaction, skipping messages already stored. Returns duplicates.
+
+        ``keys`` are (device id, seq, ts) of every message item; readings and events whose key was
+        stored before (a QoS 1 redelivery after a crash, a device retry) are dropped here, so a
+        batch replayed after a failure has exactly-once effect.
+        """
+        if self.backend == "postgres" and readings:
+            self.ensure_partitions({r[0].date() for r in readings})
+        with self._errors(f"writing a batch of {len(readings)} readings"), self.conn.transaction():
+            dups: set[tuple[int, int, datetime]] = set()
+            if keys:
+                uniq = list(dict.fromkeys(keys))
+                cur = self.conn.execute(
+                    "INSERT INTO message_keys (device_id, seq, ts) SELECT * FROM unnest(%s::int4[], %s::int8[], "
+                    "%s::timestamptz[]) ON CONFLICT DO NOTHING RETURNING device_id, seq, ts",
+                    ([k[0] for k in uniq], [k[1] for k in uniq], [k[2] for k in uniq]),
+                )
+                fresh = {(r[0], r[1], r[2]) for r in cur.fetchall()}
+                dups = set(uniq) - fresh
+                n_dup = len(keys) - len(fresh)
+            else:
+                n_dup = 0
+            if dups:
+                dup_ts = {(d, t) for d, _s, t in dups}
+                readings = [r for r in readings if (r[1], r[0]) not in dup_ts]
+                events = [e for e in events if (e[1], e[5], e[0]) not in dups]
+            with self.conn.cursor() as cur2:
+                if readings:
+                    with cur2.copy("COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN "
+                                   "(FORMAT BINARY)") as cp:
+                        cp.set_types(["timestamptz", "int4", "int2", "float8", "int2"])
+                        for r in readings:
+                            cp.write_row(r)
+                    self._upsert_latest(cur2, readings)
+                if events:
+                    with cur2.copy("COPY device_events (ts, device_id, code, state, detail, seq) FROM STDIN "
+                                   "(FORMAT BINARY)") as cp:
+                        cp.set_types(["timestamptz", "int4", "text", "text", "text", "int8"])
+                        for e in events:
+                            cp.write_row(e)
+                if dead:
+                    with cur2.copy("COPY dead_letters (at, topic, reason, detail, payload) FROM STDIN "
+                                   "(FORMAT BINARY)") as cp:
+                        cp.set_types(["timestamptz", "text", "text", "text", "bytea"])
+                        for d in dead:
+                            cp.write_row(d)
+                if statuses:
+                    self._upsert_status(cur2, statuses)
+        return n_dup
+
+    def prune_message_keys(self, older_than: timedelta = timedelta(days=2)) -> int:
+        with self._errors("pruning message keys"):
+            cur = self.conn.execute("DELETE FROM message_keys WHERE seen_at < now() - %s", (older_than,))
+        return cur.rowcount
+
+    def newest_per_device(self) -> dict[int, datetime]:
+        """Newest stored reading time of each device (seeds late-data flagging after a restart)."""
+        with self._errors("reading newest timestamps"):
+            return dict(self.conn.execute("SELECT device_id, max(ts) FROM latest_values GROUP BY 1").fetchall())
 
     def write_dead_letters(self, rows: Sequence[tuple[datetime, str, str, str, bytes]]) -> None:
         """Store rejected messages: (at, topic, reason, detail, raw payload already truncated by the caller)."""
@@ -619,17 +722,10 @@ class Storage:
 
     def write_status(self, rows: Sequence[tuple[int, str, str | None, datetime]]) -> None:
         """Upsert device online/offline: (device_id, state, reason, at). Newer facts win."""
-        if not rows:
-            return
-        with self._errors(f"writing {len(rows)} status changes"), self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO device_status (device_id, state, reason, changed_at, last_seen) VALUES (%s,%s,%s,%s,%s) "
-                "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, reason = excluded.reason, "
-                "changed_at = CASE WHEN device_status.state = excluded.state THEN device_status.changed_at "
-                "ELSE excluded.changed_at END, last_seen = greatest(device_status.last_seen, excluded.last_seen) "
-                "WHERE excluded.changed_at >= device_status.changed_at",
-                [(d, st, reason, at, at) for d, st, reason, at in rows],
-            )
+        if rows:
+            with self._errors(f"writing {len(rows)} status changes"), self.conn.transaction(), \
+                    self.conn.cursor() as cur:
+                self._upsert_status(cur, rows)
 
     def latest(self, device_code: str, community: str | None = None) -> list[LatestReading]:
         """Latest value of each metric of one device, with the flags of the row it came from."""

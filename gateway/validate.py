@@ -18,6 +18,7 @@ from twin import catalogue, contract
 Row = tuple[datetime, int, int, float, int]
 EventRow = tuple[datetime, int, str, str, str | None, int]
 StatusRow = tuple[int, str, str | None, datetime]
+KeyRow = tuple[int, int, datetime]
 MAX_DEAD_LETTER_BYTES = 1024
 
 
@@ -29,6 +30,7 @@ class Accepted:
     events: list[EventRow]
     statuses: list[StatusRow]
     samples: list[tuple[datetime, dict[str, float]]] = field(default_factory=list)  # for the live state
+    keys: list[KeyRow] = field(default_factory=list)  # (device id, seq, ts) of each message item, for dedup
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +58,14 @@ class Registry:
 
 class Validator:
     def __init__(self, registry: Registry, *, root: str, max_bytes: int, max_fields: int, max_future_s: float,
-                 max_age_s: float) -> None:
+                 max_age_s: float, newest: dict[int, datetime] | None = None) -> None:
         self.registry = registry
         self.root = root
         self.max_bytes = max_bytes
         self.max_fields = max_fields
         self.max_future = timedelta(seconds=max_future_s)
         self.max_age = timedelta(seconds=max_age_s)
-        self._newest: dict[int, datetime] = {}
+        self._newest: dict[int, datetime] = dict(newest or {})  # newest ts seen per device, to flag late data
 
     def check(self, topic: str, payload: bytes, now: datetime) -> Accepted | Rejected:
         raw = bytes(payload)
@@ -97,7 +99,7 @@ class Validator:
             if problem:
                 return self._reject(topic, error_topic, *problem, raw, msg.seq, now)
             return Accepted(topic, dev, [], [(msg.ts, dev.id, msg.code, msg.state.value, msg.detail, msg.seq)],
-                            [(dev.id, "online", None, min(msg.ts, now))])
+                            [(dev.id, "online", None, min(msg.ts, now))], keys=[(dev.id, msg.seq, msg.ts)])
         items = msg.items if isinstance(msg, contract.Batch) else [msg]
         rows: list[Row] = []
         newest = self._newest.get(dev.id)
@@ -114,7 +116,8 @@ class Validator:
         if latest_ts is not None:
             self._newest[dev.id] = latest_ts
         samples = [(item.ts, {k: float(v) for k, v in item.values.items()}) for item in items]
-        return Accepted(topic, dev, rows, [], [(dev.id, "online", None, min(latest_ts or now, now))], samples)
+        return Accepted(topic, dev, rows, [], [(dev.id, "online", None, min(latest_ts or now, now))], samples,
+                        [(dev.id, item.seq, item.ts) for item in items])
 
     def _check_time(self, ts: datetime, now: datetime) -> tuple[str, str] | None:
         if ts > now + self.max_future:
