@@ -211,6 +211,30 @@ def cmd_community_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices_credentials(args: argparse.Namespace) -> int:
+    from gateway import credentials
+
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        if st.schema_version() == 0:
+            raise CliError("the database has no gridtwin schema yet: run `gridtwin community load FILE`", 1)
+        devs = [(d.community, d.code) for d in _run_storage(st.devices)
+                if args.community is None or d.community == args.community]
+    if not devs:
+        raise CliError("no devices in the registry" + (f" for community {args.community!r}" if args.community
+                                                       else "") + ": load a community first", 1)
+    try:
+        rep = credentials.generate(devs, args.out, root=s.mqtt.topic_root)
+    except OSError as exc:
+        raise CliError(f"cannot write credentials to {args.out}: {exc.strerror}", EXIT_USAGE) from None
+    print(f"{rep.devices} devices ({rep.added} new, {rep.removed} removed) + accounts gateway, dashboard, simulator")
+    for f in rep.files:
+        print(f"  wrote {f}")
+    print("point Mosquitto at them: password_file <passwd>, acl_file <acl>, allow_anonymous false")
+    return 0
+
+
 def cmd_gateway(args: argparse.Namespace) -> int:
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s)
@@ -411,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     gn.add_argument("--name", default="合成社区")
     gn.add_argument("--out", type=Path, required=True)
     gn.set_defaults(fn=cmd_community_generate)
+
+    dv = sub.add_parser("devices", help="device provisioning").add_subparsers(dest="action", required=True)
+    cr = dv.add_parser("credentials", help="per-device MQTT passwords and the broker ACL from the registry")
+    cr.add_argument("--out", type=Path, required=True, help="directory for passwd, acl and secrets.csv")
+    cr.add_argument("--community", help="only this community's devices")
+    cr.set_defaults(fn=cmd_devices_credentials)
 
     gw = sub.add_parser("gateway", help="run the ingest gateway (MQTT -> PostgreSQL)")
     gw.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
