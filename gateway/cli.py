@@ -368,6 +368,36 @@ def _status_source(s: Settings, db_url: str) -> Callable[[], dict[str, Any]]:
     return status
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run one benchmark; print progress to stderr and the result as JSON (stdout) and a results file."""
+    import json
+
+    from gateway import bench
+
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.what == "ingest":
+        result = bench.bench_ingest(db_url, messages=args.messages or 100_000, qos=args.qos, repeats=args.repeats,
+                                    log=log)
+    elif args.what == "writer":
+        result = bench.bench_writer(db_url, rows=args.messages or 500_000, repeats=args.repeats)
+    elif args.what == "memory":
+        result = bench.bench_memory(db_url, minutes=args.minutes, rate=args.rate or 10_000.0, log=log)
+    else:
+        raise CliError(f"unknown benchmark {args.what!r}", EXIT_USAGE)
+    text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
+    print(text)
+    out_dir = Path("benchmarks")
+    out_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out_dir / f"{args.what}-{stamp}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from viz import placeholder
 
@@ -378,6 +408,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     stop = _stop_event(None)
     stop.wait()
     server.shutdown()
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """A PNG of the community in 3D; --highlight marks a device and paints its floor critical."""
+    community = _load_community(args.community)
+    floor_class: dict[tuple[str, int], str] = {}
+    device_class: dict[str, str] = {}
+    highlight = None
+    if args.highlight is not None:
+        dev = community.device(args.highlight)
+        if dev is None:
+            raise CliError(f"unknown device {args.highlight!r} in community {community.id}", EXIT_USAGE)
+        if args.building is not None and dev.building is not None and dev.building != args.building:
+            raise CliError(f"device {dev.id} is in building {dev.building}, not {args.building}", EXIT_USAGE)
+        highlight = (dev.building, dev.floor, dev.id)
+        device_class[dev.id] = "critical"
+        if dev.building is not None and dev.floor is not None:
+            floor_class[(dev.building, dev.floor)] = "critical"
+    from viz import render
+
+    try:
+        out = render.render_png(community, args.out, floor_class=floor_class, device_class=device_class,
+                                highlight=highlight, building=args.building, floor=args.floor)
+    except render.RenderError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print(f"wrote {out}")
     return 0
 
 
@@ -464,10 +521,28 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--rate", type=_positive(float), default=200.0, help="simulated messages per second")
     dm.set_defaults(fn=cmd_demo)
 
+    bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
+    bn.add_argument("what", choices=["ingest", "writer", "memory"])
+    bn.add_argument("--json", action="store_true", help="one-line JSON")
+    bn.add_argument("--messages", type=_positive(int), help="messages (ingest) or rows (writer)")
+    bn.add_argument("--qos", type=int, choices=[0, 1], default=1)
+    bn.add_argument("--repeats", type=_positive(int), default=3)
+    bn.add_argument("--minutes", type=_positive(float), default=10.0, help="memory: run length")
+    bn.add_argument("--rate", type=_positive(float), help="memory: publish rate msg/s")
+    bn.set_defaults(fn=cmd_bench)
+
     se = sub.add_parser("serve", help="serve the dashboard")
     se.add_argument("--host", default="127.0.0.1")
     se.add_argument("--port", type=int)
     se.set_defaults(fn=cmd_serve)
+
+    rd = sub.add_parser("render", help="render the community in 3D to a PNG (offscreen)")
+    rd.add_argument("--out", type=Path, required=True, metavar="FILE.png", help="PNG file to write")
+    rd.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
+    rd.add_argument("--building", metavar="ID", help="zoom to this building")
+    rd.add_argument("--floor", type=int, metavar="N", help="zoom to this floor of --building (B1 = -1)")
+    rd.add_argument("--highlight", metavar="DEVICE_ID", help="mark this device and paint its floor critical")
+    rd.set_defaults(fn=cmd_render)
     return p
 
 

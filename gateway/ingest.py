@@ -11,6 +11,7 @@ why on their error topic, and runs partition maintenance and the 1-minute rollup
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -76,6 +77,7 @@ class Stats:
 
 
 _STOP = object()
+LINGER_S = 0.003  # close a batch when no message arrived for this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,9 @@ class Gateway:
         self.settings = settings
         self.mqtt_url = mqtt_url
         self.db_url = db_url
-        self.mqtt5 = mqtt5
+        # MQTT 3.1.1 unless asked for 5 (and the broker speaks it): what we need (persistent session,
+        # QoS 1, $share groups on Mosquitto/EMQX) works in 3.1.1, and paho parses 3.1.1 packets faster.
+        self.mqtt5 = mqtt5 and settings.mqtt.protocol == "5"
         self.stats = Stats()
         gw = settings.gateway
         self._queue: queue.Queue[Item | object] = queue.Queue(maxsize=gw.queue_max)
@@ -161,7 +165,7 @@ class Gateway:
         qos = self.settings.mqtt.qos
         filters = contract.subscription(self.settings.mqtt.topic_root)
         group = self.settings.mqtt.shared_group
-        if group and self.mqtt5:
+        if group:
             filters = [f"$share/{group}/{f}" for f in filters]
         client.subscribe([(f, int(qos)) for f in filters])
         log.info("connected to %s, subscribed to %s", contract.BrokerAddress.parse(self.mqtt_url).redacted(), filters)
@@ -180,6 +184,7 @@ class Gateway:
         except Exception as exc:  # a bug in our validator must not stop the network thread
             log.exception("validator failed on %s", msg.topic)
             result = Rejected(msg.topic, None, "internal", f"{type(exc).__name__}", bytes(msg.payload[:1024]), None)
+        self._idle.clear()
         self._queue.put(Item(result, msg.mid, msg.qos))  # blocks when full: back-pressure onto the broker
 
     # -- writer side --------------------------------------------------------------------------------
@@ -192,21 +197,37 @@ class Gateway:
         next_tick = time.monotonic() + 5
         while True:
             batch: list[Item] = []
-            deadline = time.monotonic() + gw.flush_interval_s
             stop = False
-            while len(batch) < gw.batch_size:
-                timeout = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=max(timeout, 0.0)) if timeout > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                assert isinstance(item, Item)
-                batch.append(item)
+            # Block for the first message, then take what keeps arriving until the stream pauses for
+            # `linger` (the broker's in-flight window is spent: it waits for our acks, which follow the
+            # commit), the batch is full, or the oldest message has waited `flush_interval_s`.
+            try:
+                first = self._queue.get(timeout=gw.flush_interval_s)
+            except queue.Empty:
+                first = None
+            if first is _STOP:
+                stop = True
+            elif first is not None:
+                assert isinstance(first, Item)
+                batch.append(first)
+                deadline = time.monotonic() + gw.flush_interval_s
+                while len(batch) < gw.batch_size:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        try:
+                            item = self._queue.get(timeout=min(LINGER_S, left))
+                        except queue.Empty:
+                            break
+                    if item is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(item, Item)
+                    batch.append(item)
             if batch:
-                self._idle.clear()
                 self._flush(batch)
             elif self._spool.pending():
                 self._drain_spool()
@@ -374,6 +395,10 @@ class Gateway:
 
     def start(self, timeout_s: float = 10.0) -> None:
         addr = contract.BrokerAddress.parse(self.mqtt_url)
+        # Long-lived start-up objects (registry, community, live state) need no more GC passes, and
+        # a busy intake makes many short-lived tuples: collect young objects less often.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         self._writer.start()
         props = None
         if self.mqtt5:

@@ -44,7 +44,7 @@ class Mosquitto:
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\npersistence true\npersistence_location {workdir}/\n"
-            "max_queued_messages 10000000\nmax_inflight_messages 1000\nautosave_interval 1\n"
+            "max_queued_messages 10000000\nmax_inflight_messages 5000\nautosave_interval 1\n"
             + ("user root\n" if os.geteuid() == 0 else "")  # keep access to a private tmp dir
             + extra
         )

@@ -35,11 +35,12 @@ class MqttSettings(_Section):
     )
     topic_root: str = Field(default="gridtwin", description="first topic level of every gridtwin topic")
     client_id: str = Field(default="gridtwin-gateway", description="gateway's MQTT client id")
-    qos: Literal[0, 1] = Field(default=1, description="QoS for subscriptions and simulator publishes")
+    qos: int = Field(default=1, ge=0, le=1, description="QoS for subscriptions and simulator publishes (0 or 1)")
     keepalive: int = Field(default=30, ge=5, le=3600)
     shared_group: str | None = Field(
-        default=None, description="MQTT 5 shared-subscription group, so N gateways share the load"
+        default=None, description="shared-subscription group ($share/GROUP/...), so N gateways share the load"
     )
+    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version the gateway speaks")
 
     @field_validator("url")
     @classmethod

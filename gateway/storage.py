@@ -223,15 +223,14 @@ MIGRATIONS = (
         "message_keys",
         common="""
         -- One row per accepted message item: (device, seq, ts) identifies a message, so QoS 1
-        -- redeliveries and device retries are written once (exactly-once effect). Pruned by age.
+        -- redeliveries and device retries are written once (exactly-once effect). Pruned by message
+        -- age (no second index: it would double the cost of every insert).
         CREATE TABLE message_keys (
             device_id  integer NOT NULL,
             seq        bigint NOT NULL,
             ts         timestamptz NOT NULL,
-            seen_at    timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (device_id, seq, ts)
         );
-        CREATE INDEX message_keys_seen_at ON message_keys (seen_at);
         """,
     ),
 )
@@ -611,13 +610,17 @@ class Storage:
             prev = newest.get(key)
             if prev is None or r[0] >= prev[0]:
                 newest[key] = r
-        vals = list(newest.values())
+        # binary COPY into a per-session temp table: arrays in parameters are dumped as text (slow)
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS _latest_in (device_id int4, metric_id int2, value float8, "
+                    "ts timestamptz) ON COMMIT DELETE ROWS")
+        with cur.copy("COPY _latest_in FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "int2", "float8", "timestamptz"])
+            for r in newest.values():
+                cp.write_row((r[1], r[2], r[3], r[0]))
         cur.execute(
-            "INSERT INTO latest_values (device_id, metric_id, value, ts) "
-            "SELECT * FROM unnest(%s::int4[], %s::int2[], %s::float8[], %s::timestamptz[]) "
-            "ON CONFLICT (device_id, metric_id) DO UPDATE SET value = excluded.value, ts = excluded.ts "
-            "WHERE excluded.ts >= latest_values.ts",
-            ([r[1] for r in vals], [r[2] for r in vals], [r[3] for r in vals], [r[0] for r in vals]),
+            "INSERT INTO latest_values (device_id, metric_id, value, ts) SELECT device_id, metric_id, value, ts "
+            "FROM _latest_in ON CONFLICT (device_id, metric_id) DO UPDATE SET value = excluded.value, "
+            "ts = excluded.ts WHERE excluded.ts >= latest_values.ts"
         )
 
     @staticmethod
@@ -656,18 +659,30 @@ class Storage:
             self.ensure_partitions({r[0].date() for r in readings})
         with self._errors(f"writing a batch of {len(readings)} readings"), self.conn.transaction():
             dups: set[tuple[int, int, datetime]] = set()
+            n_dup = 0
             if keys:
-                uniq = list(dict.fromkeys(keys))
-                cur = self.conn.execute(
-                    "INSERT INTO message_keys (device_id, seq, ts) SELECT * FROM unnest(%s::int4[], %s::int8[], "
-                    "%s::timestamptz[]) ON CONFLICT DO NOTHING RETURNING device_id, seq, ts",
-                    ([k[0] for k in uniq], [k[1] for k in uniq], [k[2] for k in uniq]),
-                )
-                fresh = {(r[0], r[1], r[2]) for r in cur.fetchall()}
-                dups = set(uniq) - fresh
-                n_dup = len(keys) - len(fresh)
-            else:
-                n_dup = 0
+                with self.conn.cursor() as kc:
+                    kc.execute("CREATE TEMP TABLE IF NOT EXISTS _keys_in (device_id int4, seq int8, ts timestamptz) "
+                               "ON COMMIT DELETE ROWS")
+                    with kc.copy("COPY _keys_in FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types(["int4", "int8", "timestamptz"])
+                        for k in keys:
+                            cp.write_row(k)
+                    # insert the new keys; what comes back is what was already there (or twice in the batch)
+                    kc.execute(
+                        "WITH ins AS (INSERT INTO message_keys (device_id, seq, ts) SELECT DISTINCT device_id, seq, ts "
+                        "FROM _keys_in ON CONFLICT DO NOTHING RETURNING 1) "
+                        "SELECT (SELECT count(*) FROM _keys_in) - (SELECT count(*) FROM ins)"
+                    )
+                    row = kc.fetchone()
+                    n_dup = int(row[0]) if row else 0
+                    if n_dup:  # rare: which keys were stored before? (rows we inserted carry our xid as xmin)
+                        kc.execute(
+                            "SELECT k.device_id, k.seq, k.ts FROM _keys_in k "
+                            "JOIN message_keys m USING (device_id, seq, ts) "
+                            "WHERE m.xmin::text::bigint <> txid_current() % (2^32)::bigint"
+                        )
+                        dups = {(r[0], r[1], r[2]) for r in kc.fetchall()}
             if dups:
                 dup_ts = {(d, t) for d, _s, t in dups}
                 readings = [r for r in readings if (r[1], r[0]) not in dup_ts]
@@ -698,7 +713,7 @@ class Storage:
 
     def prune_message_keys(self, older_than: timedelta = timedelta(days=2)) -> int:
         with self._errors("pruning message keys"):
-            cur = self.conn.execute("DELETE FROM message_keys WHERE seen_at < now() - %s", (older_than,))
+            cur = self.conn.execute("DELETE FROM message_keys WHERE ts < now() - %s", (older_than,))
         return cur.rowcount
 
     def newest_per_device(self) -> dict[int, datetime]:

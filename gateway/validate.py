@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from gateway.storage import FLAG_LATE, DeviceRef
 from twin import catalogue, contract
@@ -66,9 +68,16 @@ class Validator:
         self.max_future = timedelta(seconds=max_future_s)
         self.max_age = timedelta(seconds=max_age_s)
         self._newest: dict[int, datetime] = dict(newest or {})  # newest ts seen per device, to flag late data
+        # topic -> (device, channel, kind) for topics already seen with a registered device
+        self._routes: dict[str, tuple[DeviceRef, contract.Channel, catalogue.DeviceKind]] = {}
 
     def check(self, topic: str, payload: bytes, now: datetime) -> Accepted | Rejected:
         raw = bytes(payload)
+        hit = self._routes.get(topic)
+        if hit is not None and hit[1] is contract.Channel.TELEMETRY:
+            fast = self._fast_telemetry(topic, hit[0], hit[2], raw, now)
+            if fast is not None:
+                return fast
         try:
             t = contract.parse_topic(self.root, topic)
         except contract.ContractError as exc:
@@ -82,6 +91,9 @@ class Validator:
             return self._reject(topic, error_topic, "unknown_device",
                                 f"device {t.device_id!r} is not registered in community {t.community_id!r}",
                                 raw, None, now)
+        if len(self._routes) > 500_000:  # bounded: hostile topic floods cannot grow it without limit
+            self._routes.clear()
+        self._routes[topic] = (dev, t.channel, catalogue.KINDS[dev.kind])
         try:
             msg = contract.decode(t.channel, raw, max_bytes=self.max_bytes)
         except contract.ContractError as exc:
@@ -118,6 +130,44 @@ class Validator:
         samples = [(item.ts, {k: float(v) for k, v in item.values.items()}) for item in items]
         return Accepted(topic, dev, rows, [], [(dev.id, "online", None, min(latest_ts or now, now))], samples,
                         [(dev.id, item.seq, item.ts) for item in items])
+
+    def _fast_telemetry(
+        self, topic: str, dev: DeviceRef, kind: catalogue.DeviceKind, raw: bytes, now: datetime
+    ) -> Accepted | None:
+        """The common case (a well-formed v1 telemetry object with epoch-ms ts) without pydantic.
+
+        Returns None for anything unusual, and the full path then decides, with its precise errors.
+        """
+        if len(raw) > self.max_bytes:
+            return None
+        try:
+            d = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        if type(d) is not dict or len(d) != 4 or d.get("v") != 1:
+            return None
+        ts_ms, seq, values = d.get("ts"), d.get("seq"), d.get("values")
+        if type(ts_ms) is not int or not contract.MIN_TS_MS <= ts_ms <= contract.MAX_TS_MS:
+            return None
+        if type(seq) is not int or not 0 <= seq <= contract.MAX_SEQ or type(values) is not dict or not values:
+            return None
+        if len(values) > self.max_fields:
+            return None
+        metrics = self.registry.metrics
+        for name, x in values.items():
+            f = kind.field(name)
+            if f is None or type(x) not in (int, float, bool) or f.check(x) is not None:
+                return None
+        ts = datetime.fromtimestamp(ts_ms / 1000.0, tz=UTC)
+        if self._check_time(ts, now) is not None:
+            return None
+        newest = self._newest.get(dev.id)
+        flags = FLAG_LATE if newest is not None and ts < newest else 0
+        if newest is None or ts > newest:
+            self._newest[dev.id] = ts
+        rows: list[Row] = [(ts, dev.id, metrics[name], float(x), flags) for name, x in values.items()]
+        return Accepted(topic, dev, rows, [], [(dev.id, "online", None, min(ts, now))], [(ts, values)],
+                        [(dev.id, seq, ts)])
 
     def _check_time(self, ts: datetime, now: datetime) -> tuple[str, str] | None:
         if ts > now + self.max_future:

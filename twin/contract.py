@@ -109,14 +109,16 @@ def parse_topic(root: str, value: str) -> Topic:
 
 # --- payloads -------------------------------------------------------------------------------------
 
-_MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything earlier is a device clock that was never set
+MIN_TS_MS = 946_684_800_000  # 2000-01-01: anything earlier is a device clock that was never set
+MAX_TS_MS = 32_503_680_000_000  # year 3000
+MAX_SEQ = 2**63 - 1
 
 
 def _to_datetime(v: Any) -> datetime:
     if isinstance(v, bool):
         raise ValueError("ts must be epoch milliseconds or an ISO-8601 string")
     if isinstance(v, int | float):
-        if not math.isfinite(v) or v < _MIN_TS_MS or v > 32_503_680_000_000:
+        if not math.isfinite(v) or v < MIN_TS_MS or v > MAX_TS_MS:
             raise ValueError("ts must be epoch milliseconds after 2000-01-01")
         return datetime.fromtimestamp(v / 1000.0, tz=UTC)
     if isinstance(v, str):
@@ -145,7 +147,7 @@ class _Payload(BaseModel):
 
     v: Literal[1]
     ts: datetime
-    seq: int = Field(ge=0, le=2**63 - 1)
+    seq: int = Field(ge=0, le=MAX_SEQ)
 
     @field_validator("ts", mode="before")
     @classmethod
@@ -204,7 +206,7 @@ class BatchItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ts: datetime
-    seq: int = Field(ge=0, le=2**63 - 1)
+    seq: int = Field(ge=0, le=MAX_SEQ)
     values: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], Value] = Field(min_length=1)
 
     @field_validator("ts", mode="before")
