@@ -14,9 +14,9 @@ fi
 
 # System packages. mosquitto: the broker (tests start extra instances of it); docker-compose: the
 # compose-file check; chromium, chromium-driver: browser tests; libegl1, libgl1-mesa-dri, libosmesa6:
-# offscreen 3D rendering.
-pkgs_test="mosquitto mosquitto-clients docker-compose chromium chromium-driver libegl1 libgl1-mesa-dri libosmesa6"
-pkgs_demo="mosquitto mosquitto-clients libegl1 libgl1-mesa-dri libosmesa6"
+# offscreen 3D rendering; fonts-wqy-microhei: Chinese labels in rendered PNGs.
+pkgs_test="mosquitto mosquitto-clients docker-compose chromium chromium-driver libegl1 libgl1-mesa-dri libosmesa6 fonts-wqy-microhei"
+pkgs_demo="mosquitto mosquitto-clients libegl1 libgl1-mesa-dri libosmesa6 fonts-wqy-microhei"
 if [ "$purpose" = demo ]; then pkgs=$pkgs_demo; else pkgs=$pkgs_test; fi
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
