@@ -84,6 +84,18 @@ def topic(root: str, community_id: str, device_id: str, channel: Channel | str) 
     return str(Topic(root, community_id, device_id, Channel(channel)))
 
 
+def alarms_topic(root: str, community_id: str) -> str:
+    """Where the gateway publishes alarm events of a community (dashboards and other consumers)."""
+    return f"{root}/v{SCHEMA_VERSION}/alarms/{community_id}"
+
+
+def worker_topic(root: str, worker_id: str) -> str:
+    """Where a grid worker's phone app receives its tickets."""
+    if not valid_id(worker_id):
+        raise ContractError("bad_id", f"worker id {worker_id!r} must be 1-64 of [A-Za-z0-9_.-]")
+    return f"{root}/v{SCHEMA_VERSION}/workers/{worker_id}/tickets"
+
+
 def subscription(root: str, channels: frozenset[Channel] = DEVICE_TO_SERVER) -> list[str]:
     """Topic filters the gateway subscribes to (one per inbound channel)."""
     return [f"{root}/v{SCHEMA_VERSION}/+/+/{c.value}" for c in sorted(channels)]
