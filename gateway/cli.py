@@ -252,11 +252,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 def _make_gateway(s: Settings, mqtt_url: str, db_url: str, mqtt5: bool) -> Any:
     from gateway.ingest import Gateway
     from gateway.storage import StorageError
+    from twin.rules import RulesError
 
     try:
         return Gateway(s, mqtt_url, db_url, mqtt5=mqtt5)
     except StorageError as exc:
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    except RulesError as exc:
+        raise CliError("rules cannot be used:\n  " + "\n  ".join(exc.problems), EXIT_USAGE) from None
 
 
 def _reraise_unavailable(exc: Exception) -> None:
@@ -282,31 +285,32 @@ def _stop_event(duration: float | None) -> threading.Event:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from simulators import publisher
+    """Telemetry, a scenario, a scale run or hostile traffic; everything is validated before publishing."""
+    from simulators import run as sim
+    from simulators.errors import BrokerUnreachable, SimulationError
 
-    s = _settings(args)
-    community = _load_community(args.community)
-    start = time.time() if args.start is None else args.start
-    stream = publisher.telemetry_stream(community, s.mqtt.topic_root, devices=args.devices, start_s=start,
-                                        step_s=args.step, count=args.count, seed=args.seed)
-    stop = _stop_event(args.duration)
-    if args.stdout:
-        n = publisher.run(stream, publisher.stdout_sink(), rate=args.rate, stop=stop)
-        print(f"wrote {n} messages", file=sys.stderr)
-        return 0
-    mqtt_url, _db, mqtt5 = _urls(s)
     try:
-        pub = publisher.Publisher(mqtt_url, client_id=f"gridtwin-sim-{int(time.time())}", qos=s.mqtt.qos,
-                                  mqtt5=mqtt5)
-    except ConnectionError as exc:
+        if args.list:
+            print(sim.list_text())
+            return 0
+        s = _settings(args)
+        given = {k: v for k, v in vars(args).items() if k in sim.Request.names() and v is not None}
+        given.update(community=_load_community(args.community), root=s.mqtt.topic_root,
+                     qos=s.mqtt.qos if args.qos is None else args.qos,
+                     max_payload_bytes=s.gateway.max_payload_bytes, max_fields=s.gateway.max_fields)
+        job = sim.prepare(sim.Request(**given))
+        stop = _stop_event(args.duration)
+        if args.stdout:
+            summary = job.run_stdout(sim.binary_stdout(), stop)
+        else:
+            mqtt_url, _db, mqtt5 = _urls(s)
+            summary = job.run_mqtt(mqtt_url, mqtt5=mqtt5, stop=stop)
+    except SimulationError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    except BrokerUnreachable as exc:
         raise CliError(f"{exc}. Start it (`gridtwin services up`) or set GRIDTWIN_MQTT_URL.",
                        EXIT_UNAVAILABLE) from None
-    t0 = time.perf_counter()
-    n = publisher.run(stream, pub.publish, rate=args.rate, stop=stop)
-    pub.flush()
-    dt = time.perf_counter() - t0
-    pub.close()
-    print(f"published {n} messages in {dt:.2f}s ({n / dt if dt else 0:.0f} msg/s)", file=sys.stderr)
+    print(summary, file=sys.stderr)
     return 0
 
 
@@ -438,6 +442,94 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+RULES_TEST_START = "2025-06-02T00:00:00+08:00"  # a local midnight: `rules test` output is reproducible
+
+
+def _load_rules(files: Sequence[Path], community: Any, *, defaults: bool = True) -> Any:
+    """The shipped defaults (unless ``defaults`` is False) with ``files`` merged over them, validated."""
+    from twin.rules import DEFAULTS_FILE, RulesError, load_rules
+
+    texts = []
+    for path in ([DEFAULTS_FILE] if defaults else []) + list(files):
+        try:
+            texts.append((str(path), path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise CliError(f"cannot read rules file {path}: {exc.strerror}", EXIT_USAGE) from None
+    if not texts:
+        raise CliError("no rules: give a FILE or drop --no-defaults", EXIT_USAGE)
+    try:
+        return load_rules(texts, community)
+    except RulesError as exc:
+        n = len(exc.problems)
+        raise CliError(f"invalid rules ({n} problem{'s' if n > 1 else ''}):\n" + "\n".join(exc.problems),
+                       EXIT_USAGE) from None
+
+
+def _scenario_messages(name: str, community: Any, *, root: str, start: float,
+                       seed: int) -> tuple[Any, float]:
+    """Adapter for `rules test`: an iterator of a scenario's messages as (simulated epoch s, topic, payload bytes),
+    time-ordered, and the scenario's length in seconds."""
+    from simulators.engine import plan_messages
+    from simulators.errors import SimulationError
+    from simulators.scenario import compile_plan
+
+    try:
+        plan = compile_plan(name, community)
+    except SimulationError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    return ((m.t, m.topic, m.payload) for m in plan_messages(plan, community, root, start=start, seed=seed)), \
+        plan.duration
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    community = _load_community(args.community)
+    rs = _load_rules([args.file] if args.file else [], community, defaults=not args.no_defaults)
+    what = "shipped defaults" + (f" + {args.file}" if args.file else "") if not args.no_defaults else str(args.file)
+    off = f", {len(rs.disabled)} disabled" if rs.disabled else ""
+    print(f"OK: {len(rs)} rules{off} ({what}) against community {community.id}")
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    import orjson
+
+    from twin.rules import Engine, replay
+
+    community = _load_community(args.community)
+    rs = _load_rules([args.file] if args.file else [], community, defaults=not args.no_defaults)
+    start = _epoch_seconds(args.start or RULES_TEST_START)
+    root = "gridtwin"
+    messages, duration = _scenario_messages(args.scenario, community, root=root, start=start, seed=args.seed)
+    engine = Engine(rs, community)
+    rejected: list[str] = []
+    shown = raised = 0
+    for ev in replay(engine, messages, root=root, until=start + duration, rejected=rejected):
+        raised += ev.kind == "raised"
+        if args.raised_only and ev.kind != "raised":
+            continue
+        print(orjson.dumps(ev.to_json()).decode())
+        shown += 1
+    print(f"scenario {args.scenario}: {raised} alarms raised, {shown} events shown, {len(rs)} rules, "
+          f"{len(rejected)} messages rejected by the contract", file=sys.stderr)
+    return 0
+
+
+def _epoch_seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(f"--start {text!r} is neither epoch seconds nor ISO-8601", EXIT_USAGE) from None
+    if dt.tzinfo is None:
+        raise CliError(f"--start {text!r} needs a UTC offset, e.g. {RULES_TEST_START}", EXIT_USAGE)
+    return dt.timestamp()
+
+
 # -- parser ------------------------------------------------------------------------------------------
 
 
@@ -504,16 +596,36 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("--report-every", type=_positive(float), default=10.0)
     gw.set_defaults(fn=cmd_gateway)
 
-    sm = sub.add_parser("simulate", help="publish simulated device telemetry")
+    sm = sub.add_parser("simulate", help="simulated devices: telemetry, scenarios, scale and hostile runs")
+    mode = sm.add_mutually_exclusive_group()
+    mode.add_argument("--list", action="store_true", help="name every shipped scenario with a one-line description")
+    mode.add_argument("--scenario", metavar="NAME|FILE", help="run a scenario (see --list) or a scenario YAML file")
+    mode.add_argument("--scale", action="store_true",
+                      help="--devices N at --rate R over one connection; reports the achieved rate")
+    mode.add_argument("--hostile", action="store_true",
+                      help="--count N malformed or rule-breaking messages; --manifest lists the expected rejections")
     sm.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
-    sm.add_argument("--devices", type=_positive(int), help="only the first N devices")
+    sm.add_argument("--devices", type=_positive(int), help="only the first N devices (--scale: N devices)")
     sm.add_argument("--count", type=_positive(int), help="stop after N messages")
-    sm.add_argument("--duration", type=_positive(float), help="stop after this many seconds")
+    sm.add_argument("--duration", type=_positive(float), help="stop after this many wall-clock seconds")
     sm.add_argument("--rate", type=_positive(float), help="messages per second (default: as fast as possible)")
     sm.add_argument("--step", type=_positive(float), default=1.0, help="simulated seconds between rounds")
-    sm.add_argument("--start", type=float, help="simulated start time, epoch seconds (default: now)")
+    sm.add_argument("--start", type=float,
+                    help="simulated start, epoch seconds (default: now; accelerated scenarios end now)")
     sm.add_argument("--seed", type=int, default=1)
-    sm.add_argument("--stdout", action="store_true", help="write JSON lines instead of publishing")
+    sm.add_argument("--stdout", action="store_true",
+                    help='write JSON lines {"topic","payload"} (payload_b64 if not JSON) instead of publishing')
+    sm.add_argument("--qos", type=int, choices=[0, 1, 2], help="publish QoS (default: GRIDTWIN_MQTT_QOS)")
+    sm.add_argument("--speed", type=float, help="scenario: simulated seconds per wall second (default 1; 0: flat out)")
+    sm.add_argument("--fast", action="store_true", help="scenario: as fast as possible (same as --speed 0)")
+    sm.add_argument("--sim-duration", metavar="D", help="scenario: simulated length such as 90s, 15m, 24h")
+    sm.add_argument("--pin", action="append", metavar="ROLE=DEVICE", help="scenario: play ROLE with this device")
+    sm.add_argument("--clients", choices=["per-device", "shared"],
+                    help="scenario: one MQTT client per device with a last will (default) or one connection")
+    sm.add_argument("--device-secrets", type=Path, metavar="CSV",
+                    help="scenario, per-device clients: username,password CSV from `gridtwin credentials`")
+    sm.add_argument("--kinds", metavar="KIND[,KIND]", help="default mode: only devices of these kinds")
+    sm.add_argument("--manifest", type=Path, help="hostile: write each message's expected outcome (JSON lines)")
     sm.set_defaults(fn=cmd_simulate)
 
     dm = sub.add_parser("demo", help="run the whole system on the sample community")
@@ -543,6 +655,23 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--floor", type=int, metavar="N", help="zoom to this floor of --building (B1 = -1)")
     rd.add_argument("--highlight", metavar="DEVICE_ID", help="mark this device and paint its floor critical")
     rd.set_defaults(fn=cmd_render)
+
+    ru = sub.add_parser("rules", help="alarm rules: check a file, replay a scenario offline").add_subparsers(
+        dest="action", required=True)
+    rc = ru.add_parser("check", help="validate rules (FILE merged over the shipped defaults)")
+    rc.add_argument("file", type=Path, nargs="?", help="site rules file (default: only the shipped defaults)")
+    rc.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
+    rc.add_argument("--no-defaults", action="store_true", help="FILE alone, not merged over the shipped defaults")
+    rc.set_defaults(fn=cmd_rules_check)
+    rt = ru.add_parser("test", help="replay a simulator scenario offline and print alarm events as JSON lines")
+    rt.add_argument("file", type=Path, nargs="?", help="site rules merged over the shipped defaults")
+    rt.add_argument("--scenario", required=True, help="fire, gas-leak, elevator-entrapment, ... or a .yaml file")
+    rt.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
+    rt.add_argument("--no-defaults", action="store_true", help="FILE alone, not merged over the shipped defaults")
+    rt.add_argument("--start", help=f"simulated start, ISO-8601 with offset or epoch s (default {RULES_TEST_START})")
+    rt.add_argument("--seed", type=int, default=1)
+    rt.add_argument("--raised-only", action="store_true", help="print only raised events")
+    rt.set_defaults(fn=cmd_rules_test)
     return p
 
 

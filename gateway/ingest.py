@@ -27,12 +27,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.alarms import AlarmService
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.spool import Spool, SpoolBatch
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.validate import Accepted, Registry, Rejected, Validator
 from twin import contract
+from twin.alarms import AlarmEvent
 from twin.community import Community
 from twin.state import LiveState
 
@@ -60,6 +62,7 @@ class Stats:
     db_errors: int = 0
     duplicates: int = 0
     spooled: int = 0
+    alarm_events: int = 0
     last_write_s: float = 0.0
 
     def snapshot(self) -> dict[str, Any]:
@@ -73,6 +76,7 @@ class Stats:
             "db_errors": self.db_errors,
             "duplicates": self.duplicates,
             "spooled": self.spooled,
+            "alarm_events": self.alarm_events,
         }
 
 
@@ -81,10 +85,18 @@ LINGER_S = 0.003  # close a batch when no message arrived for this long
 
 
 @dataclass(frozen=True, slots=True)
+class Command:
+    """An operator's alarm command (acknowledge, shelve, ...) for one community's alarm service."""
+
+    community: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
     """One received message on its way to the writer, with what is needed to acknowledge it."""
 
-    result: Accepted | Rejected
+    result: Accepted | Rejected | Command
     mid: int
     qos: int
 
@@ -124,9 +136,10 @@ class Gateway:
             newest=self._storage.newest_per_device(),
         )
         self.live: dict[str, LiveState] = {}
+        self.alarms: dict[str, AlarmService] = {}
+        self._client = self._make_client()
         self._restore_live_state()
         self._writer = threading.Thread(target=self._write_loop, name="gridtwin-writer", daemon=True)
-        self._client = self._make_client()
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._idle = threading.Event()
@@ -167,6 +180,7 @@ class Gateway:
         group = self.settings.mqtt.shared_group
         if group:
             filters = [f"$share/{group}/{f}" for f in filters]
+        filters.append(contract.alarm_commands_topic(self.settings.mqtt.topic_root, "+"))
         client.subscribe([(f, int(qos)) for f in filters])
         log.info("connected to %s, subscribed to %s", contract.BrokerAddress.parse(self.mqtt_url).redacted(), filters)
         self._connected.set()
@@ -179,6 +193,11 @@ class Gateway:
     def _on_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
         # Never let one message break intake: the validator turns every problem into a Rejected.
         self.stats.received += 1
+        community = contract.parse_alarm_commands_topic(self.settings.mqtt.topic_root, msg.topic)
+        if community is not None:
+            self._idle.clear()
+            self._queue.put(Item(Command(community, bytes(msg.payload)), msg.mid, msg.qos))
+            return
         try:
             result = self._validator.check(msg.topic, bytes(msg.payload), datetime.now(UTC))
         except Exception as exc:  # a bug in our validator must not stop the network thread
@@ -195,6 +214,9 @@ class Gateway:
         next_maintain = time.monotonic() + 3600
         next_registry = time.monotonic() + 30
         next_tick = time.monotonic() + 5
+        next_rules = time.monotonic() + 1
+        next_save = time.monotonic() + 10
+        next_reload = time.monotonic() + 2
         while True:
             batch: list[Item] = []
             stop = False
@@ -246,6 +268,15 @@ class Gateway:
                 next_maintain = now + 3600
                 self._quietly(self._storage.maintain)
                 self._quietly(self._storage.prune_message_keys)
+            if now >= next_rules:
+                next_rules = now + 1
+                self._tick_rules()
+            if now >= next_reload:
+                next_reload = now + 2
+                self._reload_rules()
+            if now >= next_save or stop:
+                next_save = now + 10
+                self._quietly(self._save_rule_state)
             if now >= next_registry:
                 next_registry = now + 30
                 self._quietly(self.reload_registry)
@@ -256,12 +287,18 @@ class Gateway:
     def _restore_live_state(self) -> None:
         """Rebuild each community's live state from the database: no blank cold start."""
         for code in self._storage.community_codes():
+            if code in self.live:
+                continue
             doc = self._storage.community_document(code)
             if doc is None:
                 continue
-            state = LiveState(Community.model_validate(doc))
+            community = Community.model_validate(doc)
+            state = LiveState(community)
             state.restore(*self._storage.live_snapshot(code))
             self.live[code] = state
+            self.alarms[code] = AlarmService(community, self._storage, root=self.settings.mqtt.topic_root,
+                                             publish=self._publish, live=state,
+                                             site_rules=self.settings.rules.files)
 
     def _apply_live(self, items: list[Accepted]) -> None:
         for item in items:
@@ -277,11 +314,55 @@ class Gateway:
                 if not item.samples and not item.events:  # explicit status message (or last will)
                     state.status(code, at, online=st == "online")
 
+    def _run_rules(self, items: list[Accepted], commands: list[Command]) -> None:
+        """Feed committed facts and operators' commands to each community's rules; persist what changed."""
+        events: dict[str, list[AlarmEvent]] = {}
+        for item in items:
+            svc = self.alarms.get(item.device.community)
+            if svc is None:
+                continue
+            code = item.device.code
+            out = events.setdefault(item.device.community, [])
+            if item.samples:
+                out += svc.on_readings(code, item.samples)
+            for ts, _dev, ev, st, _detail, _seq in item.events:
+                out += svc.on_event(code, ts, ev, st)
+            if not item.samples and not item.events:
+                for _dev, st, _reason, at in item.statuses:
+                    out += svc.on_status(code, at, st == "online")
+        for cmd in commands:
+            svc = self.alarms.get(cmd.community)
+            if svc is not None:
+                events.setdefault(cmd.community, []).extend(svc.command(cmd.payload))
+        self._persist_alarms(events)
+
+    def _persist_alarms(self, events: dict[str, list[AlarmEvent]]) -> None:
+        for code, evs in events.items():
+            if not evs:
+                continue
+            try:
+                self.alarms[code].persist(self._storage, evs)
+                self.stats.alarm_events += len(evs)
+            except StorageError as exc:  # the book keeps them; the next change rewrites the row
+                log.warning("alarm events not stored: %s", exc)
+
+    def _tick_rules(self) -> None:
+        self._persist_alarms({code: svc.tick() for code, svc in self.alarms.items()})
+
+    def _save_rule_state(self) -> None:
+        for svc in self.alarms.values():
+            svc.save_state(self._storage)
+
+    def _reload_rules(self) -> None:
+        for svc in self.alarms.values():
+            svc.maybe_reload()
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> None:
+        self._client.publish(topic, payload, qos=qos)
+
     def _restore_new_communities(self) -> None:
         if set(self._storage.community_codes()) - set(self.live):
-            known = dict(self.live)
             self._restore_live_state()
-            self.live.update(known)
 
     def reload_registry(self) -> None:
         """Pick up devices loaded since start (called by the writer thread every 30 s)."""
@@ -317,6 +398,7 @@ class Gateway:
             if i.qos > 0:
                 self._client.ack(i.mid, i.qos)
         self._apply_live(accepted)
+        self._run_rules(accepted, [i.result for i in items if isinstance(i.result, Command)])
         self.stats.batches += 1
         self.metrics.batch_size.observe(len(items))
         self.stats.accepted += len(accepted)

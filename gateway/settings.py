@@ -97,9 +97,67 @@ class GatewaySettings(_Section):
     spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="on-disk spool limit while the DB is down")
 
 
+class RulesSettings(_Section):
+    files: list[Path] = Field(default=[], description="site rule files merged over the shipped defaults, in order")
+
+
 class DemoSettings(_Section):
     http_port: int = Field(default=8050, ge=1, le=65535, description="dashboard port")
     community_file: Path | None = Field(default=None, description="community YAML; unset = bundled sample")
+
+
+class LifeSafetyTarget(_Section):
+    """Tighter site targets for one life-safety alarm rule (minutes)."""
+
+    respond_min: float = Field(gt=0, le=1440)
+    resolve_min: float | None = Field(default=None, gt=0, le=100_000)
+    source: str = ""
+
+
+class TicketSettings(_Section):
+    """Dispatch tickets (issue 7): SLA clocks per class (seed 3.3), life-safety targets, assignment."""
+
+    urgent_respond_h: float = Field(default=2.0, gt=0, le=720, description="urgent: accept within (seed 3.3)")
+    urgent_resolve_h: float = Field(default=24.0, gt=0, le=8760, description="urgent: resolve within (seed 3.3)")
+    general_respond_h: float = Field(default=24.0, gt=0, le=720, description="general: accept within (seed 3.3)")
+    general_resolve_h: float = Field(default=72.0, gt=0, le=8760, description="general: resolve within (seed 3.3)")
+    complex_respond_h: float = Field(default=24.0, gt=0, le=720,
+                                     description="complex: accept and hand in the plan within (seed 3.3)")
+    complex_progress_h: float = Field(default=72.0, gt=0, le=8760,
+                                      description="complex: progress feedback at least this often")
+    life_safety: dict[str, LifeSafetyTarget] = Field(
+        default={
+            "elevator_entrapment": LifeSafetyTarget(
+                respond_min=5, resolve_min=30,
+                source="TSG T5002-2017: rescuers on site <= 30 min in cities; Hangzhou 2024 draft: dispatch <= 5 min"),
+            "fire_confirmed": LifeSafetyTarget(
+                respond_min=3, resolve_min=60,
+                source="site default: control rooms verify a fire alarm on site within minutes (GB 25506-2010)"),
+            "gas_level2": LifeSafetyTarget(
+                respond_min=5, resolve_min=60,
+                source="site default: level 2 (<= 50 %LEL, GB/T 50493-2019 §5.5) means evacuate and make safe now"),
+        },
+        description="rule id -> {respond_min, resolve_min}: tighter targets for life-safety alarms",
+    )
+    warn_fraction: float = Field(default=0.75, gt=0, lt=1, description="warn the assignee at this share of a deadline")
+    correlate_min: float = Field(default=30.0, ge=0, le=1440,
+                                 description="an alarm joins an open ticket of the same incident seen this recently")
+    utc_offset: str = Field(default="+08:00", pattern=r"^[+-]\d{2}:\d{2}$",
+                            description="community local time for duty hours (China Standard Time)")
+    watchdog_interval_s: float = Field(default=30.0, gt=0, le=3600, description="how often the SLA watchdog runs")
+    photo_max_bytes: int = Field(default=5 << 20, ge=1024, le=50 << 20, description="largest feedback photo")
+    partners: dict[str, str] = Field(
+        default={"elevator": "电梯维保单位", "gas": "燃气公司", "fire": "消防控制室"},
+        description="ticket category -> collaborating partner recorded on the ticket",
+    )
+
+
+class ApiSettings(_Section):
+    """The REST API under /api/v1 (issue 7)."""
+
+    token_ttl_min: float = Field(default=720.0, gt=0, le=43_200, description="login tokens expire after")
+    public_url: str = Field(default="http://127.0.0.1:8050", pattern=r"^https?://[^\s]+$",
+                            description="base URL residents reach (for the rating link)")
 
 
 class Settings(BaseSettings):
@@ -119,7 +177,10 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     db: DbSettings = DbSettings()
     gateway: GatewaySettings = GatewaySettings()
+    rules: RulesSettings = RulesSettings()
     demo: DemoSettings = DemoSettings()
+    tickets: TicketSettings = TicketSettings()
+    api: ApiSettings = ApiSettings()
 
     @classmethod
     def settings_customise_sources(

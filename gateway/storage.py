@@ -24,7 +24,7 @@ from typing import Any, Literal
 import orjson
 import psycopg
 from psycopg import sql
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from twin import catalogue
@@ -288,6 +288,135 @@ MIGRATIONS = (
         """,
     ),
     # -- tickets (issue 7): append Migration(6, ...), (7, ...) here --
+    Migration(
+        6,
+        "tickets",
+        common="""
+        -- Dispatch tickets (gateway/tickets.py, twin/tickets.py). Deadlines and raised alerts live here,
+        -- so the SLA watchdog continues after a restart; next_alert_at is when it must look next.
+        CREATE TABLE tickets (
+            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            community       text NOT NULL,
+            title           text NOT NULL,
+            category        text NOT NULL,
+            priority        text NOT NULL,
+            state           text NOT NULL,
+            source          text NOT NULL,
+            rule            text,
+            life_safety     boolean NOT NULL DEFAULT false,
+            building        text,
+            floor           smallint,
+            unit            text,
+            device          text,
+            grid            text,
+            assignee        text,
+            assignee_role   text,
+            escalated_to    text,
+            collaborator    text,
+            description     text NOT NULL DEFAULT '',
+            reporter        text NOT NULL,
+            contact         text,
+            keys            text[] NOT NULL DEFAULT '{}',
+            created_at      timestamptz NOT NULL,
+            clock_start     timestamptz NOT NULL,
+            respond_by      timestamptz NOT NULL,
+            resolve_by      timestamptz,
+            progress_from   timestamptz,
+            progress_by     timestamptz,
+            responded_at    timestamptz,
+            accepted_at     timestamptz,
+            resolved_at     timestamptz,
+            closed_at       timestamptz,
+            last_alarm_at   timestamptz,
+            alerts          text[] NOT NULL DEFAULT '{}',
+            breaches        integer NOT NULL DEFAULT 0,
+            escalations     integer NOT NULL DEFAULT 0,
+            reopens         integer NOT NULL DEFAULT 0,
+            plan_submitted  boolean NOT NULL DEFAULT false,
+            cancel_reason   text,
+            rating          smallint CHECK (rating BETWEEN 1 AND 5),
+            rating_comment  text,
+            rated_at        timestamptz,
+            rate_token      text NOT NULL UNIQUE,
+            next_alert_at   timestamptz,
+            context         jsonb NOT NULL DEFAULT '{}',
+            version         integer NOT NULL DEFAULT 1,
+            updated_at      timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX tickets_state ON tickets (community, state);
+        CREATE INDEX tickets_created ON tickets (created_at);
+        CREATE INDEX tickets_due ON tickets (next_alert_at) WHERE next_alert_at IS NOT NULL;
+        CREATE INDEX tickets_keys ON tickets USING gin (keys);
+        -- Every transition and note: who, when, what, optional photo.
+        CREATE TABLE ticket_photos (
+            id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ticket_id     bigint NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            kind          text NOT NULL,
+            content_type  text NOT NULL,
+            bytes         bytea NOT NULL,
+            uploaded_by   text NOT NULL,
+            at            timestamptz NOT NULL
+        );
+        CREATE INDEX ticket_photos_ticket ON ticket_photos (ticket_id);
+        CREATE TABLE ticket_events (
+            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            ticket_id   bigint NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            at          timestamptz NOT NULL,
+            action      text NOT NULL,
+            from_state  text,
+            to_state    text NOT NULL,
+            actor       text NOT NULL,
+            note        text NOT NULL DEFAULT '',
+            photo_id    bigint REFERENCES ticket_photos(id) ON DELETE SET NULL,
+            version     integer NOT NULL,
+            detail      jsonb NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX ticket_events_ticket ON ticket_events (ticket_id, id);
+        -- The alarms that make up each ticket's incident.
+        CREATE TABLE ticket_alarms (
+            ticket_id   bigint NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+            alarm_key   text NOT NULL,
+            rule        text NOT NULL,
+            severity    text NOT NULL,
+            subject     text NOT NULL,
+            device      text,
+            building    text,
+            floor       smallint,
+            detail      text NOT NULL,
+            first_at    timestamptz NOT NULL,
+            last_at     timestamptz NOT NULL,
+            count       integer NOT NULL DEFAULT 1,
+            cleared_at  timestamptz,
+            PRIMARY KEY (ticket_id, alarm_key)
+        );
+        CREATE INDEX ticket_alarms_key ON ticket_alarms (alarm_key);
+        """,
+    ),
+    Migration(
+        7,
+        "users",
+        common="""
+        -- API users (gateway/auth.py): argon2 password hashes; login tokens stored as SHA-256 only.
+        CREATE TABLE users (
+            username       text PRIMARY KEY,
+            display_name   text NOT NULL,
+            role           text NOT NULL,
+            grids          text[] NOT NULL DEFAULT '{}',
+            worker_id      text,
+            password_hash  text NOT NULL,
+            disabled       boolean NOT NULL DEFAULT false,
+            created_at     timestamptz NOT NULL DEFAULT now(),
+            updated_at     timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE api_tokens (
+            token_hash  text PRIMARY KEY,
+            username    text NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+            issued_at   timestamptz NOT NULL,
+            expires_at  timestamptz NOT NULL
+        );
+        CREATE INDEX api_tokens_expires ON api_tokens (expires_at);
+        """,
+    ),
 )
 
 
@@ -765,6 +894,59 @@ class Storage:
                 if statuses:
                     self._upsert_status(cur2, statuses)
         return n_dup
+
+    def write_alarms(self, rows: Sequence[dict[str, Any]], history: Sequence[tuple[Any, ...]],
+                     closed: Sequence[tuple[Any, ...]] = ()) -> None:
+        """Upsert alarms' current rows, close finished ones, append their history, in one transaction.
+
+        ``closed``: (key, status, event kind, at, by, detail) of alarms that are over (cleared and
+        acknowledged): their row keeps its history fields and gets the final status.
+        """
+        cols = ["key", "community", "rule", "subject", "subject_type", "severity", "status", "dispatch", "building",
+                "floor", "device", "raised_at", "last_seen", "count", "detail", "acked_at", "acked_by",
+                "ack_comment", "cleared_at", "cleared_by", "shelved_until", "flapping"]
+        upd = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "key")
+        with self._errors(f"writing {len(history)} alarm events"), self.conn.transaction(), \
+                self.conn.cursor() as cur:
+            if rows:
+                latest = {r["key"]: r for r in rows}  # several events of one alarm in a batch: last state wins
+                cur.executemany(
+                    f"INSERT INTO alarms ({', '.join(cols)}, updated_at) VALUES "
+                    f"({', '.join('%(' + c + ')s' for c in cols)}, now()) "
+                    f"ON CONFLICT (key) DO UPDATE SET {upd}, updated_at = now()",
+                    list(latest.values()),
+                )
+            for key, status, kind, at, by, detail in closed:
+                cur.execute(
+                    "UPDATE alarms SET status = %s, updated_at = now(), "
+                    "cleared_at = CASE WHEN %s = 'cleared' THEN %s ELSE cleared_at END, "
+                    "cleared_by = CASE WHEN %s = 'cleared' THEN %s ELSE cleared_by END, "
+                    "acked_at = CASE WHEN %s = 'acknowledged' THEN %s ELSE acked_at END, "
+                    "acked_by = CASE WHEN %s = 'acknowledged' THEN %s ELSE acked_by END, "
+                    "detail = CASE WHEN %s = 'cleared' THEN %s ELSE detail END WHERE key = %s",
+                    (status, kind, at, kind, by, kind, at, kind, by, kind, detail, key))
+            if history:
+                cur.executemany(
+                    "INSERT INTO alarm_events (at, community, key, kind, severity, status, by, detail, event) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", list(history))
+
+    def active_alarms(self, community: str) -> list[dict[str, Any]]:
+        with self._errors("reading alarms"), self.conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT * FROM alarms WHERE community = %s AND status IN ('active_unack', 'active_ack') "
+                        "ORDER BY raised_at", (community,))
+            return list(cur.fetchall())
+
+    def load_rule_state(self, community: str) -> dict[str, Any] | None:
+        with self._errors("reading rule state"):
+            row = self.conn.execute("SELECT snapshot FROM rule_state WHERE community = %s", (community,)).fetchone()
+        return dict(row[0]) if row else None
+
+    def save_rule_state(self, community: str, snapshot: dict[str, Any]) -> None:
+        with self._errors("saving rule state"):
+            self.conn.execute(
+                "INSERT INTO rule_state (community, snapshot, saved_at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (community) DO UPDATE SET snapshot = excluded.snapshot, saved_at = now()",
+                (community, Jsonb(snapshot)))
 
     def prune_message_keys(self, older_than: timedelta = timedelta(days=2)) -> int:
         with self._errors("pruning message keys"):

@@ -1,14 +1,12 @@
-"""Device simulator: generates v1 telemetry for a community's devices and publishes it. Does I/O.
+"""The simplest simulator: round-robin v1 telemetry of a community's devices, and a publisher. Does I/O.
 
-Depends only on the message contract, catalogue and community model in ``twin``. Values stay in
-each field's normal range with a slow drift, so a quiet community looks quiet. Scenarios and
-behaviour models per kind build on this module.
+Depends only on the message contract, catalogue and community model in ``twin``. Readings come from
+the behaviour models, so a quiet community looks quiet. Scenarios (:mod:`simulators.scenario`), scale
+runs (:mod:`simulators.scale`) and hostile traffic (:mod:`simulators.hostile`) build on the same parts.
 """
 
 from __future__ import annotations
 
-import math
-import random
 import sys
 import threading
 import time
@@ -19,8 +17,10 @@ from typing import IO
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from simulators import behaviour
+from simulators.errors import SimulationError
 from twin import catalogue, contract
-from twin.community import Community, Device
+from twin.community import Community
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,41 +29,34 @@ class Message:
     payload: bytes
 
 
-def baseline_values(device: Device, t: float, rng: random.Random) -> dict[str, bool | int | float]:
-    """A plausible quiet reading of every field of the device at time ``t`` (epoch seconds)."""
-    kind = catalogue.KINDS[device.kind]
-    out: dict[str, bool | int | float] = {}
-    day = (t % 86400) / 86400.0
-    for f in kind.fields:
-        if f.type is catalogue.FieldType.BOOL:
-            out[f.name] = f.name not in ("leak", "opened", "door_open", "running")
-            continue
-        lo, hi = f.normal or (f.valid if math.isfinite(f.valid[0]) and math.isfinite(f.valid[1]) else (0.0, 1.0))
-        mid, half = (lo + hi) / 2, (hi - lo) / 2
-        v = mid + half * (0.4 * math.sin(2 * math.pi * (day - 0.25)) + 0.1 * rng.uniform(-1, 1))
-        v = min(max(v, lo), hi)
-        out[f.name] = round(v) if f.type is catalogue.FieldType.INT else round(v, 3)
-    return out
-
-
 def telemetry_stream(community: Community, root: str, *, devices: int | None, start_s: float, step_s: float,
-                     count: int | None, seed: int = 1) -> Iterator[Message]:
-    """Round-robin telemetry over the community's devices with fields; ``count`` messages or forever."""
-    rng = random.Random(seed)
-    devs = [d for d in community.devices if catalogue.KINDS[d.kind].fields][: devices or None]
+                     count: int | None, seed: int = 1, kinds: set[str] | None = None) -> Iterator[Message]:
+    """Round-robin telemetry over the community's devices with fields; ``count`` messages or forever.
+
+    Each round advances simulated time by ``step_s``; readings come from the behaviour models
+    (:mod:`simulators.behaviour`), so they stay in each field's normal range.
+    """
+    devs = [d for d in community.devices if catalogue.KINDS[d.kind].fields and (kinds is None or d.kind in kinds)]
+    devs = devs[: devices or None]
     if not devs:
-        raise ValueError("the community has no devices with telemetry fields")
+        raise SimulationError(f"community {community.id} has no devices with telemetry fields"
+                              + (f" of kind {', '.join(sorted(kinds))}" if kinds else ""))
+    models = [behaviour.model_for(d, seed=seed, community=community, origin=start_s) for d in devs]
     topics = [contract.topic(root, community.id, d.id, contract.Channel.TELEMETRY) for d in devs]
-    seq = [0] * len(devs)
+    return _round_robin(models, topics, start_s, step_s, count)
+
+
+def _round_robin(models: list[behaviour.Model], topics: list[str], start_s: float, step_s: float,
+                 count: int | None) -> Iterator[Message]:
+    seq = [0] * len(models)
     n = 0
     t = start_s
     while count is None or n < count:
-        i = n % len(devs)
+        i = n % len(models)
         if i == 0 and n:
             t += step_s
         seq[i] += 1
-        payload = contract.telemetry_bytes(round(t * 1000), seq[i], baseline_values(devs[i], t, rng))
-        yield Message(topics[i], payload)
+        yield Message(topics[i], contract.telemetry_bytes(round(t * 1000), seq[i], models[i].values(t)))
         n += 1
 
 
@@ -108,8 +101,11 @@ class Publisher:
 
 
 def run(stream: Iterator[Message], sink: Callable[[Message], None], *, rate: float | None,
-        stop: threading.Event | None = None) -> int:
-    """Send messages to ``sink`` at ``rate`` per second (None: as fast as possible). Returns how many."""
+        stop: threading.Event | None = None, idle: Callable[[float], None] = time.sleep) -> int:
+    """Send messages to ``sink`` at ``rate`` per second (None: as fast as possible). Returns how many.
+
+    ``idle(seconds)`` is called while waiting (a connection without a network thread services itself there).
+    """
     n = 0
     t0 = time.perf_counter()
     for msg in stream:
@@ -118,9 +114,8 @@ def run(stream: Iterator[Message], sink: Callable[[Message], None], *, rate: flo
         sink(msg)
         n += 1
         if rate:
-            ahead = n / rate - (time.perf_counter() - t0)
-            if ahead > 0:
-                time.sleep(ahead)
+            while (ahead := n / rate - (time.perf_counter() - t0)) > 0 and not (stop and stop.is_set()):
+                idle(min(ahead, 0.2))
     return n
 
 

@@ -89,6 +89,38 @@ def alarms_topic(root: str, community_id: str) -> str:
     return f"{root}/v{SCHEMA_VERSION}/alarms/{community_id}"
 
 
+def alarm_commands_topic(root: str, community_id: str) -> str:
+    """Where operators' consoles send alarm actions (acknowledge, shelve, ...) to the gateway."""
+    return f"{root}/v{SCHEMA_VERSION}/alarms/{community_id}/commands"
+
+
+def parse_alarm_commands_topic(root: str, value: str) -> str | None:
+    """The community id if ``value`` is an alarm-commands topic under ``root``, else None."""
+    prefix = f"{root}/v{SCHEMA_VERSION}/alarms/"
+    if not value.startswith(prefix) or not value.endswith("/commands"):
+        return None
+    community = value[len(prefix) : -len("/commands")]
+    return community if valid_id(community) else None
+
+
+class AlarmCommand(BaseModel):
+    """An operator's action on one alarm: ``{"v":1,"action":"acknowledge","key":"gas_l2@B3-B1-GAS","by":"op1"}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1]
+    action: Literal["acknowledge", "shelve", "unshelve", "clear"]
+    key: str = Field(min_length=3, max_length=200)
+    by: str = Field(min_length=1, max_length=64)
+    comment: str | None = Field(default=None, max_length=1000)
+    until: datetime | None = None  # shelve: until when
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _until(cls, v: Any) -> datetime | None:
+        return None if v is None else _to_datetime(v)
+
+
 def worker_topic(root: str, worker_id: str) -> str:
     """Where a grid worker's phone app receives its tickets."""
     if not valid_id(worker_id):

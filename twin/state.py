@@ -95,10 +95,20 @@ class Rollup:
     community: Level
 
 
+@dataclass(frozen=True, slots=True)
+class PlaceAlarm:
+    """An active alarm on a place (a floor, a building or a care unit) rather than on one device."""
+
+    building: str | None
+    floor: int | None
+    level: Level
+
+
 class LiveState:
     def __init__(self, community: Community) -> None:
         self.community = community
         self.devices: dict[str, DeviceState] = {d.id: DeviceState(d.id, d.kind) for d in community.devices}
+        self.place_alarms: dict[str, PlaceAlarm] = {}  # alarm key -> where and how bad
 
     # -- facts in ---------------------------------------------------------------------------------
 
@@ -141,6 +151,13 @@ class LiveState:
             d.alarms.pop(rule, None)
         else:
             d.alarms[rule] = level
+
+    def place_alarm(self, key: str, building: str | None, floor: int | None, level: Level | None) -> None:
+        """Set (or clear, with None) an alarm whose subject is a floor, building or care unit."""
+        if level is None:
+            self.place_alarms.pop(key, None)
+        else:
+            self.place_alarms[key] = PlaceAlarm(building, floor, level)
 
     def tick(self, now: datetime) -> list[str]:
         """Mark devices offline whose heartbeat is overdue; return the ids that just went offline."""
@@ -196,10 +213,16 @@ class LiveState:
             if dev.floor is not None:
                 key = (dev.building, dev.floor)
                 floors[key] = max(floors.get(key, Level.UNKNOWN), lv)
+        for pa in self.place_alarms.values():
+            if pa.building is None or pa.building not in buildings:
+                continue
+            buildings[pa.building] = max(buildings[pa.building], pa.level)
+            if pa.floor is not None and (pa.building, pa.floor) in floors:
+                floors[(pa.building, pa.floor)] = max(floors[(pa.building, pa.floor)], pa.level)
         grids: dict[str, Level] = {g.id: Level.UNKNOWN for g in self.community.grids}
         for b in self.community.buildings:
             if b.grid is not None:
                 grids[b.grid] = max(grids[b.grid], buildings[b.id])
         loose = [devices[d.id] for d in self.community.devices if d.building is None]
-        community = max([*buildings.values(), *loose, Level.UNKNOWN])
+        community = max([*buildings.values(), *loose, *(p.level for p in self.place_alarms.values()), Level.UNKNOWN])
         return Rollup(devices, floors, buildings, grids, community)

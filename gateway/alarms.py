@@ -1,0 +1,230 @@
+"""The alarm service: runs the pure rules engine on committed facts and does its I/O. Does I/O.
+
+Per community: feed what the writer committed to :class:`twin.rules.Engine`, tick it on an event
+clock, persist every alarm change (``alarms`` current row + ``alarm_events`` history) in one
+transaction, publish each change on ``{root}/v1/alarms/{community}``, paint it on the live state,
+apply operators' commands from ``.../alarms/{community}/commands``, save the engine snapshot
+(``rule_state``) so a restart forgets nothing, and hot-reload rule files (a bad file keeps the
+previous rule set in force and says why).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from psycopg.types.json import Jsonb
+
+from gateway.storage import Storage
+from twin import contract
+from twin.alarms import AlarmError, AlarmEvent, EventKind
+from twin.community import Community
+from twin.rules import DEFAULTS_FILE, Engine, RulesError, RuleSet, load_rules
+from twin.state import LiveState
+
+log = logging.getLogger(__name__)
+Publish = Callable[[str, bytes, int], None]
+
+
+class EventClock:
+    """Now, as the devices see it: the newest message time, advanced by wall time since it arrived.
+
+    Live, this is the wall clock; when a simulator replays a day at 60x in the past, it is the
+    simulated time, so durations and no-data rules work in both.
+    """
+
+    def __init__(self) -> None:
+        self.newest: datetime | None = None
+        self._wall_at_newest = 0.0
+
+    def saw(self, ts: datetime) -> None:
+        if self.newest is None or ts > self.newest:
+            self.newest = ts
+            self._wall_at_newest = time.monotonic()
+
+    def now(self) -> datetime | None:
+        if self.newest is None:
+            return None
+        return self.newest + timedelta(seconds=time.monotonic() - self._wall_at_newest)
+
+
+def rule_files(extra: Sequence[Path]) -> list[Path]:
+    return [DEFAULTS_FILE, *extra]
+
+
+def read_rules(files: Sequence[Path], community: Community) -> RuleSet:
+    texts = []
+    for f in files:
+        try:
+            texts.append((str(f), f.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise RulesError([f"{f}: cannot read it ({exc.strerror})"]) from None
+    return load_rules(texts, community)
+
+
+@dataclass
+class _Files:
+    paths: list[Path]
+    mtimes: list[float]
+
+    @classmethod
+    def of(cls, paths: list[Path]) -> _Files:
+        return cls(paths, [_mtime(p) for p in paths])
+
+    def changed(self) -> bool:
+        now = [_mtime(p) for p in self.paths]
+        if now != self.mtimes:
+            self.mtimes = now
+            return True
+        return False
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+class AlarmService:
+    """Alarms of one community. Not thread-safe: the gateway's writer thread owns it."""
+
+    def __init__(self, community: Community, storage: Storage, *, root: str, publish: Publish,
+                 live: LiveState | None, site_rules: Sequence[Path] = ()) -> None:
+        self.community = community
+        self.root = root
+        self.publish = publish
+        self.live = live
+        self.clock = EventClock()
+        self._files = _Files.of(rule_files(site_rules))
+        self.ruleset = read_rules(self._files.paths, community)  # a bad file at start is fatal
+        snap = storage.load_rule_state(community.id)
+        self.engine = Engine.restore(self.ruleset, community, snap) if snap else Engine(self.ruleset, community)
+        self.raised = 0
+        self.reload_errors: list[str] = []
+        for a in self.engine.alarms():  # paint what was active before the restart
+            if a.status.active:
+                self._paint_key(a.key, a.subject.building, a.subject.floor, a.subject.device,
+                                a.severity.level if not a.shelved_until else None)
+
+    # -- facts in --------------------------------------------------------------------------------
+
+    def on_readings(self, device: str, samples: Sequence[tuple[datetime, dict[str, Any]]]) -> list[AlarmEvent]:
+        out: list[AlarmEvent] = []
+        for ts, values in samples:
+            self.clock.saw(ts)
+            out += self.engine.on_reading(device, ts, values)
+        return out
+
+    def on_event(self, device: str, ts: datetime, code: str, state: str) -> list[AlarmEvent]:
+        self.clock.saw(ts)
+        return self.engine.on_event(device, ts, code, state)
+
+    def on_status(self, device: str, ts: datetime, online: bool) -> list[AlarmEvent]:
+        return self.engine.on_status(device, ts, online)
+
+    def tick(self) -> list[AlarmEvent]:
+        now = self.clock.now()
+        return self.engine.tick(now) if now is not None else []
+
+    def command(self, raw: bytes) -> list[AlarmEvent]:
+        """Apply an operator's command; a bad or illegal one is logged and published as rejected."""
+        try:
+            cmd = contract.AlarmCommand.model_validate(orjson.loads(raw))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            self._reject(None, f"bad command: {str(exc).splitlines()[0]}")
+            return []
+        at = self.clock.now() or datetime.now(UTC)
+        try:
+            if cmd.action == "acknowledge":
+                return [self.engine.acknowledge(cmd.key, cmd.by, at, cmd.comment)]
+            if cmd.action == "clear":
+                return [self.engine.clear(cmd.key, cmd.by, at, cmd.comment)]
+            if cmd.action == "shelve":
+                if cmd.until is None:
+                    self._reject(cmd.key, "shelve needs `until`")
+                    return []
+                return [self.engine.shelve(cmd.key, cmd.until, cmd.by, at)]
+            return [self.engine.unshelve(cmd.key, cmd.by, at)]
+        except (AlarmError, KeyError) as exc:
+            self._reject(cmd.key, str(exc))
+            return []
+
+    def _reject(self, key: str | None, why: str) -> None:
+        log.warning("alarm command rejected (%s): %s", key, why)
+        self.publish(contract.alarms_topic(self.root, self.community.id),
+                     orjson.dumps({"kind": "rejected", "key": key, "detail": why}), 1)
+
+    # -- rules files -----------------------------------------------------------------------------
+
+    def maybe_reload(self) -> bool:
+        """Hot reload when a rules file changed; keep the old set (and say why) if the new one is bad."""
+        if not self._files.changed():
+            return False
+        try:
+            new = read_rules(self._files.paths, self.community)
+        except RulesError as exc:
+            self.reload_errors = list(exc.problems)
+            log.error("rules not reloaded, previous rule set stays in force:\n  %s", "\n  ".join(exc.problems))
+            return False
+        self.engine = Engine.restore(new, self.community, self.engine.snapshot())
+        self.ruleset = new
+        self.reload_errors = []
+        log.info("rules reloaded: %d rules", len(new.rules))
+        return True
+
+    # -- persistence and delivery ----------------------------------------------------------------
+
+    def persist(self, storage: Storage, events: Sequence[AlarmEvent]) -> None:
+        """Store the alarms' current rows and their history, then publish and paint. One transaction."""
+        if not events:
+            return
+        rows = []
+        closed: list[tuple[Any, ...]] = []  # alarms the engine forgot once cleared and acknowledged
+        for e in events:
+            a = self.engine.alarm(e.rule, e.subject)
+            if a is None:
+                if e.status is not None:
+                    closed.append((e.key, e.status.value, e.kind.value, e.at, e.by, e.detail))
+                continue
+            rows.append({
+                "key": a.key, "community": self.community.id, "rule": a.rule, "subject": a.subject.id,
+                "subject_type": str(a.subject.type), "severity": a.severity.value, "status": a.status.value,
+                "dispatch": a.dispatch.value, "building": a.subject.building, "floor": a.subject.floor,
+                "device": a.subject.device, "raised_at": a.raised_at, "last_seen": a.last_seen, "count": a.count,
+                "detail": a.detail, "acked_at": a.acked_at, "acked_by": a.acked_by, "ack_comment": a.ack_comment,
+                "cleared_at": a.cleared_at, "cleared_by": a.cleared_by, "shelved_until": a.shelved_until,
+                "flapping": a.flapping,
+            })
+        history = [(e.at, self.community.id, e.key, e.kind.value, e.severity.value,
+                    e.status.value if e.status else None, e.by, e.detail, Jsonb(e.to_json())) for e in events]
+        storage.write_alarms(rows, history, closed)
+        topic = contract.alarms_topic(self.root, self.community.id)
+        for e in events:
+            if e.kind is EventKind.RAISED:
+                self.raised += 1
+            self.publish(topic, orjson.dumps(e.to_json()), 1)
+            self._paint(e)
+
+    def _paint(self, e: AlarmEvent) -> None:
+        a = self.engine.alarm(e.rule, e.subject)
+        level = a.severity.level if a is not None and a.status.active and not e.shelved else None
+        self._paint_key(e.key, e.building, e.floor, e.device, level)
+
+    def _paint_key(self, key: str, building: str | None, floor: int | None, device: str | None,
+                   level: Any) -> None:
+        if self.live is None:
+            return
+        if device is not None:
+            self.live.alarm(device, key, level)
+        else:
+            self.live.place_alarm(key, building, floor, level)
+
+    def save_state(self, storage: Storage) -> None:
+        storage.save_rule_state(self.community.id, self.engine.snapshot())

@@ -1,0 +1,36 @@
+"""`gridtwin rules check|test`, run in-process (no services needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+
+
+def test_rules_check_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "check"]) == 0
+    assert capsys.readouterr().out.startswith("OK: ")
+    site = tmp_path / "site.yaml"
+    site.write_text("version: 1\nrules:\n  - {id: gas_level1, raise: 20, clear: 15}\n", encoding="utf-8")
+    assert main(["rules", "check", str(site)]) == 0
+    assert f"shipped defaults + {site}" in capsys.readouterr().out
+    site.write_text("version: 1\nrules:\n  - id: gas_level1\n    clear: 30\n  - id: co_high\n    for: soon\n",
+                    encoding="utf-8")
+    assert main(["rules", "check", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert f"{site}:4: rules.gas_level1.clear: clear 30 is above raise 25" in err
+    assert f"{site}:6: rules.co_high.for: 'soon' is not a duration" in err
+    assert main(["rules", "check", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read rules file" in capsys.readouterr().err
+
+
+def test_rules_test_replays_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "test", "--scenario", "gas-leak", "--raised-only"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [(x["rule"], x["kind"], x["severity"]) for x in lines] == [
+        ("gas_level1", "raised", "major"), ("gas_level2", "raised", "critical")]
+    assert all({"rule", "kind", "severity", "subject", "raised_at", "dispatch"} <= x.keys() for x in lines)
+    assert main(["rules", "test", "--scenario", "no-such-scenario"]) == 2
