@@ -377,3 +377,106 @@ def _rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def bench_latency(db_url: str, *, sustained: float, load_fraction: float = 0.5, seconds: float = 30.0,
+                  probes_per_s: float = 5.0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Publish-to-alarm-committed latency under background load.
+
+    Background: telemetry at ``load_fraction`` x ``sustained`` msg/s. Probes: gas detectors alternately
+    crossing 50 %LEL and returning to 0, ``probes_per_s`` per second; each probe's latency runs from
+    its publish to the gateway's `raised` event on the alarm topic (published after the alarm is
+    committed to the database).
+    """
+    community = bench_community()
+    gas = [d.id for d in community.devices if d.kind == "gas"]
+    with tempfile.TemporaryDirectory(prefix="gridtwin-benchl-") as tmp:
+        broker = Mosquitto(Path(tmp) / "broker")
+        schema = f"benchl_{uuid.uuid4().hex[:8]}"
+        root = f"benchl{uuid.uuid4().hex[:6]}"
+        st = Storage.connect(db_url, schema=schema)
+        st.migrate()
+        st.load_community(community)
+        env = {"GRIDTWIN_MQTT_URL": broker.url, "GRIDTWIN_DB_URL": db_url, "GRIDTWIN_DB_SCHEMA": schema,
+               "GRIDTWIN_MQTT_TOPIC_ROOT": root, "GRIDTWIN_MQTT_CLIENT_ID": f"gw-{root}",
+               "GRIDTWIN_DATA_DIR": str(Path(tmp) / "data")}
+        gw = _GatewayProc(env, Path(tmp) / "gateway.log")
+        sent_at: dict[str, float] = {}
+        latencies: list[float] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+        sent = 0
+        try:
+            gw.wait_subscribed()
+            sub = _paho(broker.url, f"benchl-sub-{root}", clean=True)
+
+            def on_alarm(_c: Any, _u: Any, m: paho.MQTTMessage) -> None:
+                e = orjson.loads(m.payload)
+                if e.get("kind") == "raised" and e.get("rule") == "gas_level2":
+                    with lock:
+                        t0 = sent_at.pop(str(e.get("device")), None)
+                    if t0 is not None:
+                        latencies.append((time.perf_counter() - t0) * 1000)
+
+            sub.on_message = on_alarm
+            sub.loop_start()
+            sub.subscribe(contract.alarms_topic(root, community.id), qos=1)
+            pub = _paho(broker.url, f"benchl-pub-{root}", clean=True)
+            pub.loop_start()
+            rate = sustained * load_fraction
+
+            def background() -> None:
+                nonlocal sent
+                msgs = _payloads(community, root, 200_000, int(time.time() * 1000))
+                t0 = time.perf_counter()
+                i = 0
+                while not stop.is_set():
+                    topic, payload = msgs[i % len(msgs)]
+                    body = orjson.loads(payload)
+                    body["seq"], body["ts"] = i + 1, int(time.time() * 1000)
+                    pub.publish(topic, orjson.dumps(body), qos=1)
+                    i += 1
+                    sent = i
+                    ahead = i / rate - (time.perf_counter() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+
+            threading.Thread(target=background, daemon=True).start()
+            probe_pub = _paho(broker.url, f"benchl-probe-{root}", clean=True)
+            probe_pub.loop_start()
+            seq = 0
+            end = time.monotonic() + seconds
+            k = 0
+            while time.monotonic() < end:
+                dev = gas[k % len(gas)]
+                k += 1
+                topic = contract.topic(root, community.id, dev, contract.Channel.TELEMETRY)
+                for lel in (0.0, 60.0):  # reset (clears any earlier alarm), then cross level 2
+                    seq += 1
+                    if lel:
+                        with lock:
+                            sent_at[dev] = time.perf_counter()
+                    payload = contract.telemetry_bytes(int(time.time() * 1000), seq, {"lel": lel})
+                    probe_pub.publish(topic, payload, qos=1)
+                    time.sleep(0.5 / probes_per_s)
+            time.sleep(2)
+            stop.set()
+            for c in (pub, probe_pub, sub):
+                c.disconnect()
+                c.loop_stop()
+        finally:
+            stop.set()
+            gw.stop()
+            st.close()
+            broker.stop()
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    lat = sorted(latencies)
+
+    def pct(p: float) -> float | None:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1) if lat else None
+
+    log(f"  load {load_fraction:.0%}: {len(lat)} alarms, p50={pct(0.5)} ms p99={pct(0.99)} ms")
+    return {"benchmark": "latency", **machine(), "load_fraction": load_fraction,
+            "msgs_per_s": round(sent / seconds), "target_msgs_per_s": round(sustained * load_fraction),
+            "alarms": len(lat), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": round(lat[-1], 1) if lat else None}

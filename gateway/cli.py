@@ -389,6 +389,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                     log=log)
     elif args.what == "writer":
         result = bench.bench_writer(db_url, rows=args.messages or 500_000, repeats=args.repeats)
+    elif args.what == "latency":
+        result = bench.bench_latency(db_url, sustained=args.rate or 14_000.0, load_fraction=args.load,
+                                     seconds=args.seconds, log=log)
     elif args.what == "memory":
         result = bench.bench_memory(db_url, minutes=args.minutes, rate=args.rate or 10_000.0, log=log)
     else:
@@ -530,6 +533,102 @@ def _epoch_seconds(text: str) -> float:
     return dt.timestamp()
 
 
+# -- tickets (issue 7): KPI report and API users -------------------------------------------------------
+
+
+def _stored_communities(st: Any) -> list[Any]:
+    """The communities loaded into the database (for worker and grid names)."""
+    import functools
+
+    from pydantic import ValidationError
+
+    from twin.community import Community
+
+    out = []
+    for code in _run_storage(st.community_codes):
+        doc = _run_storage(functools.partial(st.community_document, code))
+        try:
+            out.append(Community.model_validate(doc, context={"defer_references": True}))
+        except ValidationError:
+            log.warning("community %s in the database does not validate; its names are left out", code)
+    return out
+
+
+def _need_tickets_schema(st: Any) -> None:
+    if _run_storage(st.schema_version) < 7:
+        raise CliError("the database has no ticket tables yet: run `gridtwin db migrate`", 1)
+
+
+def _day(text: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-06-30") from None
+
+
+def cmd_report_kpi(args: argparse.Namespace) -> int:
+    """KPIs per worker, grid and community of the tickets created from --from to --to (local days, inclusive)."""
+    from datetime import datetime, time, timedelta
+
+    from gateway.tickets import TicketService, kpi_csv
+    from twin.tickets import kpi_markdown
+
+    if args.to < args.start:
+        raise CliError(f"--to {args.to} is before --from {args.start}", EXIT_USAGE)
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        _need_tickets_schema(st)
+        svc = TicketService(st, s, _stored_communities(st))
+        start = datetime.combine(args.start, time(0), svc.tz)
+        end = datetime.combine(args.to + timedelta(days=1), time(0), svc.tz)
+        rows = _run_storage(lambda: svc.kpis(start, end, community=args.community))
+    if args.format == "csv":
+        sys.stdout.write(kpi_csv(rows))
+    else:
+        sys.stdout.write(kpi_markdown(rows, f"工单考核 KPIs {args.start} .. {args.to}"))
+    if not rows:
+        print(f"no tickets created from {args.start} to {args.to}", file=sys.stderr)
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    """Create (or with --update change) an API user; the password from --password, --password-file, stdin or a
+    prompt."""
+    import getpass
+
+    from gateway.auth import AuthError, Users
+
+    password = args.password
+    if password is None and args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise CliError(f"cannot read a password from {args.password_file}: {exc}", EXIT_USAGE) from None
+    if password is None:
+        if sys.stdin is not None and sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.username}: ")
+            if getpass.getpass("again: ") != password:
+                raise CliError("the passwords differ", EXIT_USAGE)
+        else:
+            password = (sys.stdin.readline() if sys.stdin is not None else "").rstrip("\r\n")
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
+    with _storage(s, db_url) as st:
+        _run_storage(st.migrate)
+        try:
+            created = Users(st.conn).add(args.username, password, args.role, display_name=args.name,
+                                         grids=args.grid or [], worker_id=args.worker_id, update=args.update)
+        except AuthError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+    grids = f" grids {','.join(args.grid)}" if args.grid else ""
+    worker = f" worker {args.worker_id}" if args.worker_id else ""
+    print(f"{'added' if created else 'updated'} user {args.username}: role {args.role}{grids}{worker}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------------
 
 
@@ -634,13 +733,16 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(fn=cmd_demo)
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
-    bn.add_argument("what", choices=["ingest", "writer", "memory"])
+    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory"])
     bn.add_argument("--json", action="store_true", help="one-line JSON")
     bn.add_argument("--messages", type=_positive(int), help="messages (ingest) or rows (writer)")
     bn.add_argument("--qos", type=int, choices=[0, 1], default=1)
     bn.add_argument("--repeats", type=_positive(int), default=3)
     bn.add_argument("--minutes", type=_positive(float), default=10.0, help="memory: run length")
-    bn.add_argument("--rate", type=_positive(float), help="memory: publish rate msg/s")
+    bn.add_argument("--rate", type=_positive(float),
+                    help="memory: publish rate msg/s; latency: the sustained ingest rate the load is a fraction of")
+    bn.add_argument("--load", type=_positive(float), default=0.5, help="latency: fraction of --rate as load")
+    bn.add_argument("--seconds", type=_positive(float), default=30.0, help="latency: run length")
     bn.set_defaults(fn=cmd_bench)
 
     se = sub.add_parser("serve", help="serve the dashboard")
@@ -672,6 +774,26 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--seed", type=int, default=1)
     rt.add_argument("--raised-only", action="store_true", help="print only raised events")
     rt.set_defaults(fn=cmd_rules_test)
+
+    rp = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)
+    rk = rp.add_parser("kpi", help="ticket KPIs per worker, grid and community (CSV or Markdown)")
+    rk.add_argument("--from", dest="start", type=_day, required=True, metavar="DATE", help="first local day")
+    rk.add_argument("--to", type=_day, required=True, metavar="DATE", help="last local day (inclusive)")
+    rk.add_argument("--format", choices=["csv", "md"], default="md")
+    rk.add_argument("--community", help="only this community")
+    rk.set_defaults(fn=cmd_report_kpi)
+
+    us = sub.add_parser("users", help="API users").add_subparsers(dest="action", required=True)
+    ua = us.add_parser("add", help="add (or --update) a user of the REST API")
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True, choices=["worker", "supervisor", "operator", "admin"])
+    ua.add_argument("--grid", action="append", metavar="G", help="a grid the user serves (repeatable)")
+    ua.add_argument("--worker-id", metavar="W", help="the worker's (or supervisor's) id in the community file")
+    ua.add_argument("--name", help="display name")
+    ua.add_argument("--password", help="the password (else --password-file, standard input or a prompt)")
+    ua.add_argument("--password-file", type=Path, help="read the password from the first line of this file")
+    ua.add_argument("--update", action="store_true", help="change an existing user")
+    ua.set_defaults(fn=cmd_users_add)
     return p
 
 

@@ -87,7 +87,7 @@ class DbSettings(_Section):
 
 class GatewaySettings(_Section):
     batch_size: int = Field(default=5000, ge=1, le=100_000, description="max readings per COPY")
-    flush_interval_s: float = Field(default=0.2, gt=0, le=60, description="max wait before a partial batch")
+    flush_interval_s: float = Field(default=0.05, gt=0, le=60, description="max age of a batch before it is written")
     queue_max: int = Field(default=50_000, ge=100, le=5_000_000, description="bounded in-memory queue")
     max_payload_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
     max_fields: int = Field(default=64, ge=1, le=1024)
