@@ -299,7 +299,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                      qos=s.mqtt.qos if args.qos is None else args.qos,
                      max_payload_bytes=s.gateway.max_payload_bytes, max_fields=s.gateway.max_fields)
         job = sim.prepare(sim.Request(**given))
-        stop = _stop_event(args.duration)
+        stop = _stop_event(None if args.scale else args.duration)  # a scale run times itself
         if args.stdout:
             summary = job.run_stdout(sim.binary_stdout(), stop)
         else:
@@ -315,9 +315,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Bring services up, migrate, load the sample community, run gateway + simulator + placeholder page."""
+    """Bring services up, migrate, load the sample community, run gateway + simulator + dashboard."""
+    from gateway import dashboard_data
     from simulators import publisher
-    from viz import placeholder
 
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s, start=True)
@@ -332,8 +332,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except Exception as exc:
         _reraise_unavailable(exc)
         raise
-    server = placeholder.serve(s.demo.http_port, status=_status_source(s, db_url))
+    accounts = dashboard_data.seed_demo_users(db_url, community, dashboard_data.DEMO_PASSWORD,
+                                              schema=s.db.schema_name)
+    try:
+        server = dashboard_data.start_dashboard(s, community, db_url, mqtt_url, port=s.demo.http_port)
+    except OSError as exc:
+        gw.stop()
+        raise CliError(f"cannot serve the dashboard on port {s.demo.http_port}: {exc.strerror}", EXIT_USAGE) from None
     print(f"dashboard: http://127.0.0.1:{server.server_port}/  (Ctrl-C to stop)", flush=True)
+    print(f"sign in as {', '.join(accounts)} with password {dashboard_data.DEMO_PASSWORD}", flush=True)
     try:
         pub = publisher.Publisher(mqtt_url, client_id="gridtwin-demo-sim", qos=s.mqtt.qos, mqtt5=mqtt5)
     except ConnectionError as exc:
@@ -406,11 +413,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from viz import placeholder
+    from gateway import dashboard_data
 
     s = _settings(args)
-    _, db_url, _ = _urls(s)
-    server = placeholder.serve(args.port or s.demo.http_port, host=args.host, status=_status_source(s, db_url))
+    mqtt_url, db_url, _ = _urls(s)
+    community = _run_storage(lambda: dashboard_data.community_in_database(db_url, schema=s.db.schema_name))
+    if community is None:
+        raise CliError("no community in the database: load one first (`gridtwin community load FILE`)", 1)
+    try:
+        server = dashboard_data.start_dashboard(s, community, db_url, mqtt_url, host=args.host,
+                                                port=args.port or s.demo.http_port)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {args.host}:{args.port or s.demo.http_port}: {exc.strerror}", EXIT_USAGE) \
+            from None
     print(f"dashboard: http://{args.host}:{server.server_port}/", flush=True)
     stop = _stop_event(None)
     stop.wait()

@@ -305,7 +305,7 @@ class FireDoor(Model):
         t = k * self.SLOT
         h = self.hour(t)
         p = 0.02 if h < 6 or h >= 23 else 0.35
-        if self.u(1, k) >= p:
+        if self.u(1, k) >= p or self.is_quiet(t):
             return None
         a = t + self.u(2, k) * (self.SLOT - 30)
         return a, a + 4 + 8 * self.u(3, k)
@@ -365,7 +365,8 @@ class Elevator(Model):
     _BUSY: ClassVar[dict[str, float]] = {"morning": 0.8, "evening": 0.75, "day": 0.3, "night": 0.04}
 
     def active(self, k: int) -> bool:
-        return self.u(1, k) < self._BUSY[self._period(self.hour(k * self.slot))]
+        t = k * self.slot
+        return self.u(1, k) < self._BUSY[self._period(self.hour(t))] and not self.is_quiet(t)
 
     def _target(self, k: int) -> int:
         """Floor index slot k's trip goes to (only for busy slots)."""

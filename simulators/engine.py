@@ -221,8 +221,9 @@ def device_messages(device: Device, community: Community, script: DeviceScript, 
                 yield SimMessage(t, device.id, "publish", topics[contract.Channel.EVENT],
                                  event_bytes(ms, seq, code, state, detail))
             elif has_fields:
+                # read half a millisecond in: a change at instant x is reported at round(x) ms, and must show
                 yield SimMessage(t, device.id, "publish", topics[contract.Channel.TELEMETRY],
-                                 contract.telemetry_bytes(ms, seq, ov.values(t)))
+                                 contract.telemetry_bytes(ms, seq, ov.values((ms + 0.5) / 1000)))
             else:  # nothing to measure: the heartbeat is an online status with ts and seq
                 yield SimMessage(t, device.id, "publish", topics[contract.Channel.STATUS],
                                  status_bytes("online", ts_ms=ms, seq=seq))

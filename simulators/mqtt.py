@@ -75,7 +75,8 @@ class SharedConnection:
         self.client.max_inflight_messages_set(inflight)  # ~100 measured fastest with paho 2.2
         self.client.max_queued_messages_set(0)  # bounded by ``window`` instead
         self.client.on_connect = self._on_connect
-        self.client.on_publish = self._on_publish
+        if qos > 0:  # QoS 0 completion is "nothing left to write"; paho builds objects per on_publish call
+            self.client.on_publish = self._on_publish
         try:
             self.client.connect(self.addr.host, self.addr.port, keepalive=30)
         except OSError as exc:
@@ -98,11 +99,17 @@ class SharedConnection:
 
     @property
     def pending(self) -> int:
+        """Messages not yet written (QoS 0: 0 or 1, paho queues only what the socket refused) or acked."""
+        if self.qos == 0:
+            return int(self.client.want_write())
         return self.sent - self.done
 
     def publish(self, topic: str, payload: bytes) -> None:
-        if self.sent - self.done >= self.window:
-            while self.sent - self.done >= self.window // 2:
+        if self.qos == 0:
+            while self.client.want_write() and self.client.socket() is not None:  # the socket is full
+                self.poll(0.001)
+        elif self.sent - self.done >= self.window:
+            while self.sent - self.done >= self.window // 2 and self.client.socket() is not None:
                 self.poll(0.001)
         self.client.publish(topic, payload, qos=self.qos)
         self.sent += 1
@@ -130,7 +137,7 @@ class SharedConnection:
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every message was written (QoS 0) or acknowledged; False on timeout."""
         end = time.monotonic() + timeout_s
-        while self.done < self.sent:
+        while self.pending > 0:
             if time.monotonic() > end or self.client.socket() is None:
                 return False
             self.poll(0.005)

@@ -90,6 +90,8 @@ class StdoutSink:
         except BrokenPipeError:
             self._reader_gone()
 
+    flush = close
+
 
 class SharedSink:
     """All devices over one connection; a last will is published on the device's behalf."""
@@ -337,6 +339,8 @@ class ScaleJob:
             raise SimulationError("--scale needs --devices N")
         if self.req.duration is None and self.req.count is None:
             raise SimulationError("--scale needs --duration S or --count N")
+        if self.req.qos not in (0, 1):
+            raise SimulationError(f"--scale publishes at QoS 0 or 1, not {self.req.qos}")
 
     def _run(self, **kw: Any) -> str:
         r = scale.run_scale(kw.pop("url", ""), self.req.root, self.req.community.id, self.req.devices or 0,

@@ -2,8 +2,9 @@
 
 Built for throughput: each device gets a handful of payload templates, encoded once from its
 behaviour model (``b'{"v":1,"ts":%d,"seq":%d,"values":{...}}'``), so the hot loop only formats two
-integers and calls ``publish``: no pydantic and no JSON encoding per message. Pacing works in small
-batches against the monotonic clock; the achieved rate counts until every message was written
+integers and calls ``publish``: no pydantic and no JSON encoding per message. Packets are written
+in batches (:class:`~simulators.wire.BatchPublisher`, one ``sendall`` per ~64 KiB). Pacing works in
+small batches against the monotonic clock; the achieved rate counts until every message was written
 (QoS 0) or acknowledged by the broker (QoS 1).
 
 Devices are the community's own (when a community is given and its id matches) and then synthetic
@@ -18,16 +19,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any, Protocol
 
 import orjson
 
 from simulators import behaviour
-from simulators.mqtt import SharedConnection
+from simulators.wire import BatchPublisher
 from twin import catalogue, contract
 from twin.community import Building, Community, Device
 
 TEMPLATES_PER_DEVICE = 8
+
+
+class Writer(Protocol):
+    def write(self, data: bytes, /) -> Any: ...
+    def flush(self) -> Any: ...
+
+
 SYNTHETIC_KINDS = [k for k, v in catalogue.KINDS.items()
                    if any(f.type is not catalogue.FieldType.BOOL for f in v.fields) and k != "elevator"]
 
@@ -78,8 +86,12 @@ def templates(devices: list[Device], *, root: str, community_id: str, seed: int 
 
 def pump(publish: Callable[[str, bytes], Any], plan: list[tuple[str, list[bytes]]], *, rate: float | None,
          duration_s: float | None, count: int | None, stop: threading.Event | None = None,
-         batch: int = 500) -> tuple[int, float]:
-    """Publish round-robin over ``plan`` at ``rate`` msg/s (None: flat out). Returns (sent, seconds)."""
+         batch: int = 500, service: Callable[[float], Any] = time.sleep) -> tuple[int, float]:
+    """Publish round-robin over ``plan`` at ``rate`` msg/s (None: flat out). Returns (sent, seconds).
+
+    ``service(seconds)`` runs after every batch (with 0) and while waiting for the next one: the
+    connection sends what it buffered and reads acknowledgements there.
+    """
     n_dev = len(plan)
     topics = [t for t, _ in plan]
     tmpls = [tm for _, tm in plan]
@@ -96,7 +108,7 @@ def pump(publish: Callable[[str, bytes], Any], plan: list[tuple[str, list[bytes]
         if rate:
             due = int((now - t0) * rate) + 1 - sent
             if due <= 0:
-                time.sleep(min(0.002, (sent + 1) / rate - (now - t0)))
+                service(min(0.002, (sent + 1) / rate - (now - t0)))
                 continue
             k = min(due, batch)
         else:
@@ -110,12 +122,13 @@ def pump(publish: Callable[[str, bytes], Any], plan: list[tuple[str, list[bytes]
             tm = tmpls[j]
             publish(topics[j], tm[s % len(tm)] % (ts, s))
         sent += k
+        service(0)
     return sent, time.perf_counter() - t0
 
 
 def run_scale(url: str, root: str, community_id: str, devices: int, rate: float | None, duration_s: float | None,
               qos: int, mqtt5: bool = True, *, community: Community | None = None, count: int | None = None,
-              stop: threading.Event | None = None, seed: int = 1, out: IO[bytes] | None = None) -> dict[str, Any]:
+              stop: threading.Event | None = None, seed: int = 1, out: Writer | None = None) -> dict[str, Any]:
     """Publish ``devices`` devices at ``rate`` msg/s for ``duration_s`` over one connection; report the rate.
 
     Returns ``{"sent", "seconds", "rate", "target_rate", "devices", "qos"}`` where ``seconds`` runs until
@@ -132,15 +145,19 @@ def run_scale(url: str, root: str, community_id: str, devices: int, rate: float 
         sent, secs = pump(write, plan, rate=rate, duration_s=duration_s, count=count, stop=stop)
         out.flush()
         return _report(sent, secs, rate, devices, qos)
-    conn = SharedConnection(url, client_id=f"{root}-scale-{int(time.time() * 1000) % 10**9}", qos=qos, mqtt5=mqtt5)
+    conn = BatchPublisher(url, client_id=f"{root}-scale-{int(time.time() * 1000) % 10**9}", qos=qos, mqtt5=mqtt5)
     try:
         t0 = time.perf_counter()
-        sent, _ = pump(conn.publish, plan, rate=rate, duration_s=duration_s, count=count, stop=stop)
-        conn.flush(60)
+        sent, _ = pump(conn.publish, plan, rate=rate, duration_s=duration_s, count=count, stop=stop,
+                       service=conn.poll)
+        complete = conn.flush(60)
         secs = time.perf_counter() - t0
     finally:
         conn.close()
-    return _report(sent, secs, rate, devices, qos)
+    report = _report(sent, secs, rate, devices, qos)
+    report["unacknowledged"] = 0 if complete else conn.sent - conn.acked
+    report["refused"] = conn.refused
+    return report
 
 
 def _report(sent: int, secs: float, rate: float | None, devices: int, qos: int) -> dict[str, Any]:

@@ -1,0 +1,268 @@
+"""A minimal batching MQTT publisher for scale runs (MQTT 3.1.1 and 5). Does network I/O.
+
+paho writes every message with its own ``send()`` and builds Python objects for every
+acknowledgement; at tens of thousands of messages a second those per-message costs dominate. This
+client does only what a scale run needs - CONNECT, PUBLISH at QoS 0 or 1, PUBACK counting, PINGREQ,
+DISCONNECT - and writes many PUBLISH packets with one ``sendall``. Flow control for QoS 1 honours
+the broker's Receive Maximum (MQTT 5) and never has more than ``window`` messages unacknowledged.
+
+Everything else (per-device clients, last wills, scenario and hostile runs) uses paho
+(:mod:`simulators.mqtt`).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import struct
+import time
+
+from simulators.errors import BrokerUnreachable
+from twin import contract
+
+_PUBACK, _PINGRESP, _DISCONNECT = 0x40, 0xD0, 0xE0
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _string(s: str | bytes) -> bytes:
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+# CONNACK property id -> size in bytes (negative: -1 string/binary, -2 string pair, -4 varint)
+_PROPERTY_SIZE = {0x11: 4, 0x12: -1, 0x13: 2, 0x15: -1, 0x16: -1, 0x1A: -1, 0x1C: -1, 0x1F: -1, 0x21: 2,
+                  0x22: 2, 0x24: 1, 0x25: 1, 0x26: -2, 0x27: 4, 0x28: 1, 0x29: 1, 0x2A: 1, 0x0B: -4}
+
+
+def _receive_maximum(props: bytes) -> int:
+    """The Receive Maximum in a CONNACK's properties (65535 when absent)."""
+    i = 0
+    while i < len(props):
+        pid = props[i]
+        i += 1
+        size = _PROPERTY_SIZE.get(pid)
+        if size is None:
+            return 65_535  # unknown property: stop parsing, assume no limit beyond the default
+        if pid == 0x21:
+            return int(struct.unpack_from("!H", props, i)[0])
+        if size > 0:
+            i += size
+        elif size == -1:
+            i += 2 + struct.unpack_from("!H", props, i)[0]
+        elif size == -2:
+            for _ in range(2):
+                i += 2 + struct.unpack_from("!H", props, i)[0]
+        else:
+            while props[i] & 0x80:
+                i += 1
+            i += 1
+    return 65_535
+
+
+class BatchPublisher:
+    """One connection, many devices' messages, few syscalls."""
+
+    def __init__(self, url: str, *, client_id: str, qos: int, mqtt5: bool = True, keepalive: int = 30,
+                 window: int = 20_000, batch_bytes: int = 64 * 1024, connect_timeout_s: float = 10.0) -> None:
+        if qos not in (0, 1):
+            raise ValueError("scale runs publish at QoS 0 or 1")
+        self.addr = contract.BrokerAddress.parse(url)
+        self.qos = qos
+        self.mqtt5 = mqtt5
+        self.keepalive = keepalive
+        self.batch_bytes = batch_bytes
+        self.sent = 0  # handed to the socket
+        self.acked = 0
+        self.refused = 0  # MQTT 5 PUBACKs with a failure reason code (e.g. not authorized)
+        self._buf: list[bytes] = []
+        self._buf_len = 0
+        self._queued = 0
+        self._rx = bytearray()
+        self._mid = 0
+        self._last_tx = time.monotonic()
+        try:
+            raw = socket.create_connection((self.addr.host, self.addr.port), timeout=connect_timeout_s)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock: socket.socket = (ssl.create_default_context().wrap_socket(raw, server_hostname=self.addr.host)
+                                        if self.addr.tls else raw)
+            self.sock.sendall(self._connect_packet(client_id))
+            self.limit = min(window, 65_000, self._read_connack())
+        except OSError as exc:
+            raise BrokerUnreachable(f"cannot reach the MQTT broker at {self.addr.redacted()}: {exc}") from None
+        self.sock.setblocking(False)
+
+    def _connect_packet(self, client_id: str) -> bytes:
+        flags = 0x02  # clean session / clean start
+        payload = _string(client_id)
+        if self.addr.username:
+            flags |= 0x80
+            payload += _string(self.addr.username)
+            if self.addr.password:
+                flags |= 0x40
+                payload += _string(self.addr.password)
+        body = _string("MQTT") + bytes([5 if self.mqtt5 else 4, flags]) + struct.pack("!H", self.keepalive)
+        if self.mqtt5:
+            body += b"\x00"  # no properties
+        body += payload
+        return b"\x10" + _varint(len(body)) + body
+
+    def _read_exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("the broker closed the connection")
+            data += chunk
+        return data
+
+    def _read_connack(self) -> int:
+        header = self._read_exact(1)[0]
+        length, shift = 0, 0
+        while True:
+            b = self._read_exact(1)[0]
+            length += (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = self._read_exact(length)
+        if header != 0x20 or len(body) < 2:
+            raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} did not answer CONNECT")
+        if body[1] != 0:
+            raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} refused the connection "
+                                    f"(code {body[1]})")
+        if not self.mqtt5 or len(body) <= 2:
+            return 65_535
+        i, plen, shift = 2, 0, 0
+        while True:
+            b = body[i]
+            plen += (b & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not b & 0x80:
+                break
+        return _receive_maximum(body[i:i + plen])
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        if self.qos:
+            if self.sent + self._queued - self.acked >= self.limit:
+                self._send()
+                while self.sent - self.acked >= self.limit:
+                    self.poll(0.01)
+            self._mid = self._mid % 65_535 + 1
+            body = _string(topic) + struct.pack("!H", self._mid)
+            header = 0x32
+        else:
+            body = _string(topic)
+            header = 0x30
+        if self.mqtt5:
+            body += b"\x00"
+        packet = bytes([header]) + _varint(len(body) + len(payload)) + body + payload
+        self._buf.append(packet)
+        self._buf_len += len(packet)
+        self._queued += 1
+        if self._buf_len >= self.batch_bytes:
+            self._send()
+
+    def _send(self) -> None:
+        if not self._buf:
+            return
+        data = b"".join(self._buf)
+        self._buf.clear()
+        self._buf_len = 0
+        view = memoryview(data)
+        while view:
+            try:
+                n = self.sock.send(view)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                select.select([self.sock], [self.sock], [], 0.05)
+                self._read()
+                continue
+            except OSError as exc:
+                raise BrokerUnreachable(f"lost the MQTT broker at {self.addr.redacted()}: {exc}") from None
+            view = view[n:]
+        self.sent += self._queued
+        self._queued = 0
+        self._last_tx = time.monotonic()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                chunk = self.sock.recv(65_536)
+                if not chunk:
+                    raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} closed the connection")
+                self._rx += chunk
+                if len(chunk) < 65_536:
+                    break
+        except (BlockingIOError, ssl.SSLWantReadError):
+            pass
+        except OSError as exc:
+            raise BrokerUnreachable(f"lost the MQTT broker at {self.addr.redacted()}: {exc}") from None
+        self._parse()
+
+    def _parse(self) -> None:
+        rx, i, n = self._rx, 0, len(self._rx)
+        while i < n:
+            kind = rx[i] & 0xF0
+            j, length, shift = i + 1, 0, 0
+            while j < n:
+                b = rx[j]
+                length += (b & 0x7F) << shift
+                shift += 7
+                j += 1
+                if not b & 0x80:
+                    break
+            else:
+                break  # the length is not complete yet
+            if j + length > n:
+                break
+            if kind == _PUBACK:
+                self.acked += 1
+                if length >= 3 and rx[j + 2] >= 0x80:
+                    self.refused += 1
+            elif kind == _DISCONNECT:
+                raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} disconnected this client")
+            i = j + length
+        del rx[:i]
+
+    def poll(self, timeout: float) -> None:
+        """Send what is buffered, read acknowledgements, ping when the line has been quiet."""
+        self._send()
+        readable, _, _ = select.select([self.sock], [], [], max(timeout, 0))
+        if readable:
+            self._read()
+        if time.monotonic() - self._last_tx > self.keepalive / 2:
+            self.sock.sendall(b"\xc0\x00")  # PINGREQ
+            self._last_tx = time.monotonic()
+
+    @property
+    def pending(self) -> int:
+        return self._queued + (self.sent - self.acked if self.qos else 0)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Write everything buffered; for QoS 1 wait until the broker acknowledged every message."""
+        end = time.monotonic() + timeout_s
+        self._send()
+        while self.qos and self.acked < self.sent:
+            if time.monotonic() > end:
+                return False
+            self.poll(0.01)
+        return True
+
+    def close(self) -> None:
+        try:
+            self._send()
+            self.sock.setblocking(True)
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT (normal)
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
