@@ -1,0 +1,190 @@
+"""The knowledge base: SOP checklists, policies and cases, searchable by keyword. Pure: parses text.
+
+Documents are YAML files under ``twin/sop/`` (the caller reads them; :data:`SOP_DIR` says where)::
+
+    id: sop_gas_leak            # unique, [a-z0-9_]
+    type: sop                   # sop | policy | case
+    title: Combustible gas leak
+    title_zh: 燃气泄漏报警处置
+    rules: [gas_level1, gas_level2]   # alarm rules this SOP is the checklist for
+    categories: [gas]                 # ticket categories it is the fallback for
+    keywords: [燃气, 泄漏, gas]
+    steps: [...]                      # the checklist, in order
+    notes: ...                        # optional background
+    source: ...                       # where the numbers and the procedure come from
+
+Search works without a word segmenter: a query is cut into Latin words and, for Chinese, into the
+whole run plus its character bigrams ("电梯困人" -> 电梯困人, 电梯, 梯困, 困人), and each term scores
+by the field it appears in (title > keywords > rules/id > steps/notes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SOP_DIR = Path(__file__).resolve().parent / "sop"
+DocType = Literal["sop", "policy", "case"]
+
+
+class KnowledgeError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    type: DocType
+    title: str = Field(min_length=1, max_length=200)
+    title_zh: str = Field(min_length=1, max_length=200)
+    rules: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    steps: tuple[str, ...] = Field(min_length=1)
+    notes: str = ""
+    source: str = ""
+
+    def summary(self) -> dict[str, object]:
+        return {"id": self.id, "type": self.type, "title": self.title, "title_zh": self.title_zh}
+
+    def as_dict(self) -> dict[str, object]:
+        return self.model_dump()
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    document: Document
+    score: float
+    snippet: str
+
+
+_WORD = re.compile(r"[a-z0-9%.]+|[\u3400-\u9fff\uf900-\ufaff]+")
+_TYPE_ORDER = {"sop": 0, "policy": 1, "case": 2}
+_WEIGHTS = (("title", 6.0), ("keywords", 4.0), ("ids", 3.0), ("steps", 1.0), ("notes", 1.0))
+
+
+def terms(query: str) -> list[str]:
+    """Search terms of a query: Latin words, and each Chinese run with its character bigrams."""
+    out: list[str] = []
+    for run in _WORD.findall(query.lower()):
+        if run.isascii():
+            if len(run) >= 2 or run.isdigit():
+                out.append(run.strip("."))
+            continue
+        out.append(run)
+        if len(run) > 2:
+            out += [run[i : i + 2] for i in range(len(run) - 1)]
+    return list(dict.fromkeys(t for t in out if t))
+
+
+class KnowledgeBase:
+    """Documents by id; the SOP for an alarm rule or a ticket category; keyword search."""
+
+    def __init__(self, documents: Iterable[Document]) -> None:
+        self.documents: dict[str, Document] = {}
+        problems = []
+        for d in documents:
+            if d.id in self.documents:
+                problems.append(f"duplicate document id {d.id!r}")
+            self.documents[d.id] = d
+        if problems:
+            raise KnowledgeError(problems)
+        self._fields = {d.id: _fields(d) for d in self.documents.values()}
+
+    @classmethod
+    def parse(cls, texts: Sequence[tuple[str, str]]) -> KnowledgeBase:
+        """Build from (source name, YAML text) pairs; every bad file is reported."""
+        docs: list[Document] = []
+        problems: list[str] = []
+        for source, text in texts:
+            try:
+                data = yaml.safe_load(text)
+                docs.append(Document.model_validate(data))
+            except yaml.YAMLError as exc:
+                problems.append(f"{source}: not valid YAML: {exc}")
+            except ValidationError as exc:
+                problems += [f"{source}: {'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}"
+                             for e in exc.errors()]
+        if problems:
+            raise KnowledgeError(problems)
+        return cls(docs)
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def get(self, doc_id: str) -> Document | None:
+        return self.documents.get(doc_id)
+
+    def sop_for(self, rule: str | None, category: str | None = None) -> Document | None:
+        """The checklist for an alarm rule; else the one for the ticket category; else the general one."""
+        sops = [d for d in self.documents.values() if d.type == "sop"]
+        if rule:
+            found = next((d for d in sops if rule in d.rules), None)
+            if found:
+                return found
+        if category:
+            found = next((d for d in sops if category in d.categories), None)
+            if found:
+                return found
+        return next((d for d in sops if "other" in d.categories), None)
+
+    def search(self, query: str, *, limit: int = 10, kind: DocType | None = None) -> list[Hit]:
+        """Documents matching the query, best first. Ranking: share of the query's terms found, then score."""
+        ts = terms(query)
+        if not ts:
+            return []
+        ranked: list[tuple[float, float, Document, str]] = []
+        for d in self.documents.values():
+            if kind is not None and d.type != kind:
+                continue
+            fields = self._fields[d.id]
+            score = 0.0
+            found = 0
+            best: tuple[float, str] | None = None
+            for t in ts:
+                hit = False
+                for name, weight in _WEIGHTS:
+                    if t in fields[name]:
+                        score += weight * (1.5 if len(t) > 2 else 1.0)
+                        hit = True
+                if hit:
+                    found += 1
+                    line = _best_line(d, t)
+                    if line and (best is None or len(t) > best[0]):
+                        best = (len(t), line)
+            if found:
+                ranked.append((found / len(ts), score, d, best[1] if best else d.steps[0]))
+        ranked.sort(key=lambda r: (-r[0], -r[1], _TYPE_ORDER[r[2].type], r[2].id))
+        return [Hit(d, round(cover * 10 + score / 10, 3), _clip(snippet)) for cover, score, d, snippet in
+                ranked[:limit]]
+
+
+def _fields(d: Document) -> dict[str, str]:
+    return {
+        "title": f"{d.title} {d.title_zh}".lower(),
+        "keywords": " ".join(d.keywords).lower(),
+        "ids": " ".join((d.id, *d.rules, *d.categories)).lower(),
+        "steps": "\n".join(d.steps).lower(),
+        "notes": d.notes.lower(),
+    }
+
+
+def _best_line(d: Document, term: str) -> str | None:
+    for line in (*d.steps, *d.notes.splitlines()):
+        if term in line.lower():
+            return line
+    return None
+
+
+def _clip(text: str, n: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"

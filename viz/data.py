@@ -1,0 +1,273 @@
+"""What the dashboard needs from the rest of the system: a small typed interface. Pure (no I/O here).
+
+The dashboard (``viz/``) never imports the gateway. The composition root builds an object that
+satisfies :class:`DashboardData` (the real one is ``gateway.dashboard_data.StorageDashboardData``)
+and hands it to :func:`viz.app.create_app`. Everything the pages show and every action they take
+goes through it, so tests can also drive the pages against any implementation of this seam.
+
+Access control is checked twice: the dashboard checks the signed-in user's role in every callback
+before calling in here, and the methods that take a ``user`` (tickets) check again on their side,
+because the REST API shares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, Protocol, runtime_checkable
+
+from twin.alarms import AlarmStatus, Severity
+from twin.community import Community
+from twin.people import User
+from twin.state import Rollup
+
+
+class DataUnavailable(Exception):
+    """A part of the system the data source does not have (yet): tickets, KPIs, sign-in.
+
+    The dashboard shows a clear "not available" note instead of the panel.
+    """
+
+
+class ActionRefused(Exception):
+    """An operator or worker action the current state does not allow.
+
+    ``code`` is one of :data:`REFUSAL_CODES` (the dashboard translates it); ``detail`` is extra
+    context for the person (an id, who acknowledged first, ...), shown as is.
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+# Ticket states in which nothing more is expected of the worker (twin/tickets.py: feedback = resolved and
+# reported back, waiting for the resident's rating).
+CLOSED_STATES = frozenset({"feedback", "evaluated", "cancelled", "resolved", "closed"})
+REFUSAL_CODES = ("not_found", "forbidden", "already_acknowledged", "not_active", "illegal_transition",
+                 "conflict", "bad_input", "too_large")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in user and the opaque token the browser keeps (the REST API accepts the same token)."""
+
+    token: str
+    user: User
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LiveView:
+    """The live condition of the community: the roll-up and where each elevator car is.
+
+    ``version`` changes whenever anything in here changes (cheap to compare).
+    """
+
+    rollup: Rollup
+    elevator_floors: Mapping[str, float]  # elevator id -> car floor (latest ``floor`` of its device)
+    updated_at: datetime
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    """One current alarm as the control room sees it (a row of the ``alarms`` table)."""
+
+    key: str
+    rule: str
+    rule_name: str  # "中文 / English" as in the rule files, or the rule id
+    severity: Severity
+    status: AlarmStatus
+    subject: str
+    subject_type: str
+    building: str | None
+    floor: int | None
+    device: str | None
+    raised_at: datetime
+    last_seen: datetime
+    count: int
+    detail: str
+    dispatch: str = "none"  # the ticket priority the rule asks for (urgent | general | complex | none)
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+    ack_comment: str | None = None
+    shelved_until: datetime | None = None
+    ticket: str | None = None  # the open ticket this alarm is attached to, if any
+
+    def shelved(self, now: datetime) -> bool:
+        return self.shelved_until is not None and self.shelved_until > now
+
+
+@dataclass(frozen=True, slots=True)
+class TicketStep:
+    """One recorded transition of a ticket: who did what, when, with an optional note and photo."""
+
+    at: datetime
+    by: str
+    action: str
+    note: str = ""
+    photo_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    """A dispatch ticket as the ticket board and the worker's phone show it."""
+
+    id: str
+    title: str
+    priority: str  # urgent | general | complex
+    status: str  # twin.tickets.TicketState: accepted | dispatched | handling | feedback | evaluated | ...
+    created_at: datetime
+    respond_by: datetime | None
+    resolve_by: datetime | None
+    responded_at: datetime | None = None
+    resolved_at: datetime | None = None
+    grid: str | None = None
+    building: str | None = None
+    floor: int | None = None
+    unit: str | None = None
+    device: str | None = None
+    assignee: str | None = None  # worker id
+    assignee_name: str | None = None
+    alarm_key: str | None = None
+    category: str | None = None  # alarm rule or report category, picks the SOP
+    description: str = ""
+    sop: tuple[str, ...] = ()
+    latest: Mapping[str, float] = field(default_factory=dict)
+    history: tuple[TicketStep, ...] = ()
+    has_snapshot: bool = False
+    clock_start: datetime | None = None  # when the SLA clocks started (creation, or the last reopening)
+
+    @property
+    def open(self) -> bool:
+        return self.status not in CLOSED_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A photo a worker attaches to feedback; the data source checks size and type again."""
+
+    content: bytes
+    content_type: str  # image/jpeg | image/png | image/webp
+    filename: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One time bucket of a device field: average, minimum and maximum of the readings in it."""
+
+    bucket: datetime
+    avg: float
+    min: float
+    max: float
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class KpiRow:
+    """Closed-loop KPIs of one worker or one grid over a period (seed 4.1 automatic assessment)."""
+
+    scope: Literal["worker", "grid", "community"]
+    id: str
+    name: str
+    tickets: int
+    open: int
+    mean_respond_s: float | None
+    mean_resolve_s: float | None
+    on_time_rate: float | None  # 0..1
+    satisfaction: float | None  # mean rating 1..5
+    reopen_rate: float | None  # 0..1
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentCount:
+    """Alarms raised at one place for one rule within the hotspot window."""
+
+    building: str | None
+    floor: int | None
+    rule: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CareUnitView:
+    """An elderly resident's home: visit level (seed 3.2), last activity and any open inactivity alarm."""
+
+    unit: str
+    building: str
+    floor: int
+    level: Literal["red", "yellow", "green"]
+    last_activity: datetime | None
+    inactivity_alarm: bool
+    sensors_offline: int = 0
+
+
+@runtime_checkable
+class DashboardData(Protocol):
+    """Everything the dashboard reads and does. Methods may raise :class:`DataUnavailable`
+    (the part is not there) or :class:`ActionRefused` (state or permissions say no)."""
+
+    # -- the community and its live state ----------------------------------------------------------
+    def community(self) -> Community: ...
+
+    def live(self) -> LiveView: ...
+
+    def version(self) -> str:
+        """A short tag that changes when alarms, the live roll-up or tickets change. Must be cheap:
+        the dashboard polls it twice a second."""
+        ...
+
+    # -- alarms --------------------------------------------------------------------------------------
+    def active_alarms(self) -> Sequence[AlarmView]:
+        """Active alarms and cleared ones still waiting for acknowledgement, worst first."""
+        ...
+
+    def acknowledge(self, user: User, key: str, comment: str) -> None: ...
+
+    def shelve(self, user: User, key: str, until: datetime) -> None: ...
+
+    def dispatch(self, user: User, key: str, note: str) -> str:
+        """Open (or attach to) a ticket for the alarm; returns the ticket id."""
+        ...
+
+    # -- tickets -------------------------------------------------------------------------------------
+    def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]:
+        """The tickets ``user`` may see (a worker: their grids' tickets; an operator: all)."""
+        ...
+
+    def ticket(self, user: User, ticket_id: str) -> TicketView | None: ...
+
+    def accept_ticket(self, user: User, ticket_id: str) -> None: ...
+
+    def ticket_feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None: ...
+
+    def resolve_ticket(self, user: User, ticket_id: str, note: str) -> None: ...
+
+    def ticket_snapshot(self, user: User, ticket_id: str) -> bytes | None:
+        """The 3D snapshot PNG attached to the ticket (alarm location highlighted), if any."""
+        ...
+
+    def ticket_photo(self, user: User, photo_id: str) -> tuple[bytes, str] | None: ...
+
+    # -- devices -------------------------------------------------------------------------------------
+    def device_latest(self, device_id: str) -> Mapping[str, tuple[float, datetime]]: ...
+
+    def device_history(self, device_id: str, field: str, since: datetime, until: datetime,
+                       bucket: timedelta) -> Sequence[HistoryPoint]: ...
+
+    # -- analysis ------------------------------------------------------------------------------------
+    def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]: ...
+
+    def hotspots(self, days: int) -> Sequence[IncidentCount]: ...
+
+    def care_overview(self) -> Sequence[CareUnitView]: ...
+
+    # -- sign-in (shared with the REST API) ----------------------------------------------------------
+    def sign_in(self, username: str, password: str) -> Session | None: ...
+
+    def user_for_token(self, token: str) -> User | None: ...
+
+    def sign_out(self, token: str) -> None: ...
