@@ -317,7 +317,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Bring services up, migrate, load the sample community, run gateway + simulator + dashboard."""
     from gateway import dashboard_data
-    from simulators import publisher
 
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s, start=True)
@@ -341,27 +340,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CliError(f"cannot serve the dashboard on port {s.demo.http_port}: {exc.strerror}", EXIT_USAGE) from None
     print(f"dashboard: http://127.0.0.1:{server.server_port}/  (Ctrl-C to stop)", flush=True)
     print(f"sign in as {', '.join(accounts)} with password {dashboard_data.DEMO_PASSWORD}", flush=True)
-    try:
-        pub = publisher.Publisher(mqtt_url, client_id="gridtwin-demo-sim", qos=s.mqtt.qos, mqtt5=mqtt5)
-    except ConnectionError as exc:
-        gw.stop()
-        raise CliError(str(exc), EXIT_UNAVAILABLE) from None
-    stream = publisher.telemetry_stream(community, s.mqtt.topic_root, devices=None, start_s=time.time(),
-                                        step_s=1.0, count=None)
-    sim = threading.Thread(target=publisher.run, args=(stream, pub.publish),
-                           kwargs={"rate": args.rate, "stop": stop}, daemon=True)
+    sim = threading.Thread(target=_demo_incidents, args=(community, s, mqtt_url, mqtt5, stop), daemon=True)
     sim.start()
     while not stop.wait(5):
         print(f"demo: {gw.stats.snapshot()}", flush=True)
-    sim.join(timeout=5)
-    pub.flush(5)
-    pub.close()
+    sim.join(timeout=10)
     gw.wait_idle(10)
     gw.stop()
     server.shutdown()
     snap = gw.stats.snapshot()
     print(f"demo stopped: {snap}")
     return 0 if snap["readings_written"] > 0 else 1
+
+
+DEMO_INCIDENTS = ("fire", "gas-leak", "elevator-entrapment", "hydrant-pressure-loss", "flapping-sensor")
+DEMO_LEAD_S = 110.0  # scenarios start their incident after ~2 minutes; skip most of that lead-in
+
+
+def _demo_incidents(community: Any, s: Settings, mqtt_url: str, mqtt5: bool, stop: threading.Event) -> None:
+    """The demo's devices: incident scenarios back to back, each on top of the quiet baseline, in real
+    time. Timestamps run DEMO_LEAD_S behind the wall clock, so the first alarm shows within a minute."""
+    from simulators.errors import SimulationError
+    from simulators.run import Request, prepare
+
+    i = 0
+    while not stop.is_set():
+        name = DEMO_INCIDENTS[i % len(DEMO_INCIDENTS)]
+        i += 1
+        req = Request(community=community, root=s.mqtt.topic_root, qos=s.mqtt.qos, scenario=name,
+                      speed=1.0, start=time.time() - DEMO_LEAD_S, clients="shared", seed=i)
+        try:
+            summary = prepare(req).run_mqtt(mqtt_url, mqtt5=mqtt5, stop=stop)
+        except (SimulationError, ConnectionError, OSError) as exc:
+            log.error("demo simulator stopped: %s", exc)
+            return
+        log.info("demo: %s", summary)
 
 
 def _status_source(s: Settings, db_url: str) -> Callable[[], dict[str, Any]]:

@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.alarms import AlarmService
+from gateway.dispatch import DispatchWorker
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.spool import Spool, SpoolBatch
@@ -137,6 +138,7 @@ class Gateway:
         )
         self.live: dict[str, LiveState] = {}
         self.alarms: dict[str, AlarmService] = {}
+        self.dispatch: DispatchWorker | None = None  # tickets for grid workers, started by start()
         self._client = self._make_client()
         self._restore_live_state()
         self._writer = threading.Thread(target=self._write_loop, name="gridtwin-writer", daemon=True)
@@ -345,6 +347,9 @@ class Gateway:
                 self.stats.alarm_events += len(evs)
             except StorageError as exc:  # the book keeps them; the next change rewrites the row
                 log.warning("alarm events not stored: %s", exc)
+                continue
+            if self.dispatch is not None:
+                self.dispatch.submit(code, evs)
 
     def _tick_rules(self) -> None:
         self._persist_alarms({code: svc.tick() for code, svc in self.alarms.items()})
@@ -475,6 +480,12 @@ class Gateway:
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
+    def _start_dispatch(self) -> None:
+        if self.settings.tickets.enabled and self.alarms:
+            self.dispatch = DispatchWorker(self.settings, self.db_url,
+                                           [svc.community for svc in self.alarms.values()], self._publish)
+            self.dispatch.start()
+
     def start(self, timeout_s: float = 10.0) -> None:
         addr = contract.BrokerAddress.parse(self.mqtt_url)
         # Long-lived start-up objects (registry, community, live state) need no more GC passes, and
@@ -482,6 +493,7 @@ class Gateway:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         self._writer.start()
+        self._start_dispatch()
         props = None
         if self.mqtt5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -495,6 +507,8 @@ class Gateway:
                 self._client.connect(addr.host, addr.port, keepalive=self.settings.mqtt.keepalive)
         except (OSError, ValueError) as exc:
             self._shutdown_writer()
+            if self.dispatch is not None:
+                self.dispatch.stop()
             raise BrokerUnavailable(addr.redacted(), str(exc) or type(exc).__name__) from None
         self._client.loop_start()
         if self.settings.gateway.metrics_port is not None:
@@ -520,6 +534,8 @@ class Gateway:
             self._client.disconnect()
         self._client.loop_stop()
         self._shutdown_writer()
+        if self.dispatch is not None:
+            self.dispatch.stop()
         self.metrics.close()
         self._storage.close()
 

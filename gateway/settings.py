@@ -117,6 +117,7 @@ class LifeSafetyTarget(_Section):
 class TicketSettings(_Section):
     """Dispatch tickets (issue 7): SLA clocks per class (seed 3.3), life-safety targets, assignment."""
 
+    enabled: bool = Field(default=True, description="the gateway opens tickets from dispatching alarms")
     urgent_respond_h: float = Field(default=2.0, gt=0, le=720, description="urgent: accept within (seed 3.3)")
     urgent_resolve_h: float = Field(default=24.0, gt=0, le=8760, description="urgent: resolve within (seed 3.3)")
     general_respond_h: float = Field(default=24.0, gt=0, le=720, description="general: accept within (seed 3.3)")
