@@ -368,7 +368,8 @@ def _demo_incidents(community: Any, s: Settings, mqtt_url: str, mqtt5: bool, sto
         name = DEMO_INCIDENTS[i % len(DEMO_INCIDENTS)]
         i += 1
         req = Request(community=community, root=s.mqtt.topic_root, qos=s.mqtt.qos, scenario=name,
-                      speed=1.0, start=time.time() - DEMO_LEAD_S, clients="shared", seed=i)
+                      speed=1.0, start=time.time() - DEMO_LEAD_S, catch_up=DEMO_LEAD_S, clients="shared",
+                      seed=i)
         try:
             summary = prepare(req).run_mqtt(mqtt_url, mqtt5=mqtt5, stop=stop)
         except (SimulationError, ConnectionError, OSError) as exc:
