@@ -142,7 +142,10 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_each_message_once(
 
 def test_database_outage_spools_and_replays_in_order(
     settings: Settings, registry: Storage, db_url: str, tmp_path: Path, sample: community_mod.Community,
+    broker: Mosquitto,
 ) -> None:
+    # our own broker: the system one drops QoS 1 messages beyond 1000 queued for a slow client
+    settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"url": broker.url})})
     assert settings.mqtt.url
     info = psycopg.conninfo.conninfo_to_dict(db_url)
     proxy = Proxy(int(info.get("port") or 5432))
