@@ -331,17 +331,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except Exception as exc:
         _reraise_unavailable(exc)
         raise
+    sim = threading.Thread(target=_demo_incidents, args=(community, s, mqtt_url, mqtt5, stop), daemon=True)
+    sim.start()
     accounts = dashboard_data.seed_demo_users(db_url, community, dashboard_data.DEMO_PASSWORD,
                                               schema=s.db.schema_name)
     try:
         server = dashboard_data.start_dashboard(s, community, db_url, mqtt_url, port=s.demo.http_port)
     except OSError as exc:
+        stop.set()
         gw.stop()
         raise CliError(f"cannot serve the dashboard on port {s.demo.http_port}: {exc.strerror}", EXIT_USAGE) from None
     print(f"dashboard: http://127.0.0.1:{server.server_port}/  (Ctrl-C to stop)", flush=True)
     print(f"sign in as {', '.join(accounts)} with password {dashboard_data.DEMO_PASSWORD}", flush=True)
-    sim = threading.Thread(target=_demo_incidents, args=(community, s, mqtt_url, mqtt5, stop), daemon=True)
-    sim.start()
     while not stop.wait(5):
         print(f"demo: {gw.stats.snapshot()}", flush=True)
     sim.join(timeout=10)

@@ -880,17 +880,36 @@ DEMO_PASSWORD = "gridtwin-demo"  # noqa: S105 - the demo's accounts only (`gridt
 class DashboardHandle:
     """The running dashboard and what it holds open; ``shutdown()`` stops and closes it all."""
 
-    def __init__(self, server: Any, data: StorageDashboardData, publish: MqttPublisher | None) -> None:
+    def __init__(self, server: Any, data: StorageDashboardData, publish: MqttPublisher | None,
+                 api: Any = None) -> None:
         self.server = server
         self.data = data
         self.publish = publish
+        self.api = api
         self.server_port: int = server.server_port
 
     def shutdown(self) -> None:
         self.server.shutdown()
         self.data.close()
+        if self.api is not None:
+            self.api.state.close()
         if self.publish is not None:
             self.publish.close()
+
+
+def mount_api(flask_app: Any, api: Any) -> None:
+    """Serve the REST API (ASGI, routes under /api/) from the dashboard's WSGI server: one port for both."""
+    from a2wsgi import ASGIMiddleware
+
+    api_wsgi: Any = ASGIMiddleware(api)
+    dash_wsgi = flask_app.wsgi_app
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        if str(environ.get("PATH_INFO", "")).startswith("/api/"):
+            return api_wsgi(environ, start_response)
+        return dash_wsgi(environ, start_response)
+
+    flask_app.wsgi_app = dispatch
 
 
 def start_dashboard(settings: Any, community: Community, db_url: str, mqtt_url: str | None, *,
@@ -908,15 +927,23 @@ def start_dashboard(settings: Any, community: Community, db_url: str, mqtt_url: 
             publish = MqttPublisher(mqtt_url, client_id=f"gridtwin-dashboard-{secrets.token_hex(4)}")
         except ConnectionError as exc:
             log.warning("dashboard without MQTT (alarm actions go straight to the database): %s", exc)
+    from gateway.api import create_api
+    from gateway.tickets import render_snapshot
+
     data = build_dashboard_data(settings, community, db_url, publish=publish)
+    api = create_api(settings, [community], db_url=db_url, schema=settings.db.schema_name, publish=publish,
+                     snapshot=render_snapshot())
+    app = dashboard.create_app(data)
+    mount_api(app.server, api)
     try:
-        server = dashboard.serve(dashboard.create_app(data), host=host, port=port)
+        server = dashboard.serve(app, host=host, port=port)
     except OSError:
         data.close()
+        api.state.close()
         if publish is not None:
             publish.close()
         raise
-    return DashboardHandle(server, data, publish)
+    return DashboardHandle(server, data, publish, api)
 
 
 def community_in_database(db_url: str, *, schema: str = "gridtwin", code: str | None = None) -> Community | None:

@@ -314,6 +314,28 @@ def test_worker_on_a_phone_accepts_and_resolves_a_ticket(browser: Any, system: S
         phone.close()
 
 
+def test_ticket_board_kpis_hotspots_and_care_pages(browser: Any, system: System) -> None:
+    if not system.sql("SELECT 1 FROM tickets WHERE state IN ('dispatched', 'handling')"):
+        _dispatched_ticket(browser, system)
+    p = Page(browser, system)
+    try:
+        p.sign_in("operator", "/tickets")
+        p.page.wait_for_selector("#ticket-table [data-sla]", timeout=10_000)
+        p.shot("ticket_board.png")
+        p.page.goto(system.url + "/kpi")
+        p.page.wait_for_selector("#kpi-tables table", timeout=10_000)
+        p.page.goto(system.url + "/hotspots")
+        p.page.wait_for_selector("text=热点分析", timeout=10_000)
+        p.page.goto(system.url + "/care")
+        p.page.wait_for_selector("#care-table", timeout=10_000)
+        p.shot("care.png")
+        p.page.goto(system.url + "/device/B3-FACP")
+        p.page.wait_for_selector("#device-title", timeout=10_000)
+        assert p.errors == []
+    finally:
+        p.close()
+
+
 def test_a_worker_cannot_reach_operator_pages_or_data(browser: Any, system: System) -> None:
     phone = Page(browser, system, width=390, height=844)
     try:
@@ -325,9 +347,11 @@ def test_a_worker_cannot_reach_operator_pages_or_data(browser: Any, system: Syst
             resp = phone.page.goto(system.url + path)
             assert resp is not None and resp.status == 403, path
             assert "无权" in phone.page.inner_text("#forbidden")
-        body = {"output": "..alarm-list.children...alarm-count.children...f-building.options...f-category.options..",
+        body = {"output": "..alarm-list.children...alarm-count.children...f-building.options...f-category.options"
+                          "...alarm-count.className..",
                 "outputs": [{"id": "alarm-list", "property": "children"}, {"id": "alarm-count", "property": "children"},
-                            {"id": "f-building", "property": "options"}, {"id": "f-category", "property": "options"}],
+                            {"id": "f-building", "property": "options"}, {"id": "f-category", "property": "options"},
+                            {"id": "alarm-count", "property": "className"}],
                 "inputs": [{"id": i, "property": p, "value": None} for i, p in
                            (("version", "data"), ("alarms-bump", "data"), ("f-severity", "value"),
                             ("f-category", "value"), ("f-building", "value"), ("alarm-selected-key", "data"))],

@@ -419,7 +419,8 @@ def _callback(client: Any, output: str, inputs: list[dict[str, Any]], state: lis
     return client.post("/_dash-update-component", json=body)
 
 
-ALARM_LIST = "..alarm-list.children...alarm-count.children...f-building.options...f-category.options.."
+ALARM_LIST = ("..alarm-list.children...alarm-count.children...f-building.options...f-category.options"
+              "...alarm-count.className..")
 ALARM_LIST_INPUTS = [{"id": "version", "property": "data", "value": "x"},
                      {"id": "alarms-bump", "property": "data", "value": None},
                      {"id": "f-severity", "property": "value", "value": None},

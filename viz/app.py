@@ -507,7 +507,7 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
     # -- control room: alarms panel -----------------------------------------------------------------
 
     @guarded(Output("alarm-list", "children"), Output("alarm-count", "children"),
-             Output("f-building", "options"), Output("f-category", "options"),
+             Output("f-building", "options"), Output("f-category", "options"), Output("alarm-count", "className"),
              Input("version", "data"), Input("alarms-bump", "data"), Input("f-severity", "value"),
              Input("f-category", "value"), Input("f-building", "value"), Input("alarm-selected-key", "data"),
              roles=OPERATORS)
@@ -525,7 +525,8 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
         c_opts = [{"label": t(lang, f"category.{c}"), "value": c}
                   for c in ("fire", "elevator", "environment", "water", "care", "other")]
         count = t(lang, "alarms.count", n=len(shown)) if len(shown) == len(alarms) else f"{len(shown)}/{len(alarms)}"
-        return rows or [html.P(t(lang, "alarms.none"), className="muted")], count, b_opts, c_opts
+        badge = "badge" if any(a.status.active for a in shown) else "badge zero"
+        return rows or [html.P(t(lang, "alarms.none"), className="muted")], count, b_opts, c_opts, badge
 
     @guarded(Output("alarm-selected-key", "data"), Output("alarm-selected", "children"),
              Input({"type": "alarm-row", "key": ALL}, "n_clicks"), roles=OPERATORS)
