@@ -8,10 +8,21 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from gateway.procs import Mosquitto, free_port, wait_port
 
-__all__ = ["Mosquitto", "Proxy", "free_port", "wait_port"]
+__all__ = ["Mosquitto", "Proxy", "free_port", "wait_port", "wait_until"]
+
+
+def wait_until(pred: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``pred`` until it is truthy or ``timeout`` seconds pass; True if it became truthy."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return False
 
 
 class Proxy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -19,6 +19,7 @@ from gateway.ingest import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher
+from tests.brokers import wait_until
 from twin import community as community_mod
 from twin import contract
 from twin.state import Level
@@ -56,13 +57,8 @@ class Listener:
         self.client.loop_stop()
 
 
-def _wait(pred: object, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
+def _wait(pred: Callable[[], object], timeout: float = 10.0) -> bool:
+    return wait_until(pred, timeout, 0.05)
 
 
 def _gas(pub: publisher.Publisher, root: str, seq: int, lel: float) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import paho.mqtt.client as paho
@@ -21,6 +21,7 @@ from gateway.storage import Storage
 from simulators import publisher
 from simulators.engine import plan_messages
 from simulators.scenario import compile_plan
+from tests.brokers import wait_until
 from twin import community as community_mod
 from twin import contract
 
@@ -35,13 +36,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     b.stop()
 
 
-def _wait(pred: object, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+def _wait(pred: Callable[[], object], timeout: float) -> bool:
+    return wait_until(pred, timeout, 0.1)
 
 
 def test_entrapment_reaches_the_grid_worker(settings: Settings, broker: Mosquitto) -> None:

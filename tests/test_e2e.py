@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -17,6 +17,7 @@ from gateway.ingest import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher
+from tests.brokers import wait_until
 from twin import community as community_mod
 from twin import contract
 
@@ -47,13 +48,8 @@ def gateway(settings: Settings, storage: Storage) -> Iterator[Gateway]:
     gw.stop()
 
 
-def _wait(pred: object, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
+def _wait(pred: Callable[[], object], timeout: float = 10.0) -> bool:
+    return wait_until(pred, timeout, 0.05)
 
 
 def test_publish_to_row(settings: Settings, storage: Storage, gateway: Gateway,

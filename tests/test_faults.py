@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,7 +20,7 @@ from gateway.ingest import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher
-from tests.brokers import Mosquitto, Proxy
+from tests.brokers import Mosquitto, Proxy, wait_until
 from twin import community as community_mod
 from twin import contract
 
@@ -54,13 +54,8 @@ def _messages(sample: community_mod.Community, root: str, n: int) -> list[publis
                                            count=n))
 
 
-def _wait(pred: object, timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+def _wait(pred: Callable[[], object], timeout: float = 30.0) -> bool:
+    return wait_until(pred, timeout, 0.1)
 
 
 def _counts(st: Storage) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -14,19 +15,15 @@ from gateway.ingest import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import hostile, publisher
+from tests.brokers import wait_until
 from twin import community as community_mod
 from twin import contract
 
 pytestmark = pytest.mark.integration
 
 
-def _wait(pred: object, timeout: float = 20.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
+def _wait(pred: Callable[[], object], timeout: float = 20.0) -> bool:
+    return wait_until(pred, timeout, 0.05)
 
 
 def test_hostile_messages_are_each_handled_for_the_right_reason(settings: Settings) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -18,6 +18,7 @@ from gateway.storage import Storage
 from simulators import publisher
 from simulators.engine import plan_messages
 from simulators.scenario import compile_plan
+from tests.brokers import wait_until
 from twin import community as community_mod
 from twin.alarms import EventKind
 from twin.rules import DEFAULTS_FILE, Engine, load_rules, replay
@@ -29,13 +30,8 @@ SCENARIOS = ["fire", "gas-leak", "elevator-entrapment", "hydrant-pressure-loss",
              "flapping-sensor", "care-inactivity", "baseline"]
 
 
-def _wait(pred: object, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
+def _wait(pred: Callable[[], object], timeout: float) -> bool:
+    return wait_until(pred, timeout, 0.1)
 
 
 @pytest.fixture(scope="module")
