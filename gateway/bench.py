@@ -3,8 +3,10 @@
 Ingest, measured side by side on one broker of our own and one load: every consumer first creates a
 persistent session, then N messages are published while all are offline (the broker queues them for
 each), then each consumer drains its queue alone: (a) ``mosquitto_sub`` discarding, (b) a bare paho
-subscriber discarding, (c) the full gateway (validation, dedup, COPY into PostgreSQL). Rates are
-messages over the time from the first to the last message handled, so process start-up is excluded.
+subscriber discarding, (c) the full gateway (validation, dedup, COPY into PostgreSQL), once per MQTT
+transport asked for (``fast``, ``paho`` or both, in alternating order, each on its own persistent session
+and an emptied database). Rates are messages over the time from the first to the last message handled,
+so process start-up is excluded.
 """
 
 from __future__ import annotations
@@ -171,9 +173,19 @@ def _count(st: Storage) -> int:
     return int(row[0]) if row else 0
 
 
+TRANSPORTS = ("fast", "paho")
+
+
 def bench_ingest(db_url: str, *, messages: int = 100_000, qos: int = 1, repeats: int = 3,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Median rates over ``repeats`` runs of the three consumers on the same queued load."""
+                 transport: str = "fast", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Median rates over ``repeats`` runs of the consumers on the same queued load.
+
+    ``transport``: the gateway's MQTT transport (``fast``, ``paho``), or ``both`` to measure the two
+    side by side on the same load (the first listed is the one ``gateway_msgs_per_s`` reports).
+    """
+    transports = list(TRANSPORTS) if transport == "both" else [transport]
+    if not set(transports) <= set(TRANSPORTS):
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)} or both, not {transport!r}")
     community = bench_community()
     runs: list[dict[str, float | int]] = []
     with tempfile.TemporaryDirectory(prefix="gridtwin-bench-") as tmp:
@@ -184,7 +196,9 @@ def bench_ingest(db_url: str, *, messages: int = 100_000, qos: int = 1, repeats:
             st.migrate()
             st.load_community(community)
             for r in range(repeats):
-                runs.append(_one_ingest_run(broker, db_url, schema, st, community, messages, qos, Path(tmp), r))
+                order = transports if r % 2 == 0 else transports[::-1]  # no transport always runs first
+                runs.append(_one_ingest_run(broker, db_url, schema, st, community, messages, qos, Path(tmp), r,
+                                            order))
                 log(f"  run {r + 1}/{repeats}: " + ", ".join(f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}"
                                                             for k, v in runs[-1].items()))
         finally:
@@ -196,44 +210,71 @@ def bench_ingest(db_url: str, *, messages: int = 100_000, qos: int = 1, repeats:
     def med(key: str) -> float:
         return float(statistics.median(float(r[key]) for r in runs))
 
-    gw, bare = med("gateway_msgs_per_s"), med("bare_paho_msgs_per_s")
+    bare = med("bare_paho_msgs_per_s")
+    per_transport = {
+        t: {"gateway_msgs_per_s": med(f"gateway_{t}_msgs_per_s"),
+            "gateway_vs_bare_paho": round(med(f"gateway_{t}_msgs_per_s") / bare, 3) if bare else None,
+            "stored": int(sum(r[f"stored_{t}"] for r in runs)),
+            "lost": int(sum(r[f"lost_{t}"] for r in runs)),
+            "duplicated": int(sum(r[f"duplicated_{t}"] for r in runs))}
+        for t in transports
+    }
+    main = per_transport[transports[0]]
     return {
         "benchmark": "ingest", **machine(), "qos": qos, "messages": messages, "repeats": repeats,
-        "fields_per_message": 4,
+        "fields_per_message": 4, "transport": transports[0],
         "publisher_msgs_per_s": med("publisher_msgs_per_s"),
         "mosquitto_sub_msgs_per_s": med("mosquitto_sub_msgs_per_s"),
         "bare_paho_msgs_per_s": bare,
-        "gateway_msgs_per_s": gw,
-        "gateway_vs_bare_paho": round(gw / bare, 3) if bare else None,
-        "sent": int(sum(r["sent"] for r in runs)),
-        "stored": int(sum(r["stored"] for r in runs)),
-        "lost": int(sum(r["lost"] for r in runs)),
-        "duplicated": int(sum(r["duplicated"] for r in runs)),
+        "gateway_msgs_per_s": main["gateway_msgs_per_s"],
+        "gateway_vs_bare_paho": main["gateway_vs_bare_paho"],
+        "transports": per_transport,
+        "sent": int(sum(r["sent"] for r in runs)) * len(transports),
+        "stored": sum(v["stored"] for v in per_transport.values()),
+        "lost": sum(v["lost"] for v in per_transport.values()),
+        "duplicated": sum(v["duplicated"] for v in per_transport.values()),
         "runs": runs,
     }
 
 
 def _one_ingest_run(broker: Mosquitto, db_url: str, schema: str, st: Storage, community: Community,
-                    n: int, qos: int, tmp: Path, r: int) -> dict[str, float | int]:
+                    n: int, qos: int, tmp: Path, r: int, transports: list[str]) -> dict[str, float | int]:
     root = f"bench{uuid.uuid4().hex[:6]}"
     filt = f"{root}/v1/#"
-    sub_id, paho_id, gw_id = f"b-sub-{root}", f"b-paho-{root}", f"b-gw-{root}"
-    st.conn.execute("TRUNCATE telemetry, message_keys, latest_values, device_events, device_status, dead_letters")
-    env = {"GRIDTWIN_MQTT_URL": broker.url, "GRIDTWIN_DB_URL": db_url, "GRIDTWIN_DB_SCHEMA": schema,
-           "GRIDTWIN_MQTT_TOPIC_ROOT": root, "GRIDTWIN_MQTT_CLIENT_ID": gw_id, "GRIDTWIN_MQTT_QOS": str(qos),
-           "GRIDTWIN_DATA_DIR": str(tmp / f"data{r}")}
+    sub_id, paho_id = f"b-sub-{root}", f"b-paho-{root}"
+
+    def env(t: str) -> dict[str, str]:
+        return {"GRIDTWIN_MQTT_URL": broker.url, "GRIDTWIN_DB_URL": db_url, "GRIDTWIN_DB_SCHEMA": schema,
+                "GRIDTWIN_MQTT_TOPIC_ROOT": root, "GRIDTWIN_MQTT_CLIENT_ID": f"b-gw-{t}-{root}",
+                "GRIDTWIN_MQTT_QOS": str(qos), "GRIDTWIN_MQTT_TRANSPORT": t,
+                "GRIDTWIN_DATA_DIR": str(tmp / f"data{r}-{t}")}
+
     # sessions first, so the broker queues the whole load for each consumer
     _make_session(broker.url, sub_id, filt, qos)
     _make_session(broker.url, paho_id, filt, qos)
-    gw = _GatewayProc(env, tmp / f"gateway{r}.log")
-    gw.wait_subscribed()
-    gw.stop()
+    for t in transports:
+        gw = _GatewayProc(env(t), tmp / f"gateway{r}-{t}.log")
+        gw.wait_subscribed()
+        gw.stop()
     msgs = _payloads(community, root, n, int(time.time() * 1000) - n * 10)
     pub_rate = _publish_all(broker.url, msgs, qos)
     time.sleep(1.0)  # let the broker finish queueing
     sub_rate = _drain_mosquitto_sub(broker.port, sub_id, filt, qos, n, timeout=300)
     paho_rate = _drain_paho(broker.url, paho_id, n, timeout=300)
-    gw = _GatewayProc(env, tmp / f"gateway{r}-run.log")
+    out: dict[str, float | int] = {"publisher_msgs_per_s": pub_rate, "mosquitto_sub_msgs_per_s": sub_rate,
+                                   "bare_paho_msgs_per_s": paho_rate, "sent": n}
+    for t in transports:
+        st.conn.execute("TRUNCATE telemetry, message_keys, latest_values, device_events, device_status, "
+                        "dead_letters")
+        rate, stored, rows = _drain_gateway(env(t), tmp / f"gateway{r}-{t}-run.log", st, n)
+        out |= {f"gateway_{t}_msgs_per_s": rate, f"stored_{t}": stored, f"lost_{t}": n - stored,
+                f"duplicated_{t}": rows - stored * 4}
+    return out
+
+
+def _drain_gateway(env: dict[str, str], log: Path, st: Storage, n: int) -> tuple[float, int, int]:
+    """Run the gateway until it has stored ``n`` messages: (msg/s, messages stored, telemetry rows)."""
+    gw = _GatewayProc(env, log)
     first_t = last_t = 0.0
     first_n = 0
     end = time.monotonic() + 600
@@ -254,10 +295,8 @@ def _one_ingest_run(broker: Mosquitto, db_url: str, schema: str, st: Storage, co
     stored = _count(st)
     rows_row = st.conn.execute("SELECT count(*) FROM telemetry").fetchone()
     rows = int(rows_row[0]) if rows_row else 0
-    gw_rate = (stored - first_n) / (last_t - first_t) if last_t > first_t else 0.0
-    return {"publisher_msgs_per_s": pub_rate, "mosquitto_sub_msgs_per_s": sub_rate, "bare_paho_msgs_per_s": paho_rate,
-            "gateway_msgs_per_s": gw_rate, "sent": n, "stored": stored, "lost": n - stored,
-            "duplicated": rows - stored * 4}
+    rate = (stored - first_n) / (last_t - first_t) if last_t > first_t else 0.0
+    return rate, stored, rows
 
 
 def bench_writer(db_url: str, *, rows: int = 500_000, batch: int = 5000, repeats: int = 3) -> dict[str, Any]:

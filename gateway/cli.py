@@ -408,7 +408,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.what == "ingest":
         result = bench.bench_ingest(db_url, messages=args.messages or 100_000, qos=args.qos, repeats=args.repeats,
-                                    log=log)
+                                    transport=args.transport, log=log)
     elif args.what == "writer":
         result = bench.bench_writer(db_url, rows=args.messages or 500_000, repeats=args.repeats)
     elif args.what == "latency":
@@ -767,6 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--json", action="store_true", help="one-line JSON")
     bn.add_argument("--messages", type=_positive(int), help="messages (ingest) or rows (writer)")
     bn.add_argument("--qos", type=int, choices=[0, 1], default=1)
+    bn.add_argument("--transport", choices=["fast", "paho", "both"], default="fast",
+                    help="ingest: the gateway's MQTT transport; both = side by side on the same load")
     bn.add_argument("--repeats", type=_positive(int), default=3)
     bn.add_argument("--minutes", type=_positive(float), default=10.0, help="memory: run length")
     bn.add_argument("--rate", type=_positive(float),

@@ -1,8 +1,9 @@
 """The gateway service: MQTT in, validation, batched binary COPY out. Does I/O.
 
-Threads: paho's network thread runs :meth:`Gateway._on_message`, which validates each message
-(pure, :mod:`gateway.validate`) and puts the result on a bounded queue; when the queue is full the
-network thread blocks, so the broker stops sending to us (back-pressure instead of memory growth).
+Threads: the MQTT transport's reader thread (:mod:`gateway.transport`: our fast MQTT 3.1.1 client,
+or paho) runs :meth:`Gateway._on_message`, which validates each message (pure,
+:mod:`gateway.validate`) and puts the result on a bounded queue; when the queue is full the reader
+thread blocks, so the broker stops sending to us (back-pressure instead of memory growth).
 One writer thread owns the database connection: it drains the queue into batches (``batch_size``
 or ``flush_interval_s``, whichever first), COPYs them, stores rejects as dead letters, tells devices
 why on their error topic, and runs partition maintenance and the 1-minute rollup between batches.
@@ -21,18 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
 from gateway.alarms import AlarmService
 from gateway.dispatch import DispatchWorker
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 from gateway.spool import Spool, SpoolBatch
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
+from gateway.transport import FastTransport, MqttError, PahoTransport, Transport
 from gateway.validate import Accepted, Registry, Rejected, Validator
 from twin import contract
 from twin.alarms import AlarmEvent
@@ -110,7 +106,7 @@ class Gateway:
         self.mqtt_url = mqtt_url
         self.db_url = db_url
         # MQTT 3.1.1 unless asked for 5 (and the broker speaks it): what we need (persistent session,
-        # QoS 1, $share groups on Mosquitto/EMQX) works in 3.1.1, and paho parses 3.1.1 packets faster.
+        # QoS 1, $share groups on Mosquitto/EMQX) works in 3.1.1, which our fast transport speaks.
         self.mqtt5 = mqtt5 and settings.mqtt.protocol == "5"
         self.stats = Stats()
         gw = settings.gateway
@@ -139,6 +135,7 @@ class Gateway:
         self.live: dict[str, LiveState] = {}
         self.alarms: dict[str, AlarmService] = {}
         self.dispatch: DispatchWorker | None = None  # tickets for grid workers, started by start()
+        self._filters = self._subscription_filters()
         self._client = self._make_client()
         self._restore_live_state()
         self._writer = threading.Thread(target=self._write_loop, name="gridtwin-writer", daemon=True)
@@ -148,65 +145,54 @@ class Gateway:
 
     # -- MQTT side ----------------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
-        addr = contract.BrokerAddress.parse(self.mqtt_url)
-        proto = paho.MQTTv5 if self.mqtt5 else paho.MQTTv311
-        kwargs: dict[str, Any] = {}
-        if not self.mqtt5:
-            kwargs["clean_session"] = False  # persistent session: queued QoS1 messages survive our restart
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.settings.mqtt.client_id,
-            protocol=proto,
-            reconnect_on_failure=True,
-            manual_ack=True,  # PUBACK only after the message is committed (or spooled): nothing lost on a crash
-            **kwargs,
-        )
-        if addr.username:
-            client.username_pw_set(addr.username, addr.password)
-        if addr.tls:
-            client.tls_set()
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(10_000)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.on_disconnect = self._on_disconnect
-        return client
+    def _subscription_filters(self) -> list[str]:
+        mq = self.settings.mqtt
+        filters = contract.subscription(mq.topic_root)
+        if mq.shared_group:
+            filters = [f"$share/{mq.shared_group}/{f}" for f in filters]
+        filters.append(contract.alarm_commands_topic(mq.topic_root, "+"))
+        return filters
 
-    def _on_connect(self, client: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
-        if rc.is_failure:
-            log.error("broker refused the gateway: %s", rc)
-            return
-        qos = self.settings.mqtt.qos
-        filters = contract.subscription(self.settings.mqtt.topic_root)
-        group = self.settings.mqtt.shared_group
-        if group:
-            filters = [f"$share/{group}/{f}" for f in filters]
-        filters.append(contract.alarm_commands_topic(self.settings.mqtt.topic_root, "+"))
-        client.subscribe([(f, int(qos)) for f in filters])
-        log.info("connected to %s, subscribed to %s", contract.BrokerAddress.parse(self.mqtt_url).redacted(), filters)
+    def _make_client(self) -> Transport:
+        """Our fast MQTT 3.1.1 transport unless MQTT 5 or GRIDTWIN_MQTT_TRANSPORT=paho asks for paho."""
+        mq = self.settings.mqtt
+        subscriptions = [(f, int(mq.qos)) for f in self._filters]
+        if mq.transport == "fast" and not self.mqtt5:
+            return FastTransport(self.mqtt_url, client_id=mq.client_id, subscriptions=subscriptions,
+                                 on_message=self._on_message, on_connect=self._on_connect,
+                                 on_disconnect=self._on_disconnect, keepalive=mq.keepalive,
+                                 clean_session=False)  # persistent session: queued QoS1 messages survive our restart
+        if mq.transport == "fast":
+            log.info("MQTT 5 needs the paho transport: using paho")
+        return PahoTransport(self.mqtt_url, client_id=mq.client_id, subscriptions=subscriptions,
+                             on_message=self._on_message, on_connect=self._on_connect,
+                             on_disconnect=self._on_disconnect, keepalive=mq.keepalive, mqtt5=self.mqtt5)
+
+    def _on_connect(self) -> None:
+        log.info("connected to %s, subscribed to %s", contract.BrokerAddress.parse(self.mqtt_url).redacted(),
+                 self._filters)
         self._connected.set()
 
-    def _on_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+    def _on_disconnect(self, reason: str) -> None:
         self._connected.clear()
         if not self._stopping.is_set():
-            log.warning("disconnected from broker (%s); paho reconnects", rc)
+            log.warning("disconnected from broker (%s); reconnecting", reason)
 
-    def _on_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         # Never let one message break intake: the validator turns every problem into a Rejected.
         self.stats.received += 1
-        community = contract.parse_alarm_commands_topic(self.settings.mqtt.topic_root, msg.topic)
+        community = contract.parse_alarm_commands_topic(self.settings.mqtt.topic_root, topic)
         if community is not None:
             self._idle.clear()
-            self._queue.put(Item(Command(community, bytes(msg.payload)), msg.mid, msg.qos))
+            self._queue.put(Item(Command(community, payload), mid, qos))
             return
         try:
-            result = self._validator.check(msg.topic, bytes(msg.payload), datetime.now(UTC))
-        except Exception as exc:  # a bug in our validator must not stop the network thread
-            log.exception("validator failed on %s", msg.topic)
-            result = Rejected(msg.topic, None, "internal", f"{type(exc).__name__}", bytes(msg.payload[:1024]), None)
+            result = self._validator.check(topic, payload, datetime.now(UTC))
+        except Exception as exc:  # a bug in our validator must not stop the reader thread
+            log.exception("validator failed on %s", topic)
+            result = Rejected(topic, None, "internal", f"{type(exc).__name__}", payload[:1024], None)
         self._idle.clear()
-        self._queue.put(Item(result, msg.mid, msg.qos))  # blocks when full: back-pressure onto the broker
+        self._queue.put(Item(result, mid, qos))  # blocks when full: back-pressure onto the broker
 
     # -- writer side --------------------------------------------------------------------------------
 
@@ -398,10 +384,8 @@ class Gateway:
             dead=[(r.at or datetime.now(UTC), r.topic, r.reason, r.detail, r.payload) for r in rejects],
         )
         self._persist(batch)
-        # committed or durably spooled: now the broker may forget these messages
-        for i in items:
-            if i.qos > 0:
-                self._client.ack(i.mid, i.qos)
+        # committed or durably spooled: now the broker may forget these messages (one write for all)
+        self._client.ack_many([i.mid for i in items if i.qos > 0])
         self._apply_live(accepted)
         self._run_rules(accepted, [i.result for i in items if isinstance(i.result, Command)])
         self.stats.batches += 1
@@ -494,23 +478,13 @@ class Gateway:
         gc.set_threshold(50_000, 20, 100)
         self._writer.start()
         self._start_dispatch()
-        props = None
-        if self.mqtt5:
-            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 7 * 86400  # persistent session for a week of gateway downtime
-            props.ReceiveMaximum = 1000
         try:
-            if self.mqtt5:
-                self._client.connect(addr.host, addr.port, keepalive=self.settings.mqtt.keepalive,
-                                     clean_start=False, properties=props)
-            else:
-                self._client.connect(addr.host, addr.port, keepalive=self.settings.mqtt.keepalive)
-        except (OSError, ValueError) as exc:
+            self._client.start(timeout_s)
+        except MqttError as exc:
             self._shutdown_writer()
             if self.dispatch is not None:
                 self.dispatch.stop()
             raise BrokerUnavailable(addr.redacted(), str(exc) or type(exc).__name__) from None
-        self._client.loop_start()
         if self.settings.gateway.metrics_port is not None:
             self.metrics.serve(self.settings.gateway.metrics_port)
         if not self._connected.wait(timeout_s):
@@ -530,9 +504,7 @@ class Gateway:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        with contextlib.suppress(Exception):
-            self._client.disconnect()
-        self._client.loop_stop()
+        self._client.stop()
         self._shutdown_writer()
         if self.dispatch is not None:
             self.dispatch.stop()

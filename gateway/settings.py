@@ -41,6 +41,10 @@ class MqttSettings(_Section):
         default=None, description="shared-subscription group ($share/GROUP/...), so N gateways share the load"
     )
     protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version the gateway speaks")
+    transport: Literal["fast", "paho"] = Field(
+        default="fast",
+        description="gateway's MQTT client: fast (built in, MQTT 3.1.1, batched acks) or paho (also used for MQTT 5)",
+    )
 
     @field_validator("url")
     @classmethod

@@ -7,7 +7,8 @@ DISCONNECT - and writes many PUBLISH packets with one ``sendall``. Flow control 
 the broker's Receive Maximum (MQTT 5) and never has more than ``window`` messages unacknowledged.
 
 Everything else (per-device clients, last wills, scenario and hostile runs) uses paho
-(:mod:`simulators.mqtt`).
+(:mod:`simulators.mqtt`). Packets are built and parsed by the pure codec :mod:`twin.mqtt_codec`, which
+the gateway's receive transport shares.
 """
 
 from __future__ import annotations
@@ -15,57 +16,11 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-import struct
 import time
 
 from simulators.errors import BrokerUnreachable
 from twin import contract
-
-_PUBACK, _PINGRESP, _DISCONNECT = 0x40, 0xD0, 0xE0
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: str | bytes) -> bytes:
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("!H", len(b)) + b
-
-
-# CONNACK property id -> size in bytes (negative: -1 string/binary, -2 string pair, -4 varint)
-_PROPERTY_SIZE = {0x11: 4, 0x12: -1, 0x13: 2, 0x15: -1, 0x16: -1, 0x1A: -1, 0x1C: -1, 0x1F: -1, 0x21: 2,
-                  0x22: 2, 0x24: 1, 0x25: 1, 0x26: -2, 0x27: 4, 0x28: 1, 0x29: 1, 0x2A: 1, 0x0B: -4}
-
-
-def _receive_maximum(props: bytes) -> int:
-    """The Receive Maximum in a CONNACK's properties (65535 when absent)."""
-    i = 0
-    while i < len(props):
-        pid = props[i]
-        i += 1
-        size = _PROPERTY_SIZE.get(pid)
-        if size is None:
-            return 65_535  # unknown property: stop parsing, assume no limit beyond the default
-        if pid == 0x21:
-            return int(struct.unpack_from("!H", props, i)[0])
-        if size > 0:
-            i += size
-        elif size == -1:
-            i += 2 + struct.unpack_from("!H", props, i)[0]
-        elif size == -2:
-            for _ in range(2):
-                i += 2 + struct.unpack_from("!H", props, i)[0]
-        else:
-            while props[i] & 0x80:
-                i += 1
-            i += 1
-    return 65_535
+from twin import mqtt_codec as codec
 
 
 class BatchPublisher:
@@ -101,19 +56,8 @@ class BatchPublisher:
         self.sock.setblocking(False)
 
     def _connect_packet(self, client_id: str) -> bytes:
-        flags = 0x02  # clean session / clean start
-        payload = _string(client_id)
-        if self.addr.username:
-            flags |= 0x80
-            payload += _string(self.addr.username)
-            if self.addr.password:
-                flags |= 0x40
-                payload += _string(self.addr.password)
-        body = _string("MQTT") + bytes([5 if self.mqtt5 else 4, flags]) + struct.pack("!H", self.keepalive)
-        if self.mqtt5:
-            body += b"\x00"  # no properties
-        body += payload
-        return b"\x10" + _varint(len(body)) + body
+        return codec.connect_packet(client_id, username=self.addr.username, password=self.addr.password,
+                                    keepalive=self.keepalive, clean=True, mqtt5=self.mqtt5)
 
     def _read_exact(self, n: int) -> bytes:
         data = b""
@@ -134,22 +78,13 @@ class BatchPublisher:
             if not b & 0x80:
                 break
         body = self._read_exact(length)
-        if header != 0x20 or len(body) < 2:
+        if header != codec.CONNACK or len(body) < 2:
             raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} did not answer CONNECT")
-        if body[1] != 0:
+        connack = codec.parse_connack(body, mqtt5=self.mqtt5)
+        if connack.return_code != 0:
             raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} refused the connection "
-                                    f"(code {body[1]})")
-        if not self.mqtt5 or len(body) <= 2:
-            return 65_535
-        i, plen, shift = 2, 0, 0
-        while True:
-            b = body[i]
-            plen += (b & 0x7F) << shift
-            shift += 7
-            i += 1
-            if not b & 0x80:
-                break
-        return _receive_maximum(body[i:i + plen])
+                                    f"(code {connack.return_code})")
+        return connack.receive_maximum
 
     def publish(self, topic: str, payload: bytes) -> None:
         if self.qos:
@@ -158,14 +93,8 @@ class BatchPublisher:
                 while self.sent - self.acked >= self.limit:
                     self.poll(0.01)
             self._mid = self._mid % 65_535 + 1
-            body = _string(topic) + struct.pack("!H", self._mid)
-            header = 0x32
-        else:
-            body = _string(topic)
-            header = 0x30
-        if self.mqtt5:
-            body += b"\x00"
-        packet = bytes([header]) + _varint(len(body) + len(payload)) + body + payload
+        packet = codec.publish_packet(topic, payload, qos=self.qos, packet_id=self._mid if self.qos else 0,
+                                      mqtt5=self.mqtt5)
         self._buf.append(packet)
         self._buf_len += len(packet)
         self._queued += 1
@@ -209,29 +138,18 @@ class BatchPublisher:
         self._parse()
 
     def _parse(self) -> None:
-        rx, i, n = self._rx, 0, len(self._rx)
-        while i < n:
-            kind = rx[i] & 0xF0
-            j, length, shift = i + 1, 0, 0
-            while j < n:
-                b = rx[j]
-                length += (b & 0x7F) << shift
-                shift += 7
-                j += 1
-                if not b & 0x80:
-                    break
-            else:
-                break  # the length is not complete yet
-            if j + length > n:
-                break
-            if kind == _PUBACK:
+        try:
+            packets, used = codec.decode(self._rx, mqtt5=self.mqtt5)
+        except codec.ProtocolError as exc:
+            raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} sent garbage: {exc}") from None
+        for p in packets:
+            if p.kind == codec.PUBACK:
                 self.acked += 1
-                if length >= 3 and rx[j + 2] >= 0x80:
+                if len(p.payload) >= 3 and p.payload[2] >= 0x80:
                     self.refused += 1
-            elif kind == _DISCONNECT:
+            elif p.kind == codec.DISCONNECT_TYPE:
                 raise BrokerUnreachable(f"the MQTT broker at {self.addr.redacted()} disconnected this client")
-            i = j + length
-        del rx[:i]
+        del self._rx[:used]
 
     def poll(self, timeout: float) -> None:
         """Send what is buffered, read acknowledgements, ping when the line has been quiet."""
@@ -240,7 +158,7 @@ class BatchPublisher:
         if readable:
             self._read()
         if time.monotonic() - self._last_tx > self.keepalive / 2:
-            self.sock.sendall(b"\xc0\x00")  # PINGREQ
+            self.sock.sendall(codec.PINGREQ)
             self._last_tx = time.monotonic()
 
     @property
@@ -261,7 +179,7 @@ class BatchPublisher:
         try:
             self._send()
             self.sock.setblocking(True)
-            self.sock.sendall(b"\xe0\x00")  # DISCONNECT (normal)
+            self.sock.sendall(codec.DISCONNECT)
         except OSError:
             pass
         finally:

@@ -25,9 +25,9 @@ import pytest
 from gateway.cli import sample_community_path
 from gateway.storage import FLAG_LATE, DeviceRef
 from gateway.validate import Accepted, Registry, Rejected, Validator
-from simulators import behaviour, engine, hostile, run, scenario, wire
+from simulators import behaviour, engine, hostile, run, scenario
 from simulators.errors import SimulationError
-from twin import catalogue, contract, generate
+from twin import catalogue, contract, generate, mqtt_codec
 from twin import community as community_mod
 
 ROOT = "gt-sim"
@@ -492,9 +492,10 @@ def test_stdout_writes_payload_b64_for_non_json() -> None:
 
 
 def test_wire_encoding_helpers() -> None:
-    assert [wire._varint(n) for n in (0, 127, 128, 16_383, 16_384)] == [
+    # the wire publisher's packets come from the shared pure codec (twin.mqtt_codec)
+    assert [mqtt_codec.varint(n) for n in (0, 127, 128, 16_383, 16_384)] == [
         b"\x00", b"\x7f", b"\x80\x01", b"\xff\x7f", b"\x80\x80\x01"]
     # CONNACK properties: session expiry (4 bytes), assigned client id (string), receive maximum 20
     props = b"\x11\x00\x00\x00\x3c" + b"\x12\x00\x03abc" + b"\x21\x00\x14"
-    assert wire._receive_maximum(props) == 20
-    assert wire._receive_maximum(b"\x24\x01") == 65_535
+    assert mqtt_codec.receive_maximum(props) == 20
+    assert mqtt_codec.receive_maximum(b"\x24\x01") == 65_535

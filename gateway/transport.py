@@ -1,0 +1,567 @@
+"""How the gateway talks MQTT: a fast minimal MQTT 3.1.1 client, and paho behind the same surface. Does I/O.
+
+The gateway needs little of MQTT - one persistent session, SUBSCRIBE, PUBLISH in at QoS 0/1 with
+acknowledgements sent only after the database commit, a few PUBLISHes out (errors, alarm events) -
+but needs it at tens of thousands of messages a second. paho spends most of its time on what we do
+not need (one-byte header reads, per-packet objects, MQTT 5 property handling, one PUBACK per send
+through its packet queue). :class:`FastTransport` reads large chunks, splits them into many packets at
+once with the pure codec :mod:`twin.mqtt_codec`, and writes all PUBACKs of a committed batch with one
+``sendall``. :class:`PahoTransport` keeps paho for MQTT 5 (and as a fallback, setting
+``GRIDTWIN_MQTT_TRANSPORT=paho``).
+
+Both call ``on_message(topic, payload, mid, qos)`` on their reader thread; a callback that blocks
+(the gateway's bounded queue when full) stops reading from the socket, so the broker stops sending:
+back-pressure. ``mid`` is an opaque acknowledgement token for :meth:`Transport.ack_many`.
+
+Every socket, TLS and protocol failure is translated at this edge into :class:`MqttError`; the
+reconnect loop is a loop around ``except MqttError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from twin import contract
+from twin import mqtt_codec as codec
+
+log = logging.getLogger(__name__)
+
+OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid (ack token), qos
+OnConnect = Callable[[], None]  # subscribed (again): messages flow
+OnDisconnect = Callable[[str], None]  # reason; the transport reconnects by itself
+
+
+class MqttError(Exception):
+    """The MQTT connection failed: unreachable, refused, broken, or the broker spoke garbage."""
+
+
+class ConnectionRefused(MqttError):
+    """The broker answered CONNECT with a failure return code (credentials, client id, ...)."""
+
+    def __init__(self, return_code: int, reason: str) -> None:
+        super().__init__(f"the broker refused the connection: {reason}")
+        self.return_code = return_code
+
+
+class Transport(Protocol):
+    """What the gateway needs from an MQTT client."""
+
+    def start(self, timeout_s: float) -> None:
+        """Connect and start receiving; raises :class:`MqttError` if the first connection fails."""
+
+    def stop(self) -> None:
+        """Disconnect cleanly (the persistent session stays on the broker) and end the threads."""
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge QoS 1 messages by their ``mid`` (after they are committed); never raises."""
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        """Publish at QoS 0 or 1 from any thread; never raises for a broken connection."""
+
+
+# -- the fast transport -----------------------------------------------------------------------------
+
+_RECV_BYTES = 256 * 1024
+_POLL_S = 1.0  # how often an idle reader wakes to check for a dead connection or a stop
+
+
+class _Connection:
+    """One open socket (plain or TLS), non-blocking after the handshake.
+
+    The reader thread calls :meth:`recv`; any thread may call :meth:`send_all` under the transport's
+    send lock. An SSL object must not run a read and a write at the same time, so each single
+    non-blocking socket operation holds ``_io`` (never while waiting), which costs nothing for plain
+    TCP and makes TLS safe.
+    """
+
+    def __init__(self, sock: socket.socket, generation: int, send_timeout_s: float) -> None:
+        self.sock = sock
+        self.generation = generation  # tags the mids of this connection: acks for another one are dropped
+        self.leftover = b""  # bytes received right after CONNACK (a persistent session's queued messages)
+        self._send_timeout_s = send_timeout_s
+        self._ssl = sock if isinstance(sock, ssl.SSLSocket) else None
+        self._io = threading.Lock()
+        sock.setblocking(False)
+        self._readable = selectors.DefaultSelector()
+        self._readable.register(sock, selectors.EVENT_READ)
+        self._writable = selectors.DefaultSelector()
+        self._writable.register(sock, selectors.EVENT_WRITE)
+
+    def recv(self, n: int, timeout_s: float) -> bytes | None:
+        """Up to ``n`` bytes; None when nothing arrived within ``timeout_s``."""
+        if self._ssl is not None:
+            with self._io:
+                buffered = self._ssl.pending()  # TLS may hold decrypted bytes that select cannot see
+        else:
+            buffered = 0
+        if not buffered:
+            try:
+                if not self._readable.select(timeout_s):
+                    return None
+            except (OSError, ValueError) as exc:
+                raise MqttError(f"connection lost: {exc}") from exc
+        with self._io:
+            try:
+                data = self.sock.recv(n)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return None
+            except (OSError, ValueError) as exc:  # ValueError: the socket was closed under us
+                raise MqttError(f"connection lost: {exc}") from exc
+        if not data:
+            raise MqttError("the broker closed the connection")
+        return data
+
+    def send_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + self._send_timeout_s
+        while view:
+            with self._io:
+                try:
+                    sent = self.sock.send(view)
+                except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                    sent = 0
+                except (OSError, ValueError) as exc:
+                    raise MqttError(f"connection lost: {exc}") from exc
+            view = view[sent:]
+            if view and not sent:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise MqttError(f"the broker took nothing for {self._send_timeout_s:.0f}s")
+                try:
+                    self._writable.select(min(left, 0.5))
+                except (OSError, ValueError) as exc:
+                    raise MqttError(f"connection lost: {exc}") from exc
+
+    def abort(self) -> None:
+        """Break the connection so the reader wakes with an error (any thread)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        for sel in (self._readable, self._writable):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                sel.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class FastTransport:
+    """Minimal MQTT 3.1.1 client for the gateway: one reader thread, one keepalive thread, batched acks.
+
+    Subscriptions are made again on every connection; with ``clean_session=False`` the broker then
+    redelivers the unacknowledged QoS 1 messages of the session (with DUP set) and the gateway's
+    exactly-once keys drop what was already stored. Outgoing QoS 1 messages are kept until the broker
+    acknowledges them and sent again after a reconnect (at most ``max_pending_publishes``).
+    One-shot: :meth:`start` once, :meth:`stop` once.
+    """
+
+    def __init__(self, url: str, *, client_id: str, subscriptions: Sequence[tuple[str, int]],
+                 on_message: OnMessage, on_connect: OnConnect | None = None,
+                 on_disconnect: OnDisconnect | None = None, keepalive: int = 30, clean_session: bool = False,
+                 tls_context: ssl.SSLContext | None = None, connect_timeout_s: float = 10.0,
+                 reconnect_min_s: float = 0.25, reconnect_max_s: float = 30.0, recv_bytes: int = _RECV_BYTES,
+                 max_packet_bytes: int = codec.MAX_REMAINING_LENGTH, max_pending_publishes: int = 10_000) -> None:
+        if not subscriptions:
+            raise ValueError("the gateway needs at least one subscription")
+        if keepalive < 1:
+            raise ValueError("keepalive must be at least 1 s")
+        self.addr = contract.BrokerAddress.parse(url)
+        self.client_id = client_id
+        self.subscriptions = [(f, int(q)) for f, q in subscriptions]
+        self.keepalive = keepalive
+        self.clean_session = clean_session
+        self._tls_context = tls_context
+        self._connect_timeout_s = connect_timeout_s
+        self._reconnect = (reconnect_min_s, reconnect_max_s)
+        self._recv_bytes = recv_bytes
+        self._max_packet = max_packet_bytes
+        self._max_pending = max_pending_publishes
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        self._conn: _Connection | None = None
+        self._generation = 0
+        self._send_lock = threading.Lock()  # one writer on the socket at a time: packets never interleave
+        self._pub_lock = threading.Lock()  # outgoing packet ids and unacknowledged QoS 1 publishes (no I/O)
+        self._pending: dict[int, bytes] = {}  # packet id -> PUBLISH sent at QoS 1, not yet acknowledged
+        self._next_id = 0
+        self._sub_id = 0
+        self._stopping = threading.Event()
+        self._last_tx = self._last_rx = self._last_ping = time.monotonic()
+        self._reader: threading.Thread | None = None
+        self._pinger: threading.Thread | None = None
+        self.dropped_publishes = 0  # QoS 1 publishes dropped because too many were unacknowledged
+
+    # -- public surface --------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """First connection in the caller's thread (errors surface here), then the threads take over."""
+        self._connect_timeout_s = min(self._connect_timeout_s, timeout_s)
+        conn = self._open()
+        self._reader = threading.Thread(target=self._run, args=(conn,), name="gridtwin-mqtt-reader", daemon=True)
+        self._pinger = threading.Thread(target=self._keepalive, name="gridtwin-mqtt-keepalive", daemon=True)
+        self._reader.start()
+        self._pinger.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        with self._send_lock:
+            conn = self._conn
+            if conn is not None:
+                with contextlib.suppress(MqttError):
+                    conn.send_all(codec.DISCONNECT)  # normal disconnect: the broker keeps our session
+                conn.abort()
+        for t in (self._reader, self._pinger):
+            if t is not None and t is not threading.current_thread():
+                t.join(timeout_s)
+
+    def ack(self, mid: int) -> None:
+        self.ack_many((mid,))
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """PUBACK every message in ``mids`` with one write. Acks of an earlier connection are dropped:
+        the broker has redelivered those messages, and their new copies are acknowledged in turn."""
+        with self._send_lock:
+            conn = self._conn
+            if conn is None:
+                return
+            gen = conn.generation
+            data = codec.pubacks([m & 0xFFFF for m in mids if m >> 16 == gen])
+            if data:
+                self._send_locked(conn, data)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        if qos == 0:
+            packet = codec.publish_packet(topic, payload)
+        elif qos == 1:
+            with self._pub_lock:
+                if len(self._pending) >= self._max_pending:
+                    self.dropped_publishes += 1
+                    if self.dropped_publishes == 1 or self.dropped_publishes % 1000 == 0:
+                        log.warning("%d QoS 1 messages wait for the broker; dropped %d (latest on %s)",
+                                    len(self._pending), self.dropped_publishes, topic)
+                    return
+                pid = self._next_id
+                for _ in range(0xFFFF):
+                    pid = pid % 0xFFFF + 1
+                    if pid not in self._pending:
+                        break
+                self._next_id = pid
+                packet = codec.publish_packet(topic, payload, qos=1, packet_id=pid)
+                self._pending[pid] = packet
+        else:
+            raise ValueError("the gateway publishes at QoS 0 or 1")
+        with self._send_lock:
+            if self._conn is not None:  # QoS 1 is sent again after a reconnect; QoS 0 is dropped while down
+                self._send_locked(self._conn, packet)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _open(self) -> _Connection:
+        """TCP (and TLS), CONNECT, CONNACK. Blocking, bounded by the connect timeout."""
+        host, port, timeout = self.addr.host, self.addr.port, self._connect_timeout_s
+        try:
+            raw = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise MqttError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock: socket.socket = raw
+            if self.addr.tls:
+                ctx = self._tls_context or ssl.create_default_context()
+                sock = ctx.wrap_socket(raw, server_hostname=host)
+            sock.sendall(codec.connect_packet(self.client_id, username=self.addr.username,
+                                              password=self.addr.password, keepalive=self.keepalive,
+                                              clean=self.clean_session))
+            buf = b""
+            while not (size := _packet_size_at(buf)) or len(buf) < size:
+                if size > 1024:
+                    raise MqttError(f"expected CONNACK, got a {size}-byte packet")
+                chunk = sock.recv(65_536)
+                if not chunk:
+                    raise MqttError("the broker closed the connection before CONNACK")
+                buf += chunk
+            (first,), _ = codec.decode(buf[:size])
+            if first.kind != codec.CONNACK:
+                raise MqttError(f"expected CONNACK, got packet type 0x{first.kind:02x}")
+            connack = codec.parse_connack(first.payload)
+            if connack.return_code:
+                raise ConnectionRefused(connack.return_code, connack.reason)
+            with self._pub_lock:
+                self._generation += 1
+                gen = self._generation
+            conn = _Connection(sock, gen, send_timeout_s=max(10.0, float(self.keepalive)))
+            conn.leftover = buf[size:]  # the session's queued messages may follow CONNACK
+            return conn
+        except MqttError:
+            raw.close()
+            raise
+        except (OSError, ValueError) as exc:  # incl. ssl errors, a bad host name, codec.ProtocolError
+            raw.close()
+            raise MqttError(f"handshake with {host}:{port} failed: {exc}") from exc
+
+    def _run(self, conn: _Connection | None) -> None:
+        """The reader thread: serve a connection until it fails, reconnect with backoff, repeat."""
+        delay = self._reconnect[0]
+        while not self._stopping.is_set():
+            if conn is None:
+                try:
+                    conn = self._open()
+                except MqttError as exc:
+                    log.warning("cannot reconnect to %s: %s; next try in %.1fs", self.addr.redacted(), exc, delay)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, self._reconnect[1])
+                    continue
+                delay = self._reconnect[0]
+            reason = "stopped"
+            try:
+                self._serve(conn)
+            except MqttError as exc:
+                reason = str(exc)
+            except Exception as exc:  # a bug of ours: drop the connection and start over, never end the thread
+                log.exception("MQTT reader failed")
+                reason = f"internal error: {type(exc).__name__}"
+            finally:
+                with self._send_lock:
+                    self._conn = None
+                conn.close()
+            conn = None
+            if not self._stopping.is_set() and self._on_disconnect is not None:
+                _quietly(self._on_disconnect, reason)
+
+    def _serve(self, conn: _Connection) -> None:
+        now = time.monotonic()
+        self._last_rx = self._last_tx = self._last_ping = now
+        with self._send_lock:
+            self._conn = conn
+            self._sub_id = self._sub_id % 0xFFFF + 1
+            self._send_locked(conn, codec.subscribe_packet(self._sub_id, self.subscriptions), raise_=True)
+        with self._pub_lock:
+            again = [bytes((p[0] | 0x08,)) + p[1:] for p in self._pending.values()]  # DUP: sent before
+        if again:
+            with self._send_lock:
+                self._send_locked(conn, b"".join(again), raise_=True)
+        dead_after = 1.5 * self.keepalive + _POLL_S
+        # ``buf`` holds the start of a packet that is not complete yet; ``need`` is how many bytes it must
+        # hold before decoding is worth trying again (the packet's size once its header is complete).
+        buf = bytearray()
+        need = 0
+        data: bytes | None = conn.leftover
+        while not self._stopping.is_set():
+            if data:
+                try:
+                    packets, used = codec.decode(data, max_length=self._max_packet)
+                except codec.ProtocolError as exc:
+                    raise MqttError(f"bad data from the broker: {exc}") from exc
+                if used < len(data):
+                    buf += memoryview(data)[used:]
+                    need = _bytes_needed(buf)
+                self._dispatch(packets, conn)
+            chunk = conn.recv(self._recv_bytes, _POLL_S)
+            now = time.monotonic()
+            if chunk is None:
+                if now - self._last_rx > dead_after:
+                    raise MqttError(f"no answer from the broker for {now - self._last_rx:.0f}s")
+                data = None
+                continue
+            self._last_rx = now
+            if not buf:
+                data = chunk  # the common case: decode the received bytes as they are, no copy
+                continue
+            buf += chunk
+            if len(buf) < need:
+                data = None  # a large packet still arriving: keep reading before decoding
+                continue
+            data = bytes(buf)
+            buf.clear()
+
+    def _dispatch(self, packets: list[codec.Packet], conn: _Connection) -> None:
+        on_message = self._on_message
+        tag = conn.generation << 16
+        for p in packets:
+            if p.kind == codec.PUBLISH:
+                qos = (p.flags >> 1) & 0x03
+                try:
+                    if qos == 1:
+                        on_message(p.topic, p.payload, tag | p.packet_id, 1)
+                    elif qos == 0:
+                        on_message(p.topic, p.payload, 0, 0)
+                    else:
+                        raise MqttError("the broker sent a QoS 2 message; the gateway subscribes at QoS <= 1")
+                except MqttError:
+                    raise
+                except Exception:  # one bad message or handler must not stop intake
+                    log.exception("message handler failed on %s", p.topic)
+            elif p.kind == codec.PUBACK:
+                with self._pub_lock:
+                    self._pending.pop(p.packet_id, None)
+            elif p.kind == codec.SUBACK:
+                self._subscribed(p)
+            elif p.kind == codec.PINGRESP:
+                pass
+            elif p.kind == codec.DISCONNECT_TYPE:
+                raise MqttError("the broker disconnected the gateway")
+            else:
+                raise MqttError(f"unexpected packet type 0x{p.kind:02x} from the broker")
+
+    def _subscribed(self, p: codec.Packet) -> None:
+        codes = codec.suback_codes(p.payload)
+        refused = [f for (f, _q), c in zip(self.subscriptions, codes, strict=False) if c >= 0x80]
+        if refused:
+            log.warning("the broker refused the subscriptions %s (ACL?)", refused)
+        if self._on_connect is not None:
+            _quietly(self._on_connect)
+
+    def _send_locked(self, conn: _Connection, data: bytes, *, raise_: bool = False) -> None:
+        """Write under the send lock. A failure breaks the connection (the reader then reconnects)."""
+        try:
+            conn.send_all(data)
+        except MqttError:
+            conn.abort()
+            if raise_:
+                raise
+            return
+        self._last_tx = time.monotonic()
+
+    def _keepalive(self) -> None:
+        """PINGREQ when we have sent or received nothing for half the keepalive.
+
+        Runs on its own thread so the session stays alive while the reader is blocked by back-pressure;
+        the PINGRESPs keep the reader's dead-connection check quiet once it reads again.
+        """
+        half = self.keepalive / 2
+        while not self._stopping.wait(min(1.0, half / 2)):
+            now = time.monotonic()
+            if now - self._last_ping < half:
+                continue
+            if now - self._last_tx >= half or now - self._last_rx >= half:
+                with self._send_lock:
+                    if self._conn is not None:
+                        self._last_ping = now
+                        self._send_locked(self._conn, codec.PINGREQ)
+
+
+def _packet_size_at(buf: bytes | bytearray) -> int:
+    """Total size of the packet at the start of ``buf`` if its fixed header is complete, else 0."""
+    length, shift = 0, 0
+    for k in range(1, min(len(buf), 5)):
+        b = buf[k]
+        length |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return 1 + k + length
+        shift += 7
+    return 0
+
+
+def _bytes_needed(buf: bytearray) -> int:
+    """How many bytes the incomplete packet in ``buf`` needs: its size, or one more byte while its header
+    is incomplete (never <= len(buf): decoding again without new bytes would find nothing new)."""
+    return max(_packet_size_at(buf), len(buf) + 1)
+
+
+def _quietly(fn: Callable[..., None], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a hook's bug must not end the reader thread
+        log.exception("MQTT connection hook %s failed", getattr(fn, "__name__", fn))
+
+
+# -- paho behind the same surface -------------------------------------------------------------------
+
+
+class PahoTransport:
+    """paho-mqtt, for MQTT 5 (session expiry, receive maximum) or as a fallback of the fast transport."""
+
+    def __init__(self, url: str, *, client_id: str, subscriptions: Sequence[tuple[str, int]],
+                 on_message: OnMessage, on_connect: OnConnect | None = None,
+                 on_disconnect: OnDisconnect | None = None, keepalive: int = 30, mqtt5: bool = False) -> None:
+        self.addr = contract.BrokerAddress.parse(url)
+        self.subscriptions = [(f, int(q)) for f, q in subscriptions]
+        self.keepalive = keepalive
+        self.mqtt5 = mqtt5
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        kwargs: dict[str, Any] = {}
+        if not mqtt5:
+            kwargs["clean_session"] = False  # persistent session: queued QoS1 messages survive our restart
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
+            reconnect_on_failure=True,
+            manual_ack=True,  # PUBACK only after the message is committed (or spooled): nothing lost on a crash
+            **kwargs,
+        )
+        if self.addr.username:
+            client.username_pw_set(self.addr.username, self.addr.password)
+        if self.addr.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(10_000)
+        client.on_connect = self._paho_connect
+        client.on_message = self._paho_message
+        client.on_disconnect = self._paho_disconnect
+        self._client = client
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        del timeout_s  # paho connects the socket synchronously; the CONNACK arrives on its thread
+        try:
+            if self.mqtt5:
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = 7 * 86400  # persistent session for a week of gateway downtime
+                props.ReceiveMaximum = 1000
+                self._client.connect(self.addr.host, self.addr.port, keepalive=self.keepalive,
+                                     clean_start=False, properties=props)
+            else:
+                self._client.connect(self.addr.host, self.addr.port, keepalive=self.keepalive)
+        except (OSError, ValueError) as exc:
+            raise MqttError(str(exc) or type(exc).__name__) from exc
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.disconnect()
+        self._client.loop_stop()
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        for mid in mids:
+            self._client.ack(mid, 1)
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        self._client.publish(topic, payload, qos=qos)
+
+    def _paho_connect(self, client: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+        if rc.is_failure:
+            log.error("broker refused the gateway: %s", rc)
+            return
+        client.subscribe(self.subscriptions)
+        if self._on_connect is not None:
+            self._on_connect()
+
+    def _paho_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+        if self._on_disconnect is not None:
+            self._on_disconnect(str(rc))
+
+    def _paho_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
+        self._on_message(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
