@@ -342,21 +342,28 @@ def bench_writer(db_url: str, *, rows: int = 500_000, batch: int = 5000, repeats
             "note": "gateway writer includes dedup keys (1 per 4 rows) and latest_values upserts"}
 
 
+def _gateway_rig(db_url: str, community: Community, tmp: Path,
+                 tag: str) -> tuple[Mosquitto, str, str, Storage, dict[str, str]]:
+    """A broker of our own, a fresh schema with the community loaded, and a gateway environment."""
+    broker = Mosquitto(tmp / "broker")
+    schema = f"{tag}_{uuid.uuid4().hex[:8]}"
+    root = f"{tag}{uuid.uuid4().hex[:6]}"
+    st = Storage.connect(db_url, schema=schema)
+    st.migrate()
+    st.load_community(community)
+    env = {"GRIDTWIN_MQTT_URL": broker.url, "GRIDTWIN_DB_URL": db_url, "GRIDTWIN_DB_SCHEMA": schema,
+           "GRIDTWIN_MQTT_TOPIC_ROOT": root, "GRIDTWIN_MQTT_CLIENT_ID": f"gw-{root}",
+           "GRIDTWIN_DATA_DIR": str(tmp / "data")}
+    return broker, schema, root, st, env
+
+
 def bench_memory(db_url: str, *, minutes: float = 10.0, rate: float = 10_000.0, sample_s: float = 10.0,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Gateway RSS over a run at a steady publish rate (use ~80% of the measured sustained rate)."""
     community = bench_community()
     samples: list[tuple[float, int]] = []
     with tempfile.TemporaryDirectory(prefix="gridtwin-benchm-") as tmp:
-        broker = Mosquitto(Path(tmp) / "broker")
-        schema = f"benchm_{uuid.uuid4().hex[:8]}"
-        root = f"benchm{uuid.uuid4().hex[:6]}"
-        st = Storage.connect(db_url, schema=schema)
-        st.migrate()
-        st.load_community(community)
-        env = {"GRIDTWIN_MQTT_URL": broker.url, "GRIDTWIN_DB_URL": db_url, "GRIDTWIN_DB_SCHEMA": schema,
-               "GRIDTWIN_MQTT_TOPIC_ROOT": root, "GRIDTWIN_MQTT_CLIENT_ID": f"gw-{root}",
-               "GRIDTWIN_DATA_DIR": str(Path(tmp) / "data")}
+        broker, schema, root, st, env = _gateway_rig(db_url, community, Path(tmp), "benchm")
         gw = _GatewayProc(env, Path(tmp) / "gateway.log")
         stop = threading.Event()
         sent = 0
@@ -455,15 +462,7 @@ def bench_latency(db_url: str, *, sustained: float, load_fraction: float = 0.5, 
     community = bench_community()
     gas = [d.id for d in community.devices if d.kind == "gas"]
     with tempfile.TemporaryDirectory(prefix="gridtwin-benchl-") as tmp:
-        broker = Mosquitto(Path(tmp) / "broker")
-        schema = f"benchl_{uuid.uuid4().hex[:8]}"
-        root = f"benchl{uuid.uuid4().hex[:6]}"
-        st = Storage.connect(db_url, schema=schema)
-        st.migrate()
-        st.load_community(community)
-        env = {"GRIDTWIN_MQTT_URL": broker.url, "GRIDTWIN_DB_URL": db_url, "GRIDTWIN_DB_SCHEMA": schema,
-               "GRIDTWIN_MQTT_TOPIC_ROOT": root, "GRIDTWIN_MQTT_CLIENT_ID": f"gw-{root}",
-               "GRIDTWIN_DATA_DIR": str(Path(tmp) / "data")}
+        broker, schema, root, st, env = _gateway_rig(db_url, community, Path(tmp), "benchl")
         gw = _GatewayProc(env, Path(tmp) / "gateway.log")
         sent_at: dict[str, float] = {}
         latencies: list[float] = []

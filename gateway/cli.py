@@ -379,21 +379,6 @@ def _demo_incidents(community: Any, s: Settings, mqtt_url: str, mqtt5: bool, sto
         log.info("demo: %s", summary)
 
 
-def _status_source(s: Settings, db_url: str) -> Callable[[], dict[str, Any]]:
-    """What the placeholder page shows, read fresh from the database on each request."""
-    from gateway.storage import StorageError
-
-    def status() -> dict[str, Any]:
-        try:
-            with _storage(s, db_url) as st:
-                return {"readings": st.count_readings(), "devices": len(st.devices()),
-                        "rejected": st.dead_letter_counts(), "backend": st.backend}
-        except (StorageError, CliError) as exc:
-            return {"error": str(exc)}
-
-    return status
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run one benchmark; print progress to stderr and the result as JSON (stdout) and a results file."""
     import json
