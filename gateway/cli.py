@@ -355,7 +355,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_INCIDENTS = ("fire", "gas-leak", "elevator-entrapment", "hydrant-pressure-loss", "flapping-sensor")
-DEMO_LEAD_S = 110.0  # scenarios start their incident after ~2 minutes; skip most of that lead-in
+DEMO_LEAD_S = 150.0  # scenarios start their incident after 2-3 minutes; skip most of that lead-in
 
 
 def _demo_incidents(community: Any, s: Settings, mqtt_url: str, mqtt5: bool, stop: threading.Event) -> None:
