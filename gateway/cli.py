@@ -744,7 +744,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="run the whole system on the sample community")
     dm.add_argument("--duration", type=_positive(float), help="stop after this many seconds (default: Ctrl-C)")
-    dm.add_argument("--rate", type=_positive(float), default=200.0, help="simulated messages per second")
     dm.set_defaults(fn=cmd_demo)
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
