@@ -15,7 +15,11 @@ import psycopg
 import pytest
 
 from gateway import settings as settings_mod
+from gateway.cli import sample_community_path
+from gateway.ingest import Gateway
 from gateway.settings import Settings
+from gateway.storage import Storage
+from twin import community as community_mod
 
 DB_URL = os.environ.get("GRIDTWIN_TEST_DB_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MQTT_URL = os.environ.get("GRIDTWIN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -53,6 +57,33 @@ def settings(schema: str, topic_root: str) -> Settings:
         db={"url": DB_URL, "schema": schema},
         gateway={"flush_interval_s": 0.05},
     )
+
+
+@pytest.fixture(scope="session")
+def sample() -> community_mod.Community:
+    """The bundled sample community (parsed once per session; it is immutable)."""
+    return community_mod.parse(sample_community_path().read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def storage(settings: Settings, sample: community_mod.Community) -> Iterator[Storage]:
+    """The test's schema, migrated, with the sample community loaded."""
+    assert settings.db.url
+    st = Storage.connect(settings.db.url, schema=settings.db.schema_name)
+    st.migrate()
+    st.load_community(sample)
+    yield st
+    st.close()
+
+
+@pytest.fixture
+def gateway(settings: Settings, storage: Storage) -> Iterator[Gateway]:
+    """A running gateway on the test's topic root and schema."""
+    assert settings.mqtt.url and settings.db.url
+    gw = Gateway(settings, settings.mqtt.url, settings.db.url)
+    gw.start()
+    yield gw
+    gw.stop()
 
 
 @pytest.fixture(autouse=True)

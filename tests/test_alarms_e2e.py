@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -14,27 +14,16 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import settings as settings_mod
-from gateway.cli import sample_community_path
 from gateway.ingest import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher
 from tests.brokers import wait_until
-from twin import community as community_mod
 from twin import contract
 from twin.state import Level
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def storage(settings: Settings) -> Iterator[Storage]:
-    assert settings.db.url
-    st = Storage.connect(settings.db.url, schema=settings.db.schema_name)
-    st.migrate()
-    st.load_community(community_mod.parse(sample_community_path().read_text(encoding="utf-8")))
-    yield st
-    st.close()
 
 
 class Listener:

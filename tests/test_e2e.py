@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -12,7 +12,6 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.cli import sample_community_path
 from gateway.ingest import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
@@ -24,28 +23,7 @@ from twin import contract
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def sample() -> community_mod.Community:
-    return community_mod.parse(sample_community_path().read_text(encoding="utf-8"))
 
-
-@pytest.fixture
-def storage(settings: Settings, sample: community_mod.Community) -> Iterator[Storage]:
-    assert settings.db.url
-    st = Storage.connect(settings.db.url, schema=settings.db.schema_name)
-    st.migrate()
-    st.load_community(sample)
-    yield st
-    st.close()
-
-
-@pytest.fixture
-def gateway(settings: Settings, storage: Storage) -> Iterator[Gateway]:
-    assert settings.mqtt.url and settings.db.url
-    gw = Gateway(settings, settings.mqtt.url, settings.db.url)
-    gw.start()
-    yield gw
-    gw.stop()
 
 
 def _wait(pred: Callable[[], object], timeout: float = 10.0) -> bool:

@@ -174,23 +174,6 @@ def test_scale_one_process_passes_20k_messages_per_second(mqtt_url: str, topic_r
     assert max(rates) >= 20_000, rates
 
 
-@pytest.fixture
-def storage(settings: Settings) -> Iterator[Storage]:
-    assert settings.db.url
-    st = Storage.connect(settings.db.url, schema=settings.db.schema_name)
-    st.migrate()
-    st.load_community(sample())
-    yield st
-    st.close()
-
-
-@pytest.fixture
-def gateway(settings: Settings, storage: Storage) -> Iterator[Gateway]:
-    assert settings.mqtt.url and settings.db.url
-    gw = Gateway(settings, settings.mqtt.url, settings.db.url)
-    gw.start()
-    yield gw
-    gw.stop()
 
 
 def test_hostile_run_gets_exactly_the_rejections_its_manifest_predicts(settings: Settings, storage: Storage,

@@ -1237,17 +1237,22 @@ class Engine:
 
     # -- facts in ---------------------------------------------------------------------------------
 
+    def _advance(self, ts: datetime) -> float:
+        """Epoch seconds of ``ts``; moves the engine's clock (and its epoch, on the first fact) forward."""
+        t = ts.timestamp()
+        if self.epoch is None:
+            self.epoch = t
+        self.now = max(self.now, t)
+        return t
+
     def on_reading(self, device_id: str, ts: datetime, values: Mapping[str, bool | int | float]) -> list[AlarmEvent]:
         """Telemetry of one device at ``ts``. A reading older than the device's newest is late: it counts as
         activity and as a sign of life, but does not drive durations, rates or thresholds."""
         dev = self._devs.get(device_id)
         if dev is None:
             return []
-        t = ts.timestamp()
+        t = self._advance(ts)
         out = self._out = []
-        if self.epoch is None:
-            self.epoch = t
-        self.now = max(self.now, t)
         self._heard(dev, t)
         if dev.care:
             for care, fields, _codes in dev.care:
@@ -1273,11 +1278,8 @@ class Engine:
         dev = self._devs.get(device_id)
         if dev is None:
             return []
-        t = ts.timestamp()
+        t = self._advance(ts)
         out = self._out = []
-        if self.epoch is None:
-            self.epoch = t
-        self.now = max(self.now, t)
         self._heard(dev, t)
         last = dev.event_ts.get(code)
         late = last is not None and t < last
@@ -1307,11 +1309,8 @@ class Engine:
         dev = self._devs.get(device_id)
         if dev is None:
             return []
-        t = ts.timestamp()
+        t = self._advance(ts)
         out = self._out = []
-        if self.epoch is None:
-            self.epoch = t
-        self.now = max(self.now, t)
         if online:
             self._heard(dev, t)
         elif dev.online is not False:
@@ -1322,11 +1321,8 @@ class Engine:
 
     def tick(self, now: datetime) -> list[AlarmEvent]:
         """Let time pass: durations, no-data, care inactivity, count windows, escalation, shelving expiry."""
-        t = now.timestamp()
+        t = self._advance(now)
         out = self._out = []
-        if self.epoch is None:
-            self.epoch = t
-        self.now = max(self.now, t)
         for lv in self._levels:
             if lv.pending:
                 lv.tick(self, t)
