@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from psycopg.types.json import Jsonb
 
+from gateway.batch import AlarmWrites, ClosedRow
 from gateway.storage import Storage
 from twin import contract
 from twin.alarms import AlarmError, AlarmEvent, EventKind
@@ -181,12 +182,13 @@ class AlarmService:
 
     # -- persistence and delivery ----------------------------------------------------------------
 
-    def persist(self, storage: Storage, events: Sequence[AlarmEvent]) -> None:
-        """Store the alarms' current rows and their history, then publish and paint. One transaction."""
+    def writes(self, events: Sequence[AlarmEvent]) -> AlarmWrites | None:
+        """What to commit for ``events`` (current alarm rows, history with a uid each, the engine
+        snapshot), in the same transaction as the facts that caused them (the outbox)."""
         if not events:
-            return
+            return None
         rows = []
-        closed: list[tuple[Any, ...]] = []  # alarms the engine forgot once cleared and acknowledged
+        closed: list[ClosedRow] = []  # alarms the engine forgot once cleared and acknowledged
         for e in events:
             a = self.engine.alarm(e.rule, e.subject)
             if a is None:
@@ -202,14 +204,26 @@ class AlarmService:
                 "cleared_at": a.cleared_at, "cleared_by": a.cleared_by, "shelved_until": a.shelved_until,
                 "flapping": a.flapping,
             })
-        history = [(e.at, self.community.id, e.key, e.kind.value, e.severity.value,
-                    e.status.value if e.status else None, e.by, e.detail, Jsonb(e.to_json())) for e in events]
-        storage.write_alarms(rows, history, closed)
+        return AlarmWrites(self.community.id, rows, closed, [(str(uuid.uuid4()), e.to_json()) for e in events],
+                           state=self.engine.snapshot(), state_at=datetime.now(UTC))
+
+    def persist(self, storage: Storage, events: Sequence[AlarmEvent]) -> None:
+        """Commit ``events`` on their own (no readings with them), then announce them."""
+        w = self.writes(events)
+        if w is not None:
+            storage.write_alarms([w])
+            self.announce(events)
+
+    def announce(self, events: Sequence[AlarmEvent]) -> None:
+        """After commit (or spooling): publish each change on the alarms topic and paint it on the live state."""
         topic = contract.alarms_topic(self.root, self.community.id)
         for e in events:
             if e.kind is EventKind.RAISED:
                 self.raised += 1
-            self.publish(topic, orjson.dumps(e.to_json()), 1)
+            try:
+                self.publish(topic, orjson.dumps(e.to_json()), 1)
+            except (OSError, RuntimeError, ValueError) as exc:  # stored: dashboards also read the table
+                log.warning("alarm event not published: %s", exc)
             self._paint(e)
 
     def _paint(self, e: AlarmEvent) -> None:
@@ -227,4 +241,4 @@ class AlarmService:
             self.live.place_alarm(key, building, floor, level)
 
     def save_state(self, storage: Storage) -> None:
-        storage.save_rule_state(self.community.id, self.engine.snapshot())
+        storage.save_rule_state(self.community.id, self.engine.snapshot(), datetime.now(UTC))

@@ -34,6 +34,7 @@ import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.batch import WriteBatch
 from gateway.procs import Mosquitto
 from gateway.storage import Storage
 from twin import contract
@@ -303,14 +304,14 @@ def bench_writer(db_url: str, *, rows: int = 500_000, batch: int = 5000, repeats
     """Storage.write_batch (COPY + dedup keys + latest values) vs `psql \\copy` of the same rows."""
     schema = f"benchw_{uuid.uuid4().hex[:8]}"
     base = datetime.now(UTC).timestamp() - rows / 1000
-    data = [(datetime.fromtimestamp(base + i / 1000, UTC), i % 500 + 1, i % 4 + 1, float(i % 1000) / 7, 0)
+    data = [(datetime.fromtimestamp(base + i / 1000, UTC), i % 500 + 1, i % 4 + 1, float(i % 1000) / 7, 0, i)
             for i in range(rows)]
     ours, theirs = [], []
     with tempfile.TemporaryDirectory(prefix="gridtwin-benchw-") as tmp:
         csv_path = Path(tmp) / "rows.csv"
         with csv_path.open("w", newline="") as f:
             w = csv.writer(f)
-            for ts, d, m, v, fl in data:
+            for ts, d, m, v, fl, _seq in data:
                 w.writerow([ts.isoformat(), d, m, repr(v), fl])
         st = Storage.connect(db_url, schema=schema)
         try:
@@ -320,8 +321,8 @@ def bench_writer(db_url: str, *, rows: int = 500_000, batch: int = 5000, repeats
                 t0 = time.perf_counter()
                 for i in range(0, rows, batch):
                     chunk = data[i:i + batch]
-                    keys = [(r[1], i + j, r[0]) for j, r in enumerate(chunk) if r[2] == 1]
-                    st.write_batch(keys, chunk, [], [], [])
+                    keys = [(r[1], r[5], r[0]) for r in chunk if r[2] == 1]
+                    st.write_batch(WriteBatch(keys, chunk, [], [], []))
                 ours.append(rows / (time.perf_counter() - t0))
                 st.conn.execute("TRUNCATE telemetry")
                 t0 = time.perf_counter()

@@ -23,6 +23,7 @@ log = logging.getLogger("gridtwin")
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_FAILED = 4  # a vital thread of a running service died (see the log for why)
 
 
 class CliError(Exception):
@@ -263,10 +264,14 @@ def _make_gateway(s: Settings, mqtt_url: str, db_url: str, mqtt5: bool) -> Any:
 
 
 def _reraise_unavailable(exc: Exception) -> None:
-    from gateway.ingest import BrokerUnavailable
+    from gateway.ingest import BrokerUnavailable, GatewayFailed, PortBusy
 
     if isinstance(exc, BrokerUnavailable):
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
+    if isinstance(exc, PortBusy):
+        raise CliError(str(exc), EXIT_USAGE) from None
+    if isinstance(exc, GatewayFailed):  # a supervisor (systemd, compose restart: always) starts us again
+        raise CliError(f"gateway stopped: {exc}", EXIT_FAILED) from None
 
 
 def _stop_event(duration: float | None) -> threading.Event:
@@ -344,6 +349,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"dashboard: http://127.0.0.1:{server.server_port}/  (Ctrl-C to stop)", flush=True)
     print(f"sign in as {', '.join(accounts)} with password {dashboard_data.DEMO_PASSWORD}", flush=True)
     while not stop.wait(5):
+        if gw.failed.is_set():
+            stop.set()
+            gw.stop()
+            server.shutdown()
+            raise CliError(f"gateway stopped: {gw.failure}", EXIT_FAILED)
         print(f"demo: {gw.stats.snapshot()}", flush=True)
     sim.join(timeout=10)
     gw.wait_idle(10)

@@ -1,57 +1,70 @@
 """The gateway's dispatch worker: alarm events become tickets for grid workers. Does I/O.
 
-Runs in its own thread with its own database connection, so rendering a ticket's 3D snapshot (about
-a second) or a slow ticket query never stalls ingest. The writer thread hands it the alarm events it
-has committed (:meth:`DispatchWorker.submit`); the worker feeds them to
-:class:`gateway.tickets.TicketService` in order and runs the SLA watchdog every
-``tickets.watchdog_interval_s`` (warnings at 75%, escalation at breach, missing snapshots).
+The outbox reader (docs/alarm-path.md). The writer commits each alarm event to ``alarm_events`` in
+the same transaction as the readings that raised it (or spools both while the database is down);
+this worker takes the oldest event not yet dispatched, applies it with
+:class:`gateway.tickets.TicketService`, and marks it dispatched in the same transaction as the ticket
+change. So a crash anywhere (before, during or after) ends with each event applied exactly once:
+nothing waits in memory. Several gateways may run it on one database: ``FOR UPDATE`` makes them
+take events one at a time, in commit order of the row lock.
+
+It runs in its own thread with its own connection, so a slow ticket query never stalls ingest, and
+runs the SLA watchdog every ``tickets.watchdog_interval_s`` (warnings at 75%, escalation at breach,
+missing snapshots, rendered here off the alarm path).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import psycopg
+
+from gateway.batch import clean_text
 from gateway.settings import Settings
-from gateway.storage import Storage, StorageError
+from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.tickets import TicketService, render_snapshot
 from twin.alarms import AlarmEvent
 from twin.community import Community
 
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int], None]
-_STOP = object()
+POLL_S = 1.0  # look for events committed elsewhere (spool replay, another gateway) at least this often
 
 
 class DispatchWorker:
     def __init__(self, settings: Settings, db_url: str, communities: Sequence[Community], publish: Publish,
-                 *, queue_max: int = 100_000) -> None:
+                 *, on_fatal: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.db_url = db_url
         self.communities = list(communities)
         self.publish = publish
-        self._queue: queue.Queue[tuple[str, AlarmEvent] | object] = queue.Queue(maxsize=queue_max)
-        self._thread = threading.Thread(target=self._run, name="gridtwin-dispatch", daemon=True)
+        self.on_fatal = on_fatal
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._supervised, name="gridtwin-dispatch", daemon=True)
         self.tickets_touched = 0
-        self.dropped = 0
+        self.dispatched = 0
+        self.failed = 0  # events a bug made us skip (kept with their error in alarm_events.dispatch_error)
+        self.last_error: str | None = None
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, community: str, events: Sequence[AlarmEvent]) -> None:
-        """Hand over committed alarm events (never blocks ingest: a full queue drops and counts)."""
-        for e in events:
-            try:
-                self._queue.put_nowait((community, e))
-            except queue.Full:
-                self.dropped += 1
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """New alarm events were committed: look now instead of at the next poll."""
+        self._wake.set()
 
     def stop(self, timeout_s: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
-            self._queue.put(_STOP)
             self._thread.join(timeout_s)
 
     def _connect(self) -> TicketService:
@@ -62,30 +75,26 @@ class DispatchWorker:
         return TicketService(storage, self.settings, self.communities, publish=self.publish,
                              snapshot=render_snapshot(), render_on_create=False)
 
+    def _supervised(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # the thread must not die silently: the process exits, a supervisor restarts it
+            log.critical("dispatch worker died", exc_info=True)
+            if self.on_fatal is not None:
+                self.on_fatal(f"dispatch worker died: {type(exc).__name__}: {exc}")
+            raise
+
     def _run(self) -> None:
         service: TicketService | None = None
         interval = self.settings.tickets.watchdog_interval_s
         next_tick = time.monotonic()
-        pending: tuple[str, AlarmEvent] | None = None  # kept until the database took it
-        while True:
-            if pending is None:
-                try:
-                    item = self._queue.get(timeout=1.0)
-                except queue.Empty:
-                    item = None
-                if item is _STOP:
-                    if service is not None:
-                        service.storage.close()
-                    return
-                pending = item if isinstance(item, tuple) else None
+        codes = [c.id for c in self.communities]
+        while not self._stop.is_set():
             try:
                 if service is None:
                     service = self._connect()
-                if pending is not None:
-                    community, event = pending
-                    if service.on_alarm_event(community, event) is not None:
-                        self.tickets_touched += 1
-                    pending = None
+                while not self._stop.is_set() and self._dispatch_one(service, codes):
+                    pass
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + interval
                     service.tick()
@@ -94,7 +103,49 @@ class DispatchWorker:
                 if service is not None:
                     service.storage.close()
                 service = None
-                time.sleep(1.0)
-            except Exception:  # a bug on one event must not stop dispatch for every later alarm
-                log.exception("dispatch failed on %s", pending)
-                pending = None
+                self._stop.wait(1.0)
+                continue
+            self._wake.wait(POLL_S)
+            self._wake.clear()
+        if service is not None:
+            service.storage.close()
+
+    def _dispatch_one(self, service: TicketService, communities: list[str]) -> bool:
+        """Apply the oldest undispatched event and mark it, in one transaction. False: none left."""
+        conn = service.conn
+        try:
+            with conn.transaction():
+                row = conn.execute(
+                    "SELECT id, community, event FROM alarm_events WHERE dispatched_at IS NULL "
+                    "AND community = ANY(%s) ORDER BY id LIMIT 1 FOR UPDATE", (communities,)).fetchone()
+                if row is None:
+                    return False
+                event_id, community, data = int(row[0]), str(row[1]), row[2]
+                error: str | None = None
+                try:
+                    with conn.transaction():  # a savepoint: a failure here still marks the event
+                        if service.on_alarm_event(community, _event(data)) is not None:
+                            self.tickets_touched += 1
+                except (DatabaseUnavailable, psycopg.OperationalError):
+                    raise
+                except Exception as exc:
+                    if isinstance(exc.__cause__, psycopg.OperationalError):
+                        raise  # the connection, not this event: retry it on a new one
+  # a bug or bad data on one event must not block every later alarm
+                    log.exception("dispatch failed on alarm event %s", event_id)
+                    error = clean_text(f"{type(exc).__name__}: {exc}", 500)
+                    self.failed += 1
+                    self.last_error = error
+                conn.execute("UPDATE alarm_events SET dispatched_at = now(), dispatch_error = %s WHERE id = %s",
+                             (error, event_id))
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(self.db_url, str(exc).strip().splitlines()[0] if str(exc).strip() else "") \
+                from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"dispatching alarm events failed: {exc}") from exc
+        self.dispatched += 1
+        return True
+
+
+def _event(data: Any) -> AlarmEvent:
+    return AlarmEvent.from_json(dict(data))

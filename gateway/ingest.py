@@ -18,15 +18,18 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.alarms import AlarmService
+from gateway.batch import AlarmWrites, KeyRow, WriteBatch, dead_row
 from gateway.dispatch import DispatchWorker
 from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import PerKeyLimiter
 from gateway.settings import Settings
-from gateway.spool import Spool, SpoolBatch
+from gateway.spool import Spool
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.transport import FastTransport, MqttError, PahoTransport, Transport
 from gateway.validate import Accepted, Registry, Rejected, Validator
@@ -36,6 +39,14 @@ from twin.community import Community
 from twin.state import LiveState
 
 log = logging.getLogger(__name__)
+
+
+class GatewayFailed(Exception):
+    """A thread the gateway cannot work without died; the process must exit so a supervisor restarts it."""
+
+
+class PortBusy(Exception):
+    """The metrics port is taken (checked before connecting to the broker)."""
 
 
 class BrokerUnavailable(Exception):
@@ -60,6 +71,9 @@ class Stats:
     duplicates: int = 0
     spooled: int = 0
     alarm_events: int = 0
+    poisoned_batches: int = 0  # batches a data error made the writer retry device by device
+    error_replies_suppressed: int = 0  # error replies not sent (per-device rate limit)
+    dead_letters_dropped: int = 0  # rejects counted but not stored (per-reason storage budget)
     last_write_s: float = 0.0
 
     def snapshot(self) -> dict[str, Any]:
@@ -74,11 +88,39 @@ class Stats:
             "duplicates": self.duplicates,
             "spooled": self.spooled,
             "alarm_events": self.alarm_events,
+            "poisoned_batches": self.poisoned_batches,
+            "error_replies_suppressed": self.error_replies_suppressed,
+            "dead_letters_dropped": self.dead_letters_dropped,
         }
 
 
 _STOP = object()
 LINGER_S = 0.003  # close a batch when no message arrived for this long
+STALL_S = 60.0  # /healthz fails when a received message has waited this long to be stored
+ERROR_REPLY_BURST, ERROR_REPLY_EVERY_S = 10, 10.0  # per device: 10 error replies at once, then one per 10 s
+DEAD_LETTER_BURST, DEAD_LETTER_EVERY_S = 1000, 0.06  # per reason: ~1,000 stored a minute, the rest counted
+Produced = list[tuple[AlarmService, list[AlarmEvent]]]
+
+
+class Step:
+    """The rules' part of one commit. The engine runs once however often the write is tried: its
+    writes are computed the first time they are asked for and reused (spool, retry, isolation)."""
+
+    def __init__(self, produced: Produced | None, run: Callable[[set[KeyRow]], Produced] | None = None) -> None:
+        self.produced = produced
+        self._run = run
+        self._writes: list[AlarmWrites] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.produced is not None
+
+    def writes(self, duplicates: set[KeyRow]) -> list[AlarmWrites]:
+        if self._writes is None:
+            if self.produced is None:
+                self.produced = self._run(duplicates) if self._run is not None else []
+            self._writes = [w for svc, evs in self.produced if (w := svc.writes(evs)) is not None]
+        return self._writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +138,7 @@ class Item:
     result: Accepted | Rejected | Command
     mid: int
     qos: int
+    received: float = 0.0  # time.monotonic() when it came off the wire (oldest-unwritten age)
 
 
 class Gateway:
@@ -114,14 +157,12 @@ class Gateway:
         self._spool = Spool(settings.data_dir / "spool" / settings.mqtt.client_id, gw.spool_max_bytes)
         self._db_down_since: float | None = None
         self._last_db_try = 0.0
-        self.metrics = GatewayMetrics(self.stats, backlog=self._queue.qsize, spool_bytes=self._spool.size_bytes)
-        self._storage = Storage.connect(
-            db_url,
-            schema=settings.db.schema_name,
-            retention_days=settings.db.retention_days,
-            partitions_ahead_days=settings.db.partitions_ahead_days,
-            connect_timeout_s=settings.db.connect_timeout_s,
-        )
+        self._batch_started: float | None = None  # monotonic receive time of the oldest message being written
+        self._replies = PerKeyLimiter(ERROR_REPLY_BURST, ERROR_REPLY_EVERY_S)
+        self._dead_budget = PerKeyLimiter(DEAD_LETTER_BURST, DEAD_LETTER_EVERY_S)
+        self.metrics = GatewayMetrics(self.stats, backlog=self._queue.qsize, spool_bytes=self._spool.size_bytes,
+                                      health=self.health)
+        self._storage = self._connect_storage(settings.db.connect_timeout_s)
         self._storage.migrate()
         self._validator = Validator(
             Registry.build(self._storage.devices(), self._storage.metric_ids()),
@@ -138,10 +179,17 @@ class Gateway:
         self._filters = self._subscription_filters()
         self._client = self._make_client()
         self._restore_live_state()
-        self._writer = threading.Thread(target=self._write_loop, name="gridtwin-writer", daemon=True)
+        self._writer = threading.Thread(target=self._supervised_writer, name="gridtwin-writer", daemon=True)
+        self.failed = threading.Event()  # set when the writer or the dispatch worker died
+        self.failure: str | None = None
         self._connected = threading.Event()
         self._stopping = threading.Event()
         self._idle = threading.Event()
+
+    def _connect_storage(self, timeout_s: float) -> Storage:
+        db = self.settings.db
+        return Storage.connect(self.db_url, schema=db.schema_name, retention_days=db.retention_days,
+                               partitions_ahead_days=db.partitions_ahead_days, connect_timeout_s=timeout_s)
 
     # -- MQTT side ----------------------------------------------------------------------------------
 
@@ -184,7 +232,7 @@ class Gateway:
         community = contract.parse_alarm_commands_topic(self.settings.mqtt.topic_root, topic)
         if community is not None:
             self._idle.clear()
-            self._queue.put(Item(Command(community, payload), mid, qos))
+            self._queue.put(Item(Command(community, payload), mid, qos, time.monotonic()))
             return
         try:
             result = self._validator.check(topic, payload, datetime.now(UTC))
@@ -192,9 +240,51 @@ class Gateway:
             log.exception("validator failed on %s", topic)
             result = Rejected(topic, None, "internal", f"{type(exc).__name__}", payload[:1024], None)
         self._idle.clear()
-        self._queue.put(Item(result, mid, qos))  # blocks when full: back-pressure onto the broker
+        self._queue.put(Item(result, mid, qos, time.monotonic()))  # blocks when full: back-pressure onto the broker
 
     # -- writer side --------------------------------------------------------------------------------
+
+    def _supervised_writer(self) -> None:
+        try:
+            self._write_loop()
+        except BaseException as exc:  # never a silent death with ingest frozen: exit, a supervisor restarts us
+            log.critical("writer thread died; nothing is stored or acknowledged any more", exc_info=True)
+            self._fail(f"writer thread died: {type(exc).__name__}: {exc}")
+            raise
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+        self.failed.set()
+
+    def oldest_unwritten_s(self) -> float:
+        """Age of the oldest message received but not yet committed or spooled (0 when none)."""
+        now = time.monotonic()
+        started = self._batch_started
+        if started is not None:
+            return now - started
+        try:
+            head = self._queue.queue[0]
+        except IndexError:
+            return 0.0
+        return now - head.received if isinstance(head, Item) else 0.0
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports: ok only while every thread lives and messages are being written."""
+        writer = self._writer.is_alive()
+        dispatch = self.dispatch.alive() if self.dispatch is not None else None
+        oldest = self.oldest_unwritten_s()
+        ok = writer and dispatch is not False and self.failure is None and oldest < STALL_S
+        return {
+            "status": "ok" if ok else "failing",
+            "threads": {"writer": writer, "dispatch": dispatch},
+            "broker_connected": self._connected.is_set(),
+            "database": "up" if self._db_down_since is None else "down: spooling",
+            "oldest_unwritten_s": round(oldest, 3),
+            "backlog": self._queue.qsize(),
+            "spool_bytes": self._spool.size_bytes(),
+            "failure": self.failure,
+        }
 
     def _write_loop(self) -> None:
         gw = self.settings.gateway
@@ -302,8 +392,8 @@ class Gateway:
                 if not item.samples and not item.events:  # explicit status message (or last will)
                     state.status(code, at, online=st == "online")
 
-    def _run_rules(self, items: list[Accepted], commands: list[Command]) -> None:
-        """Feed committed facts and operators' commands to each community's rules; persist what changed."""
+    def _run_rules(self, items: list[Accepted], commands: list[Command]) -> Produced:
+        """Feed facts and operators' commands to each community's rules; return the alarm changes."""
         events: dict[str, list[AlarmEvent]] = {}
         for item in items:
             svc = self.alarms.get(item.device.community)
@@ -322,25 +412,16 @@ class Gateway:
             svc = self.alarms.get(cmd.community)
             if svc is not None:
                 events.setdefault(cmd.community, []).extend(svc.command(cmd.payload))
-        self._persist_alarms(events)
-
-    def _persist_alarms(self, events: dict[str, list[AlarmEvent]]) -> None:
-        for code, evs in events.items():
-            if not evs:
-                continue
-            try:
-                self.alarms[code].persist(self._storage, evs)
-                self.stats.alarm_events += len(evs)
-            except StorageError as exc:  # the book keeps them; the next change rewrites the row
-                log.warning("alarm events not stored: %s", exc)
-                continue
-            if self.dispatch is not None:
-                self.dispatch.submit(code, evs)
+        return [(self.alarms[code], evs) for code, evs in events.items() if evs]
 
     def _tick_rules(self) -> None:
-        self._persist_alarms({code: svc.tick() for code, svc in self.alarms.items()})
+        produced: Produced = [(svc, evs) for svc in self.alarms.values() if (evs := svc.tick())]
+        if produced:
+            self._commit(WriteBatch([], [], [], [], []), Step(produced))
 
     def _save_rule_state(self) -> None:
+        if self._db_down_since is not None or self._spool.pending():
+            return  # the spool holds newer snapshots with its alarm writes
         for svc in self.alarms.values():
             svc.save_state(self._storage)
 
@@ -356,7 +437,7 @@ class Gateway:
             self._restore_live_state()
 
     def reload_registry(self) -> None:
-        """Pick up devices loaded since start (called by the writer thread every 30 s)."""
+        """Pick up devices loaded, changed or retired since start (the writer thread, every 30 s)."""
         self._validator.registry = Registry.build(self._storage.devices(), self._storage.metric_ids())
 
     def _quietly(self, fn: Any) -> None:
@@ -366,6 +447,7 @@ class Gateway:
             log.warning("%s", exc)
 
     def _flush(self, items: list[Item]) -> None:
+        self._batch_started = min(i.received for i in items)
         accepted: list[Accepted] = []
         seen: set[tuple[int, int, datetime]] = set()
         for i in items:  # duplicates inside one batch (a retry right after the original)
@@ -376,18 +458,28 @@ class Gateway:
                 seen.update(i.result.keys)
                 accepted.append(i.result)
         rejects = [i.result for i in items if isinstance(i.result, Rejected)]
-        batch = SpoolBatch(
+        commands = [i.result for i in items if isinstance(i.result, Command)]
+        now = datetime.now(UTC)
+        batch = WriteBatch(
             keys=[k for a in accepted for k in a.keys],
             readings=[r for a in accepted for r in a.readings],
             events=[e for a in accepted for e in a.events],
             statuses=[s for a in accepted for s in a.statuses],
-            dead=[(r.at or datetime.now(UTC), r.topic, r.reason, r.detail, r.payload) for r in rejects],
+            dead=[dead_row(r.at or now, r.topic, r.reason, r.detail, r.payload) for r in rejects
+                  if self._dead_budget.take(r.reason)],
         )
-        self._persist(batch)
+        dropped = len(rejects) - len(batch.dead)
+        if dropped:
+            self.stats.dead_letters_dropped += dropped
+        step = Step(None, lambda dups: self._run_rules(
+            [a for a in accepted if not (a.keys and all(k in dups for k in a.keys))], commands))
+        if not self._commit(batch, step):
+            self._batch_started = None
+            return  # shutting down with the database down and the spool full: left unacknowledged
         # committed or durably spooled: now the broker may forget these messages (one write for all)
         self._client.ack_many([i.mid for i in items if i.qos > 0])
+        self._batch_started = None
         self._apply_live(accepted)
-        self._run_rules(accepted, [i.result for i in items if isinstance(i.result, Command)])
         self.stats.batches += 1
         self.metrics.batch_size.observe(len(items))
         self.stats.accepted += len(accepted)
@@ -396,32 +488,61 @@ class Gateway:
         for r in rejects:
             self.stats.rejected[r.reason] += 1
             if r.device_topic:
-                self._tell_device(r)
+                if self._replies.take(r.device_topic):
+                    self._tell_device(r)
+                else:
+                    self.stats.error_replies_suppressed += 1
 
-    def _persist(self, batch: SpoolBatch) -> None:
-        """Commit to the database; if it is down, spool to disk; if the spool is full, wait (back-pressure)."""
+    def _commit(self, batch: WriteBatch, step: Step) -> bool:
+        """Commit rows and the alarms their rules raise in one transaction; if the database is down, spool
+        both together; if the spool is full, wait (back-pressure). Then announce the alarm changes.
+
+        False only when stopping with nothing stored (the caller must not acknowledge).
+        """
         while True:
             if not self._spool.pending() and self._db_down_since is None:
                 try:
-                    self._write(batch)
-                    return
+                    self._write(batch, step)
+                    break
                 except DatabaseUnavailable as exc:
                     self._db_down(exc)
             elif self._drain_spool() and not self._spool.pending():
                 continue  # the database is back and the backlog is written: write this batch directly
-            if self._spool.append(batch):
+            # database down: the rules run now on everything (no duplicate check is possible); their
+            # alarm writes are spooled with the rows, and committed with them when the database is back
+            if self._spool.append(batch.with_alarms([*batch.alarms, *step.writes(set())])):
                 self.stats.spooled += 1
-                return
+                break
             if self._stopping.is_set():
                 log.error("database down and spool full at shutdown: %d messages left unacknowledged",
                           len(batch.keys))
-                return
+                return False
             time.sleep(1.0)  # spool full: hold the batch; the queue fills and the broker holds the rest
+        for svc, evs in step.produced or []:
+            self.stats.alarm_events += len(evs)
+            svc.announce(evs)
+        if step.produced and self.dispatch is not None:
+            self.dispatch.wake()
+        return True
 
-    def _write(self, batch: SpoolBatch) -> None:
+    def _write(self, batch: WriteBatch, step: Step | None = None) -> None:
+        """One transaction; on a data error, again with every device isolated (never raises for data)."""
         t0 = time.perf_counter()
-        self.stats.duplicates += self._storage.write_batch(
-            batch.keys, batch.readings, batch.events, batch.statuses, batch.dead)
+        try:
+            result = self._storage.write_batch(batch, step.writes if step else None)
+        except DatabaseUnavailable:
+            raise
+        except StorageError as exc:
+            self.stats.poisoned_batches += 1
+            log.error("a batch of %d messages failed for a data reason (%s): writing it device by device", len(batch),
+                      exc)
+            if step is not None and step.done:  # the rules already ran on it: keep what they produced
+                batch, step = batch.with_alarms([*batch.alarms, *step.writes(set())]), None
+            result = self._storage.write_batch(batch, step.writes if step else None, isolate=True)
+            for unit, why in result.poisoned:
+                log.error("stored as a dead letter (storage_rejected): %s: %s", unit.topic_hint(), why)
+            self.stats.rejected["storage_rejected"] += len(result.poisoned)
+        self.stats.duplicates += result.duplicates
         self.stats.last_write_s = time.perf_counter() - t0
         self.metrics.write_seconds.observe(self.stats.last_write_s)
 
@@ -441,12 +562,7 @@ class Gateway:
             if self._db_down_since is not None:
                 with contextlib.suppress(Exception):
                     self._storage.close()
-                self._storage = Storage.connect(
-                    self.db_url, schema=self.settings.db.schema_name,
-                    retention_days=self.settings.db.retention_days,
-                    partitions_ahead_days=self.settings.db.partitions_ahead_days,
-                    connect_timeout_s=min(self.settings.db.connect_timeout_s, 2.0),
-                )
+                self._storage = self._connect_storage(min(self.settings.db.connect_timeout_s, 2.0))
             replayed = self._spool.replay(self._write)
         except DatabaseUnavailable as exc:
             self._db_down(exc)
@@ -454,6 +570,8 @@ class Gateway:
         if self._db_down_since is not None:
             log.info("database is back after %.1fs; replayed %d spooled batches",
                      now - self._db_down_since, replayed)
+            if self.dispatch is not None:
+                self.dispatch.wake()
         self._db_down_since = None
         return True
 
@@ -467,11 +585,18 @@ class Gateway:
     def _start_dispatch(self) -> None:
         if self.settings.tickets.enabled and self.alarms:
             self.dispatch = DispatchWorker(self.settings, self.db_url,
-                                           [svc.community for svc in self.alarms.values()], self._publish)
+                                           [svc.community for svc in self.alarms.values()], self._publish,
+                                           on_fatal=self._fail)
             self.dispatch.start()
 
     def start(self, timeout_s: float = 10.0) -> None:
         addr = contract.BrokerAddress.parse(self.mqtt_url)
+        port = self.settings.gateway.metrics_port
+        if port is not None:  # before taking over the broker session: a busy port must not cost messages
+            try:
+                self.metrics.serve(port)
+            except OSError as exc:
+                raise PortBusy(f"cannot serve /metrics on port {port}: {exc.strerror or exc}") from None
         # Long-lived start-up objects (registry, community, live state) need no more GC passes, and
         # a busy intake makes many short-lived tuples: collect young objects less often.
         gc.freeze()
@@ -484,9 +609,8 @@ class Gateway:
             self._shutdown_writer()
             if self.dispatch is not None:
                 self.dispatch.stop()
+            self.metrics.close()
             raise BrokerUnavailable(addr.redacted(), str(exc) or type(exc).__name__) from None
-        if self.settings.gateway.metrics_port is not None:
-            self.metrics.serve(self.settings.gateway.metrics_port)
         if not self._connected.wait(timeout_s):
             self.stop()
             raise BrokerUnavailable(addr.redacted(), "no CONNACK (wrong credentials or not an MQTT broker?)")
@@ -517,11 +641,18 @@ class Gateway:
             self._writer.join(timeout=30)
 
     def run_forever(self, stop: threading.Event, report_every_s: float = 10.0) -> None:
+        """Run until ``stop`` is set; raise :class:`GatewayFailed` if a vital thread died meanwhile."""
         self.start()
         last = dict(self.stats.snapshot())
-        while not stop.wait(report_every_s):
-            snap = self.stats.snapshot()
-            if snap != last:
-                log.info("gateway: %s", snap)
-                last = snap
+        next_report = time.monotonic() + report_every_s
+        while not stop.wait(0.5):
+            if self.failed.is_set():
+                self.stop()
+                raise GatewayFailed(self.failure or "a gateway thread died")
+            if time.monotonic() >= next_report:
+                next_report = time.monotonic() + report_every_s
+                snap = self.stats.snapshot()
+                if snap != last:
+                    log.info("gateway: %s", snap)
+                    last = snap
         self.stop()

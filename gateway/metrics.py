@@ -6,11 +6,14 @@ Each gateway has its own registry, so several can run in one process (tests, ben
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+import orjson
+from prometheus_client import CollectorRegistry, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -18,11 +21,16 @@ if TYPE_CHECKING:
     from gateway.ingest import Stats
 
 
+Health = Callable[[], dict[str, Any]]
+
+
 class _StatsCollector(Collector):
-    def __init__(self, stats: Stats, backlog: Callable[[], int], spool_bytes: Callable[[], int]) -> None:
+    def __init__(self, stats: Stats, backlog: Callable[[], int], spool_bytes: Callable[[], int],
+                 health: Health | None) -> None:
         self.stats = stats
         self.backlog = backlog
         self.spool_bytes = spool_bytes
+        self.health = health
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -35,6 +43,13 @@ class _StatsCollector(Collector):
             ("gridtwin_batches", "batches written", s.batches),
             ("gridtwin_db_errors", "failed database writes", s.db_errors),
             ("gridtwin_batches_spooled", "batches spooled to disk while the database was down", s.spooled),
+            ("gridtwin_batches_poisoned", "batches a data error made the writer retry device by device",
+             s.poisoned_batches),
+            ("gridtwin_error_replies_suppressed", "error replies not sent (per-device rate limit)",
+             s.error_replies_suppressed),
+            ("gridtwin_dead_letters_dropped", "rejected messages counted but not stored (per-reason budget)",
+             s.dead_letters_dropped),
+            ("gridtwin_alarm_events", "alarm events committed or spooled", s.alarm_events),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         rejected = CounterMetricFamily("gridtwin_messages_rejected", "rejected messages by reason",
@@ -45,12 +60,36 @@ class _StatsCollector(Collector):
         yield GaugeMetricFamily("gridtwin_backlog", "messages queued for the writer", value=self.backlog())
         yield GaugeMetricFamily("gridtwin_spool_bytes", "bytes waiting in the on-disk spool",
                                 value=self.spool_bytes())
+        if self.health is not None:
+            h = self.health()
+            alive = GaugeMetricFamily("gridtwin_thread_alive", "1 while the thread runs (0: the process exits)",
+                                      labels=["thread"])
+            for name, up in h["threads"].items():
+                if up is not None:
+                    alive.add_metric([name], 1.0 if up else 0.0)
+            yield alive
+            yield GaugeMetricFamily("gridtwin_oldest_unwritten_seconds",
+                                    "age of the oldest received message not yet committed or spooled",
+                                    value=h["oldest_unwritten_s"])
+            yield GaugeMetricFamily("gridtwin_database_up", "1 when the database takes writes, 0 while spooling",
+                                    value=1.0 if h["database"] == "up" else 0.0)
+
+
+class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes every few seconds: not worth a log line
+        pass
 
 
 class GatewayMetrics:
-    def __init__(self, stats: Stats, *, backlog: Callable[[], int], spool_bytes: Callable[[], int]) -> None:
+    def __init__(self, stats: Stats, *, backlog: Callable[[], int], spool_bytes: Callable[[], int],
+                 health: Health | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_StatsCollector(stats, backlog, spool_bytes))
+        self.health = health
+        self.registry.register(_StatsCollector(stats, backlog, spool_bytes, health))
         self.batch_size = Histogram("gridtwin_batch_size", "messages per written batch", registry=self.registry,
                                     buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000))
         self.write_seconds = Histogram("gridtwin_db_write_seconds", "database write latency per batch",
@@ -60,7 +99,20 @@ class GatewayMetrics:
         self.port: int | None = None
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        """Serve ``/metrics`` (Prometheus text) and ``/healthz`` (JSON; 200 when healthy, else 503)."""
+        metrics_app = make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            if environ.get("PATH_INFO") == "/healthz":
+                h = self.health() if self.health is not None else {"status": "ok"}
+                body = orjson.dumps(h)
+                start_response("200 OK" if h["status"] == "ok" else "503 Service Unavailable",
+                               [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+                return [body]
+            return metrics_app(environ, start_response)
+
+        server = make_server(addr, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="gridtwin-metrics", daemon=True).start()
         self._server = server
         self.port = int(server.server_port)
         return self.port

@@ -9,54 +9,16 @@ database drops messages it already has (``message_keys``). Bounded: when ``max_b
 
 from __future__ import annotations
 
-import base64
+import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
+from gateway.batch import WriteBatch
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+log = logging.getLogger(__name__)
 SEGMENT_BYTES = 16 * 1024 * 1024
-
-
-def _us(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
-
-
-def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolBatch:
-    keys: list[tuple[int, int, datetime]]
-    readings: list[tuple[datetime, int, int, float, int]]
-    events: list[tuple[datetime, int, str, str, str | None, int]]
-    statuses: list[tuple[int, str, str | None, datetime]]
-    dead: list[tuple[datetime, str, str, str, bytes]]
-
-    def encode(self) -> bytes:
-        return orjson.dumps({
-            "k": [[d, s, _us(t)] for d, s, t in self.keys],
-            "r": [[_us(t), d, m, v, f] for t, d, m, v, f in self.readings],
-            "e": [[_us(t), d, c, s, x, q] for t, d, c, s, x, q in self.events],
-            "s": [[d, s, r, _us(t)] for d, s, r, t in self.statuses],
-            "d": [[_us(t), tp, r, x, base64.b64encode(p).decode()] for t, tp, r, x, p in self.dead],
-        }) + b"\n"
-
-    @classmethod
-    def decode(cls, line: bytes) -> SpoolBatch:
-        o = orjson.loads(line)
-        return cls(
-            keys=[(d, s, _dt(t)) for d, s, t in o["k"]],
-            readings=[(_dt(t), d, m, v, f) for t, d, m, v, f in o["r"]],
-            events=[(_dt(t), d, c, s, x, q) for t, d, c, s, x, q in o["e"]],
-            statuses=[(d, s, r, _dt(t)) for d, s, r, t in o["s"]],
-            dead=[(_dt(t), tp, r, x, base64.b64decode(p)) for t, tp, r, x, p in o["d"]],
-        )
+SpoolBatch = WriteBatch  # a spooled batch is exactly what the writer would have committed
 
 
 class Spool:
@@ -97,14 +59,23 @@ class Spool:
     def replay(self, write: Callable[[SpoolBatch], None]) -> int:
         """Write every spooled batch oldest first; delete each segment once all of it is written.
 
-        Propagates the first exception from ``write`` (the rest stays spooled). Returns batches written.
+        Propagates the first exception from ``write`` (the rest stays spooled; what was written is
+        skipped as duplicates next time: message keys and alarm event uids). A torn line (the process
+        died while appending it, so its messages were never acknowledged and the broker redelivers
+        them) is skipped. Returns batches written.
         """
         n = 0
         for seg in self._segments():
             with seg.open("rb") as f:
                 for line in f:
-                    if line.strip():
-                        write(SpoolBatch.decode(line))
-                        n += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        batch = SpoolBatch.decode(line)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.warning("spool %s: skipping a torn batch (%s)", seg.name, exc)
+                        continue
+                    write(batch)
+                    n += 1
             seg.unlink()
         return n

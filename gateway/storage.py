@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -27,7 +27,9 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
+from gateway.batch import AlarmWrites, ClosedRow, KeyRow, WriteBatch, clean_json, clean_text, dead_row
 from twin import catalogue
+from twin.alarms import alarm_key
 from twin.community import Community
 
 log = logging.getLogger(__name__)
@@ -417,7 +419,30 @@ MIGRATIONS = (
         CREATE INDEX api_tokens_expires ON api_tokens (expires_at);
         """,
     ),
+    Migration(
+        8,
+        "alarm_outbox",
+        common="""
+        -- Transactional outbox (docs/alarm-path.md): alarm events commit in the same transaction as the
+        -- readings that raised them; the dispatch worker turns each into ticket work exactly once and
+        -- marks it in the same transaction as the ticket change. Events already in the table were
+        -- dispatched by the in-memory queue this replaces.
+        ALTER TABLE alarm_events ADD COLUMN uid uuid NOT NULL DEFAULT gen_random_uuid();
+        ALTER TABLE alarm_events ADD COLUMN dispatched_at timestamptz;
+        ALTER TABLE alarm_events ADD COLUMN dispatch_error text;
+        UPDATE alarm_events SET dispatched_at = now();
+        CREATE UNIQUE INDEX alarm_events_uid ON alarm_events (uid);
+        CREATE INDEX alarm_events_pending ON alarm_events (id) WHERE dispatched_at IS NULL;
+        """,
+    ),
 )
+
+
+@dataclass(slots=True)
+class WriteResult:
+    duplicates: int = 0
+    alarms: list[AlarmWrites] = field(default_factory=list)  # committed with the rows
+    poisoned: list[tuple[WriteBatch, str]] = field(default_factory=list)  # units stored as dead letters, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,7 +481,9 @@ class LatestReading:
     flags: int
 
 
-Row = tuple[datetime, int, int, float, int]
+Row = tuple[datetime, int, int, float, int, int]  # (ts, device id, metric id, value, flags, seq)
+RulesStep = Callable[[set[KeyRow]], list[AlarmWrites]]
+DEDUPE_WINDOW = timedelta(days=2)  # message keys kept this long; older items are matched by their stored rows
 
 
 class Storage:
@@ -509,6 +536,8 @@ class Storage:
             raise DatabaseUnavailable(self.url, f"{what}: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StorageError(f"{what} failed on {redact(self.url)}: {_first_line(exc)}") from exc
+        except (UnicodeError, ValueError, OverflowError) as exc:  # a value psycopg could not send
+            raise StorageError(f"{what} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
 
     # -- backend and migrations ---------------------------------------------------------------------
 
@@ -775,7 +804,7 @@ class Storage:
             if after is not None:
                 after(cur)
 
-    def write_readings(self, rows: Sequence[Row]) -> None:
+    def write_readings(self, rows: Sequence[Sequence[Any]]) -> None:
         """Append readings with one binary COPY, and advance ``latest_values``, in one transaction."""
         if not rows:
             return
@@ -783,12 +812,12 @@ class Storage:
             self.ensure_partitions({r[0].date() for r in rows})
         self._copy(f"writing {len(rows)} readings",
                    "COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)",
-                   ["timestamptz", "int4", "int2", "float8", "int2"], rows,
+                   ["timestamptz", "int4", "int2", "float8", "int2"], (r[:5] for r in rows),
                    lambda cur: self._upsert_latest(cur, rows))
 
     @staticmethod
-    def _upsert_latest(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
-        newest: dict[tuple[int, int], Row] = {}
+    def _upsert_latest(cur: psycopg.Cursor[Any], rows: Sequence[Sequence[Any]]) -> None:
+        newest: dict[tuple[int, int], Sequence[Any]] = {}
         for r in rows:
             key = (r[1], r[2])
             prev = newest.get(key)
@@ -825,110 +854,203 @@ class Storage:
             ([r[0] for r in vals], [r[1] for r in vals], [r[2] for r in vals], [r[3] for r in vals]),
         )
 
-    def write_batch(
-        self,
-        keys: Sequence[tuple[int, int, datetime]],
-        readings: Sequence[Row],
-        events: Sequence[tuple[datetime, int, str, str, str | None, int]],
-        statuses: Sequence[tuple[int, str, str | None, datetime]],
-        dead: Sequence[tuple[datetime, str, str, str, bytes]],
-    ) -> int:
-        """Write one gateway batch in ONE transaction, skipping messages already stored. Returns duplicates.
+    def write_batch(self, batch: WriteBatch, rules: RulesStep | None = None, *, isolate: bool = False,
+                    dedupe_window: timedelta = DEDUPE_WINDOW) -> WriteResult:
+        """Write one gateway batch in ONE transaction, skipping messages already stored.
 
-        ``keys`` are (device id, seq, ts) of every message item; readings and events whose key was
-        stored before (a QoS 1 redelivery after a crash, a device retry) are dropped here, so a
-        batch replayed after a failure has exactly-once effect.
+        ``batch.keys`` are (device id, seq, ts) of every message item; readings and events whose key
+        was stored before (a QoS 1 redelivery after a crash, a device retry) are dropped here, so a
+        batch replayed after a failure has exactly-once effect. Keys are kept for ``dedupe_window``;
+        an item older than that is a duplicate when its device already has stored rows at that
+        exact time (readings) or that (seq, ts) (events).
+
+        ``rules`` (the transactional outbox) is called inside the transaction once the rows are in,
+        with the set of duplicate keys; the alarm writes it returns (with any already in
+        ``batch.alarms``, from the spool) commit in the same transaction.
+
+        ``isolate``: write each device's rows (and each dead letter) under its own savepoint; a unit
+        the database refuses is stored as a ``storage_rejected`` dead letter instead, and the rest
+        commits (the writer's answer to a batch that failed for a data reason: no input stops ingest).
+
+        Raises :class:`DatabaseUnavailable` when the connection is the problem and
+        :class:`StorageError` when the data is (never with ``isolate``, short of a bug).
         """
-        if self.backend == "postgres" and readings:
-            self.ensure_partitions({r[0].date() for r in readings})
-        with self._errors(f"writing a batch of {len(readings)} readings"), self.conn.transaction():
-            dups: set[tuple[int, int, datetime]] = set()
-            n_dup = 0
-            if keys:
-                with self.conn.cursor() as kc:
-                    kc.execute("CREATE TEMP TABLE IF NOT EXISTS _keys_in (device_id int4, seq int8, ts timestamptz) "
-                               "ON COMMIT DELETE ROWS")
-                    with kc.copy("COPY _keys_in FROM STDIN (FORMAT BINARY)") as cp:
-                        cp.set_types(["int4", "int8", "timestamptz"])
-                        for k in keys:
-                            cp.write_row(k)
-                    # insert the new keys; what comes back is what was already there (or twice in the batch)
-                    kc.execute(
-                        "WITH ins AS (INSERT INTO message_keys (device_id, seq, ts) SELECT DISTINCT device_id, seq, ts "
-                        "FROM _keys_in ON CONFLICT DO NOTHING RETURNING 1) "
-                        "SELECT (SELECT count(*) FROM _keys_in) - (SELECT count(*) FROM ins)"
-                    )
-                    row = kc.fetchone()
-                    n_dup = int(row[0]) if row else 0
-                    if n_dup:  # rare: which keys were stored before? (rows we inserted carry our xid as xmin)
-                        kc.execute(
-                            "SELECT k.device_id, k.seq, k.ts FROM _keys_in k "
-                            "JOIN message_keys m USING (device_id, seq, ts) "
-                            "WHERE m.xmin::text::bigint <> txid_current() % (2^32)::bigint"
-                        )
-                        dups = {(r[0], r[1], r[2]) for r in kc.fetchall()}
-            if dups:
-                dup_ts = {(d, t) for d, _s, t in dups}
-                readings = [r for r in readings if (r[1], r[0]) not in dup_ts]
-                events = [e for e in events if (e[1], e[5], e[0]) not in dups]
-            with self.conn.cursor() as cur2:
-                if readings:
-                    with cur2.copy("COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN "
-                                   "(FORMAT BINARY)") as cp:
-                        cp.set_types(["timestamptz", "int4", "int2", "float8", "int2"])
-                        for r in readings:
-                            cp.write_row(r)
-                    self._upsert_latest(cur2, readings)
-                if events:
-                    with cur2.copy("COPY device_events (ts, device_id, code, state, detail, seq) FROM STDIN "
-                                   "(FORMAT BINARY)") as cp:
-                        cp.set_types(["timestamptz", "int4", "text", "text", "text", "int8"])
-                        for e in events:
-                            cp.write_row(e)
-                if dead:
-                    with cur2.copy("COPY dead_letters (at, topic, reason, detail, payload) FROM STDIN "
-                                   "(FORMAT BINARY)") as cp:
-                        cp.set_types(["timestamptz", "text", "text", "text", "bytea"])
-                        for d in dead:
-                            cp.write_row(d)
-                if statuses:
-                    self._upsert_status(cur2, statuses)
-        return n_dup
+        if self.backend == "postgres" and batch.readings:
+            self.ensure_partitions({r[0].date() for r in batch.readings})
+        result = WriteResult()
+        alarms = list(batch.alarms)
+        with self._errors(f"writing a batch of {len(batch.readings)} readings"), self.conn.transaction(), \
+                self.conn.cursor() as cur:
+            if not isolate:
+                dups = self._insert_keys(cur, batch.keys, dedupe_window) if batch.keys else set()
+                self._write_rows(cur, batch, dups)
+            else:
+                dups = set()
+                for unit in batch.device_groups():
+                    if unit.alarms:
+                        continue
+                    try:
+                        with self.conn.transaction():
+                            unit_dups = (self._insert_keys(cur, unit.keys, dedupe_window, precheck=True)
+                                         if unit.keys else set())
+                            self._write_rows(cur, unit, unit_dups)
+                        dups |= unit_dups
+                    except psycopg.OperationalError:
+                        raise
+                    except (psycopg.Error, UnicodeError, ValueError, OverflowError) as exc:
+                        result.poisoned.append((unit, _first_line(exc)))
+                now = datetime.now(UTC)
+                poison = [dead_row(now, unit.topic_hint(), "storage_rejected", f"the database refused it: {why}",
+                                   unit.encode()) for unit, why in result.poisoned]
+                if poison:
+                    self._write_rows(cur, WriteBatch([], [], [], [], poison), set())
+            result.duplicates = len(dups)
+            if rules is not None:
+                alarms += rules(dups)
+            if alarms:
+                if not isolate:
+                    self._write_alarm_writes(cur, alarms)
+                else:
+                    try:
+                        with self.conn.transaction():
+                            self._write_alarm_writes(cur, alarms)
+                    except psycopg.OperationalError:
+                        raise
+                    except (psycopg.Error, UnicodeError, ValueError, OverflowError) as exc:
+                        log.critical("alarm writes refused by the database (%s); kept as a dead letter", exc)
+                        text = orjson.dumps([a.to_json() for a in alarms], default=str)
+                        self._write_rows(cur, WriteBatch([], [], [], [], [dead_row(
+                            datetime.now(UTC), "(alarm writes)", "alarm_write_failed", _first_line(exc), text)]), set())
+            result.alarms = alarms
+        return result
 
-    def write_alarms(self, rows: Sequence[dict[str, Any]], history: Sequence[tuple[Any, ...]],
-                     closed: Sequence[tuple[Any, ...]] = ()) -> None:
-        """Upsert alarms' current rows, close finished ones, append their history, in one transaction.
+    def _write_rows(self, cur: psycopg.Cursor[Any], batch: WriteBatch, dups: set[KeyRow]) -> None:
+        readings, events = batch.readings, batch.events
+        if dups:
+            readings = [r for r in readings if (r[1], r[5], r[0]) not in dups]
+            events = [e for e in events if (e[1], e[5], e[0]) not in dups]
+        if readings:
+            with cur.copy("COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["timestamptz", "int4", "int2", "float8", "int2"])
+                for r in readings:
+                    cp.write_row(r[:5])
+            self._upsert_latest(cur, readings)
+        if events:
+            with cur.copy("COPY device_events (ts, device_id, code, state, detail, seq) FROM STDIN "
+                          "(FORMAT BINARY)") as cp:
+                cp.set_types(["timestamptz", "int4", "text", "text", "text", "int8"])
+                for e in events:
+                    cp.write_row(e)
+        if batch.dead:
+            with cur.copy("COPY dead_letters (at, topic, reason, detail, payload) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["timestamptz", "text", "text", "text", "bytea"])
+                for d in batch.dead:
+                    cp.write_row(d)
+        if batch.statuses:
+            self._upsert_status(cur, batch.statuses)
 
-        ``closed``: (key, status, event kind, at, by, detail) of alarms that are over (cleared and
-        acknowledged): their row keeps its history fields and gets the final status.
+    @staticmethod
+    def _insert_keys(kc: psycopg.Cursor[Any], keys: Sequence[KeyRow], window: timedelta, *,
+                     precheck: bool = False) -> set[KeyRow]:
+        """Insert the batch's message keys; return those stored before.
+
+        Fast path: one INSERT ... ON CONFLICT, and only when its count says some keys were there
+        already, find which (rows this transaction inserted carry its xid). ``precheck`` (used under
+        savepoints, whose rows carry a sub-transaction's xid instead) looks them up before inserting.
         """
+        dups: set[KeyRow] = set()
+        kc.execute("CREATE TEMP TABLE IF NOT EXISTS _keys_in (device_id int4, seq int8, ts timestamptz) "
+                   "ON COMMIT DELETE ROWS")
+        if precheck:
+            kc.execute("DELETE FROM _keys_in")
+        with kc.copy("COPY _keys_in FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int4", "int8", "timestamptz"])
+            for k in keys:
+                cp.write_row(k)
+        if precheck:
+            kc.execute("SELECT k.device_id, k.seq, k.ts FROM _keys_in k JOIN message_keys m USING (device_id, seq, ts)")
+            dups = {(r[0], r[1], r[2]) for r in kc.fetchall()}
+            kc.execute("INSERT INTO message_keys (device_id, seq, ts) SELECT DISTINCT device_id, seq, ts "
+                       "FROM _keys_in ON CONFLICT DO NOTHING")
+        else:
+            # insert the new keys; what comes back is what was already there (or twice in the batch)
+            kc.execute(
+                "WITH ins AS (INSERT INTO message_keys (device_id, seq, ts) SELECT DISTINCT device_id, seq, ts "
+                "FROM _keys_in ON CONFLICT DO NOTHING RETURNING 1) "
+                "SELECT (SELECT count(*) FROM _keys_in) - (SELECT count(*) FROM ins)"
+            )
+            row = kc.fetchone()
+            if row and int(row[0]):  # rare: which keys were stored before? (rows we inserted carry our xid)
+                kc.execute(
+                    "SELECT k.device_id, k.seq, k.ts FROM _keys_in k "
+                    "JOIN message_keys m USING (device_id, seq, ts) "
+                    "WHERE m.xmin::text::bigint <> txid_current() % (2^32)::bigint"
+                )
+                dups = {(r[0], r[1], r[2]) for r in kc.fetchall()}
+        horizon = datetime.now(UTC) - window
+        if any(k[2] < horizon for k in keys):
+            # beyond the key window (keys pruned): a stored row of that device at that time is the original
+            kc.execute(
+                "SELECT k.device_id, k.seq, k.ts FROM _keys_in k WHERE k.ts < %s AND ("
+                "EXISTS (SELECT 1 FROM telemetry t WHERE t.device_id = k.device_id AND t.ts = k.ts) OR "
+                "EXISTS (SELECT 1 FROM device_events e WHERE e.device_id = k.device_id AND e.ts = k.ts "
+                "AND e.seq = k.seq))", (horizon,))
+            dups |= {(r[0], r[1], r[2]) for r in kc.fetchall()}
+        return dups
+
+    def _write_alarm_writes(self, cur: psycopg.Cursor[Any], writes: Sequence[AlarmWrites]) -> None:
+        """Alarm rows, their history (the dispatch outbox, idempotent by uid) and engine snapshots."""
         cols = ["key", "community", "rule", "subject", "subject_type", "severity", "status", "dispatch", "building",
                 "floor", "device", "raised_at", "last_seen", "count", "detail", "acked_at", "acked_by",
                 "ack_comment", "cleared_at", "cleared_by", "shelved_until", "flapping"]
+        text_cols = ("detail", "acked_by", "ack_comment", "cleared_by")
         upd = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "key")
-        with self._errors(f"writing {len(history)} alarm events"), self.conn.transaction(), \
-                self.conn.cursor() as cur:
-            if rows:
-                latest = {r["key"]: r for r in rows}  # several events of one alarm in a batch: last state wins
-                cur.executemany(
-                    f"INSERT INTO alarms ({', '.join(cols)}, updated_at) VALUES "
-                    f"({', '.join('%(' + c + ')s' for c in cols)}, now()) "
-                    f"ON CONFLICT (key) DO UPDATE SET {upd}, updated_at = now()",
-                    list(latest.values()),
-                )
-            for key, status, kind, at, by, detail in closed:
+        latest: dict[str, dict[str, Any]] = {}
+        closed: list[ClosedRow] = []
+        history: list[tuple[Any, ...]] = []
+        for w in writes:
+            for r in w.rows:  # several changes of one alarm: the last state wins
+                latest[r["key"]] = {**r, **{c: clean_text(r[c]) for c in text_cols if r.get(c) is not None}}
+            closed += w.closed
+            for uid, e in w.events:
+                history.append((uid, datetime.fromisoformat(e["at"]), w.community, alarm_key(e["rule"], e["subject"]),
+                                e["kind"], e["severity"], e.get("status"), clean_text(e["by"]) if e.get("by") else None,
+                                clean_text(e["detail"]), Jsonb(clean_json(e))))
+        if latest:
+            cur.executemany(
+                f"INSERT INTO alarms ({', '.join(cols)}, updated_at) VALUES "
+                f"({', '.join('%(' + c + ')s' for c in cols)}, now()) "
+                f"ON CONFLICT (key) DO UPDATE SET {upd}, updated_at = now()",
+                list(latest.values()),
+            )
+        for key, status, kind, at, by, detail in closed:
+            cur.execute(
+                "UPDATE alarms SET status = %s, updated_at = now(), "
+                "cleared_at = CASE WHEN %s = 'cleared' THEN %s ELSE cleared_at END, "
+                "cleared_by = CASE WHEN %s = 'cleared' THEN %s ELSE cleared_by END, "
+                "acked_at = CASE WHEN %s = 'acknowledged' THEN %s ELSE acked_at END, "
+                "acked_by = CASE WHEN %s = 'acknowledged' THEN %s ELSE acked_by END, "
+                "detail = CASE WHEN %s = 'cleared' THEN %s ELSE detail END WHERE key = %s",
+                (status, kind, at, kind, by and clean_text(by), kind, at, kind, by and clean_text(by), kind,
+                 clean_text(detail), key))
+        if history:
+            cur.executemany(
+                "INSERT INTO alarm_events (uid, at, community, key, kind, severity, status, by, detail, event) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (uid) DO NOTHING", history)
+        for w in writes:
+            if w.state is not None:
                 cur.execute(
-                    "UPDATE alarms SET status = %s, updated_at = now(), "
-                    "cleared_at = CASE WHEN %s = 'cleared' THEN %s ELSE cleared_at END, "
-                    "cleared_by = CASE WHEN %s = 'cleared' THEN %s ELSE cleared_by END, "
-                    "acked_at = CASE WHEN %s = 'acknowledged' THEN %s ELSE acked_at END, "
-                    "acked_by = CASE WHEN %s = 'acknowledged' THEN %s ELSE acked_by END, "
-                    "detail = CASE WHEN %s = 'cleared' THEN %s ELSE detail END WHERE key = %s",
-                    (status, kind, at, kind, by, kind, at, kind, by, kind, detail, key))
-            if history:
-                cur.executemany(
-                    "INSERT INTO alarm_events (at, community, key, kind, severity, status, by, detail, event) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", list(history))
+                    "INSERT INTO rule_state (community, snapshot, saved_at) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (community) DO UPDATE SET snapshot = excluded.snapshot, saved_at = excluded.saved_at "
+                    "WHERE excluded.saved_at >= rule_state.saved_at",
+                    (w.community, Jsonb(clean_json(w.state)), w.state_at or datetime.now(UTC)))
+
+    def write_alarms(self, writes: Sequence[AlarmWrites]) -> None:
+        """Commit alarm writes that came with no readings (timers, operators' commands) in one transaction."""
+        if writes:
+            with self._errors(f"writing {sum(len(w.events) for w in writes)} alarm events"), \
+                    self.conn.transaction(), self.conn.cursor() as cur:
+                self._write_alarm_writes(cur, writes)
 
     def active_alarms(self, community: str) -> list[dict[str, Any]]:
         with self._errors("reading alarms"), self.conn.cursor(row_factory=dict_row) as cur:
@@ -941,14 +1063,15 @@ class Storage:
             row = self.conn.execute("SELECT snapshot FROM rule_state WHERE community = %s", (community,)).fetchone()
         return dict(row[0]) if row else None
 
-    def save_rule_state(self, community: str, snapshot: dict[str, Any]) -> None:
+    def save_rule_state(self, community: str, snapshot: dict[str, Any], at: datetime | None = None) -> None:
         with self._errors("saving rule state"):
             self.conn.execute(
-                "INSERT INTO rule_state (community, snapshot, saved_at) VALUES (%s, %s, now()) "
-                "ON CONFLICT (community) DO UPDATE SET snapshot = excluded.snapshot, saved_at = now()",
-                (community, Jsonb(snapshot)))
+                "INSERT INTO rule_state (community, snapshot, saved_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (community) DO UPDATE SET snapshot = excluded.snapshot, saved_at = excluded.saved_at "
+                "WHERE excluded.saved_at >= rule_state.saved_at",
+                (community, Jsonb(clean_json(snapshot)), at or datetime.now(UTC)))
 
-    def prune_message_keys(self, older_than: timedelta = timedelta(days=2)) -> int:
+    def prune_message_keys(self, older_than: timedelta = DEDUPE_WINDOW) -> int:
         with self._errors("pruning message keys"):
             cur = self.conn.execute("DELETE FROM message_keys WHERE ts < now() - %s", (older_than,))
         return cur.rowcount
@@ -960,6 +1083,7 @@ class Storage:
 
     def write_dead_letters(self, rows: Sequence[tuple[datetime, str, str, str, bytes]]) -> None:
         """Store rejected messages: (at, topic, reason, detail, raw payload already truncated by the caller)."""
+        rows = [dead_row(*r) for r in rows]
         if rows:
             self._copy(f"writing {len(rows)} dead letters",
                        "COPY dead_letters (at, topic, reason, detail, payload) FROM STDIN (FORMAT BINARY)",

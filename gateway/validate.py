@@ -14,14 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from gateway.batch import MAX_DEAD_PAYLOAD, EventRow, KeyRow, StatusRow
 from gateway.storage import FLAG_LATE, DeviceRef
 from twin import catalogue, contract
 
-Row = tuple[datetime, int, int, float, int]
-EventRow = tuple[datetime, int, str, str, str | None, int]
-StatusRow = tuple[int, str, str | None, datetime]
-KeyRow = tuple[int, int, datetime]
-MAX_DEAD_LETTER_BYTES = 1024
+Row = tuple[datetime, int, int, float, int, int]  # (ts, device id, metric id, value, flags, seq)
+MAX_DEAD_LETTER_BYTES = MAX_DEAD_PAYLOAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +59,7 @@ class Registry:
 class Validator:
     def __init__(self, registry: Registry, *, root: str, max_bytes: int, max_fields: int, max_future_s: float,
                  max_age_s: float, newest: dict[int, datetime] | None = None) -> None:
-        self.registry = registry
+        self._registry = registry
         self.root = root
         self.max_bytes = max_bytes
         self.max_fields = max_fields
@@ -70,6 +68,16 @@ class Validator:
         self._newest: dict[int, datetime] = dict(newest or {})  # newest ts seen per device, to flag late data
         # topic -> (device, channel, kind) for topics already seen with a registered device
         self._routes: dict[str, tuple[DeviceRef, contract.Channel, catalogue.DeviceKind]] = {}
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        """A new registry (devices loaded, changed or retired): forget every cached topic route with it."""
+        self._registry = registry
+        self._routes = {}
 
     def check(self, topic: str, payload: bytes, now: datetime) -> Accepted | Rejected:
         raw = bytes(payload)
@@ -87,8 +95,8 @@ class Validator:
             return self._reject(topic, None, "bad_topic", f"devices may not publish on {t.channel.value}", raw,
                                 None, now)
         dev = self.registry.devices.get((t.community_id, t.device_id))
-        if dev is None:
-            return self._reject(topic, error_topic, "unknown_device",
+        if dev is None:  # no error reply: there is no device of ours to tell (docs/mqtt.md)
+            return self._reject(topic, None, "unknown_device",
                                 f"device {t.device_id!r} is not registered in community {t.community_id!r}",
                                 raw, None, now)
         if len(self._routes) > 500_000:  # bounded: hostile topic floods cannot grow it without limit
@@ -122,7 +130,7 @@ class Validator:
                 return self._reject(topic, error_topic, *problem, raw, item.seq, now)
             flags = FLAG_LATE if newest is not None and item.ts < newest else 0
             for name, value in item.values.items():
-                rows.append((item.ts, dev.id, self.registry.metrics[name], float(value), flags))
+                rows.append((item.ts, dev.id, self.registry.metrics[name], float(value), flags, item.seq))
             if latest_ts is None or item.ts > latest_ts:
                 latest_ts = item.ts
         if latest_ts is not None:
@@ -165,7 +173,7 @@ class Validator:
         flags = FLAG_LATE if newest is not None and ts < newest else 0
         if newest is None or ts > newest:
             self._newest[dev.id] = ts
-        rows: list[Row] = [(ts, dev.id, metrics[name], float(x), flags) for name, x in values.items()]
+        rows: list[Row] = [(ts, dev.id, metrics[name], float(x), flags, seq) for name, x in values.items()]
         return Accepted(topic, dev, rows, [], [(dev.id, "online", None, min(ts, now))], [(ts, values)],
                         [(dev.id, seq, ts)])
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from twin.state import Level
 
@@ -195,6 +195,18 @@ class AlarmEvent:
             "building": self.building, "floor": self.floor, "device": self.device, "detail": self.detail,
             "dispatch": self.dispatch.value, "by": self.by, "shelved": self.shelved,
         }
+
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> AlarmEvent:
+        """The inverse of :meth:`to_json` (events read back from the outbox table)."""
+        status = d.get("status")
+        return cls(
+            EventKind(d["kind"]), d["rule"], d["subject"], cast(SubjectType, d["subject_type"]),
+            Severity(d["severity"]), AlarmStatus(status) if status else None, datetime.fromisoformat(d["at"]),
+            datetime.fromisoformat(d["raised_at"]), int(d["count"]), d.get("building"), d.get("floor"),
+            d.get("device"), d["detail"], Dispatch(d["dispatch"]), d.get("by"), bool(d.get("shelved", False)),
+        )
 
 
 class AlarmError(ValueError):

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,32 @@ from pydantic import (
 
 SCHEMA_VERSION = 1
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# C0 controls (U+0000 NUL included: PostgreSQL text cannot hold it), DEL and C1 controls, and
+# Unicode non-characters. Text fields never need them; a line break or tab is allowed only in
+# free-text fields an operator types (comments).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+
+
+def _no_controls(pattern: re.Pattern[str]) -> Any:
+    def check(v: str) -> str:
+        m = pattern.search(v)
+        if m is not None:
+            raise ValueError(f"contains control character U+{ord(m.group()):04X} at position {m.start()}")
+        return v
+
+    return AfterValidator(check)
+
+
+def control_characters(value: str, *, multiline: bool = False) -> str | None:
+    """Why ``value`` is not acceptable text (a control character and where), or None."""
+    m = (_CONTROL_MULTILINE if multiline else _CONTROL).search(value)
+    return None if m is None else f"control character U+{ord(m.group()):04X} at position {m.start()}"
+
+
+# Every string field of every message in or out is one of these two.
+Text = Annotated[str, _no_controls(_CONTROL)]
+MultilineText = Annotated[str, _no_controls(_CONTROL_MULTILINE)]
 
 
 class Channel(StrEnum):
@@ -110,9 +137,9 @@ class AlarmCommand(BaseModel):
 
     v: Literal[1]
     action: Literal["acknowledge", "shelve", "unshelve", "clear"]
-    key: str = Field(min_length=3, max_length=200)
-    by: str = Field(min_length=1, max_length=64)
-    comment: str | None = Field(default=None, max_length=1000)
+    key: Text = Field(min_length=3, max_length=200)
+    by: Text = Field(min_length=1, max_length=64)
+    comment: MultilineText | None = Field(default=None, max_length=1000)
     until: datetime | None = None  # shelve: until when
 
     @field_validator("until", mode="before")
@@ -221,7 +248,7 @@ class Event(_Payload):
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
     state: EventState = EventState.PULSE
-    detail: str | None = Field(default=None, max_length=512)
+    detail: Text | None = Field(default=None, max_length=512)
 
 
 class DeviceState(StrEnum):
@@ -238,7 +265,7 @@ class Status(BaseModel):
     ts: datetime | None = None
     seq: int | None = Field(default=None, ge=0)
     state: DeviceState
-    reason: str | None = Field(default=None, max_length=128)
+    reason: Text | None = Field(default=None, max_length=128)
 
     @field_validator("ts", mode="before")
     @classmethod
