@@ -5,7 +5,14 @@ Build it with :func:`create_api` and serve it with uvicorn, or mount it in the c
 the dashboard; the spec is at ``/api/v1/openapi.json``. Every route path starts with ``/api/v1``, so
 mount the app at the server root. Bad input never ends in a 500: illegal transitions and stale
 versions are 409, someone else's ticket 403, missing/expired tokens 401, oversized photos 413, wrong
-content types 415, malformed JSON 400, invalid fields 422, an unreachable database 503.
+content types 415, malformed JSON 400, invalid fields 422, an unreachable database 503 (at once, with a
+generic message in English and Chinese; what went wrong goes only to the server log), a throttled or
+locked-out login 429 and a login while every password-hashing slot is busy 503 (both with
+``Retry-After``; see :class:`gateway.auth.LoginGuard`).
+
+Every response carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
+``Referrer-Policy: no-referrer`` and a Content-Security-Policy (``default-src 'none'`` for data; the
+rating page allows only its own script, by nonce).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route signatures' annotations at
 run time, and the dependency aliases (``Svc``, ``Me``) are local to :func:`create_api`.
@@ -13,21 +20,28 @@ run time, and the dependency aliases (``Svc``, ``Me``) are local to :func:`creat
 
 import contextlib
 import html
+import logging
 import queue
+import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg import InterfaceError, OperationalError
 from psycopg.pq import TransactionStatus
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import AuthError, InvalidToken, TokenExpired, Users
+from gateway.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.settings import Settings
-from gateway.storage import Storage, StorageError
+from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.tickets import (
     API_PREFIX,
     PHOTO_TYPES,
@@ -48,6 +62,15 @@ from twin.people import Role, User
 from twin.tickets import InvalidInput, Priority, TicketError, TicketState
 
 MAX_JSON_BYTES = 64 * 1024
+UNAVAILABLE = ("the service is temporarily unavailable: please try again shortly", "服务暂时不可用，请稍后再试")
+UNAVAILABLE_RETRY_S = 5
+DOWN_FOR_S = 1.0  # after a failed connect, answer 503 without trying again for this long
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'")
+log = logging.getLogger(__name__)
 
 
 def _text(v: str) -> str:
@@ -141,13 +164,23 @@ class _Pool:
         self._factory = factory
         self._idle: queue.LifoQueue[Storage] = queue.LifoQueue(maxsize=size)
         self._closed = False
+        self._down_until = 0.0
+
+    def _connect(self) -> Storage:
+        if monotonic() < self._down_until:  # the database was unreachable a moment ago: do not wait again
+            raise StorageError("the database was unreachable a moment ago")
+        try:
+            return self._factory()
+        except DatabaseUnavailable:
+            self._down_until = monotonic() + DOWN_FOR_S
+            raise
 
     @contextlib.contextmanager
     def storage(self) -> Iterator[Storage]:
         try:
             st = self._idle.get_nowait()
         except queue.Empty:
-            st = self._factory()
+            st = self._connect()
         try:
             yield st
         finally:
@@ -176,7 +209,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                storage_factory: Callable[[], Storage] | None = None, db_url: str | None = None,
                schema: str | None = None, publish: Publish | None = None, snapshot: SnapshotFn | None = None,
                readings: ReadingsFn | None = None, clock: Callable[[], datetime] | None = None,
-               pool_size: int | None = None) -> FastAPI:
+               pool_size: int | None = None, login_guard: LoginGuard | None = None) -> FastAPI:
     """The FastAPI app of the REST API (routes under ``/api/v1``).
 
     Connections: ``storage_factory()`` opens one (a :class:`~gateway.storage.Storage`); without it, one
@@ -184,7 +217,8 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     ``pool_size`` (default ``db.pool_size``) idle connections are kept; call ``app.state.close()`` at
     shutdown. ``publish(topic, payload, qos)`` delivers tickets to workers' MQTT topics, ``snapshot``
     renders the 3D picture of a manual report, ``readings(community, device)`` gives latest values
-    (default: from the database), ``clock`` is the time source (tests).
+    (default: from the database), ``clock`` is the time source (tests). ``login_guard`` throttles logins
+    (share one with the dashboard's sign-in when both run in one process; default: a new one).
     """
     cs = [communities] if isinstance(communities, Community) else list(communities)
     now = clock or (lambda: datetime.now(UTC))
@@ -207,6 +241,9 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                   description="Dispatch tickets for community grid workers (网格员): inbox, actions, ratings, KPIs.",
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.close = pool.close
+    guard = login_guard or LoginGuard()
+    app.state.login_guard = guard
+    app.add_middleware(SecurityHeaders)
     bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth/login")
 
     def service() -> Iterator[TicketService]:
@@ -279,9 +316,24 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
             return err(401, str(exc), {"WWW-Authenticate": "Bearer"})
         return err(422, str(exc))
 
-    @app.exception_handler(StorageError)
-    async def _db(_r: Request, exc: StorageError) -> JSONResponse:
-        return err(503, f"database unavailable: {exc}")
+    @app.exception_handler(LoginRefused)
+    async def _refused(_r: Request, exc: LoginRefused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "detail_zh": exc.message_zh, "reason": exc.reason,
+                             "retry_after_s": exc.retry_after_s, "retry_at": exc.retry_at.isoformat()},
+                            status_code=exc.status, headers={"Retry-After": str(exc.retry_after_s)})
+
+    down_log = _EveryFewSeconds(10.0)
+
+    async def _db(request: Request, exc: Exception) -> JSONResponse:
+        if down_log.due():
+            log.warning("API %s %s answered 503: %s: %s", request.method, request.url.path, type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "")
+        return JSONResponse({"detail": UNAVAILABLE[0], "detail_zh": UNAVAILABLE[1]}, status_code=503,
+                            headers={"Retry-After": str(UNAVAILABLE_RETRY_S)})
+
+    # a broken pooled connection raises psycopg's errors directly: the same 503, not a 500
+    for exc_type in (StorageError, OperationalError, InterfaceError):
+        app.add_exception_handler(exc_type, _db)
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Response:
@@ -301,15 +353,25 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     # -- auth -----------------------------------------------------------------------------------------------
 
     @r.post("/auth/login", tags=["auth"], summary="Log in; returns an expiring bearer token",
-            responses={401: {"description": "wrong username or password"}})
-    def login(body: Login, svc: Svc) -> JSONResponse:
-        users = Users(svc.conn)
-        user = users.authenticate(body.username, body.password)
-        if user is None:
+            responses={401: {"description": "wrong username or password"},
+                       429: {"description": "too many attempts, or the account is locked (see Retry-After)"},
+                       503: {"description": "sign-in is busy or the database is unavailable (see Retry-After)"}})
+    def login(body: Login, request: Request) -> JSONResponse:
+        def check() -> tuple[User, str, datetime] | None:
+            with pool.storage() as st:
+                users = Users(st.conn)
+                user = users.authenticate(body.username, body.password)
+                if user is None:
+                    return None
+                token, expires = users.issue_token(user.username, now(), ttl)
+                return user, token, expires
+
+        got = guard.run(body.username, request.client.host if request.client else "", check)
+        if got is None:
             return err(401, "wrong username or password", {"WWW-Authenticate": "Bearer"})
-        token, expires = users.issue_token(user.username, now(), ttl)
+        user, token, expires = got
         return JSONResponse({"token": token, "token_type": "bearer", "expires_at": expires.isoformat(),
-                             "user": _user_json(user)})
+                             "user": _user_json(user)}, headers={"Cache-Control": "no-store"})
 
     @r.post("/auth/logout", tags=["auth"], status_code=204, summary="End this token's session")
     def logout(svc: Svc, user: Me,
@@ -426,7 +488,10 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         t = svc.by_token(token)
         info = _public(svc, t)
         if "text/html" in request.headers.get("accept", ""):
-            return HTMLResponse(_rate_html(info, token))
+            nonce = secrets.token_urlsafe(16)
+            return HTMLResponse(_rate_html(info, token, nonce), headers={"Content-Security-Policy": (
+                f"default-src 'none'; script-src 'nonce-{nonce}'; connect-src 'self'; img-src 'self'; "
+                "style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")})
         return JSONResponse(info)
 
     @r.post("/rate/{token}", tags=["resident"], summary="Rate the handling 1-5 with a comment (no login)")
@@ -467,6 +532,58 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
 
     app.include_router(r)
     return app
+
+
+class _EveryFewSeconds:
+    """True at most once per ``period_s`` (keeps an outage from writing a log line per request)."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        now = monotonic()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.period_s
+            return True
+
+
+class SecurityHeaders:
+    """ASGI middleware: the security headers every API response carries (a route may set its own CSP)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = str(scope.get("path", "")).startswith(f"{API_PREFIX}/docs")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                h = MutableHeaders(scope=message)
+                h.setdefault("X-Content-Type-Options", "nosniff")
+                h.setdefault("X-Frame-Options", "DENY")
+                h.setdefault("Referrer-Policy", "no-referrer")
+                h.setdefault("Content-Security-Policy", DOCS_CSP if docs else API_CSP)
+                if _https(scope):
+                    h.setdefault("Strict-Transport-Security", "max-age=31536000")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _https(scope: Scope) -> bool:
+    if scope.get("scheme") == "https":
+        return True
+    for k, v in scope.get("headers", ()):
+        if k == b"x-forwarded-proto":
+            return bool(v.split(b",")[0].strip().lower() == b"https")
+    return False
 
 
 def svc_period(svc: TicketService, start: date, end: date) -> tuple[datetime, datetime]:
@@ -513,14 +630,14 @@ def _public(svc: TicketService, t: tk.Ticket) -> dict[str, Any]:
             "can_rate": t.state is TicketState.FEEDBACK, "rating": t.rating, "comment": t.rating_comment}
 
 
-def _rate_html(info: dict[str, Any], token: str) -> str:
+def _rate_html(info: dict[str, Any], token: str, nonce: str = "") -> str:
     esc = html.escape
     form = ""
     if info["can_rate"]:
         stars = "".join(f'<label><input type="radio" name="r" value="{i}"{" checked" if i == 5 else ""}> {i}</label> '
                         for i in range(1, 6))
         form = (f'<form id="f">{stars}<p><textarea id="c" maxlength="1000" placeholder="意见和建议（可选）"></textarea>'
-                '</p><button>提交评价</button></form><p id="m"></p><script>'
+                f'</p><button>提交评价</button></form><p id="m"></p><script nonce="{esc(nonce)}">'
                 'document.getElementById("f").onsubmit=async e=>{e.preventDefault();'
                 'const r=+document.querySelector("input[name=r]:checked").value,c=document.getElementById("c").value;'
                 f'const x=await fetch("{API_PREFIX}/rate/{esc(token)}",{{method:"POST",headers:{{"Content-Type":'

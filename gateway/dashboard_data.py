@@ -19,6 +19,10 @@ the dashboard's cheap :meth:`version` poll redraws only on change. Alarm changes
 
 Thread-safe: a small pool of :class:`~gateway.storage.Storage` connections serves the dashboard's
 request threads.
+
+Database failures reach the dashboard as :class:`viz.data.DatabaseDown` (unreachable) or a
+:class:`viz.data.DataUnavailable` that names only what was being done: connection details (host,
+port, user) go to the server log, never to a browser.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -51,6 +55,7 @@ from viz.data import (
     ActionRefused,
     AlarmView,
     CareUnitView,
+    DatabaseDown,
     DataUnavailable,
     HistoryPoint,
     IncidentCount,
@@ -58,9 +63,13 @@ from viz.data import (
     LiveView,
     Photo,
     Session,
+    SignInRefused,
     TicketStep,
     TicketView,
 )
+
+if TYPE_CHECKING:
+    from gateway.auth import LoginGuard
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +112,32 @@ class TicketDesk(Protocol):
 class SignInService(Protocol):
     """Sign-in shared with the REST API (gateway/auth.py): an expiring token per session."""
 
-    def sign_in(self, username: str, password: str) -> Session | None: ...
+    def sign_in(self, username: str, password: str, client: str = "") -> Session | None: ...
 
     def user_for_token(self, token: str) -> User | None: ...
 
     def sign_out(self, token: str) -> None: ...
+
+
+class _EveryFewSeconds:
+    """True at most once per ``period_s`` (an outage logs a line now and then, not one per request)."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.period_s
+            return True
+
+
+_db_log = _EveryFewSeconds(10.0)
+DOWN_FOR_S = 1.0  # after a failed connect, report the database down without trying again for this long
 
 
 def rule_names(path: Path | None = None) -> dict[str, str]:
@@ -129,6 +159,7 @@ class _Pool:
         self._free: list[Storage] = []
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(size)
+        self._down_until = 0.0
 
     @contextlib.contextmanager
     def get(self) -> Iterator[Storage]:
@@ -139,18 +170,29 @@ class _Pool:
             with self._lock:
                 st = self._free.pop() if self._free else None
             if st is None:
-                st = self._factory()
+                if time.monotonic() < self._down_until:  # it was unreachable a moment ago: do not wait again
+                    raise DatabaseDown()
+                try:
+                    st = self._factory()
+                except DatabaseUnavailable:
+                    self._down_until = time.monotonic() + DOWN_FOR_S
+                    raise
             yield st
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
             if st is not None:
                 with contextlib.suppress(Exception):
                     st.close()
                 st = None
-            raise DataUnavailable(str(exc)) from exc
+            if _db_log.due():
+                log.warning("dashboard: database unavailable: %s", _first_line(exc))
+            raise DatabaseDown() from exc
         finally:
-            if st is not None and not st.conn.closed:
+            if st is not None and not st.conn.closed and not st.conn.broken:
                 with self._lock:
                     self._free.append(st)
+            elif st is not None:
+                with contextlib.suppress(Exception):
+                    st.close()
             self._slots.release()
 
     def close(self) -> None:
@@ -219,10 +261,10 @@ class StorageDashboardData:
     def live(self) -> LiveView:
         self._start()
         if not self._live_ready.wait(timeout=30):
-            raise DataUnavailable(self._live_error or "live state not loaded yet")
+            raise DatabaseDown() if self._live_error else DataUnavailable("live state not loaded yet")
         with self._live_lock:
             if self._live is None:
-                raise DataUnavailable(self._live_error or "live state not loaded yet")
+                raise DatabaseDown() if self._live_error else DataUnavailable("live state not loaded yet")
             return self._live
 
     def _start(self) -> None:
@@ -239,9 +281,9 @@ class StorageDashboardData:
                 self.refresh_live()
                 warned = False
             except (StorageError, DataUnavailable) as exc:
-                self._live_error = f"database unavailable: {exc}"
+                self._live_error = "down"
                 if not warned:
-                    log.warning("dashboard live state not refreshed: %s", exc)
+                    log.warning("dashboard live state not refreshed: %s", _first_line(exc))
                     warned = True
             finally:
                 self._live_ready.set()
@@ -545,8 +587,8 @@ class StorageDashboardData:
             raise DataUnavailable("the sign-in service (gateway/auth.py) is not connected")
         return self._auth
 
-    def sign_in(self, username: str, password: str) -> Session | None:
-        return self._need_auth().sign_in(username, password)
+    def sign_in(self, username: str, password: str, client: str = "") -> Session | None:
+        return self._need_auth().sign_in(username, password, client)
 
     def user_for_token(self, token: str) -> User | None:
         return self._need_auth().user_for_token(token)
@@ -562,14 +604,22 @@ def _need_operator(user: User) -> None:
 
 @contextlib.contextmanager
 def _errors(what: str) -> Iterator[None]:
-    """A database failure becomes :class:`DataUnavailable` (the dashboard says so instead of failing)."""
+    """A database failure becomes :class:`DatabaseDown` (unreachable) or :class:`DataUnavailable` naming
+    only ``what`` failed (the dashboard says so instead of failing); the details go to the log."""
     try:
         yield
-    except StorageError as exc:
-        raise DataUnavailable(f"{what}: {exc}") from exc
-    except psycopg.Error as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataUnavailable(f"{what}: {first}") from exc
+    except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        if _db_log.due():
+            log.warning("dashboard: %s: database unavailable: %s", what, _first_line(exc))
+        raise DatabaseDown() from exc
+    except (StorageError, psycopg.Error) as exc:
+        log.warning("dashboard: %s failed: %s", what, _first_line(exc))
+        raise DataUnavailable(f"{what} failed") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _digest(rollup: Rollup, cars: Mapping[str, float]) -> str:
@@ -590,24 +640,34 @@ class DatabaseSignIn:
     and tokens as the REST API, so a token from ``POST /api/v1/login`` is a dashboard session too."""
 
     def __init__(self, db_url: str, *, schema: str = "gridtwin", ttl: timedelta = timedelta(hours=12),
-                 pool_size: int = 2, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 pool_size: int = 2, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 guard: LoginGuard | None = None) -> None:
+        from gateway.auth import LoginGuard
+
         self._pool = _Pool(lambda: Storage.connect(db_url, schema=schema), pool_size)
         self._ttl = ttl
         self._clock = clock
+        self.guard = guard or LoginGuard()  # share it with the REST API's login when both run in one process
 
-    def sign_in(self, username: str, password: str) -> Session | None:
-        from gateway.auth import AuthError, Users
+    def sign_in(self, username: str, password: str, client: str = "") -> Session | None:
+        from gateway.auth import AuthError, LoginRefused, Users
 
-        with self._pool.get() as st, _errors("signing in"):
-            users = Users(st.conn)
-            try:
-                user = users.authenticate(username, password)
-            except AuthError:
-                return None
-            if user is None:
-                return None
-            token, expires = users.issue_token(user.username, self._clock(), self._ttl)
-        return Session(token, user, expires)
+        def check() -> Session | None:
+            with self._pool.get() as st, _errors("signing in"):
+                users = Users(st.conn)
+                try:
+                    user = users.authenticate(username, password)
+                except AuthError:
+                    return None
+                if user is None:
+                    return None
+                token, expires = users.issue_token(user.username, self._clock(), self._ttl)
+            return Session(token, user, expires)
+
+        try:
+            return self.guard.run(username, client, check)
+        except LoginRefused as exc:
+            raise SignInRefused(exc.reason, exc.retry_after_s, exc.retry_at) from None
 
     def user_for_token(self, token: str) -> User | None:
         from gateway.auth import AuthError, Users
@@ -829,11 +889,13 @@ class MqttPublisher:
 
 
 def build_dashboard_data(settings: Any, community: Community, db_url: str, *,
-                         publish: Publish | None = None) -> StorageDashboardData:
+                         publish: Publish | None = None, login_guard: LoginGuard | None = None
+                         ) -> StorageDashboardData:
     """The real data source: database, ticket service (with MQTT delivery and 3D snapshots), users table.
 
     ``settings``: :class:`gateway.settings.Settings`. ``publish``: MQTT publishing (alarm commands to the
     gateway's alarm service, tickets to workers' topics); None when no broker is reachable.
+    ``login_guard``: sign-in throttling, shared with the REST API's login when both run in one process.
     """
     from gateway.tickets import TicketService, render_snapshot
 
@@ -844,7 +906,8 @@ def build_dashboard_data(settings: Any, community: Community, db_url: str, *,
         return TicketService(st, settings, community, publish=publish, snapshot=snapshot)
 
     desk = ServiceTicketDesk(community, db_url, make_service, schema=schema)
-    auth = DatabaseSignIn(db_url, schema=schema, ttl=timedelta(minutes=settings.api.token_ttl_min))
+    auth = DatabaseSignIn(db_url, schema=schema, ttl=timedelta(minutes=settings.api.token_ttl_min),
+                          guard=login_guard)
     return StorageDashboardData(community, db_url, schema=schema, tickets=desk, sign_in=auth, publish=publish,
                                 topic_root=settings.mqtt.topic_root)
 
@@ -917,7 +980,10 @@ def start_dashboard(settings: Any, community: Community, db_url: str, mqtt_url: 
     """Composition for ``gridtwin serve`` / ``gridtwin demo``: data source + Dash app on a threaded server.
 
     Without a reachable broker the dashboard still runs; alarm actions then update the database directly
-    (fine when no gateway runs the alarm engine) and tickets are not pushed to workers' phones.
+    (fine when no gateway runs the alarm engine) and tickets are not pushed to workers' phones. The
+    dashboard's sign-in form and the REST API's login share one :class:`gateway.auth.LoginGuard`
+    (throttling, lockout, bounded password hashing). Cookies are marked ``Secure`` when
+    ``api.public_url`` is ``https://`` (and per request behind a proxy sending ``X-Forwarded-Proto: https``).
     """
     from viz import app as dashboard
 
@@ -928,12 +994,14 @@ def start_dashboard(settings: Any, community: Community, db_url: str, mqtt_url: 
         except ConnectionError as exc:
             log.warning("dashboard without MQTT (alarm actions go straight to the database): %s", exc)
     from gateway.api import create_api
+    from gateway.auth import LoginGuard
     from gateway.tickets import render_snapshot
 
-    data = build_dashboard_data(settings, community, db_url, publish=publish)
+    guard = LoginGuard()
+    data = build_dashboard_data(settings, community, db_url, publish=publish, login_guard=guard)
     api = create_api(settings, [community], db_url=db_url, schema=settings.db.schema_name, publish=publish,
-                     snapshot=render_snapshot())
-    app = dashboard.create_app(data)
+                     snapshot=render_snapshot(), login_guard=guard)
+    app = dashboard.create_app(data, secure_cookies=str(settings.api.public_url).startswith("https://"))
     mount_api(app.server, api)
     try:
         server = dashboard.serve(app, host=host, port=port)

@@ -20,12 +20,23 @@ path                  what                                        roles
 ``/login``            sign-in form                                anyone
 ====================  ==========================================  =========================
 
-Security: the session is an HttpOnly cookie holding the token the data source issued (the REST
-API accepts the same token). A Flask hook sends page requests without a valid session to the sign-in
-page and refuses pages a role may not open; *every* callback resolves the user again from the cookie
-and checks the role before touching data (a forged callback request gets nothing: HTTP 204). The
-2 Hz poll notices an expired session and sends the browser to the sign-in page. Unexpected errors in
-a callback are logged and swallowed, so a browser never sees a stack trace.
+Security: the session is an HttpOnly, SameSite=Lax cookie holding the token the data source issued
+(the REST API accepts the same token), marked Secure behind TLS (``secure_cookies``, or per request
+when a proxy sends ``X-Forwarded-Proto: https``). A Flask hook sends page requests without a valid
+session to the sign-in page and refuses pages a role may not open; *every* callback resolves the user
+again from the cookie and checks the role before touching data (a forged callback request gets
+nothing: HTTP 204). The 2 Hz poll notices an expired session and sends the browser to the sign-in
+page. Unexpected errors in a callback are logged and swallowed, so a browser never sees a stack trace.
+
+Sign-in attempts are throttled by the data source (per address and account, with a lockout): a
+refused attempt gets 429 (503 when the server is busy hashing passwords) with ``Retry-After`` and a
+page saying when to try again. When the database is down, pages answer 503 at once with a generic
+note (no host, port or user: those are only in the server log); an open dashboard keeps its screen
+and its session instead of being sent to the sign-in page. Redirect targets (``next``) must be local
+paths. Every response carries nosniff, ``X-Frame-Options: DENY`` and a Referrer-Policy; HTML pages a
+Content-Security-Policy (scripts: our origin, the hashes of Dash's inline scripts, and
+``'unsafe-eval'``, which Plotly's WebGL traces need). Paths with ``..``, backslashes or control
+characters, unknown Dash resources and malformed callback requests get 404/400, never a 500.
 """
 
 from __future__ import annotations
@@ -44,12 +55,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import flask
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.development.base_component import Component
-from dash.exceptions import PreventUpdate
+from dash.exceptions import DependencyException, PreventUpdate
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response as HttpResponse
 
@@ -64,8 +75,10 @@ from viz.data import (
     ActionRefused,
     AlarmView,
     DashboardData,
+    DatabaseDown,
     DataUnavailable,
     Photo,
+    SignInRefused,
     TicketView,
 )
 from viz.i18n import DEFAULT_LANG, duration, floor_label, kind_label, norm_lang, rule_label, t
@@ -81,6 +94,8 @@ PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
 MAX_TEXT = 2000  # longest comment or note accepted from a form
 ID_RE = re.compile(r"^[A-Za-z0-9_.@/:\-]{1,200}$")  # alarm keys, ticket ids, device ids
 USER_CACHE_S = 2.0  # how long a token -> user answer is reused (sign-out clears it at once)
+DOWN_CACHE_S = 1.0  # how long "the database is down" is believed before asking again
+UNAVAILABLE_RETRY_S = 5  # Retry-After of a 503 while the database is down
 
 OPERATORS = frozenset({Role.OPERATOR, Role.ADMIN})
 SUPERVISORS = frozenset({Role.OPERATOR, Role.ADMIN, Role.SUPERVISOR})
@@ -116,10 +131,27 @@ def parse_path(path: str | None) -> tuple[str, str | None]:
 
 
 def safe_next(target: str | None) -> str:
-    """Only local absolute paths may be redirect targets (no open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only local absolute paths may be redirect targets (no open redirect); anything else is ``/``.
+
+    A target must start with exactly one ``/`` and hold no backslash and no control or other
+    non-printable character: browsers drop tabs and newlines from URLs (``/%09/evil.example`` becomes
+    ``//evil.example``, another site) and read a backslash as ``/``; a newline cannot go into a header.
+    """
+    if not target or len(target) > 2048 or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or not target.isprintable():
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
         return "/"
     return target
+
+
+def bad_path(path: str) -> bool:
+    """A request path no page or resource of ours has: ``.``/``..`` segments, backslashes, control characters."""
+    if "\\" in path or not path.isprintable():
+        return True
+    return any(seg in (".", "..") for seg in path.split("/"))
 
 
 # -- metrics -------------------------------------------------------------------------------------------
@@ -185,6 +217,7 @@ class Dashboard:
         self._scene_lock = threading.Lock()
         self._users: dict[str, tuple[float, User | None]] = {}
         self._users_lock = threading.Lock()
+        self._down_at = -DOWN_CACHE_S
 
     # community and scene (rebuilt when the data source hands out a new community object)
     def community(self) -> Community:
@@ -200,6 +233,8 @@ class Dashboard:
 
     # who is asking
     def user_for(self, token: str | None) -> User | None:
+        """The session's user, None when there is no valid session. Raises :class:`DataUnavailable`
+        when it cannot tell (the database is down): that is not a reason to end anyone's session."""
         if not token or len(token) > 512:
             return None
         now = time.monotonic()
@@ -207,10 +242,14 @@ class Dashboard:
             hit = self._users.get(token)
             if hit is not None and now - hit[0] < USER_CACHE_S:
                 return hit[1]
+            if now - self._down_at < DOWN_CACHE_S:
+                raise DatabaseDown()
         try:
             user = self.data.user_for_token(token)
         except DataUnavailable:
-            user = None
+            with self._users_lock:
+                self._down_at = now
+            raise
         with self._users_lock:
             if len(self._users) > 10_000:
                 self._users.clear()
@@ -222,6 +261,7 @@ class Dashboard:
             self._users.pop(token, None)
 
     def request(self) -> Req | None:
+        """Who is asking (None: nobody signed in); raises :class:`DataUnavailable` when it cannot tell."""
         user = self.user_for(flask.request.cookies.get(SESSION_COOKIE))
         if user is None:
             return None
@@ -233,6 +273,21 @@ class Dashboard:
 
 def current_lang() -> str:
     return norm_lang(flask.request.cookies.get(LANG_COOKIE, DEFAULT_LANG))
+
+
+def behind_tls(board: Dashboard) -> bool:
+    """Cookies get the Secure flag: configured so, or this request came over HTTPS (directly or via a proxy)."""
+    if board.secure_cookies or flask.request.is_secure:
+        return True
+    forwarded = flask.request.headers.get("X-Forwarded-Proto", "")
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
+def unavailable_text(lang: str, exc: DataUnavailable) -> str:
+    """What a person reads when part of the system is not there: never connection details."""
+    if isinstance(exc, DatabaseDown):
+        return t(lang, "err.db_down")
+    return t(lang, "err.unavailable", detail=str(exc))
 
 
 # -- the app ---------------------------------------------------------------------------------------------
@@ -271,6 +326,7 @@ def create_app(data: DashboardData, *, poll_ms: int = 500, tz: tzinfo = CHINA, s
     server.extensions["gridtwin_dashboard"] = dash_board
     _routes(server, dash_board)
     _callbacks(app, dash_board)
+    _protect(app, server)
     return app
 
 
@@ -289,10 +345,15 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
     def _guard() -> HttpResponse | None:
         flask.g.t0 = time.perf_counter()
         path = flask.request.path
+        if bad_path(path):
+            return flask.Response(status=404)
         if flask.request.method != "GET" or path.startswith(OPEN_PATHS) or path.startswith("/media/"):
             return None
         kind, _arg = parse_path(path)
-        user = board.user_for(flask.request.cookies.get(SESSION_COOKIE))
+        try:
+            user = board.user_for(flask.request.cookies.get(SESSION_COOKIE))
+        except DataUnavailable:
+            return _unavailable_page()
         if user is None:
             return flask.redirect(f"/login?next={quote(path)}", code=302)
         if kind == "control" and path in ("", "/") and user.role not in OPERATORS:
@@ -304,14 +365,23 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
 
     @server.after_request
     def _after(resp: flask.Response) -> flask.Response:
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        h = resp.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "same-origin")
+        if resp.mimetype == "text/html":
+            h.setdefault("Content-Security-Policy", server.config.get("GRIDTWIN_CSP", PLAIN_CSP))
+        if behind_tls(board):
+            h.setdefault("Strict-Transport-Security", "max-age=31536000")
         t0 = flask.g.get("t0")
         if t0 is not None and flask.request.path == "/_dash-update-component":
             body = flask.request.get_json(silent=True) or {}
             board.timings.add(str(body.get("output", "?"))[:80], time.perf_counter() - t0)
         return resp
+
+    @server.errorhandler(DependencyException)
+    def _no_such_resource(_exc: DependencyException) -> flask.Response:
+        return flask.Response(status=404)  # /_dash-component-suites/<package>/<anything not registered>
 
     @server.post("/auth/login")
     def _login() -> HttpResponse:
@@ -320,9 +390,12 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
         password = form.get("password", "")[:1024]
         target = safe_next(form.get("next"))
         try:
-            session = data.sign_in(username, password) if username and password else None
-        except DataUnavailable as exc:
-            return flask.redirect(f"/login?error=unavailable&detail={quote(str(exc)[:200])}&next={quote(target)}")
+            session = (data.sign_in(username, password, flask.request.remote_addr or "")
+                       if username and password else None)
+        except SignInRefused as exc:
+            return _refused_page(board, exc, target)
+        except DataUnavailable:
+            return _unavailable_page(target)
         if session is None:
             return flask.redirect(f"/login?error=bad&next={quote(target)}")
         if target == "/" or parse_path(target)[0] in ("login", "notfound"):
@@ -330,7 +403,7 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
         resp = flask.redirect(target)
         max_age = max(60, int((session.expires_at - datetime.now(UTC)).total_seconds()))
         resp.set_cookie(SESSION_COOKIE, session.token, max_age=max_age, httponly=True, samesite="Lax",
-                        secure=board.secure_cookies)
+                        secure=behind_tls(board))
         return resp
 
     @server.get("/auth/logout")
@@ -341,19 +414,24 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
             with contextlib.suppress(DataUnavailable):
                 data.sign_out(token)
         resp = flask.redirect("/login?signed_out=1")
-        resp.delete_cookie(SESSION_COOKIE)
+        resp.delete_cookie(SESSION_COOKIE, httponly=True, samesite="Lax", secure=behind_tls(board))
         return resp
 
     @server.get("/lang/<code>")
     def _lang(code: str) -> HttpResponse:
         resp = flask.redirect(safe_next(flask.request.args.get("next")))
-        resp.set_cookie(LANG_COOKIE, norm_lang(code), max_age=365 * 86400, samesite="Lax",
-                        secure=board.secure_cookies)
+        resp.set_cookie(LANG_COOKIE, norm_lang(code), max_age=365 * 86400, samesite="Lax", secure=behind_tls(board))
         return resp
+
+    def media_user() -> User | None:
+        try:
+            return board.user_for(flask.request.cookies.get(SESSION_COOKIE))
+        except DataUnavailable:
+            flask.abort(flask.Response(status=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_S)}))
 
     @server.get("/media/tickets/<ticket_id>/snapshot.png")
     def _snapshot(ticket_id: str) -> flask.Response:
-        user = board.user_for(flask.request.cookies.get(SESSION_COOKIE))
+        user = media_user()
         if user is None or not ID_RE.match(ticket_id):
             return flask.Response(status=404)
         try:
@@ -366,7 +444,7 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
 
     @server.get("/media/photos/<photo_id>")
     def _photo(photo_id: str) -> flask.Response:
-        user = board.user_for(flask.request.cookies.get(SESSION_COOKIE))
+        user = media_user()
         if user is None or not ID_RE.match(photo_id):
             return flask.Response(status=404)
         try:
@@ -378,16 +456,74 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
         return flask.Response(got[0], mimetype=got[1], headers={"Cache-Control": "private, max-age=300"})
 
 
-def _forbidden_page(user: User) -> flask.Response:
-    lang = current_lang()
+def _protect(app: Dash, server: flask.Flask) -> None:
+    """The CSP of the dashboard's pages (hashes of Dash's inline scripts, so computed after every callback is
+    registered) and a check that a callback request names a callback we have (else Dash answers 500)."""
+    server.config["GRIDTWIN_CSP"] = dashboard_csp(cast(Any, app).csp_hashes())
+    known = app.callback_map
+
+    @server.before_request
+    def _callback_shape() -> HttpResponse | None:
+        if flask.request.path != "/_dash-update-component" or flask.request.method != "POST":
+            return None
+        body = flask.request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("output"), str) or body["output"] not in known \
+                or not isinstance(body.get("inputs"), list) or not isinstance(body.get("state", []), list) \
+                or not isinstance(body.get("outputs"), dict | list):
+            return flask.Response("malformed callback request", status=400, mimetype="text/plain")
+        return None
+
+
+PLAIN_CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+             "base-uri 'none'")
+
+
+def dashboard_csp(script_hashes: Iterable[str]) -> str:
+    """The dashboard's Content-Security-Policy. Scripts: our origin, Dash's inline scripts by hash, and
+    'unsafe-eval' (Plotly's WebGL traces compile code at run time); styles: inline too (Plotly and React
+    set style attributes); images: data: and blob: URLs (Plotly, photo previews)."""
+    return ("default-src 'self'; "
+            f"script-src 'self' 'unsafe-eval' {' '.join(script_hashes)}; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; "
+            "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+            "frame-ancestors 'none'")
+
+
+def _plain_page(lang: str, paragraphs: Sequence[tuple[str, str]], link: tuple[str, str], status: int,
+                headers: Mapping[str, str] | None = None) -> flask.Response:
+    """A small server-rendered page (no Dash): paragraphs as (id, text), one link (href, text)."""
     from html import escape
 
-    body = (f'<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width, initial-scale=1"><title>{escape(t(lang, "app.title"))}</title>'
-            f'<link rel="stylesheet" href="/assets/style.css"></head><body class="plain"><main class="notice">'
-            f'<p id="forbidden">{escape(t(lang, "err.forbidden", role=t(lang, "role." + user.role.value)))}</p>'
-            f'<p><a href="{HOME[user.role]}">{escape(t(lang, "err.back_home"))}</a></p></main></body></html>')
-    return flask.Response(body, status=403, mimetype="text/html")
+    ps = "".join(f'<p id="{escape(i)}">{escape(text)}</p>' for i, text in paragraphs)
+    body = (f'<!doctype html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(t(lang, "app.title"))}'
+            f'</title><link rel="stylesheet" href="/assets/style.css"></head><body class="plain"><main class="notice">'
+            f'{ps}<p><a href="{escape(link[0])}">{escape(link[1])}</a></p></main></body></html>')
+    return flask.Response(body, status=status, mimetype="text/html", headers=dict(headers or {}))
+
+
+def _forbidden_page(user: User) -> flask.Response:
+    lang = current_lang()
+    return _plain_page(lang, [("forbidden", t(lang, "err.forbidden", role=t(lang, "role." + user.role.value)))],
+                       (HOME[user.role], t(lang, "err.back_home")), 403)
+
+
+def _refused_page(board: Dashboard, exc: SignInRefused, target: str) -> flask.Response:
+    """A sign-in refused before the password was checked: 429 (503 if busy), when to retry, a way back."""
+    lang = current_lang()
+    wait = duration(lang, exc.retry_after_s) if exc.retry_after_s >= 120 else t(lang, "login.seconds",
+                                                                                n=exc.retry_after_s)
+    text = t(lang, f"login.{exc.reason}", at=board.local(exc.retry_at, "%H:%M"), wait=wait)
+    return _plain_page(lang, [("login-refused", text)], (f"/login?next={quote(target)}", t(lang, "login.back")),
+                       503 if exc.reason == "busy" else 429, {"Retry-After": str(exc.retry_after_s)})
+
+
+def _unavailable_page(target: str | None = None) -> flask.Response:
+    """The database is down: 503 at once, a generic note, no connection details."""
+    lang = current_lang()
+    back = flask.request.full_path.rstrip("?") if target is None else f"/login?next={quote(target)}"
+    return _plain_page(lang, [("unavailable", t(lang, "err.service_down"))], (safe_next(back), t(lang, "err.retry")),
+                       503, {"Retry-After": str(UNAVAILABLE_RETRY_S)})
 
 
 # -- callbacks -----------------------------------------------------------------------------------------
@@ -405,13 +541,18 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
 
         def deco(fn: Callable[..., Any]) -> None:
             def run(*args: Any) -> Any:
-                req = board.request()
+                try:
+                    req = board.request()
+                except DataUnavailable:
+                    raise PreventUpdate from None
                 if req is None or req.user.role not in roles:
                     raise PreventUpdate
                 try:
                     return fn(req, *args)
                 except PreventUpdate:
                     raise
+                except DataUnavailable:  # the database is down: keep what the screen shows (the data source logs it)
+                    raise PreventUpdate from None
                 except Exception:
                     log.exception("dashboard callback %s failed", fn.__name__)
                     raise PreventUpdate from None
@@ -431,7 +572,10 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
         lang = current_lang()
         if kind == "login":
             return [], _login_page(lang, query), "login"
-        req = board.request()
+        try:
+            req = board.request()
+        except DataUnavailable:
+            return [], _notice(t(lang, "err.service_down"), None, "unavailable"), "error"
         if req is None:
             return [], _login_page(lang, {"expired": ["1"], "next": [path or "/"]}), "login"
         try:
@@ -454,7 +598,11 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
     def poll(_n: int | None, current: str | None, path: str | None, _search: str | None) -> Any:
         if parse_path(path)[0] == "login":
             raise PreventUpdate
-        if board.request() is None:
+        try:
+            signed_in = board.request() is not None
+        except DataUnavailable:  # the database is down: keep the screen (and the session) until it is back
+            raise PreventUpdate from None
+        if not signed_in:
             return no_update, f"/login?expired=1&next={quote(path or '/')}"
         try:
             v = data.version()
@@ -572,7 +720,7 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
         except ActionRefused as exc:
             return _refusal(lang, exc), "msg warn", no_update, no_update
         except DataUnavailable as exc:
-            return t(lang, "err.unavailable", detail=str(exc)), "msg warn", no_update, no_update
+            return unavailable_text(lang, exc), "msg warn", no_update, no_update
         return msg, "msg ok", "", time.time()
 
     # -- ticket board -------------------------------------------------------------------------------
@@ -671,7 +819,7 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
         except ActionRefused as exc:
             return _refusal(lang, exc), "msg warn", no_update, no_update
         except DataUnavailable as exc:
-            return t(lang, "err.unavailable", detail=str(exc)), "msg warn", no_update, no_update
+            return unavailable_text(lang, exc), "msg warn", no_update, no_update
         return msg, "msg ok", time.time(), ""
 
 
@@ -738,8 +886,7 @@ def _login_page(lang: str, query: Mapping[str, list[str]]) -> html.Div:
     notes = []
     if "error" in query:
         if query["error"][0] == "unavailable":
-            notes.append(html.P(t(lang, "login.unavailable", detail=query.get("detail", [""])[0][:200]),
-                                className="msg warn", id="login-error"))
+            notes.append(html.P(t(lang, "login.unavailable"), className="msg warn", id="login-error"))
         else:
             notes.append(html.P(t(lang, "login.bad"), className="msg warn", id="login-error"))
     if "expired" in query:
@@ -881,7 +1028,7 @@ def _scene_figure(req: Req, board: Dashboard, building: str | None, mode: str) -
             classes = an.building_sla_classes(data.tickets(req.user), community, req.now)
         except DataUnavailable as exc:
             classes = an.building_classes(live.rollup, alarms, community, req.now)
-            note = t(lang, "err.unavailable", detail=str(exc))
+            note = unavailable_text(lang, exc)
             mode = "alarm"
     else:
         classes = an.building_classes(live.rollup, alarms, community, req.now)
@@ -1070,7 +1217,7 @@ def _ticket_board(req: Req, board: Dashboard) -> Any:
     try:
         tickets = [tk for tk in board.data.tickets(req.user) if tk.open and _may_see(req.user, board, tk)]
     except DataUnavailable as exc:
-        return html.P(t(lang, "err.unavailable", detail=str(exc)), className="msg warn", id="tickets-unavailable")
+        return html.P(unavailable_text(lang, exc), className="msg warn", id="tickets-unavailable")
     if not tickets:
         return html.P(t(lang, "tickets.none"), className="muted")
     tickets.sort(key=lambda tk: (-an.sla_clock(tk, req.now).used, tk.created_at))
@@ -1102,7 +1249,7 @@ def _my_tickets(req: Req, board: Dashboard) -> Any:
     try:
         tickets = [tk for tk in board.data.tickets(req.user) if tk.open and _may_see(req.user, board, tk)]
     except DataUnavailable as exc:
-        return html.P(t(lang, "err.unavailable", detail=str(exc)), className="msg warn", id="tickets-unavailable")
+        return html.P(unavailable_text(lang, exc), className="msg warn", id="tickets-unavailable")
     if not tickets:
         return html.P(t(lang, "worker.none"), className="muted", id="no-tickets")
     tickets.sort(key=lambda tk: (-an.sla_clock(tk, req.now).used, tk.created_at))
@@ -1146,7 +1293,7 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> Any:
     try:
         tk = board.data.ticket(req.user, ticket_id)
     except DataUnavailable as exc:
-        return html.P(t(lang, "err.unavailable", detail=str(exc)), className="msg warn", id="tickets-unavailable")
+        return html.P(unavailable_text(lang, exc), className="msg warn", id="tickets-unavailable")
     except ActionRefused:
         tk = None
     if tk is None or not _may_see(req.user, board, tk):
@@ -1286,7 +1433,7 @@ def _kpi_tables(req: Req, board: Dashboard, days: int) -> Any:
     try:
         rows = list(board.data.kpis(req.now - timedelta(days=days), req.now))
     except DataUnavailable as exc:
-        return html.P(t(lang, "err.unavailable", detail=str(exc)), className="msg warn", id="kpi-unavailable")
+        return html.P(unavailable_text(lang, exc), className="msg warn", id="kpi-unavailable")
     community = board.community()
     if not req.user.sees_everything():
         worker_grid = {w.id: g.id for g in community.grids for w in g.workers}
@@ -1321,7 +1468,7 @@ def _hotspots_page(req: Req, board: Dashboard, days: int = 30) -> html.Div:
     try:
         rows = list(board.data.hotspots(days))
     except DataUnavailable as exc:
-        return html.Div([head, html.P(t(lang, "err.unavailable", detail=str(exc)), className="msg warn")],
+        return html.Div([head, html.P(unavailable_text(lang, exc), className="msg warn")],
                         className="panel wide")
     visible = _visible_buildings(req.user, community)
     rows = [r for r in rows if (r.building is None and req.user.sees_everything()) or r.building in visible]
@@ -1372,7 +1519,7 @@ def _care_body(req: Req, board: Dashboard) -> Any:
     try:
         units = list(board.data.care_overview())
     except DataUnavailable as exc:
-        return html.P(t(lang, "err.unavailable", detail=str(exc)), className="msg warn")
+        return html.P(unavailable_text(lang, exc), className="msg warn")
     visible = _visible_buildings(req.user, community)
     units = [u for u in units if u.building in visible]
     if not units:
@@ -1412,6 +1559,12 @@ def _care_body(req: Req, board: Dashboard) -> Any:
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return  # 2 polls a second per browser would drown the console
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """As the standard one, without the ``Server: Werkzeug/x Python/y`` header (no version to look up)."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
 
 
 class DashboardServer:

@@ -30,6 +30,30 @@ class DataUnavailable(Exception):
     """
 
 
+class DatabaseDown(DataUnavailable):
+    """The database cannot be reached. Deliberately says no more (no host, port or user): the data
+    source logs the details; the dashboard shows a generic note in the person's language."""
+
+    def __init__(self) -> None:
+        super().__init__("the database cannot be reached right now")
+
+
+class SignInRefused(Exception):
+    """A sign-in refused before the password was checked.
+
+    ``reason``: ``locked`` (the account, after repeated failures), ``throttled`` (too many attempts
+    from this address or on this account) or ``busy`` (the server is checking as many passwords as it
+    may at once). ``retry_after_s`` / ``retry_at``: when to try again.
+    """
+
+    def __init__(self, reason: Literal["locked", "throttled", "busy"], retry_after_s: int,
+                 retry_at: datetime) -> None:
+        super().__init__(f"sign-in refused ({reason}); retry in {retry_after_s} s")
+        self.reason: Literal["locked", "throttled", "busy"] = reason
+        self.retry_after_s = retry_after_s
+        self.retry_at = retry_at
+
+
 class ActionRefused(Exception):
     """An operator or worker action the current state does not allow.
 
@@ -266,8 +290,15 @@ class DashboardData(Protocol):
     def care_overview(self) -> Sequence[CareUnitView]: ...
 
     # -- sign-in (shared with the REST API) ----------------------------------------------------------
-    def sign_in(self, username: str, password: str) -> Session | None: ...
+    def sign_in(self, username: str, password: str, client: str = "") -> Session | None:
+        """A session, or None for a wrong username or password. ``client``: the browser's address
+        (attempts are throttled per address and per account). Raises :class:`SignInRefused` when the
+        attempt is refused before the password is checked."""
+        ...
 
-    def user_for_token(self, token: str) -> User | None: ...
+    def user_for_token(self, token: str) -> User | None:
+        """The session's user; None when the token is unknown or expired. Raises
+        :class:`DataUnavailable` when it cannot tell (the database is down)."""
+        ...
 
     def sign_out(self, token: str) -> None: ...
