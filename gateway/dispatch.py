@@ -82,7 +82,6 @@ class DispatchWorker:
             log.critical("dispatch worker died", exc_info=True)
             if self.on_fatal is not None:
                 self.on_fatal(f"dispatch worker died: {type(exc).__name__}: {exc}")
-            raise
 
     def _run(self) -> None:
         service: TicketService | None = None

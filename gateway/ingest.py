@@ -250,7 +250,6 @@ class Gateway:
         except BaseException as exc:  # never a silent death with ingest frozen: exit, a supervisor restarts us
             log.critical("writer thread died; nothing is stored or acknowledged any more", exc_info=True)
             self._fail(f"writer thread died: {type(exc).__name__}: {exc}")
-            raise
 
     def _fail(self, reason: str) -> None:
         if self.failure is None:
@@ -346,6 +345,7 @@ class Gateway:
                 next_maintain = now + 3600
                 self._quietly(self._storage.maintain)
                 self._quietly(self._storage.prune_message_keys)
+                self._quietly(self._storage.prune_dead_letters)
             if now >= next_rules:
                 next_rules = now + 1
                 self._tick_rules()

@@ -1076,6 +1076,13 @@ class Storage:
             cur = self.conn.execute("DELETE FROM message_keys WHERE ts < now() - %s", (older_than,))
         return cur.rowcount
 
+    def prune_dead_letters(self) -> int:
+        """Drop dead letters older than the retention period (they are kept for diagnosis, not forever)."""
+        with self._errors("pruning dead letters"):
+            cur = self.conn.execute("DELETE FROM dead_letters WHERE at < now() - make_interval(days => %s)",
+                                    (self.retention_days,))
+        return cur.rowcount
+
     def newest_per_device(self) -> dict[int, datetime]:
         """Newest stored reading time of each device (seeds late-data flagging after a restart)."""
         with self._errors("reading newest timestamps"):
