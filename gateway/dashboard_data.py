@@ -242,10 +242,15 @@ class StorageDashboardData:
         self._device_ids: dict[str, int] | None = None
 
     def close(self) -> None:
+        """Stop the live refresh and close the connections, the ticket desk's and the sign-in's included."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._pool.close()
+        for part in (self._desk, self._auth):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
 
     def __enter__(self) -> StorageDashboardData:
         return self

@@ -375,8 +375,9 @@ def _routes(server: flask.Flask, board: Dashboard) -> None:
             h.setdefault("Strict-Transport-Security", "max-age=31536000")
         t0 = flask.g.get("t0")
         if t0 is not None and flask.request.path == "/_dash-update-component":
-            body = flask.request.get_json(silent=True) or {}
-            board.timings.add(str(body.get("output", "?"))[:80], time.perf_counter() - t0)
+            body = flask.request.get_json(silent=True)
+            output = body.get("output", "?") if isinstance(body, dict) else "?"
+            board.timings.add(str(output)[:80], time.perf_counter() - t0)
         return resp
 
     @server.errorhandler(DependencyException)
@@ -587,6 +588,8 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
                 return top, _notice(t(lang, "err.forbidden", role=t(lang, "role." + req.user.role.value)),
                                     req, "forbidden"), "forbidden"
             page = _page(kind, arg, req, board)
+        except DataUnavailable as exc:  # the data source has logged what went wrong
+            return [], _notice(unavailable_text(lang, exc), req, "unavailable"), "error"
         except Exception:
             log.exception("rendering %s failed", path)
             return [], _notice(t(lang, "err.internal"), None, "internal"), "error"
@@ -606,6 +609,8 @@ def _callbacks(app: Dash, board: Dashboard) -> None:
             return no_update, f"/login?expired=1&next={quote(path or '/')}"
         try:
             v = data.version()
+        except DataUnavailable:  # the database is down: nothing new to show (the data source logs it)
+            raise PreventUpdate from None
         except Exception:
             log.exception("version poll failed")
             raise PreventUpdate from None
