@@ -96,7 +96,7 @@ def _mtime(p: Path) -> float:
 class AlarmService:
     """Alarms of one community. Not thread-safe: the gateway's writer thread owns it."""
 
-    def __init__(self, community: Community, storage: Storage, *, root: str, publish: Publish,
+    def __init__(self, community: Community, storage: Storage | dict[str, Any] | None, *, root: str, publish: Publish,
                  live: LiveState | None, site_rules: Sequence[Path] = ()) -> None:
         self.community = community
         self.root = root
@@ -105,7 +105,7 @@ class AlarmService:
         self.clock = EventClock()
         self._files = _Files.of(rule_files(site_rules))
         self.ruleset = read_rules(self._files.paths, community)  # a bad file at start is fatal
-        snap = storage.load_rule_state(community.id)
+        snap = storage.load_rule_state(community.id) if isinstance(storage, Storage) else storage
         self.engine = Engine.restore(self.ruleset, community, snap) if snap else Engine(self.ruleset, community)
         self.raised = 0
         self.reload_errors: list[str] = []

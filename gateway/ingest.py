@@ -30,6 +30,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import PerKeyLimiter
 from gateway.settings import Settings
 from gateway.spool import Spool
+from gateway.startcache import StartCache
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.transport import FastTransport, MqttError, PahoTransport, Transport
 from gateway.validate import Accepted, Registry, Rejected, Validator
@@ -157,21 +158,39 @@ class Gateway:
         self._spool = Spool(settings.data_dir / "spool" / settings.mqtt.client_id, gw.spool_max_bytes)
         self._db_down_since: float | None = None
         self._last_db_try = 0.0
+        self._saves = 0
         self._batch_started: float | None = None  # monotonic receive time of the oldest message being written
         self._replies = PerKeyLimiter(ERROR_REPLY_BURST, ERROR_REPLY_EVERY_S)
         self._dead_budget = PerKeyLimiter(DEAD_LETTER_BURST, DEAD_LETTER_EVERY_S)
         self.metrics = GatewayMetrics(self.stats, backlog=self._queue.qsize, spool_bytes=self._spool.size_bytes,
                                       health=self.health)
-        self._storage = self._connect_storage(settings.db.connect_timeout_s)
-        self._storage.migrate()
+        self._cache_path = settings.data_dir / "cache" / f"{settings.mqtt.client_id}.json"
+        self._cache: StartCache | None = None  # set when started without the database
+        self._storage: Storage | None = None
+        try:
+            self._storage = self._connect_storage(settings.db.connect_timeout_s)
+            self._storage.migrate()
+            registry = Registry.build(self._storage.devices(), self._storage.metric_ids())
+            newest = self._storage.newest_per_device()
+        except DatabaseUnavailable as exc:
+            # start anyway from what the last good start saved: validate, spool, raise alarms, catch up later
+            self._cache = StartCache.load(self._cache_path)
+            if self._cache is None:
+                raise DatabaseUnavailable(db_url, f"{exc}; and no start-up cache at {self._cache_path} "
+                                                  "(a gateway must have started once with the database)") from None
+            log.warning("%s; starting from the registry saved %s, spooling until the database is back", exc,
+                        self._cache.saved_at)
+            self._db_down_since = time.monotonic()
+            registry = Registry.build(self._cache.devices, self._cache.metrics)
+            newest = {}
         self._validator = Validator(
-            Registry.build(self._storage.devices(), self._storage.metric_ids()),
+            registry,
             root=settings.mqtt.topic_root,
             max_bytes=gw.max_payload_bytes,
             max_fields=gw.max_fields,
             max_future_s=gw.max_future_s,
             max_age_s=settings.db.retention_days * 86400.0,
-            newest=self._storage.newest_per_device(),
+            newest=newest,
         )
         self.live: dict[str, LiveState] = {}
         self.alarms: dict[str, AlarmService] = {}
@@ -179,6 +198,7 @@ class Gateway:
         self._filters = self._subscription_filters()
         self._client = self._make_client()
         self._restore_live_state()
+        self._save_start_cache()
         self._writer = threading.Thread(target=self._supervised_writer, name="gridtwin-writer", daemon=True)
         self.failed = threading.Event()  # set when the writer or the dispatch worker died
         self.failure: str | None = None
@@ -328,8 +348,8 @@ class Gateway:
                     batch.append(item)
             if batch:
                 self._flush(batch)
-            elif self._spool.pending():
-                self._drain_spool()
+            elif self._spool.pending() or self._db_down_since is not None:
+                self._drain_spool()  # also reconnects after an outage with nothing spooled
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + 5
@@ -340,12 +360,12 @@ class Gateway:
                 self._idle.set()
             if now >= next_rollup:
                 next_rollup = now + gw.rollup_interval_s
-                self._quietly(self._storage.refresh_rollup)
+                self._quietly("refresh_rollup")
             if now >= next_maintain:
                 next_maintain = now + 3600
-                self._quietly(self._storage.maintain)
-                self._quietly(self._storage.prune_message_keys)
-                self._quietly(self._storage.prune_dead_letters)
+                self._quietly("maintain")
+                self._quietly("prune_message_keys")
+                self._quietly("prune_dead_letters")
             if now >= next_rules:
                 next_rules = now + 1
                 self._tick_rules()
@@ -354,29 +374,50 @@ class Gateway:
                 self._reload_rules()
             if now >= next_save or stop:
                 next_save = now + 10
-                self._quietly(self._save_rule_state)
+                self._guard(self._save_rule_state)
             if now >= next_registry:
                 next_registry = now + 30
-                self._quietly(self.reload_registry)
-                self._quietly(self._restore_new_communities)
+                self._guard(self.reload_registry)
+                self._guard(self._restore_new_communities)
             if stop:
                 return
 
     def _restore_live_state(self) -> None:
-        """Rebuild each community's live state from the database: no blank cold start."""
-        for code in self._storage.community_codes():
+        """Rebuild each community's live state and alarm service: from the database, or (started during
+        an outage) from the start-up cache. No blank cold start."""
+        st, cache = self._storage, self._cache
+        codes = st.community_codes() if st is not None else list(cache.communities) if cache else []
+        for code in codes:
             if code in self.live:
                 continue
-            doc = self._storage.community_document(code)
+            doc = st.community_document(code) if st is not None else cache.communities.get(code) if cache else None
             if doc is None:
                 continue
             community = Community.model_validate(doc)
             state = LiveState(community)
-            state.restore(*self._storage.live_snapshot(code))
+            if st is not None:
+                state.restore(*st.live_snapshot(code))
+                snapshot = st.load_rule_state(code)
+            else:
+                snapshot = cache.rule_state.get(code) if cache else None
             self.live[code] = state
-            self.alarms[code] = AlarmService(community, self._storage, root=self.settings.mqtt.topic_root,
+            self.alarms[code] = AlarmService(community, snapshot, root=self.settings.mqtt.topic_root,
                                              publish=self._publish, live=state,
                                              site_rules=self.settings.rules.files)
+
+    def _save_start_cache(self) -> None:
+        """Remember the registry, communities and engine snapshots for a start during a database outage."""
+        st = self._storage
+        if st is None:
+            return
+        try:
+            communities = {c: d for c in st.community_codes() if (d := st.community_document(c)) is not None}
+            cache = StartCache(list(self._validator.registry.devices.values()), dict(self._validator.registry.metrics),
+                               communities, {code: svc.engine.snapshot() for code, svc in self.alarms.items()},
+                               datetime.now(UTC).isoformat())
+            cache.save(self._cache_path)
+        except (StorageError, OSError) as exc:
+            log.warning("start-up cache not saved: %s", exc)
 
     def _apply_live(self, items: list[Accepted]) -> None:
         for item in items:
@@ -420,10 +461,13 @@ class Gateway:
             self._commit(WriteBatch([], [], [], [], []), Step(produced))
 
     def _save_rule_state(self) -> None:
-        if self._db_down_since is not None or self._spool.pending():
+        if self._storage is None or self._db_down_since is not None or self._spool.pending():
             return  # the spool holds newer snapshots with its alarm writes
         for svc in self.alarms.values():
             svc.save_state(self._storage)
+        self._saves += 1
+        if self._saves % 6 == 0:  # every minute: what a start during an outage would begin from
+            self._save_start_cache()
 
     def _reload_rules(self) -> None:
         for svc in self.alarms.values():
@@ -433,14 +477,26 @@ class Gateway:
         self._client.publish(topic, payload, qos=qos)
 
     def _restore_new_communities(self) -> None:
-        if set(self._storage.community_codes()) - set(self.live):
+        if self._storage is not None and self._db_down_since is None \
+                and set(self._storage.community_codes()) - set(self.live):
             self._restore_live_state()
 
     def reload_registry(self) -> None:
         """Pick up devices loaded, changed or retired since start (the writer thread, every 30 s)."""
-        self._validator.registry = Registry.build(self._storage.devices(), self._storage.metric_ids())
+        if self._storage is None or self._db_down_since is not None:
+            return
+        registry = Registry.build(self._storage.devices(), self._storage.metric_ids())
+        if registry != self._validator.registry:
+            self._validator.registry = registry
+            self._save_start_cache()
 
-    def _quietly(self, fn: Any) -> None:
+    def _quietly(self, method: str) -> None:
+        """Run a housekeeping method of the storage; skipped while the database is down."""
+        if self._storage is None or self._db_down_since is not None:
+            return
+        self._guard(getattr(self._storage, method))
+
+    def _guard(self, fn: Any) -> None:
         try:
             fn()
         except StorageError as exc:
@@ -528,6 +584,8 @@ class Gateway:
     def _write(self, batch: WriteBatch, step: Step | None = None) -> None:
         """One transaction; on a data error, again with every device isolated (never raises for data)."""
         t0 = time.perf_counter()
+        if self._storage is None:
+            raise DatabaseUnavailable(self.db_url, "not connected yet")
         try:
             result = self._storage.write_batch(batch, step.writes if step else None)
         except DatabaseUnavailable:
@@ -560,9 +618,14 @@ class Gateway:
         self._last_db_try = now
         try:
             if self._db_down_since is not None:
-                with contextlib.suppress(Exception):
-                    self._storage.close()
-                self._storage = self._connect_storage(min(self.settings.db.connect_timeout_s, 2.0))
+                if self._storage is not None:
+                    with contextlib.suppress(Exception):
+                        self._storage.close()
+                    self._storage = None
+                storage = self._connect_storage(min(self.settings.db.connect_timeout_s, 2.0))
+                if self._cache is not None:  # started during the outage: this is our first connection
+                    storage.migrate()
+                self._storage = storage
             replayed = self._spool.replay(self._write)
         except DatabaseUnavailable as exc:
             self._db_down(exc)
@@ -573,6 +636,9 @@ class Gateway:
             if self.dispatch is not None:
                 self.dispatch.wake()
         self._db_down_since = None
+        if self._cache is not None:  # the registry may have changed while we ran from the cache
+            self._cache = None
+            self._guard(self.reload_registry)
         return True
 
     def _tell_device(self, r: Rejected) -> None:
@@ -633,7 +699,8 @@ class Gateway:
         if self.dispatch is not None:
             self.dispatch.stop()
         self.metrics.close()
-        self._storage.close()
+        if self._storage is not None:
+            self._storage.close()
 
     def _shutdown_writer(self) -> None:
         if self._writer.is_alive():

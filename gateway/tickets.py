@@ -13,6 +13,10 @@ What the gateway calls:
   to the grid supervisor at breach). Deadlines and raised alerts are stored, so a new service on the
   same database continues the clocks after a restart.
 
+Server time only: a ticket starts when the gateway received its alarm (``AlarmEvent.received_at``, else
+the service's clock), and its SLA clocks, the watchdog and the duty roster run on that clock; the device's
+time of the alarm is kept as ``occurred_at``.
+
 Concurrency: every change reads the ticket, applies a pure transition and writes it back with
 ``WHERE version = <read version>``; a concurrent change makes that write find no row and raises
 :class:`TicketConflict` instead of overwriting. One service per connection (per thread).
@@ -60,7 +64,7 @@ _COLS = ("community", "title", "category", "priority", "state", "source", "rule"
          "reporter", "contact", "keys", "created_at", "clock_start", "respond_by", "resolve_by", "progress_from",
          "progress_by", "responded_at", "accepted_at", "resolved_at", "closed_at", "last_alarm_at", "alerts",
          "breaches", "escalations", "reopens", "plan_submitted", "cancel_reason", "rating", "rating_comment",
-         "rated_at", "rate_token")
+         "rated_at", "rate_token", "occurred_at", "received_at")
 _SELECT = "SELECT id, version, " + ", ".join(_COLS) + " FROM tickets"
 _OPEN = [s.value for s in tk.OPEN_STATES]
 
@@ -217,6 +221,7 @@ class TicketService:
         priority = Priority.of(event.dispatch)
         if priority is None or not event.notify:
             return None
+        received = tk.received_time(event, self.clock())
         keys = tk.event_keys(c, event)
         window = timedelta(minutes=self.cfg.correlate_min)
         created = False
@@ -230,10 +235,10 @@ class TicketService:
                 "SELECT a.ticket_id FROM ticket_alarms a JOIN tickets t ON t.id = a.ticket_id WHERE a.alarm_key = %s "
                 "AND t.state = ANY(%s)", (event.key, _OPEN)).fetchall()}
             target = next((t for t in map(_ticket, rows)
-                           if t.id in same_alarm or tk.correlates(t, keys, event.at, window)), None)
+                           if t.id in same_alarm or tk.correlates(t, keys, received, window)), None)
             if target is not None:
                 before = target
-                t = tk.attach_alarm(target, event, self.policy, keys)
+                t = tk.attach_alarm(target, event, self.policy, keys, at=received)
                 t = self._write(before, t, "attach", "system", f"{event.rule}: {event.detail}",
                                 detail={"alarm": event.key, "severity": event.severity.value})
                 if t.priority is not before.priority or t.rule != before.rule:
@@ -243,7 +248,7 @@ class TicketService:
                                 detail={"respond_by": t.respond_by.isoformat(),
                                         "resolve_by": t.resolve_by.isoformat() if t.resolve_by else None})
             else:
-                t = self._create_from_alarm(c, event, priority, keys)
+                t = self._create_from_alarm(c, event, priority, keys, received)
                 created = True
             self._record_alarm(t.id, event)
         self._deliver(t, "created" if created else "alarm_attached")
@@ -251,16 +256,18 @@ class TicketService:
             t = self.attach_snapshot(t.id) or t
         return t
 
-    def _create_from_alarm(self, c: Community, event: AlarmEvent, priority: Priority, keys: frozenset[str]) -> Ticket:
+    def _create_from_alarm(self, c: Community, event: AlarmEvent, priority: Priority, keys: frozenset[str],
+                           received: datetime) -> Ticket:
         dev = c.device(event.device) if event.device else None
         category = tk.category_of(event.rule, dev.kind if dev else None)
         unit = dev.unit if dev and dev.unit else (event.subject if event.subject_type == "care_unit" else None)
         name = rule_names().get(event.rule, event.rule)
         where = tk.location_text(c, event.building, event.floor, unit)
         t = tk.new_ticket(community=c.id, title=f"{name} · {where}".strip(" ·"), category=category,
-                          priority=priority, source="alarm", at=event.at, policy=self.policy,
+                          priority=priority, source="alarm", at=received, policy=self.policy,
                           rate_token=secrets.token_urlsafe(18), rule=event.rule, building=event.building,
-                          floor=event.floor, unit=unit, device=event.device, description=event.detail, keys=keys)
+                          floor=event.floor, unit=unit, device=event.device, description=event.detail, keys=keys,
+                          occurred_at=event.occurred_at or event.at)
         return self._insert_and_dispatch(c, t, {"alarm": event.to_json()})
 
     def _insert_and_dispatch(self, c: Community, t: Ticket, context: dict[str, Any]) -> Ticket:
@@ -291,7 +298,8 @@ class TicketService:
                 self._event(before, "alarm_escalated", before.state, "system", event.detail,
                             detail={"alarm": event.key, "severity": event.severity.value})
                 return None
-            t = self._write(before, tk.tighten(before, Priority.URGENT, before.rule, event.at, self.policy),
+            received = tk.received_time(event, self.clock())
+            t = self._write(before, tk.tighten(before, Priority.URGENT, before.rule, received, self.policy),
                             "priority", "system",
                             f"alarm {event.key} escalated to {event.severity.value}: "
                             f"{before.priority.value} -> urgent", detail={"alarm": event.key})
@@ -633,7 +641,8 @@ class TicketService:
             if t.assignee else None,
             "escalated_to": t.escalated_to, "collaborator": t.collaborator,
             "contact": t.contact, "reporter": t.reporter,
-            "created_at": self.iso(t.created_at), "responded_at": self.iso(t.responded_at),
+            "created_at": self.iso(t.created_at), "occurred_at": self.iso(t.occurred_at),
+            "received_at": self.iso(t.received_at), "responded_at": self.iso(t.responded_at),
             "resolved_at": self.iso(t.resolved_at), "closed_at": self.iso(t.closed_at),
             "deadlines": {"respond_by": self.iso(t.respond_by), "resolve_by": self.iso(t.resolve_by),
                           "progress_by": self.iso(t.progress_by), "remaining_s": tk.remaining(t, now),

@@ -458,3 +458,39 @@ def test_healthz_answers_over_http(settings: Settings, storage: Storage) -> None
         assert "gridtwin_oldest_unwritten_seconds" in metrics
     finally:
         gw.stop()
+
+
+def test_a_gateway_starts_while_the_database_is_down_spools_and_catches_up(
+        settings: Settings, storage: Storage, db_url: str, tmp_path: Path, broker: Mosquitto) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    proxy = Proxy(int(info.get("port") or 5432))
+    proxied = f"postgresql://{info.get('user', 'postgres')}@127.0.0.1:{proxy.port}/{info['dbname']}"
+    s = settings_mod.load(env={}, mqtt={**settings.mqtt.model_dump(), "url": broker.url},
+                          db={"url": proxied, "schema": settings.db.schema_name, "connect_timeout_s": 1},
+                          gateway={"flush_interval_s": 0.05}, data_dir=str(tmp_path / "data"))
+    try:
+        proxy.cut()
+        with pytest.raises(StorageError, match="no start-up cache"):  # a first start needs the database
+            Gateway(s, broker.url, proxied)
+        proxy.heal()
+        Gateway(s, broker.url, proxied).stop()  # one good start leaves the cache behind
+        proxy.cut()
+        gw = Gateway(s, broker.url, proxied)
+        gw.start()
+        root = s.mqtt.topic_root
+        c = _client(broker.url, f"dev-{root}")
+        try:
+            c.publish(_topic(root, "B1-HYD"), b'{"v":1,"ts":%d,"seq":1,"values":{"pressure":0.4}}' % _now_ms(),
+                      qos=1)
+            c.publish(*_gas(root, 1, 58.0), qos=1)
+            assert _wait(lambda: gw.stats.spooled >= 1 and gw.stats.alarm_events >= 2, 20), gw.stats.snapshot()
+            assert gw.health()["database"] == "down: spooling"
+            proxy.heal()
+            assert _wait(lambda: list(_tickets(storage).values()) == [GAS_ALARMS], 30), gw.stats.snapshot()
+            assert len(_readings(storage, "B1-HYD")) == 1 and gw.health()["database"] == "up"
+        finally:
+            c.loop_stop()
+            c.disconnect()
+            gw.stop()
+    finally:
+        proxy.close()

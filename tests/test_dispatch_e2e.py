@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import paho.mqtt.client as paho
@@ -93,6 +94,14 @@ def test_entrapment_reaches_the_grid_worker(settings: Settings, broker: Mosquitt
         assert _wait(lambda: st.conn.execute(
             "SELECT count(*) FROM ticket_photos WHERE ticket_id = %s AND kind = 'snapshot'",
             (ticket_id,)).fetchone()[0] == 1, 60)
+        # the scenario happened minutes ago (replayed flat out), but its ticket runs on server time: the
+        # watchdog (every 0.5 s) finds nothing overdue, and the device's time of the alarm is kept
+        state, breaches, received, occurred, respond_by = st.conn.execute(
+            "SELECT state, breaches, received_at, occurred_at, respond_by FROM tickets WHERE id = %s",
+            (ticket_id,)).fetchone()
+        assert (state, breaches) == ("dispatched", 0)
+        assert timedelta(minutes=5) <= respond_by - received < timedelta(minutes=6)  # the entrapment joined later
+        assert respond_by > datetime.now(UTC) and occurred < received - timedelta(minutes=1)
     finally:
         pub.close()
         gw.stop()

@@ -530,7 +530,8 @@ def test_alarms_survive_a_restart_and_can_be_acknowledged_after_it() -> None:
     assert {a.key for a in again.alarms()} == {"gas1@GAS", "leak@LEAK"}
     assert again.acknowledge("gas1@GAS", "op1", at(5)).status is AlarmStatus.ACTIVE_ACK
     assert seen(again.on_reading("GAS", at(6), {"lel": 1})) == [("cleared", "gas1", "GAS")]
-    assert again.on_reading("GAS", at(2), {"lel": 30}) == []  # late even after the restart
+    late = again.on_reading("GAS", at(2), {"lel": 30})  # late even after the restart: raises, and says so
+    assert seen(late) == [("raised", "gas1", "GAS")] and "late reading" in late[0].detail
     assert seen(again.tick(at(3001))) == [("unshelved", "leak", "LEAK")]
 
 
@@ -626,6 +627,100 @@ rules:
     assert isinstance(rs.rule("new_rule"), StateRule)
     with pytest.raises(AttributeError):
         rs.rules = ()  # type: ignore[misc]  # immutable: a reload builds a new one
+
+
+# --- clocks: device time, the engine's clock, late readings (issue 11, docs/alarms.md) ---------------
+
+SHIPPED = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], COMMUNITY)
+
+
+def test_a_fast_device_clock_makes_no_other_device_silent() -> None:
+    e = engine(NODATA + """
+- {id: lift_offline, type: no_data, kind: elevator, offline_for: 1m, severity: major, dispatch: urgent}
+""")
+    e.on_reading("LIFT", at(0), {"floor": 1})
+    e.on_reading("GAS", at(290), {"lel": 1}, received=at(1))  # its clock runs 290 s ahead
+    assert e.tick(at(60)) == [] and e.tick(at(119)) == []  # the lift's 2 x 60 s are measured on the engine's clock
+    assert seen(e.tick(at(121))) == [("raised", "lift_offline", "LIFT")]  # ... and do come when it is silent
+
+
+def test_a_slow_device_clock_is_not_silence_and_its_durations_and_escalations_keep_their_length() -> None:
+    e = engine(NODATA + PENDING + ESCALATE)
+    hour = 3600
+    e.on_reading("GAS", at(-hour), {"lel": 1}, received=at(0))  # its clock runs an hour behind
+    e.on_reading("DOOR", at(-hour), {"closed": False}, received=at(0))
+    e.on_reading("LEAK", at(-hour), {"leak": True}, received=at(0))  # raises at once: for 0s
+    assert e.tick(at(10)) == []  # not silent for an hour, the door not open for an hour, the leak not 1 h old
+    assert e.alarm("leak", "LEAK").raised_at == at(0)  # type: ignore[union-attr]
+    assert e.tick(at(299)) == []
+    ev = e.tick(at(301))  # 5 min on the door's own clock
+    assert seen(ev) == [("raised", "door_open", "DOOR")] and ev[0].at == at(300)
+    assert ev[0].occurred_at == at(300 - hour)  # the device's time of it is kept
+    assert seen(e.tick(at(600))) == [("escalated", "leak", "LEAK")]  # every 10 min from its raise, not from -1 h
+    # the offset survives a restart
+    e2 = engine(PENDING)
+    e2.on_reading("DOOR", at(-hour), {"closed": False}, received=at(0))
+    again = Engine.restore(e2.ruleset, COMMUNITY, json.loads(json.dumps(e2.snapshot())))
+    assert again.tick(at(299)) == [] and seen(again.tick(at(300))) == [("raised", "door_open", "DOOR")]
+
+
+def test_a_reading_received_later_than_taken_raises_at_its_receipt_and_keeps_its_device_time() -> None:
+    e = engine(GAS)
+    ev = e.on_reading("GAS", at(0), {"lel": 30}, received=at(7))
+    assert seen(ev) == [("raised", "gas1", "GAS")]
+    assert (ev[0].at, ev[0].raised_at, ev[0].occurred_at) == (at(7), at(7), at(0))
+    assert ev[0].to_json()["occurred_at"] == at(0).isoformat()
+
+
+def test_a_late_reading_over_a_level_raises_it_and_says_so() -> None:
+    e = Engine(SHIPPED, COMMUNITY)
+    e.on_reading("GAS", at(600), {"lel": 2}, received=at(600))  # back online: the newest reading comes first
+    ev = e.on_reading("GAS", at(300), {"lel": 58}, received=at(601))  # then the one stored during the outage
+    assert seen(ev) == [("raised", "gas_level1", "GAS"), ("raised", "gas_level2", "GAS")]
+    level2 = ev[1]
+    assert level2.severity is Severity.CRITICAL and level2.at == at(601) and level2.occurred_at == at(300)
+    assert "lel=58 %LEL (>= 50)" in level2.detail
+    assert "late reading taken at 2025-06-02T00:05:00.000Z device time, 5m before its newest" in level2.detail
+    assert e.on_reading("GAS", at(200), {"lel": 1}, received=at(602)) == []  # a late reading never clears ...
+    cleared = e.on_reading("GAS", at(660), {"lel": 1}, received=at(660))  # ... the next one in order does
+    assert sorted(seen(cleared)) == [("cleared", "gas_level1", "GAS"), ("cleared", "gas_level2", "GAS")]
+
+
+def test_late_readings_start_no_duration_and_fake_no_rate() -> None:
+    e = engine(PENDING + RATE)
+    e.on_reading("DOOR", at(100), {"closed": True})
+    assert e.on_reading("DOOR", at(50), {"closed": False}) == []  # late: was it still open at 100? no
+    e.on_reading("GAS", at(100), {"lel": 1})
+    assert e.on_reading("GAS", at(40), {"lel": 40}) == []  # threshold with for: one late point proves no hold
+    e.on_reading("HYD", at(0), {"pressure": 0.5})
+    e.on_reading("HYD", at(90), {"pressure": 0.5})
+    assert e.on_reading("HYD", at(60), {"pressure": 0.0}) == []  # late: would fake a fall of 0.5 MPa/min
+    assert e.tick(at(1000)) == [] and e.late == 3
+
+
+def test_a_silent_fire_device_is_noticed_within_the_2h_check_period() -> None:
+    e = Engine(SHIPPED, COMMUNITY)
+    for dev in ("SD1", "SD2", "SD3", "HD1", "DOOR"):
+        e.on_reading(dev, at(0), {})
+    for dev in ("SD2", "SD3", "HD1", "DOOR"):  # every fire device but SD1 reports again after 30 min
+        e.on_reading(dev, at(1800), {})
+
+    def offline(ev: list) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
+        return [x for x in seen(ev) if x[1] == "fire_device_offline" and x[2] != "HYD"]  # HYD: never heard
+
+    assert offline(e.tick(at(3899))) == []
+    ev = [x for x in e.tick(at(3901)) if x.rule == "fire_device_offline" and x.subject != "HYD"]
+    assert offline(ev) == [("raised", "fire_device_offline", "SD1")]
+    assert ev[0].at == at(catalogue.KINDS["smoke_detector"].silence_s) and ev[0].at <= at(7200)
+
+
+def test_every_kind_has_a_silence_threshold_its_heartbeat_fits_in() -> None:
+    for k in catalogue.KINDS.values():
+        assert k.heartbeat_s < k.silence_s, k.kind  # the simulators heartbeat at heartbeat_s: never falsely silent
+        if k.category == "fire":  # GB 50440-2007: fire facilities checked at least every 2 h
+            assert k.silence_s <= 7200 and k.heartbeat_source, k.kind
+            if k.offline_after_s is not None:
+                assert "GB 50440" in k.offline_source, k.kind
 
 
 # --- shipped defaults --------------------------------------------------------------------------------

@@ -161,6 +161,26 @@ def test_attaching_an_entrapment_to_an_open_elevator_ticket_makes_it_life_safety
     assert "subject:B1-E1-M" in u.keys and u.last_alarm_at == later
 
 
+def test_a_ticket_runs_on_server_time_and_keeps_the_device_time() -> None:
+    device_time = T0 - timedelta(hours=1)  # a device clock an hour behind, or a replay of the past
+    t = tk.new_ticket(community="sunshine", title="t", category="elevator", priority=Priority.URGENT, source="alarm",
+                      at=T0, policy=POLICY, rate_token="tok", rule="elevator_entrapment", occurred_at=device_time)
+    assert (t.created_at, t.received_at, t.occurred_at, t.clock_start) == (T0, T0, device_time, T0)
+    assert t.respond_by == T0 + timedelta(minutes=5) and tk.alerts_due(t, T0, 0.75) == []  # not breached at birth
+    manual = tk.new_ticket(community="sunshine", title="t", category="other", priority=Priority.GENERAL,
+                           source="manual", at=T0, policy=POLICY, rate_token="tok2")
+    assert manual.occurred_at == manual.received_at == T0
+
+
+def test_an_attached_alarm_tightens_from_when_it_was_received_not_from_its_device_time() -> None:
+    t = dispatched(ticket(Priority.URGENT, "elevator_stop_outside_door_zone"))
+    arrived = T0 + timedelta(minutes=3)
+    u = tk.attach_alarm(t, replace(event(at=T0 - timedelta(hours=1)), received_at=arrived), POLICY,
+                        {"subject:B1-E1-M"})
+    assert u.respond_by == arrived + timedelta(minutes=5) and u.last_alarm_at == arrived
+    assert tk.received_time(event(), T0 + S) == T0 + S  # an event that does not say: the caller's now
+
+
 # -- lifecycle ----------------------------------------------------------------------------------------------
 
 

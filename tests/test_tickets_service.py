@@ -7,7 +7,7 @@ import io
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ def alarm(rule: str = "elevator_entrapment", *, kind: EventKind = EventKind.RAIS
           device: str | None = "B1-E1-M", dispatch: Dispatch = Dispatch.URGENT,
           severity: Severity = Severity.CRITICAL, shelved: bool = False, count: int = 1) -> AlarmEvent:
     return AlarmEvent(kind, rule, subject, "device", severity, AlarmStatus.ACTIVE_UNACK, at, at, count, building,
-                      floor, device, f"{rule} on {subject}", dispatch, None, shelved)
+                      floor, device, f"{rule} on {subject}", dispatch, None, shelved, received_at=at)
 
 
 def test_alarms_open_one_ticket_per_incident(storage: Storage, settings: Settings, community: Community) -> None:
@@ -117,6 +117,23 @@ def test_alarms_open_one_ticket_per_incident(storage: Storage, settings: Setting
     assert len(svc.list_for(OP)) == 3
 
 
+def test_a_ticket_starts_when_its_alarm_arrives_whatever_the_device_clock_said(
+        storage: Storage, settings: Settings, community: Community) -> None:
+    clock, out = Clock(), Outbox()  # 10:00 in Shanghai: w1-1 (08:00-18:00) is on duty, w1-2 (18:00-08:00) is not
+    svc = make(storage, settings, community, clock, out)
+    device_time = T0 - timedelta(hours=3)  # 07:00 by a wrong device clock (or a replay): w1-2's shift
+    for received in (None, T0):  # the gateway stamps received_at; without it, the service's clock
+        b = "B1" if received else "B2"  # two buildings of grid G1: two incidents
+        e = replace(alarm(at=device_time, subject=f"{b}-E1-M", device=f"{b}-E1-M", building=b), received_at=received)
+        t = svc.on_alarm_event(community, e)
+        assert t is not None and (t.created_at, t.received_at, t.occurred_at) == (T0, T0, device_time)
+        assert t.assignee == "w1-1" and t.respond_by == T0 + timedelta(minutes=5)
+    assert svc.tick(T0) == []  # nothing breached at birth
+    assert [m["event"] for m in out.to("w1-1")] == ["created", "created"]
+    v = svc.view(svc.get(t.id))
+    assert (v["occurred_at"], v["received_at"]) == ("2025-06-02T07:00:00+08:00", "2025-06-02T10:00:00+08:00")
+
+
 def test_an_escalated_alarm_raises_its_ticket_and_a_cleared_one_is_noted(
         storage: Storage, settings: Settings, community: Community) -> None:
     clock, out = Clock(), Outbox()
@@ -138,7 +155,7 @@ def test_an_escalated_alarm_raises_its_ticket_and_a_cleared_one_is_noted(
 def replace_kind(e: AlarmEvent, kind: EventKind, severity: Severity, at: datetime) -> AlarmEvent:
     from dataclasses import replace
 
-    return replace(e, kind=kind, severity=severity, at=at)
+    return replace(e, kind=kind, severity=severity, at=at, received_at=at)
 
 
 def test_the_sla_watchdog_survives_a_restart(settings: Settings, community: Community, storage: Storage) -> None:

@@ -176,6 +176,9 @@ class AlarmEvent:
     dispatch: Dispatch
     by: str | None = None
     shelved: bool = False
+    # ``at`` is the engine's clock (server time live, the replayed time in a replay); these say more:
+    occurred_at: datetime | None = None  # device time of the observation behind it (None: same as ``at``)
+    received_at: datetime | None = None  # server (wall) time when the gateway got what caused it (None: unknown)
 
     @property
     def key(self) -> str:
@@ -194,6 +197,8 @@ class AlarmEvent:
             "at": self.at.isoformat(), "raised_at": self.raised_at.isoformat(), "count": self.count,
             "building": self.building, "floor": self.floor, "device": self.device, "detail": self.detail,
             "dispatch": self.dispatch.value, "by": self.by, "shelved": self.shelved,
+            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+            "received_at": self.received_at.isoformat() if self.received_at else None,
         }
 
 
@@ -206,6 +211,7 @@ class AlarmEvent:
             Severity(d["severity"]), AlarmStatus(status) if status else None, datetime.fromisoformat(d["at"]),
             datetime.fromisoformat(d["raised_at"]), int(d["count"]), d.get("building"), d.get("floor"),
             d.get("device"), d["detail"], Dispatch(d["dispatch"]), d.get("by"), bool(d.get("shelved", False)),
+            _opt_iso(d.get("occurred_at")), _opt_iso(d.get("received_at")),
         )
 
 
@@ -218,14 +224,18 @@ def _dt(t: float) -> datetime:
 
 
 def _event(kind: EventKind, a: Alarm, at: datetime, *, by: str | None = None, detail: str | None = None,
-           shelved: bool = False) -> AlarmEvent:
+           shelved: bool = False, occurred: float | None = None) -> AlarmEvent:
     s = a.subject
     return AlarmEvent(kind, a.rule, s.id, s.type, a.severity, a.status, at, a.raised_at, a.count, s.building, s.floor,
-                      s.device, a.detail if detail is None else detail, a.dispatch, by, shelved)
+                      s.device, a.detail if detail is None else detail, a.dispatch, by, shelved,
+                      None if occurred is None else _dt(occurred))
 
 
 class AlarmBook:
-    """The current alarms and their lifecycle. Rules call :meth:`raise_` / :meth:`clear`; people call the rest."""
+    """The current alarms and their lifecycle. Rules call :meth:`raise_` / :meth:`clear`; people call the rest.
+
+    Times ``t`` are the engine's clock (epoch seconds); ``occurred`` is the device time of the observation
+    behind a rule's raise or clear, carried on the event as ``occurred_at``."""
 
     def __init__(self, policies: Mapping[str, AlarmPolicy]) -> None:
         self.policies = policies
@@ -252,7 +262,8 @@ class AlarmBook:
 
     # -- from rules -------------------------------------------------------------------------------
 
-    def raise_(self, policy: AlarmPolicy, subject: Subject, t: float, detail: str, out: list[AlarmEvent]) -> None:
+    def raise_(self, policy: AlarmPolicy, subject: Subject, t: float, detail: str, out: list[AlarmEvent],
+               occurred: float | None = None) -> None:
         key = alarm_key(policy.rule, subject.id)
         a = self._alarms.get(key)
         shelved = self.shelved(key, t)
@@ -262,16 +273,17 @@ class AlarmBook:
             a = replace(a, count=a.count + 1, last_seen=max(a.last_seen, at), detail=detail)
             self._alarms[key] = a
             if not a.flapping:  # a flapping alarm counts silently: that is the point of holding it
-                out.append(_event(EventKind.UPDATED, a, at, shelved=shelved))
+                out.append(_event(EventKind.UPDATED, a, at, shelved=shelved, occurred=occurred))
             return
         shelf = self._shelf.get(key) if shelved else None
         a = Alarm(policy.rule, subject, policy.severity, AlarmStatus.ACTIVE_UNACK, policy.dispatch, at, at,
                   detail=detail, shelved_until=_dt(shelf[0]) if shelf else None,
                   shelved_by=shelf[1] if shelf else None)
         self._alarms[key] = a
-        out.append(_event(EventKind.RAISED, a, at, shelved=shelved))
+        out.append(_event(EventKind.RAISED, a, at, shelved=shelved, occurred=occurred))
 
-    def clear(self, policy: AlarmPolicy, subject_id: str, t: float, detail: str, out: list[AlarmEvent]) -> None:
+    def clear(self, policy: AlarmPolicy, subject_id: str, t: float, detail: str, out: list[AlarmEvent],
+              occurred: float | None = None) -> None:
         key = alarm_key(policy.rule, subject_id)
         a = self._alarms.get(key)
         if a is None or not a.status.active:
@@ -291,13 +303,15 @@ class AlarmBook:
                                              f"{format_duration(policy.flap_within)}: held raised until it "
                                              f"stays clear for {format_duration(policy.flap_settle)}"))
                 return
-        self._close(a, t, None, detail, out)
+        self._close(a, t, None, detail, out, occurred)
 
-    def suppressed(self, policy: AlarmPolicy, subject: Subject, t: float, detail: str, out: list[AlarmEvent]) -> None:
+    def suppressed(self, policy: AlarmPolicy, subject: Subject, t: float, detail: str, out: list[AlarmEvent],
+                   occurred: float | None = None) -> None:
         """Report a raise that did not happen because the device is shielded or in maintenance."""
         at = _dt(t)
         out.append(AlarmEvent(EventKind.SUPPRESSED, policy.rule, subject.id, subject.type, policy.severity, None, at,
-                              at, 0, subject.building, subject.floor, subject.device, detail, policy.dispatch))
+                              at, 0, subject.building, subject.floor, subject.device, detail, policy.dispatch,
+                              occurred_at=None if occurred is None else _dt(occurred)))
 
     # -- from people ------------------------------------------------------------------------------
 
@@ -387,7 +401,8 @@ class AlarmBook:
             raise AlarmError(f"no current alarm {key}")
         return a
 
-    def _close(self, a: Alarm, t: float, who: str | None, detail: str, out: list[AlarmEvent]) -> None:
+    def _close(self, a: Alarm, t: float, who: str | None, detail: str, out: list[AlarmEvent],
+               occurred: float | None = None) -> None:
         key = a.key
         at = _dt(t)
         status = AlarmStatus.CLEARED_ACK if a.status is AlarmStatus.ACTIVE_ACK else AlarmStatus.CLEARED_UNACK
@@ -397,7 +412,7 @@ class AlarmBook:
             self._forget(key)
         else:
             self._alarms[key] = a
-        out.append(_event(EventKind.CLEARED, a, at, by=who, shelved=self.shelved(key, t)))
+        out.append(_event(EventKind.CLEARED, a, at, by=who, shelved=self.shelved(key, t), occurred=occurred))
 
     def _forget(self, key: str) -> None:
         self._alarms.pop(key, None)
@@ -454,6 +469,10 @@ def _alarm_json(a: Alarm) -> dict[str, Any]:
 
 def _opt_dt(v: Any) -> datetime | None:
     return None if v is None else _dt(float(v))
+
+
+def _opt_iso(v: Any) -> datetime | None:
+    return None if v is None else datetime.fromisoformat(v)
 
 
 def _alarm_from_json(d: Mapping[str, Any]) -> Alarm:

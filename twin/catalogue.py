@@ -11,6 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+OFFLINE_AFTER_HEARTBEATS = 2  # default: a device is offline after missing this many heartbeat periods
+# Fire facilities: GB 50440-2007 (urban fire remote monitoring, ch. 3 performance indicators) sets a link check
+# (巡检) period of at most 2 h between the monitoring centre and each site, so a silent fire device must be
+# noticed within 2 h. It reports every 30 min and counts as offline after 2 missed reports plus 5 min for
+# network delay and clock jitter: 65 min.
+FIRE_HEARTBEAT_S = 1800
+FIRE_OFFLINE_S = 2 * FIRE_HEARTBEAT_S + 300
+FIRE_CHECK = "GB 50440-2007 ch. 3: link check period <= 2 h; a report every 30 min fits twice in it (site choice)"
+FIRE_SILENCE = "GB 50440-2007 ch. 3: silence noticed within 2 h: 2 missed 30-min reports + 5 min margin = 65 min"
+
 
 class FieldType(StrEnum):
     FLOAT = "float"
@@ -60,6 +70,8 @@ class DeviceKind:
     events: tuple[EventCode, ...] = ()
     heartbeat_s: int = 300
     heartbeat_source: str = ""
+    offline_after_s: int | None = None  # silent longer than this: offline (None: OFFLINE_AFTER_HEARTBEATS heartbeats)
+    offline_source: str = ""
     _by_name: dict[str, TelemetryField] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,11 +80,15 @@ class DeviceKind:
     def field(self, name: str) -> TelemetryField | None:
         return self._by_name.get(name)
 
+    @property
+    def silence_s(self) -> int:
+        """How long a device of this kind may stay silent before it counts as offline (live state, no-data rules)."""
+        return self.offline_after_s if self.offline_after_s is not None else self.heartbeat_s * OFFLINE_AFTER_HEARTBEATS
+
     def event(self, code: str) -> EventCode | None:
         return next((e for e in self.events if e.code == code), None)
 
 
-GB26875 = "GB 26875 (urban fire remote monitoring): inspection period <= 2 h"
 _FIRE_STATES = (
     EventCode("fire_alarm", "火警", "fire alarm", source="GB 26875.3 component states"),
     EventCode("fault", "故障", "fault", source="GB 26875.3"),
@@ -99,24 +115,28 @@ KINDS: dict[str, DeviceKind] = {
             fields=(TelemetryField("mains_ok", "", FieldType.BOOL), TelemetryField("battery_ok", "", FieldType.BOOL)),
             events=(*_FIRE_STATES, EventCode("start", "启动", "linkage start"),
                     EventCode("feedback", "反馈", "linkage feedback")),
-            heartbeat_s=7200, heartbeat_source=GB26875,
+            heartbeat_s=FIRE_HEARTBEAT_S, heartbeat_source=FIRE_CHECK, offline_after_s=FIRE_OFFLINE_S,
+            offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "smoke_detector", "感烟探测器", "smoke detector", "fire",
             fields=(TelemetryField("obscuration", "%/m", valid=(0, 100), normal=(0, 2),
                                    source="GB 4715 point smoke detector response 0.5-4.5 %/m (site default)"),
                     TelemetryField("battery", "%", valid=(0, 100), normal=(20, 100))),
-            events=_FIRE_STATES, heartbeat_s=7200, heartbeat_source=GB26875,
+            events=_FIRE_STATES, heartbeat_s=FIRE_HEARTBEAT_S, heartbeat_source=FIRE_CHECK,
+            offline_after_s=FIRE_OFFLINE_S, offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "heat_detector", "感温探测器", "heat detector", "fire",
             fields=(TelemetryField("temperature", "°C", valid=(-40, 200), normal=(-10, 50),
                                    source="GB 4716 class A1 static response 54-65 °C"),),
-            events=_FIRE_STATES, heartbeat_s=7200, heartbeat_source=GB26875,
+            events=_FIRE_STATES, heartbeat_s=FIRE_HEARTBEAT_S, heartbeat_source=FIRE_CHECK,
+            offline_after_s=FIRE_OFFLINE_S, offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "manual_call_point", "手动报警按钮", "manual call point", "fire",
-            events=_FIRE_STATES, heartbeat_s=7200, heartbeat_source=GB26875,
+            events=_FIRE_STATES, heartbeat_s=FIRE_HEARTBEAT_S, heartbeat_source=FIRE_CHECK,
+            offline_after_s=FIRE_OFFLINE_S, offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "hydrant_pressure", "消火栓压力", "hydrant pipe pressure", "fire",
@@ -124,7 +144,7 @@ KINDS: dict[str, DeviceKind] = {
                                    source="GB 50974-2014 §7.4.12: hydrant outlet dynamic pressure >= 0.35 MPa "
                                           "(high-rise), static <= 1.0 MPa; 0.14 MPa low floor per site"),),
             events=(EventCode("fault", "故障", "fault"),), heartbeat_s=600,
-            heartbeat_source="site default; GB 26875 allows up to 2 h",
+            heartbeat_source="site default; GB 50440-2007 allows up to 2 h",
         ),
         DeviceKind(
             "sprinkler_pressure", "喷淋管网压力", "sprinkler pipe pressure", "fire",
@@ -132,7 +152,7 @@ KINDS: dict[str, DeviceKind] = {
                                    source="GB 50084-2017 §8.0.1: system working pressure <= 1.2 MPa; "
                                           "end-of-line >= 0.05 MPa (§5.0.2 area-dependent)"),),
             events=(EventCode("fault", "故障", "fault"), EventCode("flow", "水流指示", "water flow")),
-            heartbeat_s=600, heartbeat_source="site default; GB 26875 allows up to 2 h",
+            heartbeat_s=600, heartbeat_source="site default; GB 50440-2007 allows up to 2 h",
         ),
         DeviceKind(
             "fire_pump", "消防水泵", "fire pump", "fire",
@@ -146,19 +166,22 @@ KINDS: dict[str, DeviceKind] = {
             "fire_door", "防火门", "fire door", "fire",
             fields=(TelemetryField("closed", "", FieldType.BOOL),),
             events=(EventCode("fault", "故障", "fault"), EventCode("held_open", "常闭门开启", "held open")),
-            heartbeat_s=3600, heartbeat_source="site default",
+            heartbeat_s=FIRE_HEARTBEAT_S, heartbeat_source=FIRE_CHECK, offline_after_s=FIRE_OFFLINE_S,
+            offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "emergency_light", "应急照明", "emergency lighting", "fire",
             fields=(TelemetryField("battery", "%", valid=(0, 100), normal=(60, 100),
                                    source="GB 51309-2018: battery duration >= 0.5 h (residential)"),),
-            events=(EventCode("fault", "故障", "fault"),), heartbeat_s=3600, heartbeat_source="site default",
+            events=(EventCode("fault", "故障", "fault"),), heartbeat_s=FIRE_HEARTBEAT_S,
+            heartbeat_source=FIRE_CHECK, offline_after_s=FIRE_OFFLINE_S, offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "extinguisher", "灭火器", "extinguisher pressure", "fire",
             fields=(TelemetryField("pressure", "MPa", valid=(0, 3), normal=(1.2, 1.6),
                                    source="stored-pressure extinguisher gauge green band ~1.2-1.5 MPa (GB 4351)"),),
-            heartbeat_s=86400, heartbeat_source="site default",
+            heartbeat_s=FIRE_HEARTBEAT_S, heartbeat_source=FIRE_CHECK, offline_after_s=FIRE_OFFLINE_S,
+            offline_source=FIRE_SILENCE,
         ),
         DeviceKind(
             "elevator", "电梯", "elevator", "elevator",

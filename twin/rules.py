@@ -30,6 +30,17 @@ mute the rule while active on the device; default: ``shielded`` for detectors an
 works): ``on_reading``, ``on_event``, ``on_status``, ``tick(now)``; each returns the
 :class:`~twin.alarms.AlarmEvent` list it caused. Rule state is keyed by subject and survives a
 restart through :meth:`Engine.snapshot` / :meth:`Engine.restore` (also the way to hot-reload rules).
+
+Two clocks (docs/alarms.md). A fact carries its *device time* ``ts`` and may carry ``received``: the
+engine's clock when it arrived (the gateway passes its event clock, never ahead of server time; without
+it the device time is used, as in an offline replay). Silence (no-data), correlation windows, care
+inactivity and the alarm lifecycle (raised_at, escalation, flapping, shelving) run on the engine's clock,
+so no device clock can make another device look silent or age an alarm. A device's own durations, rates
+and count windows run on its own clock (its readings are consistent with each other), and a timer
+started by one of them is checked against the engine's clock plus that device's offset (``skew``, from
+its newest message). Alarms raised by a fact are raised at its ``received`` time; ``occurred_at`` on the
+event keeps the device time. A fact older than the device's newest is *late*: level thresholds (without
+``for``) still raise on it, saying so; durations, rates and state rules ignore it; count rules count it.
 """
 
 from __future__ import annotations
@@ -65,7 +76,6 @@ from twin.alarms import (
     format_duration,
 )
 from twin.community import Community, _line_of
-from twin.state import OFFLINE_AFTER_HEARTBEATS
 
 __all__ = [
     "DEFAULTS_FILE",
@@ -211,14 +221,15 @@ class RateRule(_FieldRule):
 
 
 class NoDataRule(_DeviceRule):
-    """Raise when a device is silent for ``after`` (default: 2 catalogue heartbeats) or offline for ``offline_for``."""
+    """Raise when a device is silent for ``after`` (default: the kind's catalogue ``silence_s``) or offline for
+    ``offline_for``. Silence is measured on the engine's clock from when the device was last heard."""
 
     type: Literal["no_data"]
     after: Duration | None = None
     offline_for: Duration = 0.0
 
     def after_for(self, kind: str) -> float:
-        return self.after if self.after is not None else catalogue.KINDS[kind].heartbeat_s * OFFLINE_AFTER_HEARTBEATS
+        return self.after if self.after is not None else float(catalogue.KINDS[kind].silence_s)
 
 
 class CountRule(_DeviceRule):
@@ -628,16 +639,18 @@ class _Dev:
     """What the engine knows about one device."""
 
     __slots__ = ("building", "by_event", "by_field", "care", "codes", "event_ts", "floor", "id", "kind", "last_seen",
-                 "last_ts", "nodata", "offline_since", "online", "subject", "unit")
+                 "last_ts", "newest", "nodata", "offline_since", "online", "skew", "subject", "unit")
 
     def __init__(self, device_id: str, kind: str, building: str | None, floor: int | None, unit: str | None) -> None:
         self.id, self.kind, self.building, self.floor, self.unit = device_id, kind, building, floor, unit
         self.subject = Subject(device_id, "device", building, floor, device_id)
-        self.last_ts: float | None = None  # newest reading: older ones are late and do not drive rules
-        self.last_seen: float | None = None
+        self.last_ts: float | None = None  # newest reading (device time): older ones are late
+        self.newest: float | None = None  # newest device time of any reading or event
+        self.skew = 0.0  # device clock minus engine clock, from the newest message
+        self.last_seen: float | None = None  # engine time the device was last heard
         self.online: bool | None = None
-        self.offline_since: float | None = None
-        self.codes: dict[str, float] = {}  # active latching event codes -> since
+        self.offline_since: float | None = None  # engine time
+        self.codes: dict[str, float] = {}  # active latching event codes -> since (engine time)
         self.event_ts: dict[str, float] = {}  # newest event per code
         self.by_field: Mapping[str, tuple[_LevelEval, ...]] = {}
         self.by_event: Mapping[str, tuple[_EventEval, ...]] = {}
@@ -708,14 +721,18 @@ class _LevelEval(_Eval):
         self.pending: set[str] = set()
 
     def on_value(self, eng: Engine, dev: _Dev, t: float, v: bool | float) -> None:
+        """A reading in order, at device time ``t``."""
         raise NotImplementedError
+
+    def on_late(self, eng: Engine, dev: _Dev, t: float, v: bool | float) -> None:
+        """A reading older than the device's newest: durations and rates ignore it (it says nothing about now)."""
 
     def _exceeded(self, eng: Engine, dev: _Dev, st: _LS, t: float, v: bool | float) -> None:
         since = st.since
         if self.for_s <= 0 or (since is not None and t - since >= self.for_s):
             st.on, st.since = True, None
             self.pending.discard(dev.id)
-            eng._set(self, dev, t, True, self.raise_detail(v, t - (since if since is not None else t)))
+            eng._set(self, dev, eng._at(dev, t), True, self.raise_detail(v, t - (since if since is not None else t)), t)
         elif since is None:
             st.since, st.last = t, v
             self.pending.add(dev.id)
@@ -724,16 +741,18 @@ class _LevelEval(_Eval):
 
     def _released(self, eng: Engine, dev: _Dev, st: _LS, t: float, v: bool | float) -> None:
         st.on = False
-        eng._set(self, dev, t, False, self.clear_detail(v))
+        eng._set(self, dev, eng._at(dev, t), False, self.clear_detail(v), t)
 
     def tick(self, eng: Engine, now: float) -> None:
+        """Pending conditions whose ``for`` has passed on the device's clock (the engine's plus its skew)."""
         for dev_id in list(self.pending):
             st = self.state[dev_id]
-            if st.since is not None and now - st.since >= self.for_s:
+            dev = eng._devs[dev_id]
+            if st.since is not None and now + dev.skew - st.since >= self.for_s:
                 at = st.since + self.for_s
                 st.on, st.since = True, None
                 self.pending.discard(dev_id)
-                eng._set(self, eng._devs[dev_id], at, True, self.raise_detail(st.last, self.for_s))
+                eng._set(self, dev, eng._at(dev, at), True, self.raise_detail(st.last, self.for_s), at)
 
     def raise_detail(self, v: bool | float, held: float) -> str:
         return f"{self.field}={_fmt(v)}{self.unit}" + (f" for {format_duration(held)}" if held > 0 else "")
@@ -765,6 +784,10 @@ def _fmt(v: bool | float) -> str:
     return str(v).lower() if isinstance(v, bool) else f"{v:g}"
 
 
+def _iso(t: float) -> str:
+    return _dt(t).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class _ThresholdEval(_LevelEval):
     def __init__(self, rule: ThresholdRule) -> None:
         super().__init__(rule)
@@ -783,6 +806,20 @@ class _ThresholdEval(_LevelEval):
         elif st.since is not None:
             st.since = None
             self.pending.discard(dev.id)
+
+    def on_late(self, eng: Engine, dev: _Dev, t: float, v: bool | float) -> None:
+        """A level crossed in a late reading (store-and-forward after an outage) raises: it happened. It never
+        clears (the newest reading stands for now) and does not start a ``for`` (one old point proves no hold)."""
+        if self.for_s > 0 or isinstance(v, bool) or not ((v >= self.raise_at) if self.high else (v <= self.raise_at)):
+            return
+        st = self.state.get(dev.id)
+        if st is None:
+            st = self.state[dev.id] = _LS()
+        st.on, st.since = True, None
+        self.pending.discard(dev.id)
+        behind = f", {format_duration(dev.last_ts - t)} before its newest" if dev.last_ts is not None else ""
+        eng._set(self, dev, eng._at(dev, t), True,
+                 f"{self.raise_detail(v, 0)}; late reading taken at {_iso(t)} device time{behind}", t)
 
     def raise_detail(self, v: bool | float, held: float) -> str:
         op = ">=" if self.high else "<="
@@ -892,11 +929,11 @@ class _StateEval(_EventEval):
         active = self.state.setdefault(dev.id, set())
         if state == "active":
             active.add(code)
-            eng._set(self, dev, t, True, f"{code} active")
+            eng._set(self, dev, eng._at(dev, t), True, f"{code} active", t)
         elif state == "cleared" and code in active:
             active.discard(code)
             if not active:
-                eng._set(self, dev, t, False, f"{code} cleared")
+                eng._set(self, dev, eng._at(dev, t), False, f"{code} cleared", t)
 
     def is_on(self, device_id: str) -> bool:
         return bool(self.state.get(device_id))
@@ -924,17 +961,20 @@ class _CountEval(_EventEval):
             del times[0]
         if len(times) == self.n and times[-1] - times[0] <= self.within:
             self.on.add(dev.id)
-            eng._set(self, dev, t, True,
+            eng._set(self, dev, eng._at(dev, t), True,
                      f"{self.n} x {code} within {format_duration(times[-1] - times[0])} "
-                     f"(limit {self.n} in {format_duration(self.within)})")
+                     f"(limit {self.n} in {format_duration(self.within)})", t)
 
     def tick(self, eng: Engine, now: float) -> None:
+        """The window (on the device's clock) moved past the oldest of the N events."""
         for dev_id in list(self.on):
             times = self.times[dev_id]
-            if now - times[0] > self.within:
+            dev = eng._devs[dev_id]
+            if now + dev.skew - times[0] > self.within:
                 self.on.discard(dev_id)
-                eng._set(self, eng._devs[dev_id], times[0] + self.within, False,
-                         f"fewer than {self.n} in the last {format_duration(self.within)}")
+                at = times[0] + self.within
+                eng._set(self, dev, eng._at(dev, at), False,
+                         f"fewer than {self.n} in the last {format_duration(self.within)}", at)
 
     def is_on(self, device_id: str) -> bool:
         return device_id in self.on
@@ -1007,7 +1047,8 @@ class _CorrelationEval(_Eval):
         self.rule_c = rule
         self.state: dict[str, _CorrS] = {}
 
-    def signal(self, eng: Engine, dev: _Dev, name: str, t: float, on: bool) -> None:
+    def signal(self, eng: Engine, dev: _Dev, name: str, t: float, on: bool, occurred: float | None = None) -> None:
+        """A signal of ``dev`` went on or off at engine time ``t`` (onsets of different devices compare on it)."""
         if not self.applies(dev):
             return
         subject = eng._scope(self.rule_c.scope, dev)
@@ -1020,14 +1061,14 @@ class _CorrelationEval(_Eval):
         if not on:
             if st.active.pop(key, None) is not None and st.on and not st.active:
                 st.on = False
-                eng._raise_or_clear(self, subject, t, False, f"{dev.id}: {name.split(':', 1)[1]} cleared")
+                eng._raise_or_clear(self, subject, t, False, f"{dev.id}: {name.split(':', 1)[1]} cleared", occurred)
             return
         if key in st.active:
             return
         muted = self.muted_by(dev)
         if muted:
             eng.book.suppressed(self.policy, subject, t, f"{dev.id}: {name.split(':', 1)[1]} "
-                                                         f"(suppressed: {', '.join(muted)} active)", eng._out)
+                                                         f"(suppressed: {', '.join(muted)} active)", eng._out, occurred)
             return
         new_device = all(d != dev.id for d, _ in st.active)
         st.active[key] = t
@@ -1036,9 +1077,9 @@ class _CorrelationEval(_Eval):
             return
         if not st.on:
             st.on = True
-            eng._raise_or_clear(self, subject, t, True, self._describe(devices))
+            eng._raise_or_clear(self, subject, t, True, self._describe(devices), occurred)
         elif new_device:
-            eng._raise_or_clear(self, subject, t, True, self._describe(devices))
+            eng._raise_or_clear(self, subject, t, True, self._describe(devices), occurred)
 
     def _devices_within(self, st: _CorrS) -> list[tuple[float, str]] | None:
         """``min_devices`` different devices whose onsets lie within ``within`` of each other, or None."""
@@ -1166,8 +1207,9 @@ class Engine:
         self.ruleset = ruleset
         self.community = community
         self.epoch: float | None = None  # first instant the engine heard of: silence is measured from here
-        self.late = 0  # readings older than the device's newest, ignored by the rules
-        self.now = -math.inf  # newest instant seen in any fact or tick
+        self.late = 0  # readings older than the device's newest (only level thresholds act on them)
+        self.now = -math.inf  # newest instant of the engine's clock seen in any fact or tick
+        self._fact: float | None = None  # engine time of the fact being applied (None: in a tick)
         self.book = AlarmBook({r.id: r.policy() for r in ruleset})
         self._out: list[AlarmEvent] = []
         unit_of = {s: cu.unit for cu in community.care_units for s in cu.sensors}
@@ -1237,34 +1279,61 @@ class Engine:
 
     # -- facts in ---------------------------------------------------------------------------------
 
-    def _advance(self, ts: datetime) -> float:
-        """Epoch seconds of ``ts``; moves the engine's clock (and its epoch, on the first fact) forward."""
-        t = ts.timestamp()
+    def _advance(self, when: datetime) -> float:
+        """Epoch seconds of ``when`` (engine time); moves the engine's clock (and its epoch, on the first fact)
+        forward."""
+        t = when.timestamp()
         if self.epoch is None:
             self.epoch = t
         self.now = max(self.now, t)
         return t
 
-    def on_reading(self, device_id: str, ts: datetime, values: Mapping[str, bool | int | float]) -> list[AlarmEvent]:
-        """Telemetry of one device at ``ts``. A reading older than the device's newest is late: it counts as
-        activity and as a sign of life, but does not drive durations, rates or thresholds."""
+    def _fact_at(self, ts: datetime, received: datetime | None) -> tuple[float, float]:
+        """(device time, engine time) of a fact; the engine time is also when alarms it causes are raised."""
+        rx = self._advance(received if received is not None else ts)
+        self._fact = rx
+        return ts.timestamp(), rx
+
+    def _at(self, dev: _Dev, t: float) -> float:
+        """Engine time of device time ``t``: a fact's own time while it is applied (an alarm is raised when the
+        engine learns of it), else (timers, in a tick) the device instant shifted by the device's skew."""
+        return self._fact if self._fact is not None else min(t - dev.skew, self.now)
+
+    @staticmethod
+    def _track(dev: _Dev, t: float, rx: float) -> None:
+        """The device's clock offset, from its newest message (device time ``t`` received at ``rx``)."""
+        if dev.newest is None or t >= dev.newest:
+            dev.newest, dev.skew = t, t - rx
+
+    def on_reading(self, device_id: str, ts: datetime, values: Mapping[str, bool | int | float], *,
+                   received: datetime | None = None) -> list[AlarmEvent]:
+        """Telemetry of one device taken at ``ts`` (device time), ``received`` on the engine's clock (default:
+        ``ts``). A reading older than the device's newest is late: it counts as activity and as a sign of
+        life, a level threshold (without ``for``) still raises on it, but it drives no duration or rate and
+        clears nothing."""
         dev = self._devs.get(device_id)
         if dev is None:
             return []
-        t = self._advance(ts)
+        t, rx = self._fact_at(ts, received)
         out = self._out = []
-        self._heard(dev, t)
+        self._heard(dev, rx)
+        late = dev.last_ts is not None and t < dev.last_ts
         if dev.care:
+            act = min(rx, t - dev.skew) if late else rx
             for care, fields, _codes in dev.care:
                 for name in fields:
                     v = values.get(name)
                     if v is not None and v is not False and v > 0:
-                        care.activity(self, dev.unit or "", t, f"{dev.id} {name}={_fmt(v)}")
-        if dev.last_ts is not None and t < dev.last_ts:
+                        care.activity(self, dev.unit or "", act, f"{dev.id} {name}={_fmt(v)}")
+        by_field = dev.by_field
+        if late:
             self.late += 1
+            for name, v in values.items():
+                for e in by_field.get(name, ()):
+                    e.on_late(self, dev, t, v)
             return out
         dev.last_ts = t
-        by_field = dev.by_field
+        self._track(dev, t, rx)
         for name, v in values.items():
             evs = by_field.get(name)
             if evs is not None:
@@ -1272,55 +1341,62 @@ class Engine:
                     e.on_value(self, dev, t, v)
         return out
 
-    def on_event(self, device_id: str, ts: datetime, code: str, state: str) -> list[AlarmEvent]:
-        """A device event (``state`` active, cleared or pulse). An event older than the newest of the same code
-        is late: counted by count rules, ignored by state rules."""
+    def on_event(self, device_id: str, ts: datetime, code: str, state: str, *,
+                 received: datetime | None = None) -> list[AlarmEvent]:
+        """A device event (``state`` active, cleared or pulse) at ``ts`` (device time), ``received`` on the
+        engine's clock (default: ``ts``). An event older than the newest of the same code is late: counted by
+        count rules, ignored by state rules."""
         dev = self._devs.get(device_id)
         if dev is None:
             return []
-        t = self._advance(ts)
+        t, rx = self._fact_at(ts, received)
         out = self._out = []
-        self._heard(dev, t)
+        self._heard(dev, rx)
         last = dev.event_ts.get(code)
         late = last is not None and t < last
         unmuted = False
         if not late:
             dev.event_ts[code] = t
+            self._track(dev, t, rx)
             spec = catalogue.KINDS[dev.kind].event(code)
             if spec is not None and spec.latching:
                 if state == "active":
-                    dev.codes.setdefault(code, t)
+                    dev.codes.setdefault(code, rx)
                 elif state == "cleared" and dev.codes.pop(code, None) is not None:
                     unmuted = code in self._muting
         for e in dev.by_event.get(code, ()):
             e.on_event(self, dev, t, code, state, late)
         if not late and state in ("active", "cleared"):
             for corr, name in self._event_listeners.get((dev.kind, code), ()):
-                corr.signal(self, dev, name, t, state == "active")
+                corr.signal(self, dev, name, rx, state == "active", t)
         for care, _fields, codes in dev.care:
             if code in codes:
-                care.activity(self, dev.unit or "", t, f"{dev.id} {code}")
+                care.activity(self, dev.unit or "", min(rx, t - dev.skew) if late else rx, f"{dev.id} {code}")
         if unmuted:
-            self._unmuted(dev, t)
+            self._unmuted(dev, rx)
         return out
 
-    def on_status(self, device_id: str, ts: datetime, online: bool) -> list[AlarmEvent]:
-        """Online/offline (an offline status is often the broker publishing the device's last will)."""
+    def on_status(self, device_id: str, ts: datetime, online: bool, *,
+                  received: datetime | None = None) -> list[AlarmEvent]:
+        """Online/offline (an offline status is often the broker publishing the device's last will), applied at
+        ``received`` on the engine's clock (default: ``ts``)."""
         dev = self._devs.get(device_id)
         if dev is None:
             return []
-        t = self._advance(ts)
+        _t, rx = self._fact_at(ts, received)
         out = self._out = []
         if online:
-            self._heard(dev, t)
+            self._heard(dev, rx)
         elif dev.online is not False:
-            dev.online, dev.offline_since = False, t
+            dev.online, dev.offline_since = False, rx
             for nd in dev.nodata:
-                self._nodata_next = min(self._nodata_next, nd.check(self, dev, t))
+                self._nodata_next = min(self._nodata_next, nd.check(self, dev, rx))
         return out
 
     def tick(self, now: datetime) -> list[AlarmEvent]:
-        """Let time pass: durations, no-data, care inactivity, count windows, escalation, shelving expiry."""
+        """Let time pass (``now`` on the engine's clock): durations, no-data, care inactivity, count windows,
+        escalation, shelving expiry."""
+        self._fact = None
         t = self._advance(now)
         out = self._out = []
         for lv in self._levels:
@@ -1398,27 +1474,29 @@ class Engine:
             s = self._floors[key] = Subject(floor_id(dev.building, dev.floor), "floor", dev.building, dev.floor)
         return s
 
-    def _set(self, ev: _Eval, dev: _Dev, t: float, on: bool, detail: str) -> None:
-        """A device rule's condition turned on (or repeated) or off: raise/clear its alarm, tell correlations."""
+    def _set(self, ev: _Eval, dev: _Dev, t: float, on: bool, detail: str, occurred: float | None = None) -> None:
+        """A device rule's condition turned on (or repeated) or off at engine time ``t`` (``occurred``: the device
+        time of the observation): raise/clear its alarm, tell correlations."""
         if on and ev.suppress and dev.codes:
             muted = ev.muted_by(dev)
             if muted:
                 self.book.suppressed(ev.policy, dev.subject, t, f"{detail} (suppressed: {', '.join(muted)} active)",
-                                     self._out)
+                                     self._out, occurred)
             else:
-                self.book.raise_(ev.policy, dev.subject, t, detail, self._out)
+                self.book.raise_(ev.policy, dev.subject, t, detail, self._out, occurred)
         elif on:
-            self.book.raise_(ev.policy, dev.subject, t, detail, self._out)
+            self.book.raise_(ev.policy, dev.subject, t, detail, self._out, occurred)
         else:
-            self.book.clear(ev.policy, dev.id, t, detail, self._out)
+            self.book.clear(ev.policy, dev.id, t, detail, self._out, occurred)
         for corr, name in self._rule_listeners.get(ev.id, ()):
-            corr.signal(self, dev, name, t, on)
+            corr.signal(self, dev, name, t, on, occurred)
 
-    def _raise_or_clear(self, ev: _Eval, subject: Subject, t: float, on: bool, detail: str) -> None:
+    def _raise_or_clear(self, ev: _Eval, subject: Subject, t: float, on: bool, detail: str,
+                        occurred: float | None = None) -> None:
         if on:
-            self.book.raise_(ev.policy, subject, t, detail, self._out)
+            self.book.raise_(ev.policy, subject, t, detail, self._out, occurred)
         else:
-            self.book.clear(ev.policy, subject.id, t, detail, self._out)
+            self.book.clear(ev.policy, subject.id, t, detail, self._out, occurred)
 
     def _unmuted(self, dev: _Dev, t: float) -> None:
         """A shielded/maintenance state ended: conditions still true on the device raise now."""
@@ -1436,7 +1514,7 @@ class Engine:
             if d.last_seen is not None or d.last_ts is not None or d.online is not None or d.codes or d.event_ts:
                 devices[d.id] = {"last_ts": d.last_ts, "last_seen": d.last_seen, "online": d.online,
                                  "offline_since": d.offline_since, "codes": dict(d.codes),
-                                 "event_ts": dict(d.event_ts)}
+                                 "event_ts": dict(d.event_ts), "newest": d.newest, "skew": d.skew}
         return {
             "version": self.SNAPSHOT_VERSION, "epoch": self.epoch, "now": self.now if math.isfinite(self.now) else None,
             "late": self.late, "devices": devices,
@@ -1461,6 +1539,7 @@ class Engine:
             dev.last_ts, dev.last_seen, dev.online = d["last_ts"], d["last_seen"], d["online"]
             dev.offline_since = d["offline_since"]
             dev.codes, dev.event_ts = dict(d["codes"]), dict(d["event_ts"])
+            dev.newest, dev.skew = d.get("newest", dev.last_ts), float(d.get("skew", 0.0))
         for rid, item in snapshot.get("rules", {}).items():
             ev = eng._evals.get(rid)
             if ev is not None and ev.rule.type == item["type"] and item["state"] is not None:
@@ -1476,6 +1555,7 @@ def replay(engine: Engine, messages: Iterable[tuple[float, str, bytes]], *, root
            until: float | None = None, rejected: list[str] | None = None) -> Iterator[AlarmEvent]:
     """Feed ``(t, topic, payload)`` messages (time-ordered, ``t`` in epoch seconds) through the contract into
     ``engine``, ticking every ``tick_every`` simulated seconds (and up to ``until``); yield every alarm event.
+    Each fact counts as received at its own device time (the simulated clock is the engine's clock).
     Messages the contract rejects are skipped (and described in ``rejected`` if given)."""
     next_tick: float | None = None
     for t, topic_text, payload in messages:

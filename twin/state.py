@@ -49,7 +49,7 @@ EVENT_LEVEL: Mapping[str, Level] = {
     "held_open": Level.WARNING,
     "maintenance_mode": Level.WARNING,
 }
-OFFLINE_AFTER_HEARTBEATS = 2  # a device is offline after missing this many heartbeat periods
+OFFLINE_AFTER_HEARTBEATS = catalogue.OFFLINE_AFTER_HEARTBEATS  # default; each kind's catalogue silence_s rules
 
 
 @dataclass(slots=True)
@@ -165,7 +165,7 @@ class LiveState:
         for d in self.devices.values():
             if d.online is False or d.last_seen is None:
                 continue
-            period = timedelta(seconds=catalogue.KINDS[d.kind].heartbeat_s * OFFLINE_AFTER_HEARTBEATS)
+            period = timedelta(seconds=catalogue.KINDS[d.kind].silence_s)
             if now - d.last_seen > period:
                 d.online = False
                 gone.append(d.device_id)

@@ -15,6 +15,11 @@ naming the state and what is allowed from it; the caller stores the result under
 :func:`next_alert_at`), assignment (:func:`assign`), incident correlation (:func:`incident_keys`),
 permissions (:func:`permission_problem`) and KPIs (:func:`kpis`) are pure functions of their inputs.
 Times are aware datetimes; a deadline is met by an action *at or before* it and breached after it.
+
+Tickets live on server time: ``created_at`` (= ``received_at``, when the gateway got the alarm, see
+:func:`received_time`), the SLA clocks, the watchdog and the duty roster all use it. ``occurred_at`` keeps
+the device's own time of the alarm, for the record: a device clock that is wrong, or a replay of the past,
+cannot make a ticket breached at birth nor hand it to the worker of another shift.
 """
 
 from __future__ import annotations
@@ -196,7 +201,7 @@ class Ticket:
     priority: Priority
     state: TicketState
     source: Literal["alarm", "manual"]
-    created_at: datetime
+    created_at: datetime  # registered (server time): the roster and the first SLA clocks start here
     clock_start: datetime  # creation, or the last reopening: the respond/resolve clocks run from here
     respond_by: datetime
     resolve_by: datetime | None
@@ -233,6 +238,8 @@ class Ticket:
     rating_comment: str | None = None
     rated_at: datetime | None = None
     version: int = 1
+    occurred_at: datetime | None = None  # device time of the (first) alarm, or the reported time of a call
+    received_at: datetime | None = None  # server time the gateway got the alarm (or the call was taken)
 
     @property
     def open(self) -> bool:
@@ -269,9 +276,12 @@ def new_ticket(*, community: str, title: str, category: str, priority: Priority,
                at: datetime, policy: SlaPolicy, rate_token: str, rule: str | None = None, building: str | None = None,
                floor: int | None = None, unit: str | None = None, device: str | None = None,
                description: str = "", reporter: str = "system", contact: str | None = None,
-               keys: Iterable[str] = ()) -> Ticket:
-    """A ticket just registered (受理) with its deadlines; :func:`dispatch` hands it to someone."""
+               keys: Iterable[str] = (), occurred_at: datetime | None = None) -> Ticket:
+    """A ticket just registered (受理) at server time ``at`` with its deadlines; :func:`dispatch` hands it to
+    someone. ``occurred_at``: the device time of the alarm (default ``at``)."""
     _aware(at)
+    if occurred_at is not None:
+        _aware(occurred_at)
     d = policy.deadlines(priority, rule, at)
     return Ticket(
         id=0, community=community, title=title, category=category, priority=priority, state=TicketState.ACCEPTED,
@@ -279,8 +289,13 @@ def new_ticket(*, community: str, title: str, category: str, priority: Priority,
         progress_from=at if d.progress_by else None, progress_by=d.progress_by, rate_token=rate_token, rule=rule,
         life_safety=policy.is_life_safety(rule), building=building, floor=floor, unit=unit, device=device,
         description=description, reporter=reporter, contact=contact, keys=frozenset(keys),
-        last_alarm_at=at if source == "alarm" else None,
+        last_alarm_at=at if source == "alarm" else None, occurred_at=occurred_at or at, received_at=at,
     )
+
+
+def received_time(event: AlarmEvent, default: datetime) -> datetime:
+    """Server time an alarm event reached the gateway (``default``, the caller's now, if it does not say)."""
+    return event.received_at if event.received_at is not None else default
 
 
 def dispatch(t: Ticket, a: Assignment) -> Ticket:
@@ -369,14 +384,16 @@ def escalate(t: Ticket, to: str | None, at: datetime) -> Ticket:
     return replace(t, state=TicketState.ESCALATED, escalated_to=to or t.escalated_to, escalations=t.escalations + 1)
 
 
-def attach_alarm(t: Ticket, event: AlarmEvent, policy: SlaPolicy, keys: Iterable[str] = ()) -> Ticket:
-    """A correlated alarm joins the open ticket; a life-safety or urgent alarm tightens its clocks."""
+def attach_alarm(t: Ticket, event: AlarmEvent, policy: SlaPolicy, keys: Iterable[str] = (), *,
+                 at: datetime | None = None) -> Ticket:
+    """A correlated alarm joins the open ticket; a life-safety or urgent alarm tightens its clocks from ``at``,
+    the server time it arrived (default: :func:`received_time`, else the event's own time)."""
     _need(t, "attach")
-    t = replace(t, keys=t.keys | frozenset(keys),
-                last_alarm_at=max(t.last_alarm_at or event.at, event.at))
+    at = at or received_time(event, event.at)
+    t = replace(t, keys=t.keys | frozenset(keys), last_alarm_at=max(t.last_alarm_at or at, at))
     wanted = Priority.of(event.dispatch)
     if wanted is Priority.URGENT or policy.is_life_safety(event.rule):
-        t = tighten(t, Priority.URGENT, event.rule if policy.is_life_safety(event.rule) else t.rule, event.at, policy)
+        t = tighten(t, Priority.URGENT, event.rule if policy.is_life_safety(event.rule) else t.rule, at, policy)
     return t
 
 
@@ -597,7 +614,8 @@ def event_keys(community: Community | None, event: AlarmEvent) -> frozenset[str]
 
 
 def correlates(t: Ticket, keys: frozenset[str], at: datetime, window: timedelta) -> bool:
-    """An alarm joins an open ticket that shares an incident key and saw an alarm (or was opened) recently."""
+    """An alarm (arriving at server time ``at``) joins an open ticket that shares an incident key and saw an
+    alarm (or was opened) recently."""
     last = t.last_alarm_at or t.created_at
     return t.open and bool(t.keys & keys) and at - last <= window
 
