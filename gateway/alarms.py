@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,25 +34,45 @@ Publish = Callable[[str, bytes, int], None]
 
 
 class EventClock:
-    """Now, as the devices see it: the newest message time, advanced by wall time since it arrived.
+    """Now, for the rules engine: the newest device time seen, advanced by wall time since it arrived,
+    and never ahead of server time.
 
-    Live, this is the wall clock; when a simulator replays a day at 60x in the past, it is the
-    simulated time, so durations and no-data rules work in both.
+    Live, this is the server clock: a device whose clock runs fast cannot drag it forward (the gateway
+    accepts timestamps up to 5 min ahead), so it cannot make every other device look silent. When a
+    simulator replays a scenario in the past (``--speed 60``, the tests), it is the replayed time, so
+    durations and no-data rules behave as in an offline replay. The engine measures silence from when
+    each message was received on this clock, so a device whose clock runs behind is not silent either.
+    ``server()`` is the wall clock itself: what tickets, SLA deadlines and the duty roster run on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, wall: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.newest: datetime | None = None
         self._wall_at_newest = 0.0
+        self._server = wall or (lambda: datetime.now(UTC))
+        self._monotonic = monotonic
+
+    def server(self) -> datetime:
+        return self._server()
 
     def saw(self, ts: datetime) -> None:
+        """A device said it is ``ts``; a time ahead of the server clock counts as the server's now."""
+        ts = min(ts, self._server())
         if self.newest is None or ts > self.newest:
             self.newest = ts
-            self._wall_at_newest = time.monotonic()
+            self._wall_at_newest = self._monotonic()
 
     def now(self) -> datetime | None:
         if self.newest is None:
             return None
-        return self.newest + timedelta(seconds=time.monotonic() - self._wall_at_newest)
+        return min(self.newest + timedelta(seconds=self._monotonic() - self._wall_at_newest), self._server())
+
+    def received(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
+        """``events`` stamped with the server time the gateway got what caused them (tickets start there)."""
+        if not events:
+            return events
+        at = self._server()
+        return [e if e.received_at is not None else replace(e, received_at=at) for e in events]
 
 
 def rule_files(extra: Sequence[Path]) -> list[Path]:
@@ -117,22 +137,23 @@ class AlarmService:
     # -- facts in --------------------------------------------------------------------------------
 
     def on_readings(self, device: str, samples: Sequence[tuple[datetime, dict[str, Any]]]) -> list[AlarmEvent]:
+        """Readings at their device times, received now on the event clock."""
         out: list[AlarmEvent] = []
         for ts, values in samples:
             self.clock.saw(ts)
-            out += self.engine.on_reading(device, ts, values)
-        return out
+            out += self.engine.on_reading(device, ts, values, received=self.clock.now())
+        return self.clock.received(out)
 
     def on_event(self, device: str, ts: datetime, code: str, state: str) -> list[AlarmEvent]:
         self.clock.saw(ts)
-        return self.engine.on_event(device, ts, code, state)
+        return self.clock.received(self.engine.on_event(device, ts, code, state, received=self.clock.now()))
 
     def on_status(self, device: str, ts: datetime, online: bool) -> list[AlarmEvent]:
-        return self.engine.on_status(device, ts, online)
+        return self.clock.received(self.engine.on_status(device, ts, online, received=self.clock.now()))
 
     def tick(self) -> list[AlarmEvent]:
         now = self.clock.now()
-        return self.engine.tick(now) if now is not None else []
+        return self.clock.received(self.engine.tick(now)) if now is not None else []
 
     def command(self, raw: bytes) -> list[AlarmEvent]:
         """Apply an operator's command; a bad or illegal one is logged and published as rejected."""
@@ -141,18 +162,18 @@ class AlarmService:
         except (orjson.JSONDecodeError, ValueError) as exc:
             self._reject(None, f"bad command: {str(exc).splitlines()[0]}")
             return []
-        at = self.clock.now() or datetime.now(UTC)
+        at = self.clock.now() or self.clock.server()
         try:
             if cmd.action == "acknowledge":
-                return [self.engine.acknowledge(cmd.key, cmd.by, at, cmd.comment)]
+                return self.clock.received([self.engine.acknowledge(cmd.key, cmd.by, at, cmd.comment)])
             if cmd.action == "clear":
-                return [self.engine.clear(cmd.key, cmd.by, at, cmd.comment)]
+                return self.clock.received([self.engine.clear(cmd.key, cmd.by, at, cmd.comment)])
             if cmd.action == "shelve":
                 if cmd.until is None:
                     self._reject(cmd.key, "shelve needs `until`")
                     return []
-                return [self.engine.shelve(cmd.key, cmd.until, cmd.by, at)]
-            return [self.engine.unshelve(cmd.key, cmd.by, at)]
+                return self.clock.received([self.engine.shelve(cmd.key, cmd.until, cmd.by, at)])
+            return self.clock.received([self.engine.unshelve(cmd.key, cmd.by, at)])
         except (AlarmError, KeyError) as exc:
             self._reject(cmd.key, str(exc))
             return []
