@@ -153,6 +153,21 @@ def test_baseline_heartbeats_at_each_kinds_period() -> None:
         assert max(gaps) <= period + 0.002, (device, max(gaps), period)
 
 
+def test_baseline_devices_never_fall_silent_for_the_shipped_rules() -> None:
+    """Heartbeats at each kind's period keep every device inside its catalogue silence (fire: 65 min,
+    GB 50440's 2 h check): a quiet day raises no offline alarm, so neither does the demo."""
+    from twin.rules import DEFAULTS_FILE, Engine, load_rules, replay
+
+    plan, _msgs = simulate("baseline", per_kind=3)
+    kept = {d.id for d in plan.devices}
+    rules = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], sample())
+    messages = [(m.t, m.topic, m.payload) for m in engine.plan_messages(plan, sample(), ROOT, start=START, seed=SEED)]
+    out = replay(Engine(rules, sample()), messages, root=ROOT, until=messages[-1][0], tick_every=60.0)
+    silent = {(e.rule, e.subject) for e in out if e.rule.endswith("_offline") and e.subject in kept}
+    assert silent == set()
+    assert max(catalogue.KINDS[k].silence_s for k in catalogue.KINDS if catalogue.KINDS[k].category == "fire") <= 7200
+
+
 def test_baseline_temperature_and_humidity_follow_the_day() -> None:
     _plan, msgs = simulate("baseline")
     th = [m for m in msgs if m.channel == "telemetry" and m.has("humidity")]
