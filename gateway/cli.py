@@ -237,8 +237,15 @@ def cmd_devices_credentials(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway import services
+
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s)
+    # The embedded amqtt fallback loses what is published while the gateway is down: never in production
+    # (the demo still runs on it, with a warning).
+    problem = services.not_durable(s, mqtt_url)
+    if problem is not None:
+        raise CliError(problem, EXIT_UNAVAILABLE)
     gw = _make_gateway(s, mqtt_url, db_url, mqtt5)
     stop = _stop_event(args.duration)
     try:

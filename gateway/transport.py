@@ -15,6 +15,15 @@ back-pressure. ``mid`` is an opaque acknowledgement token for :meth:`Transport.a
 
 Every socket, TLS and protocol failure is translated at this edge into :class:`MqttError`; the
 reconnect loop is a loop around ``except MqttError``.
+
+Oversize messages: the fast transport never buffers a PUBLISH whose payload may exceed
+``max_payload_bytes`` (the gateway's limit) by more than :data:`~twin.mqtt_codec.PUBLISH_HEADROOM`. It
+reads such a packet's topic and packet id, keeps the first ``max_payload_bytes + 1`` payload bytes,
+discards the rest as it streams in (memory stays bounded whatever the size), and hands the truncated
+message to ``on_message`` like any other: the gateway's validator rejects it as ``too_large``, stores the
+dead letter, and the acknowledgement that follows keeps the broker from redelivering it forever. paho
+has no such limit: with MQTT 5 the gateway announces a Maximum Packet Size (the broker then drops bigger
+messages for it); with MQTT 3.1.1 and paho only the broker's ``max_packet_size`` protects the gateway.
 """
 
 from __future__ import annotations
@@ -76,6 +85,9 @@ class Transport(Protocol):
 # -- the fast transport -----------------------------------------------------------------------------
 
 _RECV_BYTES = 256 * 1024
+# The largest gateway.max_payload_bytes the settings allow; the gateway passes its own, smaller limit.
+DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+_MAX_CONTROL_PACKET = 65_536  # anything but PUBLISH from the broker is tiny (SUBACK, PUBACK, CONNACK...)
 _POLL_S = 1.0  # how often an idle reader wakes to check for a dead connection or a stop
 
 
@@ -174,7 +186,8 @@ class FastTransport:
                  on_disconnect: OnDisconnect | None = None, keepalive: int = 30, clean_session: bool = False,
                  tls_context: ssl.SSLContext | None = None, connect_timeout_s: float = 10.0,
                  reconnect_min_s: float = 0.25, reconnect_max_s: float = 30.0, recv_bytes: int = _RECV_BYTES,
-                 max_packet_bytes: int = codec.MAX_REMAINING_LENGTH, max_pending_publishes: int = 10_000) -> None:
+                 max_packet_bytes: int = _MAX_CONTROL_PACKET, max_pending_publishes: int = 10_000,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         if not subscriptions:
             raise ValueError("the gateway needs at least one subscription")
         if keepalive < 1:
@@ -188,7 +201,9 @@ class FastTransport:
         self._connect_timeout_s = connect_timeout_s
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._recv_bytes = recv_bytes
-        self._max_packet = max_packet_bytes
+        self._max_packet = max_packet_bytes  # any packet but PUBLISH: longer ones are a protocol error
+        self._max_payload = max_payload_bytes
+        self._max_publish = max_payload_bytes + codec.PUBLISH_HEADROOM  # longer PUBLISHes are never buffered
         self._max_pending = max_pending_publishes
         self._on_message = on_message
         self._on_connect = on_connect
@@ -205,6 +220,7 @@ class FastTransport:
         self._reader: threading.Thread | None = None
         self._pinger: threading.Thread | None = None
         self.dropped_publishes = 0  # QoS 1 publishes dropped because too many were unacknowledged
+        self.oversize_messages = 0  # PUBLISHes too long to buffer, passed on truncated (see the module doc)
 
     # -- public surface --------------------------------------------------------------------------
 
@@ -364,19 +380,37 @@ class FastTransport:
         dead_after = 1.5 * self.keepalive + _POLL_S
         # ``buf`` holds the start of a packet that is not complete yet; ``need`` is how many bytes it must
         # hold before decoding is worth trying again (the packet's size once its header is complete).
+        # ``big`` is a PUBLISH too long to buffer, being skipped as its bytes arrive.
         buf = bytearray()
         need = 0
-        data: bytes | None = conn.leftover
+        big: _Oversize | None = None
+        data: bytes | memoryview | None = conn.leftover
         while not self._stopping.is_set():
-            if data:
+            while data:
                 try:
-                    packets, used = codec.decode(data, max_length=self._max_packet)
+                    if big is not None:
+                        rest = big.feed(data)
+                        if not big.done:
+                            break
+                        self._dispatch_oversize(big, conn)
+                        big = None
+                        data = bytes(rest)
+                        continue
+                    if isinstance(data, memoryview):
+                        data = bytes(data)
+                    packets, used = codec.decode(data, max_length=self._max_packet, max_publish=self._max_publish)
+                    header = codec.fixed_header(data, used) if used < len(data) else None
                 except codec.ProtocolError as exc:
                     raise MqttError(f"bad data from the broker: {exc}") from exc
+                self._dispatch(packets, conn)
+                if header is not None and header.length > self._max_publish:  # decode stopped in front of it
+                    big = _Oversize(header, keep=self._max_payload + 1)
+                    data = memoryview(data)[used:]
+                    continue
                 if used < len(data):
                     buf += memoryview(data)[used:]
                     need = _bytes_needed(buf)
-                self._dispatch(packets, conn)
+                data = None
             chunk = conn.recv(self._recv_bytes, _POLL_S)
             now = time.monotonic()
             if chunk is None:
@@ -385,7 +419,7 @@ class FastTransport:
                 data = None
                 continue
             self._last_rx = now
-            if not buf:
+            if big is not None or not buf:
                 data = chunk  # the common case: decode the received bytes as they are, no copy
                 continue
             buf += chunk
@@ -424,6 +458,17 @@ class FastTransport:
             else:
                 raise MqttError(f"unexpected packet type 0x{p.kind:02x} from the broker")
 
+    def _dispatch_oversize(self, big: _Oversize, conn: _Connection) -> None:
+        """Hand a skipped PUBLISH to ``on_message`` with its payload cut to ``max_payload_bytes + 1`` bytes:
+        the validator rejects it as too_large and the gateway acknowledges it like any rejection."""
+        topic, pid, payload = big.message()
+        self.oversize_messages += 1
+        if self.oversize_messages == 1 or self.oversize_messages % 100 == 0:
+            log.warning("a %d-byte message on %s exceeds the %d-byte limit: passed on truncated (%d so far)",
+                        big.total, topic, self._max_payload, self.oversize_messages)
+        packet = codec.Packet(codec.PUBLISH, big.header.first & 0x0F, pid, topic, payload)
+        self._dispatch([packet], conn)
+
     def _subscribed(self, p: codec.Packet) -> None:
         codes = codec.suback_codes(p.payload)
         refused = [f for (f, _q), c in zip(self.subscriptions, codes, strict=False) if c >= 0x80]
@@ -461,6 +506,55 @@ class FastTransport:
                         self._send_locked(self._conn, codec.PINGREQ)
 
 
+class _Oversize:
+    """A PUBLISH too long to buffer: keeps its head (fixed and variable header) and the first ``keep``
+    payload bytes, and only counts the rest away as it streams in. Memory: at most 5 + 2 + 65,535 + 2 +
+    ``keep`` bytes, whatever the packet's size."""
+
+    def __init__(self, header: codec.FixedHeader, *, keep: int) -> None:
+        self.header = header
+        self.total = header.size + header.length  # bytes of the whole packet
+        self.seen = 0  # bytes of it consumed so far
+        self.keep = keep
+        self.head = bytearray()
+        self._parsed: codec.PublishHead | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.seen >= self.total
+
+    def _want(self) -> int:
+        """How many of the packet's first bytes to keep, as far as is known yet."""
+        if self._parsed is None:
+            self._parsed = codec.publish_head(self.head, self.header)
+        if self._parsed is None:  # topic length or topic not complete yet: take what is needed to learn it
+            j = self.header.size
+            if len(self.head) < j + 2:
+                return j + 2
+            tlen = (self.head[j] << 8) | self.head[j + 1]
+            return j + 2 + tlen + (2 if self.header.first & 0x06 else 0)
+        return min(self.total, self._parsed.size + self.keep)
+
+    def feed(self, data: bytes | memoryview) -> memoryview:
+        """Consume this packet's part of ``data``; return what follows it (empty while it goes on)."""
+        view = memoryview(data)
+        take = min(len(view), self.total - self.seen)
+        used = 0
+        while used < take and (room := self._want() - len(self.head)) > 0:
+            n = min(room, take - used)
+            self.head += view[used:used + n]
+            used += n
+        self.seen += take
+        return view[take:]
+
+    def message(self) -> tuple[str, int, bytes]:
+        """(topic, packet id, first payload bytes) once :attr:`done`."""
+        parsed = self._parsed or codec.publish_head(self.head, self.header)
+        if parsed is None:  # cannot happen for a packet that is done: its head fit in it
+            raise MqttError("a PUBLISH ended before its topic")
+        return parsed.topic, parsed.packet_id, bytes(self.head[parsed.size:])
+
+
 def _packet_size_at(buf: bytes | bytearray) -> int:
     """Total size of the packet at the start of ``buf`` if its fixed header is complete, else 0."""
     length, shift = 0, 0
@@ -490,11 +584,19 @@ def _quietly(fn: Callable[..., None], *args: Any) -> None:
 
 
 class PahoTransport:
-    """paho-mqtt, for MQTT 5 (session expiry, receive maximum) or as a fallback of the fast transport."""
+    """paho-mqtt, for MQTT 5 (session expiry, receive maximum) or as a fallback of the fast transport.
+
+    paho buffers every incoming packet whole and has no limit of its own. With MQTT 5 the CONNECT
+    announces ``max_payload_bytes`` + headroom as Maximum Packet Size, so the broker never sends a
+    bigger message (it drops it for this client); with MQTT 3.1.1 nothing can tell the broker, and only
+    its own ``max_packet_size`` (set in every broker config gridtwin ships) bounds what arrives.
+    """
 
     def __init__(self, url: str, *, client_id: str, subscriptions: Sequence[tuple[str, int]],
                  on_message: OnMessage, on_connect: OnConnect | None = None,
-                 on_disconnect: OnDisconnect | None = None, keepalive: int = 30, mqtt5: bool = False) -> None:
+                 on_disconnect: OnDisconnect | None = None, keepalive: int = 30, mqtt5: bool = False,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.max_packet_size = max_payload_bytes + codec.PUBLISH_HEADROOM
         self.addr = contract.BrokerAddress.parse(url)
         self.subscriptions = [(f, int(q)) for f, q in subscriptions]
         self.keepalive = keepalive
@@ -531,6 +633,7 @@ class PahoTransport:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = 7 * 86400  # persistent session for a week of gateway downtime
                 props.ReceiveMaximum = 1000
+                props.MaximumPacketSize = self.max_packet_size  # the broker drops bigger messages for us
                 self._client.connect(self.addr.host, self.addr.port, keepalive=self.keepalive,
                                      clean_start=False, properties=props)
             else:

@@ -31,7 +31,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.errors import BrokerUnreachable
-from twin import contract
+from twin import accounts, contract
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class DeviceFleet:
         self.qos = qos
         self.mqtt5 = mqtt5
         self.keepalive = keepalive
-        self.credentials = credentials or {}  # username ({community}.{device}) -> password
+        self.credentials = credentials or {}  # username (twin.accounts: {community}/{device}) -> password
         self.connect_timeout_s = connect_timeout_s
         self.clients: dict[str, paho.Client] = {}
         self._socks: dict[str, Any] = {}
@@ -176,7 +176,7 @@ class DeviceFleet:
 
     def connect(self, device_id: str, status_topic: str, online: bytes, will: bytes) -> None:
         """Connect one device with its last will, wait for CONNACK, publish its online status."""
-        user = f"{self.community_id}.{device_id}"
+        user = accounts.device_username(self.community_id, device_id)
         creds = (user, self.credentials[user]) if user in self.credentials else None
         client = _new_client(self.addr, self.client_id(device_id), self.mqtt5, creds)
         client.will_set(status_topic, will, qos=1, retain=False)

@@ -150,9 +150,14 @@ def test_mosquitto_config_requires_auth_and_has_tls(config: dict[str, Any]) -> N
     assert "1883" in listeners
     assert {"certfile", "keyfile"} <= listeners.get("8883", set()), "no TLS listener on 8883"
 
+    # The ACL is generated from gateway/credentials.py (tests/test_broker_acl.py runs it on a real broker);
+    # device accounts come from devices.acl, never from pattern rules that apply to every account.
     acl = (source / "acl").read_text(encoding="utf-8")
-    assert re.search(r"^pattern write gridtwin/v1/\+/%u/telemetry$", acl, re.MULTILINE)
-    assert re.search(r"^pattern read gridtwin/v1/\+/%u/error$", acl, re.MULTILINE)
+    assert re.search(r"^user gateway$\n(^topic .*$\n)*^topic write gridtwin/v1/workers/\+/tickets$", acl, re.MULTILINE)
+    assert not re.search(r"^pattern ", acl, re.MULTILINE)
+    # Queue and packet limits are explicit (tests/test_broker_limits.py checks the values).
+    for key in ("max_queued_messages", "max_queued_bytes", "max_inflight_messages", "max_packet_size"):
+        assert any(d[0] == key for d in directives), key
 
 
 def test_env_example_lists_every_required_variable() -> None:

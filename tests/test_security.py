@@ -52,7 +52,7 @@ def test_anonymous_and_wrong_passwords_are_refused(secured: tuple[Mosquitto, dic
     c, rc = _client(broker, None, None)
     c.loop_stop()
     assert rc != 0
-    c, rc = _client(broker, "sunshine.B1-HYD", "wrong")
+    c, rc = _client(broker, "sunshine/B1-HYD", "wrong")
     c.loop_stop()
     assert rc != 0
 
@@ -65,7 +65,7 @@ def test_device_may_publish_only_its_own_topics(secured: tuple[Mosquitto, dict[s
     gw.on_message = lambda _c, _u, m: got.append(m.topic)
     gw.subscribe("gridtwin/v1/#", qos=1)
     time.sleep(0.3)
-    dev, rc = _client(broker, "sunshine.B1-HYD", pw["sunshine.B1-HYD"])
+    dev, rc = _client(broker, "sunshine/B1-HYD", pw["sunshine/B1-HYD"])
     assert rc == 0
     dev.publish(f"{ROOT_T}/B1-HYD/telemetry", b"{}", qos=1).wait_for_publish(5)
     dev.publish(f"{ROOT_T}/B2-HYD/telemetry", b"{}", qos=1).wait_for_publish(5)  # speaking for another device
@@ -95,5 +95,5 @@ def test_rerun_keeps_passwords_and_drops_retired(tmp_path: Path) -> None:
     rep = credentials.generate([("s", "a"), ("s", "c")], out)
     second = credentials.read_secrets(out)
     assert (rep.added, rep.removed) == (1, 1)
-    assert second["s.a"] == first["s.a"] and "s.b" not in second and "s.c" in second
+    assert second["s/a"] == first["s/a"] and "s/b" not in second and "s/c" in second
     assert oct((out / "secrets.csv").stat().st_mode & 0o777) == "0o600"

@@ -9,6 +9,10 @@ every complete packet in it at once, so a client reads large chunks and pays Pyt
 packet only for the few slicing operations a packet needs. Only what a client of ours receives is
 decoded (PUBLISH at QoS 0/1, PUBACK, SUBACK, PINGRESP, CONNACK, DISCONNECT); other packets are
 returned undecoded for the caller to refuse.
+
+A receiver that must not buffer huge messages passes ``max_publish`` to :func:`decode`, which then stops
+in front of a longer PUBLISH; :func:`fixed_header` and :func:`publish_head` let the caller read just
+that packet's topic and packet id and skip the rest as it streams in.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ PINGREQ = b"\xc0\x00"
 DISCONNECT = b"\xe0\x00"  # normal disconnection (3.1.1; in 5 a zero-length body means reason 0x00)
 
 MAX_REMAINING_LENGTH = 268_435_455  # four varint bytes: the protocol's limit
+PUBLISH_HEADROOM = 4096  # room for a PUBLISH's topic, packet id and headers around its payload
 
 _U16 = struct.Struct("!H")
 _PUBACK = struct.Struct("!HH")  # fixed header (0x40, length 2) + packet id
@@ -162,12 +167,15 @@ def subscribe_packet(packet_id: int, filters: Sequence[tuple[str, int]], *, mqtt
 
 
 def decode(data: bytes | bytearray, start: int = 0, *, mqtt5: bool = False,
-           max_length: int = MAX_REMAINING_LENGTH) -> tuple[list[Packet], int]:
+           max_length: int = MAX_REMAINING_LENGTH, max_publish: int | None = None) -> tuple[list[Packet], int]:
     """Every complete packet in ``data[start:]`` and the offset just after the last one.
 
     The caller keeps ``data[offset:]`` (an incomplete packet) and appends the next bytes it receives.
     Raises :class:`ProtocolError` for a malformed stream, or a packet longer than ``max_length``
     (checked as soon as its length is known, so a hostile length cannot make the caller buffer it).
+    With ``max_publish``, PUBLISH packets are held to that limit instead of ``max_length``, and one
+    above it is neither decoded nor refused: decoding stops at its first byte (the offset returned),
+    even if it is complete, and the caller recognises it with :func:`fixed_header`.
     """
     out: list[Packet] = []
     append = out.append
@@ -192,7 +200,10 @@ def decode(data: bytes | bytearray, start: int = 0, *, mqtt5: bool = False,
                 shift += 7
                 if shift > 21:
                     raise ProtocolError("remaining length longer than four bytes")
-        if length > max_length:
+        if max_publish is not None and first & 0xF0 == PUBLISH:
+            if length > max_publish:
+                return out, i
+        elif length > max_length:
             raise ProtocolError(f"packet of {length} bytes exceeds the {max_length}-byte limit")
         end = j + length
         if end > n:
@@ -225,6 +236,55 @@ def decode(data: bytes | bytearray, start: int = 0, *, mqtt5: bool = False,
             append(Packet(kind, first & 0x0F, 0, "", bytes(data[j:end])))
         i = end
     return out, i
+
+
+class FixedHeader(NamedTuple):
+    first: int  # packet type and flags
+    length: int  # remaining length
+    size: int  # bytes of the fixed header itself (2-5)
+
+
+def fixed_header(data: bytes | bytearray, start: int = 0) -> FixedHeader | None:
+    """The fixed header of the packet at ``data[start:]``, or None while it is incomplete."""
+    n = len(data)
+    if start + 1 >= n:
+        return None
+    length, shift, j = 0, 0, start + 1
+    while True:
+        if j >= n:
+            return None
+        b = data[j]
+        j += 1
+        length |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return FixedHeader(data[start], length, j - start)
+        shift += 7
+        if shift > 21:
+            raise ProtocolError("remaining length longer than four bytes")
+
+
+class PublishHead(NamedTuple):
+    topic: str
+    packet_id: int  # 0 at QoS 0
+    size: int  # bytes from the packet's first byte to its payload (fixed + variable header)
+
+
+def publish_head(head: bytes | bytearray, header: FixedHeader) -> PublishHead | None:
+    """Topic and packet id of an MQTT 3.1.1 PUBLISH from its first bytes ``head`` (fixed header included),
+    or None while ``head`` is too short to hold them. The payload need not be there."""
+    j = header.size
+    if len(head) < j + 2:
+        return None
+    tlen = (head[j] << 8) | head[j + 1]
+    pid_len = 2 if header.first & 0x06 else 0
+    if 2 + tlen + pid_len > header.length:
+        raise ProtocolError("PUBLISH topic runs past the packet")
+    end = j + 2 + tlen + pid_len
+    if len(head) < end:
+        return None
+    topic = bytes(head[j + 2:j + 2 + tlen]).decode("utf-8", "replace")
+    pid = (head[end - 2] << 8) | head[end - 1] if pid_len else 0
+    return PublishHead(topic, pid, end)
 
 
 def _skip_properties(data: bytes | bytearray, i: int, end: int) -> int:
