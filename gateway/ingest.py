@@ -420,18 +420,19 @@ class Gateway:
             log.warning("start-up cache not saved: %s", exc)
 
     def _apply_live(self, items: list[Accepted]) -> None:
+        received = datetime.now(UTC)  # heartbeats count from receipt: a slow device clock is not silence
         for item in items:
             state = self.live.get(item.device.community)
             if state is None:
                 continue
             code = item.device.code
             for ts, values in item.samples:
-                state.reading(code, ts, values)
+                state.reading(code, ts, values, received=received)
             for ts, _dev, ev, st, _detail, _seq in item.events:
-                state.event(code, ts, ev, st)
+                state.event(code, ts, ev, st, received=received)
             for _dev, st, _reason, at in item.statuses:
                 if not item.samples and not item.events:  # explicit status message (or last will)
-                    state.status(code, at, online=st == "online")
+                    state.status(code, at, online=st == "online", received=received)
 
     def _run_rules(self, items: list[Accepted], commands: list[Command]) -> Produced:
         """Feed facts and operators' commands to each community's rules; return the alarm changes."""

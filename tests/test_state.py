@@ -98,3 +98,13 @@ def test_restore_from_database_after_restart(db_url: str, schema: str, sample: C
     assert r.devices["B1-F9-SD1"] is Level.CRITICAL and r.devices["B1-F1-SD1"] is Level.NORMAL
     assert r.devices["B3-HYD"] is Level.WARNING and r.devices["B2-F1-TH"] is Level.OFFLINE
     assert r.buildings == live.rollup().buildings
+
+
+def test_a_device_whose_clock_runs_behind_is_not_silent(sample: Community) -> None:
+    state = LiveState(sample)
+    now = datetime.now(UTC)
+    slow = now - timedelta(hours=1)  # its clock is an hour behind; it reports on time
+    state.reading("B1-HYD", slow, {"pressure": 0.4}, received=now)
+    state.reading("B2-HYD", slow, {"pressure": 0.4})  # without a receipt time: device time counts
+    assert state.tick(now) == ["B2-HYD"]
+    assert state.devices["B1-HYD"].online is True

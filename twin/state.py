@@ -112,7 +112,10 @@ class LiveState:
 
     # -- facts in ---------------------------------------------------------------------------------
 
-    def reading(self, device_id: str, ts: datetime, values: Mapping[str, float]) -> None:
+    def reading(self, device_id: str, ts: datetime, values: Mapping[str, float], *,
+                received: datetime | None = None) -> None:
+        """A reading at device time ``ts``; ``received`` (server time) is what heartbeats count from,
+        so a device whose clock runs behind does not look silent."""
         d = self.devices.get(device_id)
         if d is None:
             return
@@ -120,9 +123,9 @@ class LiveState:
             cur = d.values.get(name)
             if cur is None or ts >= cur.ts:  # a late reading never overwrites a newer one
                 d.values[name] = FieldValue(float(v), ts)
-        self._seen(d, ts)
+        self._seen(d, received or ts)
 
-    def event(self, device_id: str, ts: datetime, code: str, state: str) -> None:
+    def event(self, device_id: str, ts: datetime, code: str, state: str, *, received: datetime | None = None) -> None:
         d = self.devices.get(device_id)
         if d is None:
             return
@@ -132,15 +135,15 @@ class LiveState:
                 d.active_events[code] = ts
             elif state == "cleared":
                 d.active_events.pop(code, None)
-        self._seen(d, ts)
+        self._seen(d, received or ts)
 
-    def status(self, device_id: str, ts: datetime, online: bool) -> None:
+    def status(self, device_id: str, ts: datetime, online: bool, *, received: datetime | None = None) -> None:
         d = self.devices.get(device_id)
         if d is None:
             return
         d.online = online
         if online:
-            self._seen(d, ts)
+            self._seen(d, received or ts)
 
     def alarm(self, device_id: str, rule: str, level: Level | None) -> None:
         """Set (or clear, with None) the severity an alarm rule gives a device."""
