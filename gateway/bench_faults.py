@@ -208,7 +208,7 @@ class _GatewayProc:
         """What the gateway's log says happened (starts, (re)subscriptions, spooling, catch-up)."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return (f"{self.starts} starts, {text.count('subscribed to')} subscriptions, "
-                f"{text.count('spooling to')} outages spooled, {text.count('database is back')} caught up")
+                f"{text.count('spooling')} outages spooled, {text.count('database is back')} caught up")
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
