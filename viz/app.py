@@ -512,8 +512,8 @@ def _forbidden_page(user: User) -> flask.Response:
 def _refused_page(board: Dashboard, exc: SignInRefused, target: str) -> flask.Response:
     """A sign-in refused before the password was checked: 429 (503 if busy), when to retry, a way back."""
     lang = current_lang()
-    wait = duration(lang, exc.retry_after_s) if exc.retry_after_s >= 120 else t(lang, "login.seconds",
-                                                                                n=exc.retry_after_s)
+    s = exc.retry_after_s
+    wait = duration(lang, -(-s // 60) * 60) if s >= 120 else t(lang, "login.seconds", n=s)  # minutes rounded up
     text = t(lang, f"login.{exc.reason}", at=board.local(exc.retry_at, "%H:%M"), wait=wait)
     return _plain_page(lang, [("login-refused", text)], (f"/login?next={quote(target)}", t(lang, "login.back")),
                        503 if exc.reason == "busy" else 429, {"Retry-After": str(exc.retry_after_s)})
