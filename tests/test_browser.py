@@ -269,8 +269,21 @@ def _dispatched_ticket(browser: Any, system: System) -> tuple[str, str]:
         assert op.errors == []
     finally:
         op.close()
-    [(tid, assignee)] = system.sql("SELECT id, assignee FROM tickets ORDER BY id DESC LIMIT 1")
-    assert assignee, "the ticket was not assigned to a worker"
+    [(tid, assignee, grid, version)] = system.sql(
+        "SELECT id, assignee, grid, version FROM tickets ORDER BY id DESC LIMIT 1")
+    assert assignee, "the ticket was not assigned to anyone"
+    workers = [w.id for g in system.community.grids if g.id == grid for w in g.workers]
+    if assignee not in workers:
+        # off shift (the grid's only worker works days): the duty roster gave it to the supervisor, who
+        # hands it to the day worker, as a supervisor would by phone
+        from gateway.tickets import TicketService
+        from twin.people import Role, User
+
+        with Storage.connect(DB_URL, schema=system.schema) as st:
+            TicketService(st, system.settings, system.community).reassign(
+                User("operator", "值班员", Role.OPERATOR), int(tid), workers[0], "night: the day worker goes",
+                version=int(version))
+        assignee = workers[0]
     return str(tid), str(assignee)
 
 
