@@ -1,4 +1,4 @@
-"""twin/ is the pure domain: it must not import I/O libraries (STYLE.md: viz -> twin <- gateway)."""
+"""twin/ is the pure domain: it must not import I/O libraries (dependencies point inward: viz -> twin <- gateway)."""
 
 from __future__ import annotations
 

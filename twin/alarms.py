@@ -71,7 +71,7 @@ class AlarmStatus(StrEnum):
 
 
 class Dispatch(StrEnum):
-    """Ticket priority a rule asks for (DOMAIN.md SLA classes), or none."""
+    """Ticket priority a rule asks for (SLA classes: docs/tickets.md), or none."""
 
     URGENT = "urgent"
     GENERAL = "general"

@@ -71,7 +71,7 @@ _AWAITING_RESPONSE = frozenset({TicketState.ACCEPTED, TicketState.DISPATCHED, Ti
 
 
 class Priority(StrEnum):
-    """SLA class of a ticket (DOMAIN.md, seed 3.3)."""
+    """SLA class of a ticket (docs/tickets.md, seed 3.3)."""
 
     URGENT = "urgent"  # 紧急
     GENERAL = "general"  # 一般
