@@ -23,7 +23,6 @@ import html
 import logging
 import queue
 import secrets
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
@@ -40,6 +39,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
+from gateway.ratelimit import EveryFewSeconds
 from gateway.settings import Settings
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from gateway.tickets import (
@@ -322,7 +322,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                              "retry_after_s": exc.retry_after_s, "retry_at": exc.retry_at.isoformat()},
                             status_code=exc.status, headers={"Retry-After": str(exc.retry_after_s)})
 
-    down_log = _EveryFewSeconds(10.0)
+    down_log = EveryFewSeconds(10.0)
 
     async def _db(request: Request, exc: Exception) -> JSONResponse:
         if down_log.due():
@@ -532,23 +532,6 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
 
     app.include_router(r)
     return app
-
-
-class _EveryFewSeconds:
-    """True at most once per ``period_s`` (keeps an outage from writing a log line per request)."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def due(self) -> bool:
-        now = monotonic()
-        with self._lock:
-            if now < self._next:
-                return False
-            self._next = now + self.period_s
-            return True
 
 
 class SecurityHeaders:

@@ -45,6 +45,7 @@ import psycopg
 import yaml
 from psycopg.types.json import Jsonb
 
+from gateway.ratelimit import EveryFewSeconds
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
 from twin import contract
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity, SubjectType
@@ -119,24 +120,7 @@ class SignInService(Protocol):
     def sign_out(self, token: str) -> None: ...
 
 
-class _EveryFewSeconds:
-    """True at most once per ``period_s`` (an outage logs a line now and then, not one per request)."""
-
-    def __init__(self, period_s: float) -> None:
-        self.period_s = period_s
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def due(self) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if now < self._next:
-                return False
-            self._next = now + self.period_s
-            return True
-
-
-_db_log = _EveryFewSeconds(10.0)
+_db_log = EveryFewSeconds(10.0)
 DOWN_FOR_S = 1.0  # after a failed connect, report the database down without trying again for this long
 
 

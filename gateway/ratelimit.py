@@ -6,6 +6,7 @@ no locking, clock of its own or async: ``take`` is a dict lookup and two float o
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -38,3 +39,20 @@ class PerKeyLimiter:
             self._buckets.clear()
         self._buckets[key] = (tokens - 1.0, now)
         return True
+
+
+class EveryFewSeconds:
+    """True at most once per ``period_s`` (an outage logs a line now and then, not one per request)."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                return False
+            self._next = now + self.period_s
+            return True

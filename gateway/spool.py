@@ -21,6 +21,17 @@ SEGMENT_BYTES = 16 * 1024 * 1024
 SpoolBatch = WriteBatch  # a spooled batch is exactly what the writer would have committed
 
 
+def write_durably(path: Path, data: bytes, *, append: bool = False) -> None:
+    """Write (or append) ``data`` and fsync it before returning (owner-only file)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Spool:
     def __init__(self, directory: Path, max_bytes: int) -> None:
         self.directory = directory
@@ -48,12 +59,7 @@ class Spool:
         else:
             nxt = int(segments[-1].stem) + 1 if segments else 1
             target = self.directory / f"{nxt:08d}.jsonl"
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durably(target, data, append=True)
         return True
 
     def replay(self, write: Callable[[SpoolBatch], None]) -> int:

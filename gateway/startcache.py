@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gateway.spool import write_durably
 from gateway.storage import DeviceRef
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,7 @@ class StartCache:
             "devices": [[d.id, d.community, d.code, d.kind] for d in self.devices], "metrics": self.metrics,
             "communities": self.communities, "rule_state": self.rule_state, "saved_at": self.saved_at,
         })
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_durably(tmp, data)
         os.replace(tmp, path)
 
     @classmethod

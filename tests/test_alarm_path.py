@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def _client(url: str, name: str) -> paho.Client:
     c.connect(addr.host, addr.port)
     c.loop_start()
     return c
+
+
+@contextmanager
+def _connected(url: str, name: str) -> Iterator[paho.Client]:
+    c = _client(url, name)
+    try:
+        yield c
+    finally:
+        c.loop_stop()
+        c.disconnect()
 
 
 def _now_ms(offset_s: float = 0.0) -> int:
@@ -96,8 +107,7 @@ def test_nul_in_event_detail_and_status_reason_does_not_stop_ingest(
         settings: Settings, storage: Storage, gateway: Gateway) -> None:
     root = settings.mqtt.topic_root
     assert settings.mqtt.url
-    c = _client(settings.mqtt.url, f"dev-{root}")
-    try:
+    with _connected(settings.mqtt.url, f"dev-{root}") as c:
         c.publish(_topic(root, "B1-F1-SD1", "event"), b'{"v":1,"ts":%d,"seq":1,"code":"fault","state":"active",'
                   b'"detail":"loop\\u0000 2"}' % _now_ms(), qos=1)
         c.publish(_topic(root, "B1-HYD", "status"), b'{"v":1,"state":"offline","reason":"x\\u0000y"}', qos=1)
@@ -105,9 +115,6 @@ def test_nul_in_event_detail_and_status_reason_does_not_stop_ingest(
                   b'{"v":1,"action":"acknowledge","key":"gas_level2@B3-B1-GAS","by":"op\\u0000"}', qos=1)
         c.publish(_topic(root, "B1-HYD"), b'{"v":1,"ts":%d,"seq":5,"values":{"pressure":0.41}}' % _now_ms(), qos=1)
         assert _wait(lambda: _readings(storage, "B1-HYD")), gateway.stats.snapshot()
-    finally:
-        c.loop_stop()
-        c.disconnect()
     assert _wait(lambda: _dead(storage).get("bad_schema") == 2)
     assert gateway.health()["threads"]["writer"]
     gateway._save_rule_state()  # the rejected command left nothing in the engine that cannot be saved
@@ -124,13 +131,9 @@ def test_a_batch_the_database_refuses_is_written_device_by_device(
                       [(dev.id, "online", None, now)], keys=[(dev.id, 9, now)])
     gateway._queue.put(Item(poison, 0, 0, time.monotonic()))
     assert settings.mqtt.url
-    c = _client(settings.mqtt.url, f"dev-{root}")
-    try:
+    with _connected(settings.mqtt.url, f"dev-{root}") as c:
         c.publish(_topic(root, "B1-HYD"), b'{"v":1,"ts":%d,"seq":5,"values":{"pressure":0.41}}' % _now_ms(), qos=1)
         assert _wait(lambda: _readings(storage, "B1-HYD")), gateway.stats.snapshot()
-    finally:
-        c.loop_stop()
-        c.disconnect()
     assert _wait(lambda: _dead(storage).get("storage_rejected") == 1)
     assert gateway.stats.poisoned_batches >= 1 and gateway.health()["status"] == "ok"
 
@@ -263,16 +266,12 @@ def test_a_redelivered_old_message_is_stored_once_after_its_key_was_pruned(
     root = settings.mqtt.topic_root
     assert settings.mqtt.url
     raw = b'{"v":1,"ts":%d,"seq":3,"values":{"pressure":0.33}}' % _now_ms(-5 * 86400)
-    c = _client(settings.mqtt.url, f"dev-{root}")
-    try:
+    with _connected(settings.mqtt.url, f"dev-{root}") as c:
         c.publish(_topic(root, "B1-HYD"), raw, qos=1)
         assert _wait(lambda: len(_readings(storage, "B1-HYD")) == 1)
         assert storage.prune_message_keys() == 1  # 5 days old: beyond the key window
         c.publish(_topic(root, "B1-HYD"), raw, qos=1)
         assert _wait(lambda: gateway.stats.duplicates == 1), gateway.stats.snapshot()
-    finally:
-        c.loop_stop()
-        c.disconnect()
     assert len(_readings(storage, "B1-HYD")) == 1
 
 
@@ -292,8 +291,7 @@ def test_a_retired_device_is_refused_after_a_registry_reload(
         settings: Settings, storage: Storage, gateway: Gateway, sample: community_mod.Community) -> None:
     root = settings.mqtt.topic_root
     assert settings.mqtt.url
-    c = _client(settings.mqtt.url, f"dev-{root}")
-    try:
+    with _connected(settings.mqtt.url, f"dev-{root}") as c:
         c.publish(_topic(root, "B2-HYD"), b'{"v":1,"ts":%d,"seq":1,"values":{"pressure":0.4}}' % _now_ms(), qos=1)
         assert _wait(lambda: len(_readings(storage, "B2-HYD")) == 1)
         smaller = sample.model_copy(update={"devices": [d for d in sample.devices if d.id != "B2-HYD"]})
@@ -301,9 +299,6 @@ def test_a_retired_device_is_refused_after_a_registry_reload(
         gateway.reload_registry()
         c.publish(_topic(root, "B2-HYD"), b'{"v":1,"ts":%d,"seq":2,"values":{"pressure":0.4}}' % _now_ms(), qos=1)
         assert _wait(lambda: _dead(storage).get("unknown_device") == 1), gateway.stats.snapshot()
-    finally:
-        c.loop_stop()
-        c.disconnect()
     assert len(_readings(storage, "B2-HYD")) == 1
 
 
