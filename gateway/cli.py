@@ -422,7 +422,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from gateway import bench_faults
 
         rows: Any = bench_faults.bench_faults(db_url, repeats=args.repeats, transport=args.transport,
-                                              messages=args.messages or 5000, rate=args.rate or 500.0, log=log)
+                                              messages=args.messages or 5000, rate=args.rate or 500.0, log=log,
+                                              faults=args.fault or bench_faults.FAULTS)
         result = rows  # a JSON list: one row per run
     else:
         raise CliError(f"unknown benchmark {args.what!r}", EXIT_USAGE)
@@ -777,6 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--transport", choices=["fast", "paho", "both"], default="fast",
                     help="ingest: the gateway's MQTT transport; both = side by side on the same load")
     bn.add_argument("--repeats", type=_positive(int), default=3)
+    bn.add_argument("--fault", action="append",
+                    choices=["kill9_gateway", "db_restart", "broker_restart", "db_down_at_start"],
+                    help="faults: run only this one (repeatable)")
     bn.add_argument("--minutes", type=_positive(float), default=10.0, help="memory: run length")
     bn.add_argument("--rate", type=_positive(float),
                     help="memory: publish rate msg/s; latency: the sustained ingest rate the load is a fraction of")
