@@ -47,8 +47,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _urls(s: Settings, *, start: bool = False) -> tuple[str, str, bool]:
     """(mqtt url, db url, broker speaks MQTT 5) after resolution; prints which services were chosen."""
-    from gateway import services
-
+    from gateway.ops import services
     try:
         mqtt, db = services.up(s) if start else services.resolve(s)
     except services.ServiceError as exc:
@@ -109,8 +108,7 @@ def cmd_config_show(_args: argparse.Namespace) -> int:
 
 
 def cmd_services(args: argparse.Namespace) -> int:
-    from gateway import services
-
+    from gateway.ops import services
     s = _settings(args)
     if args.action == "up":
         _urls(s, start=True)
@@ -213,8 +211,7 @@ def cmd_community_check(args: argparse.Namespace) -> int:
 
 
 def cmd_devices_credentials(args: argparse.Namespace) -> int:
-    from gateway import credentials
-
+    from gateway.ops import credentials
     s = _settings(args)
     _, db_url, _ = _urls(s)
     with _storage(s, db_url) as st:
@@ -237,8 +234,7 @@ def cmd_devices_credentials(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from gateway import services
-
+    from gateway.ops import services
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s)
     # The embedded amqtt fallback loses what is published while the gateway is down: never in production
@@ -258,7 +254,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def _make_gateway(s: Settings, mqtt_url: str, db_url: str, mqtt5: bool) -> Any:
-    from gateway.ingest import Gateway
+    from gateway.ingest.pipeline import Gateway
     from gateway.storage import StorageError
     from twin.rules import RulesError
 
@@ -271,7 +267,7 @@ def _make_gateway(s: Settings, mqtt_url: str, db_url: str, mqtt5: bool) -> Any:
 
 
 def _reraise_unavailable(exc: Exception) -> None:
-    from gateway.ingest import BrokerUnavailable, GatewayFailed, PortBusy
+    from gateway.ingest.pipeline import BrokerUnavailable, GatewayFailed, PortBusy
 
     if isinstance(exc, BrokerUnavailable):
         raise CliError(str(exc), EXIT_UNAVAILABLE) from None
@@ -328,8 +324,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Bring services up, migrate, load the sample community, run gateway + simulator + dashboard."""
-    from gateway import dashboard_data
-
+    from gateway.web import dashboard_data
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s, start=True)
     community = _load_community(s.demo.community_file)
@@ -396,12 +391,24 @@ def _demo_incidents(community: Any, s: Settings, mqtt_url: str, mqtt5: bool, sto
         log.info("demo: %s", summary)
 
 
+def _benchmarks_importable() -> None:
+    """The benchmark suite lives in the source checkout (``benchmarks/``), not in the wheel."""
+    try:
+        import benchmarks  # noqa: F401
+    except ImportError:
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "benchmarks" / "__init__.py").is_file():
+            raise CliError("the benchmarks ship with the source checkout, not the installed package: "
+                           "run `gridtwin bench` from a clone of the repository", EXIT_USAGE) from None
+        sys.path.insert(0, str(root))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run one benchmark; print progress to stderr and the result as JSON (stdout) and a results file."""
     import json
 
-    from gateway import bench
-
+    _benchmarks_importable()
+    from benchmarks import ingest as bench
     s = _settings(args)
     _, db_url, _ = _urls(s)
 
@@ -419,8 +426,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     elif args.what == "memory":
         result = bench.bench_memory(db_url, minutes=args.minutes, rate=args.rate or 10_000.0, log=log)
     elif args.what == "faults":
-        from gateway import bench_faults
-
+        from benchmarks import faults as bench_faults
         rows: Any = bench_faults.bench_faults(db_url, repeats=args.repeats, transport=args.transport,
                                               messages=args.messages or 5000, rate=args.rate or 500.0, log=log,
                                               faults=args.fault or bench_faults.FAULTS)
@@ -429,16 +435,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise CliError(f"unknown benchmark {args.what!r}", EXIT_USAGE)
     text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
     print(text)
-    out_dir = Path("benchmarks")
-    out_dir.mkdir(exist_ok=True)
+    out_dir = Path("benchmarks") / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (out_dir / f"{args.what}-{stamp}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway import dashboard_data
-
+    from gateway.web import dashboard_data
     s = _settings(args)
     mqtt_url, db_url, _ = _urls(s)
     community = _run_storage(lambda: dashboard_data.community_in_database(db_url, schema=s.db.schema_name))
@@ -474,7 +479,6 @@ def cmd_render(args: argparse.Namespace) -> int:
         if dev.building is not None and dev.floor is not None:
             floor_class[(dev.building, dev.floor)] = "critical"
     from viz import render
-
     try:
         out = render.render_png(community, args.out, floor_class=floor_class, device_class=device_class,
                                 highlight=highlight, building=args.building, floor=args.floor)
@@ -611,7 +615,7 @@ def cmd_report_kpi(args: argparse.Namespace) -> int:
     """KPIs per worker, grid and community of the tickets created from --from to --to (local days, inclusive)."""
     from datetime import datetime, time, timedelta
 
-    from gateway.tickets import TicketService, kpi_csv
+    from gateway.tickets.service import TicketService, kpi_csv
     from twin.tickets import kpi_markdown
 
     if args.to < args.start:
@@ -638,7 +642,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     prompt."""
     import getpass
 
-    from gateway.auth import AuthError, Users
+    from gateway.api.auth import AuthError, Users
 
     password = args.password
     if password is None and args.password_file is not None:

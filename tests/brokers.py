@@ -1,4 +1,4 @@
-"""Test helpers: our own Mosquitto (from gateway.procs) and a TCP proxy whose link we can cut (database
+"""Test helpers: our own Mosquitto (from gateway.ops.procs) and a TCP proxy whose link we can cut (database
 outage)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from gateway.procs import Mosquitto, free_port, wait_port
+from gateway.ops.procs import Mosquitto, free_port, wait_port
 
 __all__ = ["Mosquitto", "Proxy", "free_port", "wait_port", "wait_until"]
 

@@ -16,7 +16,7 @@ import pytest
 
 from gateway import settings as settings_mod
 from gateway.cli import sample_community_path
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from twin import community as community_mod

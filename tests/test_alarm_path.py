@@ -23,12 +23,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import cli
 from gateway import settings as settings_mod
-from gateway.batch import WriteBatch, clean_text, dead_row
-from gateway.ingest import Gateway, GatewayFailed, Item
-from gateway.procs import Mosquitto
+from gateway.ingest.batch import WriteBatch, clean_text, dead_row
+from gateway.ingest.pipeline import Gateway, GatewayFailed, Item
+from gateway.ingest.validate import Accepted
+from gateway.ops.procs import Mosquitto
 from gateway.settings import Settings
 from gateway.storage import Storage, StorageError
-from gateway.validate import Accepted
 from tests.brokers import Proxy, wait_until
 from twin import community as community_mod
 from twin import contract
@@ -169,7 +169,7 @@ def test_clean_text_keeps_tabs_and_newlines_escapes_the_rest() -> None:
 
 def test_a_dead_writer_fails_health_and_stops_the_process(
         settings: Settings, storage: Storage, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.CRITICAL + 1, logger="gateway.ingest")  # the death is the point of the test
+    caplog.set_level(logging.CRITICAL + 1, logger="gateway.ingest.pipeline")  # the death is the point of the test
     s = settings.model_copy(update={"gateway": settings.gateway.model_copy(update={"metrics_port": 0})})
     assert s.mqtt.url and s.db.url
     gw = Gateway(s, s.mqtt.url, s.db.url)
@@ -216,7 +216,7 @@ def test_a_dead_writer_fails_health_and_stops_the_process(
 def test_cli_gateway_exits_non_zero_when_a_thread_dies(
         settings: Settings, storage: Storage, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
-    caplog.set_level(logging.CRITICAL + 1, logger="gateway.ingest")
+    caplog.set_level(logging.CRITICAL + 1, logger="gateway.ingest.pipeline")
     assert settings.mqtt.url and settings.db.url
 
     def boom(self: Gateway) -> None:
@@ -248,7 +248,7 @@ def test_busy_metrics_port_is_one_line_before_touching_the_broker(
                  "GRIDTWIN_GATEWAY_METRICS_PORT": str(port)}.items():
         monkeypatch.setenv(k, v)
     connected: list[object] = []
-    monkeypatch.setattr("gateway.transport.FastTransport.start", lambda *a, **k: connected.append(a))
+    monkeypatch.setattr("gateway.mqtt.transport.FastTransport.start", lambda *a, **k: connected.append(a))
     try:
         code = cli.main(["gateway", "--duration", "5"])
     finally:

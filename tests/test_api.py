@@ -22,11 +22,11 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import settings as settings_mod
-from gateway.api import create_api
-from gateway.auth import Users, configure_hashing
+from gateway.api.app import create_api
+from gateway.api.auth import Users, configure_hashing
 from gateway.settings import Settings
 from gateway.storage import Storage
-from gateway.tickets import TicketService, render_snapshot
+from gateway.tickets.service import TicketService, render_snapshot
 from twin import contract
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity
 from twin.community import Community, parse

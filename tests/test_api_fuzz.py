@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from gateway import settings as settings_mod
-from gateway.api import create_api
-from gateway.auth import Users, configure_hashing
+from gateway.api.app import create_api
+from gateway.api.auth import Users, configure_hashing
 from gateway.storage import Storage
-from gateway.tickets import TicketService
+from gateway.tickets.service import TicketService
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity
 from twin.community import parse
 from twin.people import Role

@@ -7,7 +7,7 @@ import time
 import orjson
 import pytest
 
-from gateway import bench_faults
+from benchmarks import faults as bench_faults
 from gateway.cli import build_parser
 from twin import community as community_mod
 

@@ -2,7 +2,7 @@
 
 For each account the test publishes on every kind of topic and checks which publishes a superuser
 observer receives, and subscribes to every topic and checks which messages reach it. The expectation is
-written out here, independently of gateway/credentials.py:
+written out here, independently of gateway/ops/credentials.py:
 
 - gateway: reads what devices send and operators' alarm commands; writes device error/command topics,
   alarm events and worker tickets;
@@ -34,8 +34,8 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import credentials
-from gateway.procs import PRODUCT_LIMITS
+from gateway.ops import credentials
+from gateway.ops.procs import PRODUCT_LIMITS
 from tests.brokers import Mosquitto, wait_until
 from twin import accounts
 
@@ -260,7 +260,7 @@ def test_rerun_keeps_unambiguous_old_passwords_and_renews_collided_ones(tmp_path
 def test_shipped_acl_is_generated_from_the_one_place() -> None:
     shipped = (ROOT / "deploy" / "mosquitto" / "acl").read_text()
     assert shipped == credentials.shipped_acl(), (
-        "deploy/mosquitto/acl is stale: run `python -m gateway.credentials --shipped deploy/mosquitto/acl`")
+        "deploy/mosquitto/acl is stale: run `python -m gateway.ops.credentials --shipped deploy/mosquitto/acl`")
     assert "pattern" not in shipped.split("\n\n", 1)[1]  # no rule that applies to every account
 
 

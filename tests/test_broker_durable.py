@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import services
 from gateway import settings as settings_mod
+from gateway.ops import services
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def test_amqtt_fallback_warns_and_gridtwin_gateway_refuses_it(data_dir: Path, db
     s = _settings(data_dir, db_url)
     resolved, _ = services.resolve(s, probe_local=False, use_mosquitto=False)
     assert not resolved.durable and "NOT DURABLE" in resolved.detail
-    with caplog.at_level(logging.WARNING, logger="gateway.services"):
+    with caplog.at_level(logging.WARNING, logger="gateway.ops.services"):
         mqtt, _db = services.up(s, timeout_s=30, probe_local=False, use_mosquitto=False)
     assert "amqtt" in mqtt.detail and not mqtt.durable and "NOT DURABLE" in mqtt.detail
     assert any("NOT DURABLE" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)

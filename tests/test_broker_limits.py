@@ -30,13 +30,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway import services
 from gateway import settings as settings_mod
-from gateway.ingest import Gateway
-from gateway.procs import MAX_PAYLOAD_BYTES_CEILING, PRODUCT_LIMITS, TEST_LIMITS, BrokerLimits
+from gateway.ingest.pipeline import Gateway
+from gateway.mqtt.transport import DEFAULT_MAX_PAYLOAD_BYTES, FastTransport, _Oversize
+from gateway.ops import services
+from gateway.ops.procs import MAX_PAYLOAD_BYTES_CEILING, PRODUCT_LIMITS, TEST_LIMITS, BrokerLimits
 from gateway.settings import GatewaySettings, Settings
 from gateway.storage import Storage
-from gateway.transport import DEFAULT_MAX_PAYLOAD_BYTES, FastTransport, _Oversize
 from simulators import engine, scenario
 from tests.brokers import Mosquitto, wait_until
 from twin import catalogue, contract
@@ -340,8 +340,8 @@ def test_every_broker_config_sets_the_limits_explicitly(tmp_path: Path) -> None:
     finally:
         test_broker.stop()
     for name, conf, limits in (("deploy/mosquitto/mosquitto.conf", shipped, PRODUCT_LIMITS),
-                               ("embedded (gateway/services.py)", embedded, PRODUCT_LIMITS),
-                               ("tests/bench (gateway/procs.py)", ours, TEST_LIMITS)):
+                               ("embedded (gateway/ops/services.py)", embedded, PRODUCT_LIMITS),
+                               ("tests/bench (gateway/ops/procs.py)", ours, TEST_LIMITS)):
         got = {k: int(conf.get(k, "-1")) for k in ("max_queued_messages", "max_queued_bytes",
                                                    "max_inflight_messages", "max_packet_size")}
         assert got == {"max_queued_messages": limits.max_queued_messages,

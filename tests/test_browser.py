@@ -25,9 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import settings as settings_mod
 from gateway.cli import sample_community_path
-from gateway.dashboard_data import MqttPublisher, build_dashboard_data, seed_demo_users
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
 from gateway.storage import Storage
+from gateway.web.dashboard_data import MqttPublisher, build_dashboard_data, seed_demo_users
 from twin import contract
 from twin.community import Community, parse
 from viz import app as app_mod
@@ -276,7 +276,7 @@ def _dispatched_ticket(browser: Any, system: System) -> tuple[str, str]:
     if assignee not in workers:
         # off shift (the grid's only worker works days): the duty roster gave it to the supervisor, who
         # hands it to the day worker, as a supervisor would by phone
-        from gateway.tickets import TicketService
+        from gateway.tickets.service import TicketService
         from twin.people import Role, User
 
         with Storage.connect(DB_URL, schema=system.schema) as st:

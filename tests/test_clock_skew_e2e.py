@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from gateway.alarms import EventClock
+from gateway.alarms.service import EventClock
 from gateway.cli import sample_community_path
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher

@@ -150,7 +150,7 @@ def test_mosquitto_config_requires_auth_and_has_tls(config: dict[str, Any]) -> N
     assert "1883" in listeners
     assert {"certfile", "keyfile"} <= listeners.get("8883", set()), "no TLS listener on 8883"
 
-    # The ACL is generated from gateway/credentials.py (tests/test_broker_acl.py runs it on a real broker);
+    # The ACL is generated from gateway/ops/credentials.py (tests/test_broker_acl.py runs it on a real broker);
     # device accounts come from devices.acl, never from pattern rules that apply to every account.
     acl = (source / "acl").read_text(encoding="utf-8")
     assert re.search(r"^user gateway$\n(^topic .*$\n)*^topic write gridtwin/v1/workers/\+/tickets$", acl, re.MULTILINE)

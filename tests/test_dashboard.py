@@ -17,8 +17,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from gateway.cli import sample_community_path
-from gateway.dashboard_data import DatabaseSignIn, StorageDashboardData, seed_demo_users
 from gateway.storage import Storage
+from gateway.web.dashboard_data import DatabaseSignIn, StorageDashboardData, seed_demo_users
 from twin import geometry as geo
 from twin.alarms import AlarmStatus, Severity
 from twin.community import Community, parse

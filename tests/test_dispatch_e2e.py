@@ -15,8 +15,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.cli import sample_community_path
-from gateway.ingest import Gateway
-from gateway.procs import Mosquitto
+from gateway.ingest.pipeline import Gateway
+from gateway.ops.procs import Mosquitto
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher

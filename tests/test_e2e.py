@@ -12,7 +12,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher

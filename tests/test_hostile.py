@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from gateway.cli import sample_community_path
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import hostile, publisher

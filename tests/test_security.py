@@ -11,7 +11,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import credentials
+from gateway.ops import credentials
 from tests.brokers import Mosquitto
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import urllib.request
 import pytest
 
 from gateway.cli import sample_community_path
-from gateway.dashboard_data import start_dashboard
-from gateway.procs import free_port
+from gateway.ops.procs import free_port
 from gateway.settings import Settings
 from gateway.storage import Storage
+from gateway.web.dashboard_data import start_dashboard
 from twin.community import parse
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from gateway import services
 from gateway import settings as settings_mod
-from gateway.services import ServiceError, check_db, check_mqtt, down, resolve, status, up
+from gateway.ops import services
+from gateway.ops.services import ServiceError, check_db, check_mqtt, down, resolve, status, up
 from gateway.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ import orjson
 import pytest
 
 from gateway.cli import sample_community_path
+from gateway.ingest.validate import Accepted, Registry, Rejected, Validator
 from gateway.storage import FLAG_LATE, DeviceRef
-from gateway.validate import Accepted, Registry, Rejected, Validator
 from simulators import behaviour, engine, hostile, run, scenario
 from simulators.errors import SimulationError
 from twin import catalogue, contract, generate, mqtt_codec

@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.cli import sample_community_path
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import engine, hostile, run, scale

@@ -66,7 +66,7 @@ def test_heartbeat_timeout_marks_offline(sample: Community) -> None:
 @pytest.mark.integration
 def test_restore_from_database_after_restart(db_url: str, schema: str, sample: Community) -> None:
     """No blank cold start: what the gateway stored rebuilds the same roll-up."""
-    from gateway.validate import Accepted, Registry, Validator
+    from gateway.ingest.validate import Accepted, Registry, Validator
 
     with Storage.connect(db_url, schema=schema) as st:
         st.migrate()

@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from gateway import cli
-from gateway.auth import Users
+from gateway.api.auth import Users
 from gateway.settings import Settings
 from gateway.storage import Storage
-from gateway.tickets import Forbidden, Photo, PhotoRejected, TicketConflict, TicketNotFound, TicketService
+from gateway.tickets.service import Forbidden, Photo, PhotoRejected, TicketConflict, TicketNotFound, TicketService
 from twin import tickets as tk
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity
 from twin.community import Community, parse

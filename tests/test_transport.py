@@ -16,10 +16,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import settings as settings_mod
-from gateway.ingest import Gateway
+from gateway.ingest.pipeline import Gateway
+from gateway.mqtt.transport import ConnectionRefused, FastTransport, MqttError, PahoTransport
 from gateway.settings import Settings
 from gateway.storage import Storage
-from gateway.transport import ConnectionRefused, FastTransport, MqttError, PahoTransport
 from simulators.wire import BatchPublisher
 from tests.brokers import Mosquitto, free_port, wait_port
 from twin import contract
@@ -429,8 +429,7 @@ def test_qos1_publishes_made_while_disconnected_are_sent_after_reconnect(broker:
 
 @pytest.mark.integration
 def test_refused_and_unreachable_raise_mqtt_error(tmp_path: Path) -> None:
-    from gateway import credentials
-
+    from gateway.ops import credentials
     rep = credentials.generate([("s", "d")], tmp_path / "creds")
     passwd, acl, _ = rep.files
     secured = Mosquitto(tmp_path / "broker", extra=f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")

@@ -20,20 +20,20 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway import auth
 from gateway import settings as settings_mod
-from gateway.api import create_api
-from gateway.auth import LoginGuard, configure_hashing
-from gateway.dashboard_data import (
+from gateway.api import auth
+from gateway.api.app import create_api
+from gateway.api.auth import LoginGuard, configure_hashing
+from gateway.ops.procs import free_port
+from gateway.settings import Settings
+from gateway.storage import Storage
+from gateway.web.dashboard_data import (
     DashboardHandle,
     DatabaseSignIn,
     StorageDashboardData,
     seed_demo_users,
     start_dashboard,
 )
-from gateway.procs import free_port
-from gateway.settings import Settings
-from gateway.storage import Storage
 from tests.brokers import Proxy, wait_until
 from twin.community import Community
 from viz import app as app_mod

@@ -1,6 +1,6 @@
 """MQTT account names (the broker's user names) of gridtwin's accounts. Pure.
 
-One rule, used by the credentials generator (:mod:`gateway.credentials`) and by the simulators that
+One rule, used by the credentials generator (:mod:`gateway.ops.credentials`) and by the simulators that
 log in as devices, so the two can never disagree:
 
 - service accounts are plain words: ``gateway``, ``dashboard``, ``simulator``;

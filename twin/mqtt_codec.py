@@ -1,7 +1,7 @@
 """MQTT 3.1.1 / 5 packet codec for the few packets gridtwin's own clients speak. Pure: bytes in, bytes out.
 
 No sockets here (``twin`` stays free of I/O): the wire-level clients - the scale publisher
-(:mod:`simulators.wire`) and the gateway's receive transport (:mod:`gateway.transport`) - do the I/O
+(:mod:`simulators.wire`) and the gateway's receive transport (:mod:`gateway.mqtt.transport`) - do the I/O
 and use these functions to build packets and to split a received byte stream into packets.
 
 The decoder is built for throughput: :func:`decode` takes everything received so far and returns

@@ -1,7 +1,7 @@
 """What the dashboard needs from the rest of the system: a small typed interface. Pure (no I/O here).
 
 The dashboard (``viz/``) never imports the gateway. The composition root builds an object that
-satisfies :class:`DashboardData` (the real one is ``gateway.dashboard_data.StorageDashboardData``)
+satisfies :class:`DashboardData` (the real one is ``gateway.web.dashboard_data.StorageDashboardData``)
 and hands it to :func:`viz.app.create_app`. Everything the pages show and every action they take
 goes through it, so tests can also drive the pages against any implementation of this seam.
 

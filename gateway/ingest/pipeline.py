@@ -1,8 +1,8 @@
 """The gateway service: MQTT in, validation, batched binary COPY out. Does I/O.
 
-Threads: the MQTT transport's reader thread (:mod:`gateway.transport`: our fast MQTT 3.1.1 client,
+Threads: the MQTT transport's reader thread (:mod:`gateway.mqtt.transport`: our fast MQTT 3.1.1 client,
 or paho) runs :meth:`Gateway._on_message`, which validates each message (pure,
-:mod:`gateway.validate`) and puts the result on a bounded queue; when the queue is full the reader
+:mod:`gateway.ingest.validate`) and puts the result on a bounded queue; when the queue is full the reader
 thread blocks, so the broker stops sending to us (back-pressure instead of memory growth).
 One writer thread owns the database connection: it drains the queue into batches (``batch_size``
 or ``flush_interval_s``, whichever first), COPYs them, stores rejects as dead letters, tells devices
@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.alarms import AlarmService
-from gateway.batch import AlarmWrites, KeyRow, WriteBatch, dead_row
-from gateway.dispatch import DispatchWorker
-from gateway.metrics import GatewayMetrics
+from gateway.alarms.service import AlarmService
+from gateway.ingest.batch import AlarmWrites, KeyRow, WriteBatch, dead_row
+from gateway.ingest.metrics import GatewayMetrics
+from gateway.ingest.spool import Spool
+from gateway.ingest.startcache import StartCache
+from gateway.ingest.validate import Accepted, Registry, Rejected, Validator
+from gateway.mqtt.transport import FastTransport, MqttError, PahoTransport, Transport
 from gateway.ratelimit import PerKeyLimiter
 from gateway.settings import Settings
-from gateway.spool import Spool
-from gateway.startcache import StartCache
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
-from gateway.transport import FastTransport, MqttError, PahoTransport, Transport
-from gateway.validate import Accepted, Registry, Rejected, Validator
+from gateway.tickets.dispatch import DispatchWorker
 from twin import contract
 from twin.alarms import AlarmEvent
 from twin.community import Community

@@ -1,6 +1,6 @@
 """Benchmark: community geometry and offscreen rendering at scale. Does I/O (renders, writes temp files).
 
-``python -m viz.bench_geometry [BUILDINGS] [REPEATS]`` prints the result as JSON. It measures, on a
+``python -m benchmarks.geometry [BUILDINGS] [REPEATS]`` prints the result as JSON. It measures, on a
 synthetic community of towers in a grid (6-33 floors, some L-shaped):
 
 - ``geometry_s``: building the merged per-class meshes (:func:`twin.geometry.meshes_by_class`);

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.spool import write_durably
+from gateway.ingest.spool import write_durably
 from gateway.storage import DeviceRef
 
 log = logging.getLogger(__name__)

@@ -137,7 +137,6 @@ def render_snapshot(size: tuple[int, int] = (960, 680)) -> SnapshotFn:
 
     def snap(community: Community, t: Ticket) -> bytes | None:
         from viz import render
-
         if t.building is None or community.building(t.building) is None:
             return None
         dev = community.device(t.device) if t.device else None

@@ -8,7 +8,7 @@ versions are 409, someone else's ticket 403, missing/expired tokens 401, oversiz
 content types 415, malformed JSON 400, invalid fields 422, an unreachable database 503 (at once, with a
 generic message in English and Chinese; what went wrong goes only to the server log), a throttled or
 locked-out login 429 and a login while every password-hashing slot is busy 503 (both with
-``Retry-After``; see :class:`gateway.auth.LoginGuard`).
+``Retry-After``; see :class:`gateway.api.auth.LoginGuard`).
 
 Every response carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
 ``Referrer-Policy: no-referrer`` and a Content-Security-Policy (``default-src 'none'`` for data; the
@@ -38,11 +38,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
+from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.ratelimit import EveryFewSeconds
 from gateway.settings import Settings
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
-from gateway.tickets import (
+from gateway.tickets.service import (
     API_PREFIX,
     PHOTO_TYPES,
     Forbidden,

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway.batch import AlarmWrites, ClosedRow
+from gateway.ingest.batch import AlarmWrites, ClosedRow
 from gateway.storage import Storage
 from twin import contract
 from twin.alarms import AlarmError, AlarmEvent, EventKind

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.batch import WriteBatch
+from gateway.ingest.batch import WriteBatch
 
 log = logging.getLogger(__name__)
 SEGMENT_BYTES = 16 * 1024 * 1024

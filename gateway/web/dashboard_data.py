@@ -3,8 +3,8 @@
 :class:`StorageDashboardData` reads one community's live state, alarms, telemetry history, hotspots
 and care activity from the database, and delegates the parts other services own:
 
-- **tickets and KPIs** to a :class:`TicketDesk` (the dispatch service, ``gateway/tickets.py``);
-- **sign-in** to a :class:`SignInService` (``gateway/auth.py``, shared with the REST API);
+- **tickets and KPIs** to a :class:`TicketDesk` (the dispatch service, ``gateway/tickets/service.py``);
+- **sign-in** to a :class:`SignInService` (``gateway/api/auth.py``, shared with the REST API);
 - **alarm actions** (acknowledge, shelve) to the gateway's alarm service as commands on
   ``{root}/v1/alarms/{community}/commands`` when a ``publish`` callable is given, so the alarm
   engine's book stays the single writer of alarm state. Without one (no alarm engine running) they
@@ -70,7 +70,7 @@ from viz.data import (
 )
 
 if TYPE_CHECKING:
-    from gateway.auth import LoginGuard
+    from gateway.api.auth import LoginGuard
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ ALARM_COLUMNS = ("key, rule, severity, status, subject, subject_type, building, 
 
 
 class TicketDesk(Protocol):
-    """What the dashboard needs from the dispatch service (gateway/tickets.py), in the dashboard's terms."""
+    """What the dashboard needs from the dispatch service (gateway/tickets/service.py), in the dashboard's terms."""
 
     def version(self) -> str: ...
 
@@ -111,7 +111,7 @@ class TicketDesk(Protocol):
 
 
 class SignInService(Protocol):
-    """Sign-in shared with the REST API (gateway/auth.py): an expiring token per session."""
+    """Sign-in shared with the REST API (gateway/api/auth.py): an expiring token per session."""
 
     def sign_in(self, username: str, password: str, client: str = "") -> Session | None: ...
 
@@ -431,7 +431,7 @@ class StorageDashboardData:
 
     def _need_desk(self) -> TicketDesk:
         if self._desk is None:
-            raise DataUnavailable("the dispatch ticket service (gateway/tickets.py) is not connected")
+            raise DataUnavailable("the dispatch ticket service (gateway/tickets/service.py) is not connected")
         return self._desk
 
     def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]:
@@ -573,7 +573,7 @@ class StorageDashboardData:
 
     def _need_auth(self) -> SignInService:
         if self._auth is None:
-            raise DataUnavailable("the sign-in service (gateway/auth.py) is not connected")
+            raise DataUnavailable("the sign-in service (gateway/api/auth.py) is not connected")
         return self._auth
 
     def sign_in(self, username: str, password: str, client: str = "") -> Session | None:
@@ -621,17 +621,17 @@ def _digest(rollup: Rollup, cars: Mapping[str, float]) -> str:
     return h.hexdigest()
 
 
-# -- adapters to the ticket service and the users table (gateway/tickets.py, gateway/auth.py) -------------
+# -- adapters to the ticket service and the users table (gateway/tickets/service.py, gateway/api/auth.py) -------------
 
 
 class DatabaseSignIn:
-    """:class:`SignInService` on the ``users`` / ``api_tokens`` tables (gateway/auth.py): the same accounts
+    """:class:`SignInService` on the ``users`` / ``api_tokens`` tables (gateway/api/auth.py): the same accounts
     and tokens as the REST API, so a token from ``POST /api/v1/login`` is a dashboard session too."""
 
     def __init__(self, db_url: str, *, schema: str = "gridtwin", ttl: timedelta = timedelta(hours=12),
                  pool_size: int = 2, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  guard: LoginGuard | None = None) -> None:
-        from gateway.auth import LoginGuard
+        from gateway.api.auth import LoginGuard
 
         self._pool = _Pool(lambda: Storage.connect(db_url, schema=schema), pool_size)
         self._ttl = ttl
@@ -639,7 +639,7 @@ class DatabaseSignIn:
         self.guard = guard or LoginGuard()  # share it with the REST API's login when both run in one process
 
     def sign_in(self, username: str, password: str, client: str = "") -> Session | None:
-        from gateway.auth import AuthError, LoginRefused, Users
+        from gateway.api.auth import AuthError, LoginRefused, Users
 
         def check() -> Session | None:
             with self._pool.get() as st, _errors("signing in"):
@@ -659,7 +659,7 @@ class DatabaseSignIn:
             raise SignInRefused(exc.reason, exc.retry_after_s, exc.retry_at) from None
 
     def user_for_token(self, token: str) -> User | None:
-        from gateway.auth import AuthError, Users
+        from gateway.api.auth import AuthError, Users
 
         with self._pool.get() as st, _errors("checking a session"):
             try:
@@ -668,7 +668,7 @@ class DatabaseSignIn:
                 return None
 
     def sign_out(self, token: str) -> None:
-        from gateway.auth import Users
+        from gateway.api.auth import Users
 
         with self._pool.get() as st, _errors("signing out"):
             Users(st.conn).revoke(token)
@@ -678,7 +678,7 @@ class DatabaseSignIn:
 
 
 class ServiceTicketDesk:
-    """:class:`TicketDesk` on :class:`gateway.tickets.TicketService` (one service per pooled connection).
+    """:class:`TicketDesk` on :class:`gateway.tickets.service.TicketService` (one service per pooled connection).
 
     ``make_service(storage)`` builds a service on a connection (the composition root decides its
     settings, MQTT delivery and snapshot renderer). Ticket-service errors become the dashboard's
@@ -693,7 +693,7 @@ class ServiceTicketDesk:
 
     @contextlib.contextmanager
     def _service(self, what: str) -> Iterator[Any]:
-        from gateway.tickets import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
+        from gateway.tickets.service import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
         from twin.tickets import InvalidInput, TicketError
 
         with self._pool.get() as st, _errors(what):
@@ -764,7 +764,7 @@ class ServiceTicketDesk:
             svc.accept(user, _need_ticket_id(ticket_id))
 
     def feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None:
-        from gateway.tickets import Photo as ServicePhoto
+        from gateway.tickets.service import Photo as ServicePhoto
 
         with self._service(f"feedback on ticket {ticket_id}") as svc:
             svc.progress(user, _need_ticket_id(ticket_id), note,
@@ -886,7 +886,7 @@ def build_dashboard_data(settings: Any, community: Community, db_url: str, *,
     gateway's alarm service, tickets to workers' topics); None when no broker is reachable.
     ``login_guard``: sign-in throttling, shared with the REST API's login when both run in one process.
     """
-    from gateway.tickets import TicketService, render_snapshot
+    from gateway.tickets.service import TicketService, render_snapshot
 
     schema = settings.db.schema_name
     snapshot = render_snapshot()
@@ -907,7 +907,7 @@ def seed_demo_users(db_url: str, community: Community, password: str, *, schema:
     For ``gridtwin demo`` and the tests; a real site adds its users through the REST API or the CLI.
     Returns the usernames.
     """
-    from gateway.auth import Users
+    from gateway.api.auth import Users
 
     accounts: list[tuple[str, Role, str, tuple[str, ...], str | None]] = [
         ("operator", Role.OPERATOR, "值班员", (), None), ("admin", Role.ADMIN, "管理员", (), None)]
@@ -970,21 +970,20 @@ def start_dashboard(settings: Any, community: Community, db_url: str, mqtt_url: 
 
     Without a reachable broker the dashboard still runs; alarm actions then update the database directly
     (fine when no gateway runs the alarm engine) and tickets are not pushed to workers' phones. The
-    dashboard's sign-in form and the REST API's login share one :class:`gateway.auth.LoginGuard`
+    dashboard's sign-in form and the REST API's login share one :class:`gateway.api.auth.LoginGuard`
     (throttling, lockout, bounded password hashing). Cookies are marked ``Secure`` when
     ``api.public_url`` is ``https://`` (and per request behind a proxy sending ``X-Forwarded-Proto: https``).
     """
     from viz import app as dashboard
-
     publish: MqttPublisher | None = None
     if mqtt_url:
         try:
             publish = MqttPublisher(mqtt_url, client_id=f"gridtwin-dashboard-{secrets.token_hex(4)}")
         except ConnectionError as exc:
             log.warning("dashboard without MQTT (alarm actions go straight to the database): %s", exc)
-    from gateway.api import create_api
-    from gateway.auth import LoginGuard
-    from gateway.tickets import render_snapshot
+    from gateway.api.app import create_api
+    from gateway.api.auth import LoginGuard
+    from gateway.tickets.service import render_snapshot
 
     guard = LoginGuard()
     data = build_dashboard_data(settings, community, db_url, publish=publish, login_guard=guard)
@@ -1010,80 +1009,3 @@ def community_in_database(db_url: str, *, schema: str = "gridtwin", code: str | 
             return None
         doc = st.community_document(code)
     return None if doc is None else Community.model_validate(doc)
-
-
-# -- benchmark ------------------------------------------------------------------------------------------------
-
-
-def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int | None = None, runs: int = 3,
-                    live_s: float = 15.0, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """First render, page weight and callback server time of the dashboard on a real database.
-
-    ``buildings`` None: the bundled sample community; else ``twin.generate.generate(buildings, devices=...)``.
-    Loads it into a scratch schema (dropped afterwards), serves the dashboard on a free port and measures
-    it in headless Chromium (:func:`viz.bench_dashboard.measure`). While the page is open an alarm is raised
-    or cleared every second, so the numbers include the scene and alarm-panel redraws.
-    """
-    import uuid
-
-    from twin.generate import generate
-    from viz import app as dashboard
-    from viz.bench_dashboard import measure
-
-    community = _sample() if buildings is None else Community.model_validate(generate(buildings, devices=devices))
-    schema = f"bench_dash_{uuid.uuid4().hex[:8]}"
-    password = secrets.token_urlsafe(12)
-    t0 = time.perf_counter()
-    with Storage.connect(db_url, schema=schema) as st:
-        st.migrate()
-        st.load_community(community)
-    from gateway.auth import Users
-
-    with Storage.connect(db_url, schema=schema) as st:
-        Users(st.conn).add("bench-operator", password, Role.OPERATOR)
-    log(f"loaded {len(community.buildings)} buildings, {len(community.devices)} devices in "
-        f"{time.perf_counter() - t0:.1f}s")
-    auth = DatabaseSignIn(db_url, schema=schema)
-    data = StorageDashboardData(community, db_url, schema=schema, sign_in=auth)
-    app = dashboard.create_app(data)
-    server = dashboard.serve(app, port=0)
-    targets = [d for d in community.devices if d.building is not None][:: max(1, len(community.devices) // 50)]
-
-    def change(n: int) -> None:
-        d = targets[n % len(targets)]
-        with Storage.connect(db_url, schema=schema) as st:
-            now = datetime.now(UTC)
-            st.conn.execute(
-                "INSERT INTO alarms (key, community, rule, subject, subject_type, severity, status, dispatch, "
-                "building, floor, device, raised_at, last_seen, count, detail) VALUES (%s, %s, 'bench', %s, "
-                "'device', 'critical', 'active_unack', 'none', %s, %s, %s, %s, %s, 1, 'bench') ON CONFLICT (key) "
-                "DO UPDATE SET status = CASE WHEN alarms.status = 'active_unack' THEN 'cleared_ack' "
-                "ELSE 'active_unack' END, updated_at = now()",
-                (f"bench@{d.id}", community.id, d.id, d.building, d.floor, d.id, now, now))
-
-    try:
-        result = measure(app, server.url, "bench-operator", password, runs=runs, live_s=live_s, change=change)
-    finally:
-        server.shutdown()
-        data.close()
-        auth.close()
-        with Storage.connect(db_url, schema=schema) as st:
-            st.conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    return {"community": community.id, "buildings": len(community.buildings), "devices": len(community.devices),
-            **result}
-
-
-def _sample() -> Community:
-    from twin.community import parse
-
-    path = Path(__file__).resolve().parent.parent / "twin" / "sample_community.yaml"
-    return parse(path.read_text(encoding="utf-8"), str(path))
-
-
-if __name__ == "__main__":  # python -m gateway.dashboard_data [DB_URL]
-    import json
-    import sys
-
-    url = sys.argv[1] if len(sys.argv) > 1 else "postgresql://postgres@127.0.0.1:5432/postgres"
-    out = [bench_dashboard(url), bench_dashboard(url, buildings=200, devices=50_000)]
-    print(json.dumps(out, ensure_ascii=False, indent=2))

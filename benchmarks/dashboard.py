@@ -10,13 +10,21 @@ No asserts: the numbers go to BENCHMARKS.md.
 
 from __future__ import annotations
 
+import secrets
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from dash import Dash
 
+from gateway.api.auth import Users
+from gateway.storage import Storage
+from gateway.web.dashboard_data import DatabaseSignIn, StorageDashboardData
+from twin.community import Community
+from twin.people import Role
 from viz.app import callback_timings
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -83,3 +91,75 @@ def _session_cookie(browser: Any, url: str, username: str, password: str) -> str
     cookies = {c["name"]: c["value"] for c in ctx.cookies()}
     ctx.close()
     return str(cookies["gridtwin_session"])
+
+
+def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int | None = None, runs: int = 3,
+                    live_s: float = 15.0, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """First render, page weight and callback server time of the dashboard on a real database.
+
+    ``buildings`` None: the bundled sample community; else ``twin.generate.generate(buildings, devices=...)``.
+    Loads it into a scratch schema (dropped afterwards), serves the dashboard on a free port and measures
+    it in headless Chromium (:func:`benchmarks.dashboard.measure`). While the page is open an alarm is raised
+    or cleared every second, so the numbers include the scene and alarm-panel redraws.
+    """
+    import uuid
+
+    from twin.generate import generate
+    from viz import app as dashboard
+
+    community = _sample() if buildings is None else Community.model_validate(generate(buildings, devices=devices))
+    schema = f"bench_dash_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(12)
+    t0 = time.perf_counter()
+    with Storage.connect(db_url, schema=schema) as st:
+        st.migrate()
+        st.load_community(community)
+
+    with Storage.connect(db_url, schema=schema) as st:
+        Users(st.conn).add("bench-operator", password, Role.OPERATOR)
+    log(f"loaded {len(community.buildings)} buildings, {len(community.devices)} devices in "
+        f"{time.perf_counter() - t0:.1f}s")
+    auth = DatabaseSignIn(db_url, schema=schema)
+    data = StorageDashboardData(community, db_url, schema=schema, sign_in=auth)
+    app = dashboard.create_app(data)
+    server = dashboard.serve(app, port=0)
+    targets = [d for d in community.devices if d.building is not None][:: max(1, len(community.devices) // 50)]
+
+    def change(n: int) -> None:
+        d = targets[n % len(targets)]
+        with Storage.connect(db_url, schema=schema) as st:
+            now = datetime.now(UTC)
+            st.conn.execute(
+                "INSERT INTO alarms (key, community, rule, subject, subject_type, severity, status, dispatch, "
+                "building, floor, device, raised_at, last_seen, count, detail) VALUES (%s, %s, 'bench', %s, "
+                "'device', 'critical', 'active_unack', 'none', %s, %s, %s, %s, %s, 1, 'bench') ON CONFLICT (key) "
+                "DO UPDATE SET status = CASE WHEN alarms.status = 'active_unack' THEN 'cleared_ack' "
+                "ELSE 'active_unack' END, updated_at = now()",
+                (f"bench@{d.id}", community.id, d.id, d.building, d.floor, d.id, now, now))
+
+    try:
+        result = measure(app, server.url, "bench-operator", password, runs=runs, live_s=live_s, change=change)
+    finally:
+        server.shutdown()
+        data.close()
+        auth.close()
+        with Storage.connect(db_url, schema=schema) as st:
+            st.conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    return {"community": community.id, "buildings": len(community.buildings), "devices": len(community.devices),
+            **result}
+
+
+def _sample() -> Community:
+    from twin.community import parse
+
+    path = Path(__file__).resolve().parent.parent / "twin" / "sample_community.yaml"
+    return parse(path.read_text(encoding="utf-8"), str(path))
+
+
+if __name__ == "__main__":  # python -m benchmarks.dashboard [DB_URL]
+    import json
+    import sys
+
+    url = sys.argv[1] if len(sys.argv) > 1 else "postgresql://postgres@127.0.0.1:5432/postgres"
+    out = [bench_dashboard(url), bench_dashboard(url, buildings=200, devices=50_000)]
+    print(json.dumps(out, ensure_ascii=False, indent=2))

@@ -57,7 +57,7 @@ import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.procs import Mosquitto, free_port
+from gateway.ops.procs import Mosquitto, free_port
 from gateway.storage import Storage
 from simulators import publisher
 from twin import catalogue, contract

@@ -34,8 +34,8 @@ import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.batch import WriteBatch
-from gateway.procs import Mosquitto
+from gateway.ingest.batch import WriteBatch
+from gateway.ops.procs import Mosquitto
 from gateway.storage import Storage
 from twin import contract
 from twin.community import Community

@@ -49,7 +49,7 @@ class BrokerLimits:
 
 
 # Every broker gridtwin deploys (deploy/mosquitto/mosquitto.conf, a test keeps them equal) or embeds
-# (gateway.services): 10 minutes of gateway downtime at 1,667 msg/s, 8x the sustained rate of a
+# (gateway.ops.services): 10 minutes of gateway downtime at 1,667 msg/s, 8x the sustained rate of a
 # 100,000-device deployment (docs/mqtt.md); about 0.5 KB of broker memory per queued message.
 PRODUCT_LIMITS = BrokerLimits(max_queued_messages=1_000_000, max_queued_bytes=256 * 1024 * 1024)
 # Our own brokers for tests and benchmarks, which queue benchmark loads of up to 10 million messages.

@@ -27,7 +27,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
-from gateway.batch import AlarmWrites, ClosedRow, KeyRow, WriteBatch, clean_json, clean_text, dead_row
+from gateway.ingest.batch import AlarmWrites, ClosedRow, KeyRow, WriteBatch, clean_json, clean_text, dead_row
 from twin import catalogue
 from twin.alarms import alarm_key
 from twin.community import Community
@@ -294,7 +294,7 @@ MIGRATIONS = (
         6,
         "tickets",
         common="""
-        -- Dispatch tickets (gateway/tickets.py, twin/tickets.py). Deadlines and raised alerts live here,
+        -- Dispatch tickets (gateway/tickets/service.py, twin/tickets.py). Deadlines and raised alerts live here,
         -- so the SLA watchdog continues after a restart; next_alert_at is when it must look next.
         CREATE TABLE tickets (
             id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -398,7 +398,7 @@ MIGRATIONS = (
         7,
         "users",
         common="""
-        -- API users (gateway/auth.py): argon2 password hashes; login tokens stored as SHA-256 only.
+        -- API users (gateway/api/auth.py): argon2 password hashes; login tokens stored as SHA-256 only.
         CREATE TABLE users (
             username       text PRIMARY KEY,
             display_name   text NOT NULL,

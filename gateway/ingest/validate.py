@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from gateway.batch import MAX_DEAD_PAYLOAD, EventRow, KeyRow, StatusRow
+from gateway.ingest.batch import MAX_DEAD_PAYLOAD, EventRow, KeyRow, StatusRow
 from gateway.storage import FLAG_LATE, DeviceRef
 from twin import catalogue, contract
 
