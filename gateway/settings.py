@@ -9,16 +9,21 @@ variables with the ``GRIDTWIN_`` prefix (``GRIDTWIN_MQTT_URL`` sets ``mqtt.url``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
+import socket
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 ENV_PREFIX = "GRIDTWIN_"
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
@@ -34,13 +39,27 @@ class MqttSettings(_Section):
         description="mqtt://user:pass@host:port; unset = a broker on localhost:1883, else an embedded one",
     )
     topic_root: str = Field(default="gridtwin", description="first topic level of every gridtwin topic")
-    client_id: str = Field(default="gridtwin-gateway", description="gateway's MQTT client id")
+    client_id: str = Field(
+        default="",
+        description="gateway's MQTT client id; empty = gridtwin-{host}-{random}, made once and kept in "
+                    "{data_dir}/mqtt-client-id (so two gateways never share one by accident)",
+    )
     qos: int = Field(default=1, ge=0, le=1, description="QoS for subscriptions and simulator publishes (0 or 1)")
     keepalive: int = Field(default=30, ge=5, le=3600)
     shared_group: str | None = Field(
         default=None, description="shared-subscription group ($share/GROUP/...), so N gateways share the load"
     )
     protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version the gateway speaks")
+    ca_file: Path | None = Field(default=None,
+                                 description="mqtts://: CA certificates to trust (PEM); unset = system CAs")
+    cert_file: Path | None = Field(default=None, description="mqtts://: client certificate (PEM), for brokers that "
+                                                              "require one")
+    key_file: Path | None = Field(default=None, description="mqtts://: the client certificate's private key (PEM); "
+                                                             "unset = in cert_file")
+    status: bool = Field(default=True, description="publish the gateway's retained online/offline status "
+                                                    "(birth message, last will) on status_topic")
+    status_topic: str = Field(default="", description="where the gateway's status goes; empty = "
+                                                       "{topic_root}/v1/gateways/{client_id}")
     transport: Literal["fast", "paho"] = Field(
         default="fast",
         description="gateway's MQTT client: fast (built in, MQTT 3.1.1, batched acks) or paho (also used for MQTT 5)",
@@ -59,6 +78,30 @@ class MqttSettings(_Section):
         if not v or any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
             raise ValueError("must be a non-empty topic prefix without wildcards or leading/trailing '/'")
         return v
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status_topic(cls, v: str) -> str:
+        if v and (any(c in v for c in "+#\0") or v.startswith("$")):
+            raise ValueError("must be a topic name without wildcards, not starting with '$'")
+        return v
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str) -> str:
+        if len(v.encode()) > 128 or any(c in v for c in "\0+#"):
+            raise ValueError("must be at most 128 bytes without '+', '#' or NUL")
+        return v
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> MqttSettings:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate it belongs to)")
+        return self
+
+    def gateway_status_topic(self) -> str:
+        """Where the gateway publishes its retained online/offline status (outside every device topic)."""
+        return self.status_topic or f"{self.topic_root}/v1/gateways/{self.client_id}"
 
 
 class DbSettings(_Section):
@@ -196,8 +239,79 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file arrives through init kwargs (merged by load()); env wins over it.
-        return (env_settings, init_settings)
+        # The YAML file arrives through init kwargs (merged by load()); env wins over it. The environment is
+        # the mapping load() was given (per thread and task, never written to os.environ), else os.environ.
+        environ = _ENVIRON.get()
+        if environ is None:
+            return (env_settings, init_settings)
+        return (_MappingEnvSource(settings_cls, environ), init_settings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_client_id(cls, data: Any) -> Any:
+        """An empty ``mqtt.client_id`` becomes this data directory's own id (see :func:`default_client_id`)."""
+        if not isinstance(data, dict):
+            return data
+        mqtt = data.get("mqtt")
+        if isinstance(mqtt, MqttSettings):
+            if mqtt.client_id:
+                return data
+            mqtt = mqtt.model_dump()
+        elif mqtt is None:
+            mqtt = {}
+        elif not isinstance(mqtt, dict) or mqtt.get("client_id"):
+            return data
+        data_dir = data.get("data_dir", cls.model_fields["data_dir"].default)
+        if not isinstance(data_dir, (str, Path)):
+            return data  # the field's own validation explains it
+        return {**data, "mqtt": {**mqtt, "client_id": default_client_id(Path(data_dir))}}
+
+
+# The environment load() reads, for the settings source below: a ContextVar, so threads (and tasks) loading
+# settings from different mappings at once each see their own, and os.environ is never touched.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("gridtwin_settings_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+CLIENT_ID_FILE = "mqtt-client-id"
+
+
+def default_client_id(data_dir: Path) -> str:
+    """The gateway's MQTT client id when none is set: ``gridtwin-{host}-{8 random hex}``, made once and kept in
+    ``{data_dir}/mqtt-client-id``, so it survives restarts (the persistent session and the spool are keyed by it)
+    and two gateways get different ids unless they share a data directory (which they must not: the spool).
+    An unwritable data directory gets ``gridtwin-{host}-{pid}`` (a new session at every start)."""
+    path = data_dir.expanduser() / CLIENT_ID_FILE
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        kept = path.read_text(encoding="utf-8").strip()
+        if kept:
+            return kept
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname().split(".")[0])[:40] or "host"
+    new = f"gridtwin-{host}-{secrets.token_hex(4)}"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:  # another process made it first: use theirs
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            kept = path.read_text(encoding="utf-8").strip()
+            if kept:
+                return kept
+        return new
+    except OSError:
+        return f"gridtwin-{host}-{os.getpid()}"
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(new + "\n")
+    return new
 
 
 class SettingsError(Exception):
@@ -279,21 +393,14 @@ def load(
     merged = _deep_merge(file_data, overrides)
     if problems:
         raise SettingsError(problems)
-    saved = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    # The settings source reads exactly these variables (see Settings.settings_customise_sources).
+    token = _ENVIRON.set({k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and k != f"{ENV_PREFIX}CONFIG"})
     try:
-        # pydantic-settings reads os.environ; make it see exactly `environ`.
-        for k in saved:
-            del os.environ[k]
-        for k, v in environ.items():
-            if k.startswith(ENV_PREFIX) and k != f"{ENV_PREFIX}CONFIG":
-                os.environ[k] = v
         return Settings(**merged)
     except ValidationError as exc:
         raise SettingsError(_explain(exc, path, lines, environ)) from exc
     finally:
-        for k in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
-            del os.environ[k]
-        os.environ.update(saved)
+        _ENVIRON.reset(token)
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,3 +80,62 @@ def test_config_check_command_explains_each_bad_key(tmp_path: Path) -> None:
                         text=True, check=False, env={"PATH": "/usr/bin:/bin"})
     assert ok.returncode == 0, ok.stderr
     assert "settings OK" in ok.stdout
+
+
+def test_loading_never_touches_os_environ_and_threads_get_their_own_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    monkeypatch.setenv("GRIDTWIN_GATEWAY_BATCH_SIZE", "777")  # the process environment: must stay as it is
+    before = dict(os.environ)
+    seen: dict[int, int] = {}
+    changed: list[str] = []
+    start = threading.Barrier(8)
+
+    def load(k: int) -> None:
+        start.wait()
+        for _ in range(50):
+            s = settings_mod.load(env={"GRIDTWIN_GATEWAY_BATCH_SIZE": str(1000 + k), "GRIDTWIN_MQTT_CLIENT_ID": "x"})
+            if s.gateway.batch_size != 1000 + k:
+                seen[k] = s.gateway.batch_size
+            if dict(os.environ) != before:
+                changed.append(f"thread {k}")
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not seen, seen  # every thread got its own mapping's value, never another thread's
+    assert not changed and dict(os.environ) == before
+    # without env=, the process environment is read
+    assert settings_mod.load(mqtt={"client_id": "x"}).gateway.batch_size == 777
+
+
+def test_default_client_id_is_made_once_per_data_dir(tmp_path: Path) -> None:
+    a = settings_mod.load(env={}, data_dir=tmp_path / "a").mqtt.client_id
+    assert a.startswith("gridtwin-") and (tmp_path / "a" / settings_mod.CLIENT_ID_FILE).read_text().strip() == a
+    assert settings_mod.load(env={}, data_dir=tmp_path / "a").mqtt.client_id == a  # kept across restarts
+    b = settings_mod.load(env={"GRIDTWIN_DATA_DIR": str(tmp_path / "b")}).mqtt.client_id
+    assert b != a  # another gateway (another data dir) never shares it by accident
+    explicit = settings_mod.load(env={"GRIDTWIN_MQTT_CLIENT_ID": "gw-7"}, data_dir=tmp_path / "a")
+    assert explicit.mqtt.client_id == "gw-7" and explicit.mqtt.gateway_status_topic() == "gridtwin/v1/gateways/gw-7"
+
+
+@pytest.mark.parametrize(("env", "fragment"), [
+    ({"GRIDTWIN_MQTT_KEY_FILE": "k.pem"}, "key_file needs cert_file"),
+    ({"GRIDTWIN_MQTT_STATUS_TOPIC": "a/+/b"}, "mqtt.status_topic"),
+    ({"GRIDTWIN_MQTT_CLIENT_ID": "a#"}, "mqtt.client_id"),
+])
+def test_bad_mqtt_tls_and_status_settings(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(SettingsError, match=fragment):
+        settings_mod.load(env=env)
+
+
+def test_tls_and_status_settings_from_env() -> None:
+    s = settings_mod.load(env={"GRIDTWIN_MQTT_CA_FILE": "/pki/ca.crt", "GRIDTWIN_MQTT_CERT_FILE": "/pki/gw.crt",
+                               "GRIDTWIN_MQTT_KEY_FILE": "/pki/gw.key", "GRIDTWIN_MQTT_STATUS": "false",
+                               "GRIDTWIN_MQTT_CLIENT_ID": "gw"})
+    assert (s.mqtt.ca_file, s.mqtt.cert_file, s.mqtt.key_file) == (Path("/pki/ca.crt"), Path("/pki/gw.crt"),
+                                                                    Path("/pki/gw.key"))
+    assert s.mqtt.status is False
