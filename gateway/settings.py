@@ -47,7 +47,8 @@ class MqttSettings(_Section):
     qos: int = Field(default=1, ge=0, le=1, description="QoS for subscriptions and simulator publishes (0 or 1)")
     keepalive: int = Field(default=30, ge=5, le=3600)
     shared_group: str | None = Field(
-        default=None, description="shared-subscription group ($share/GROUP/...), so N gateways share the load"
+        default=None, description="not supported: $share splits a community's devices across gateways, which "
+                                   "breaks its rules; use cluster.enabled (docs/scale-out.md)"
     )
     protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT version the gateway speaks")
     ca_file: Path | None = Field(default=None,
@@ -144,6 +145,23 @@ class GatewaySettings(_Section):
     spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20, description="on-disk spool limit while the DB is down")
 
 
+class ClusterSettings(_Section):
+    """N gateways share the communities through leases in the database (docs/scale-out.md)."""
+
+    enabled: bool = Field(default=False, description="share communities with other gateways through leases; "
+                                                      "off = this gateway runs every community")
+    node_id: str = Field(default="", description="this gateway's name in the lease table; empty = {host}-{pid}")
+    lease_s: float = Field(default=10.0, ge=1.0, le=600.0, description="a community's lease lasts this long "
+                                                                      "unless renewed (the takeover time)")
+    renew_s: float = Field(default=2.0, gt=0, le=60.0, description="how often leases are renewed")
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> ClusterSettings:
+        if self.renew_s * 3 > self.lease_s:
+            raise ValueError("renew_s must be at most a third of lease_s (two renewals may fail before expiry)")
+        return self
+
+
 class RulesSettings(_Section):
     files: list[Path] = Field(default=[], description="site rule files merged over the shipped defaults, in order")
 
@@ -226,6 +244,7 @@ class Settings(BaseSettings):
     db: DbSettings = DbSettings()
     gateway: GatewaySettings = GatewaySettings()
     rules: RulesSettings = RulesSettings()
+    cluster: ClusterSettings = ClusterSettings()
     demo: DemoSettings = DemoSettings()
     tickets: TicketSettings = TicketSettings()
     api: ApiSettings = ApiSettings()
