@@ -8,11 +8,15 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.ops.procs import Mosquitto, free_port, wait_port
 
-__all__ = ["Mosquitto", "Proxy", "free_port", "wait_port", "wait_until"]
+__all__ = ["Mosquitto", "Proxy", "free_port", "subscribe_and_wait", "wait_port", "wait_until"]
 
 
 def wait_until(pred: Callable[[], object], timeout: float = 10.0, interval: float = 0.05) -> bool:
@@ -23,6 +27,38 @@ def wait_until(pred: Callable[[], object], timeout: float = 10.0, interval: floa
             return True
         time.sleep(interval)
     return False
+
+
+def subscribe_and_wait(client: paho.Client, filters: str | Iterable[str], timeout: float = 5.0, *,
+                       qos: int = 1) -> list[ReasonCode]:
+    """Subscribe a (paho 2.x, loop running) client to ``filters`` and return once the broker's SUBACK for
+    this SUBSCRIBE is in: from then on the broker routes matching publishes to it, no sleep needed.
+
+    Returns the SUBACK's reason codes, one per filter (``rc.is_failure`` where the broker refused one, e.g.
+    by ACL); raises AssertionError if no SUBACK comes within ``timeout``. An ``on_subscribe`` the client
+    already has is still called.
+    """
+    topics = [filters] if isinstance(filters, str) else list(filters)
+    acked: dict[int, list[ReasonCode]] = {}
+    cond = threading.Condition()
+    previous = client.on_subscribe
+
+    def on_subscribe(c: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
+        with cond:  # the SUBACK may beat subscribe()'s return of the mid: keep every one
+            acked[mid] = list(codes)
+            cond.notify_all()
+        if previous is not None:
+            previous(c, userdata, mid, codes, props)
+
+    client.on_subscribe = on_subscribe
+    try:
+        result, mid = client.subscribe([(t, qos) for t in topics])
+        assert result == paho.MQTT_ERR_SUCCESS, f"SUBSCRIBE {topics} not sent: {paho.error_string(result)}"
+        with cond:
+            assert cond.wait_for(lambda: mid in acked, timeout), f"no SUBACK for {topics} within {timeout} s"
+            return acked[mid]
+    finally:
+        client.on_subscribe = previous
 
 
 class Proxy:
