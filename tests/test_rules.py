@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from benchmarks.rules import bench_rules
 from gateway.cli import sample_community_path
 from twin import catalogue, contract
 from twin.alarms import AlarmError, AlarmStatus, EventKind, Severity
@@ -17,7 +18,6 @@ from twin.rules import (
     Engine,
     RulesError,
     StateRule,
-    bench_rules,
     load_rules,
     parse_duration,
     replay,

@@ -1,0 +1,307 @@
+"""Loading rule files: merge them by rule id, validate shapes and then everything pydantic cannot see (the
+catalogue's kinds, fields, units, events and ranges, thresholds that cannot work, references between rules,
+the community's buildings and devices), naming ``file:line: rules.<id>.<key>`` for every problem."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from twin import catalogue
+from twin.community import Community, _line_of
+from twin.rules.schema import (
+    RULE_MODELS,
+    SIGNALLING_RULES,
+    CareInactivityRule,
+    CorrelationRule,
+    CountRule,
+    DeviceRuleBase,
+    DurationRule,
+    FieldRuleBase,
+    RateRule,
+    Rule,
+    RulesError,
+    RuleSet,
+    RulesFile,
+    StateRule,
+    ThresholdRule,
+)
+
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "rules_defaults.yaml"
+
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+KeyPath = tuple[str | int, ...]
+
+
+def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = None) -> RuleSet:
+    """Merge rule files (earlier first, later override by id) and validate them against the catalogue and
+    ``community`` (filters; skipped when None). Raises :class:`RulesError` listing every problem."""
+    problems: list[str] = []
+    roots: dict[int, yaml.Node | None] = {}
+
+    def root(fi: int) -> yaml.Node | None:
+        if fi not in roots:
+            try:
+                roots[fi] = yaml.compose(texts[fi][1], Loader=_YamlLoader)
+            except yaml.YAMLError:
+                roots[fi] = None
+        return roots[fi]
+
+    def at(fi: int, loc: KeyPath) -> str:
+        line = _line_of(root(fi), loc)
+        return f"{texts[fi][0]}:{line}" if line else texts[fi][0]
+
+    merged: dict[str, dict[str, Any]] = {}
+    origin: dict[str, dict[str, tuple[int, int]]] = {}  # rule id -> key -> (file, item) that set it
+    home: dict[str, tuple[int, int]] = {}  # rule id -> last (file, item) that mentioned it
+    for fi, (source, text) in enumerate(texts):
+        try:
+            data = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}" if mark is not None else source
+            problems.append(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"{source}:1: a rules file is a mapping with version: 1 and rules: [...]")
+            continue
+        try:
+            envelope = RulesFile.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                problems.append(f"{at(fi, loc)}: {'.'.join(map(str, loc))}: {_message(err)}")
+            continue
+        seen: set[str] = set()
+        for ii, item in enumerate(envelope.rules):
+            rid = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(item, dict):
+                problems.append(f"{at(fi, ('rules', ii))}: rules.{ii}: a rule is a mapping with id, type, ...")
+                continue
+            if not isinstance(rid, str):
+                problems.append(f"{at(fi, ('rules', ii))}: rules.{ii}.id: every rule needs an id")
+                continue
+            if rid in seen:
+                problems.append(f"{at(fi, ('rules', ii, 'id'))}: rules.{rid}.id: duplicate id in this file "
+                                f"(override a rule from another file instead)")
+                continue
+            seen.add(rid)
+            prev = merged.get(rid)
+            if prev is None or ("type" in item and item["type"] != prev.get("type")):
+                merged[rid] = dict(item)
+                origin[rid] = dict.fromkeys(item, (fi, ii))
+            else:
+                prev.update(item)
+                origin[rid].update(dict.fromkeys(item, (fi, ii)))
+            home[rid] = (fi, ii)
+
+    def rule_problem(rid: str, loc: KeyPath, message: str) -> str:
+        key = loc[0] if loc and isinstance(loc[0], str) and loc[0] in origin[rid] else None
+        fi, ii = origin[rid][key] if key is not None else home[rid]
+        line = _line_of(root(fi), ("rules", ii, *loc) if key is not None else ("rules", ii))
+        where = f"{texts[fi][0]}:{line}" if line else texts[fi][0]
+        return f"{where}: rules.{rid}{''.join(f'.{p}' for p in loc)}: {message}"
+
+    rules: dict[str, Rule] = {}
+    for rid, data in merged.items():
+        tag = data.get("type")
+        model = RULE_MODELS.get(tag) if isinstance(tag, str) else None
+        if model is None:
+            problems.append(rule_problem(rid, ("type",) if "type" in data else (),
+                                         f"type must be one of {', '.join(RULE_MODELS)}"
+                                         + ("" if "type" in data else " (missing)")))
+            continue
+        try:
+            rules[rid] = model.model_validate(data)  # type: ignore[assignment]
+        except ValidationError as exc:
+            found = [rule_problem(rid, tuple(p for p in e["loc"] if p not in _TYPE_TAGS), _message(e))
+                     for e in exc.errors()]
+            problems += list(dict.fromkeys(found))
+    for rid, rule in rules.items():
+        problems += [rule_problem(rid, loc, msg) for loc, msg in _rule_problems(rule, rules, community)]
+    if problems:
+        raise RulesError(sorted(problems, key=lambda p: _problem_order(p, texts)))
+    enabled = tuple(r for r in rules.values() if r.enabled)
+    return RuleSet(enabled, tuple(r.id for r in rules.values() if not r.enabled), tuple(s for s, _ in texts))
+
+
+def _problem_order(problem: str, texts: Sequence[tuple[str, str]]) -> tuple[int, int]:
+    """Sort key: file order, then line."""
+    for i, (source, _text) in enumerate(texts):
+        if problem.startswith(source + ":"):
+            line = problem[len(source) + 1:].split(":", 1)[0]
+            return i, int(line) if line.isdigit() else 0
+    return len(texts), 0
+
+
+_TYPE_TAGS = {"bool", "float", "int", "str", "function-before[_as_list(), tuple[str, ...]]"}
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _kinds(rule: DeviceRuleBase, out: list[tuple[KeyPath, str]]) -> list[catalogue.DeviceKind]:
+    found = []
+    for i, k in enumerate(rule.kind):
+        spec = catalogue.kind(k)
+        if spec is None:
+            out.append((("kind", i) if len(rule.kind) > 1 else ("kind",),
+                        f"unknown device kind {k!r}; known: {', '.join(sorted(catalogue.KINDS))}"))
+        else:
+            found.append(spec)
+    return found
+
+
+def _event_problem(spec: catalogue.DeviceKind, code: str, *, latching: bool | None = None) -> str | None:
+    ev = spec.event(code)
+    if ev is None:
+        return f"{spec.kind} has no event {code!r} (events: {', '.join(e.code for e in spec.events) or 'none'})"
+    if latching is True and not ev.latching:
+        return f"{code} is a one-off event of {spec.kind} (no cleared state): use type count"
+    return None
+
+
+def _field_problems(rule: FieldRuleBase, specs: list[catalogue.DeviceKind],
+                    out: list[tuple[KeyPath, str]]) -> list[catalogue.TelemetryField]:
+    fields = []
+    for spec in specs:
+        f = spec.field(rule.field)
+        if f is None:
+            known = ", ".join(x.name for x in spec.fields) or "none"
+            out.append((("field",), f"{spec.kind} has no field {rule.field!r} (fields: {known})"))
+            continue
+        fields.append(f)
+        allowed = (f.unit, f"{f.unit}/min") if isinstance(rule, RateRule) else (f.unit,)
+        if rule.unit is not None and rule.unit not in allowed:
+            out.append((("unit",), f"unit {rule.unit!r} does not match the catalogue unit of {spec.kind}."
+                                   f"{f.name}: {f.unit or '(none)'!r}"))
+        numeric = f.type is not catalogue.FieldType.BOOL
+        if isinstance(rule, ThresholdRule | RateRule) and not numeric:
+            out.append((("field",), f"{spec.kind}.{f.name} is true/false: use type duration with equals"))
+    return fields
+
+
+def _in_range(f: catalogue.TelemetryField, name: str, v: float, out: list[tuple[KeyPath, str]]) -> None:
+    lo, hi = f.valid
+    if not lo <= v <= hi:
+        out.append(((name,), f"{v:g} is outside the valid range of {f.name} ({lo:g}..{hi:g} {f.unit}".rstrip()
+                    + "): it can never be reached"))
+
+
+def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community | None) -> list[tuple[KeyPath, str]]:
+    """What pydantic cannot see: the catalogue, thresholds that cannot work, references, the community."""
+    out: list[tuple[KeyPath, str]] = []
+    if rule.escalate is not None and rule.escalate.max.rank <= rule.severity.rank:
+        out.append((("escalate", "max"), f"{rule.escalate.max.value} is not above severity "
+                                         f"{rule.severity.value}: escalation would never change anything"))
+    if community is not None:
+        for i, b in enumerate(rule.buildings or ()):
+            if community.building(b) is None:
+                out.append((("buildings", i), f"unknown building {b!r} in community {community.id}"))
+    specs: list[catalogue.DeviceKind] = []
+    if isinstance(rule, DeviceRuleBase):
+        specs = _kinds(rule, out)
+        if community is not None:
+            for i, d in enumerate(rule.devices or ()):
+                dev = community.device(d)
+                if dev is None:
+                    out.append((("devices", i), f"unknown device {d!r} in community {community.id}"))
+                elif dev.kind not in rule.kind:
+                    out.append((("devices", i), f"{d} is a {dev.kind}, not a {' or '.join(rule.kind)}"))
+    if isinstance(rule, FieldRuleBase):
+        for f in _field_problems(rule, specs, out):
+            if isinstance(rule, ThresholdRule) and f.type is not catalogue.FieldType.BOOL:
+                high = rule.direction == "high"
+                if (rule.clear > rule.raise_) if high else (rule.clear < rule.raise_):
+                    out.append((("clear",), f"clear {rule.clear:g} is {'above' if high else 'below'} raise "
+                                            f"{rule.raise_:g}: a {rule.direction} alarm clears "
+                                            f"{'below' if high else 'above'} where it raises"))
+                _in_range(f, "raise", rule.raise_, out)
+                _in_range(f, "clear", rule.clear, out)
+            elif isinstance(rule, DurationRule):
+                given = [k for k in ("equals", "above", "below") if getattr(rule, k) is not None]
+                if len(given) != 1:
+                    out.append(((), "give exactly one of equals, above, below"))
+                elif (f.type is catalogue.FieldType.BOOL) and given[0] != "equals":
+                    out.append(((given[0],), f"{f.name} is true/false: use equals: true or false"))
+                elif given[0] == "equals" and (f.type is catalogue.FieldType.BOOL) != isinstance(rule.equals, bool):
+                    want = "true or false" if f.type is catalogue.FieldType.BOOL else "a number"
+                    out.append((("equals",), f"{f.name} is {'true/false' if want != 'a number' else 'a number'}: "
+                                             f"equals must be {want}"))
+                else:
+                    v = getattr(rule, given[0])
+                    if not isinstance(v, bool):
+                        _in_range(f, given[0], float(v), out)
+            elif isinstance(rule, RateRule):
+                if rule.clear is not None and rule.clear > rule.raise_:
+                    out.append((("clear",), f"clear {rule.clear:g}/min is above raise {rule.raise_:g}/min"))
+                if rule.min_span is not None and not 0 < rule.min_span <= rule.window:
+                    out.append((("min_span",), "must be > 0 and not longer than window"))
+    if isinstance(rule, CountRule):
+        for spec in specs:
+            msg = _event_problem(spec, rule.event)
+            if msg:
+                out.append((("event",), msg))
+    if isinstance(rule, StateRule):
+        for spec in specs:
+            for i, code in enumerate(rule.event):
+                msg = _event_problem(spec, code, latching=True)
+                if msg:
+                    out.append((("event", i) if len(rule.event) > 1 else ("event",), msg))
+    if isinstance(rule, DeviceRuleBase):
+        for i, code in enumerate(rule.suppressed_by or ()):
+            for spec in specs:
+                msg = _event_problem(spec, code, latching=True)
+                if msg:
+                    out.append((("suppressed_by", i), msg))
+    if isinstance(rule, CorrelationRule):
+        kinds: set[str] = set()
+        for j, sig in enumerate(rule.signals):
+            by_rule, by_event = sig.rule is not None, sig.kind is not None or sig.event is not None
+            if by_rule == by_event or (by_event and (sig.kind is None or sig.event is None)):
+                out.append((("signals", j), "a signal is either {kind, event} or {rule}"))
+                continue
+            if sig.rule is not None:
+                ref = rules.get(sig.rule)
+                if ref is None or not isinstance(ref, SIGNALLING_RULES):
+                    out.append((("signals", j, "rule"), f"{sig.rule!r} is not a device rule of this rule set"
+                                if ref is None else f"{sig.rule!r} is a {ref.type} rule: only device rules signal"))
+                elif not ref.enabled:
+                    out.append((("signals", j, "rule"), f"rule {sig.rule!r} is disabled"))
+                else:
+                    kinds.update(ref.kind)
+                continue
+            assert sig.kind is not None and sig.event is not None
+            sig_spec = catalogue.kind(sig.kind)
+            if sig_spec is None:
+                out.append((("signals", j, "kind"), f"unknown device kind {sig.kind!r}"))
+                continue
+            kinds.add(sig_spec.kind)
+            msg = _event_problem(sig_spec, sig.event, latching=True)
+            if msg:
+                out.append((("signals", j, "event"), msg))
+        for i, code in enumerate(rule.suppressed_by or ()):
+            if not any((s := catalogue.kind(k)) is not None and s.event(code) for k in kinds):
+                out.append((("suppressed_by", i), f"no signal kind has an event {code!r}"))
+    if isinstance(rule, CareInactivityRule):
+        for j, act in enumerate(rule.activity):
+            act_spec = catalogue.kind(act.kind)
+            if act_spec is None:
+                out.append((("activity", j, "kind"), f"unknown device kind {act.kind!r}"))
+            elif (act.field is None) == (act.event is None):
+                out.append((("activity", j), "give exactly one of field, event"))
+            elif act.field is not None and act_spec.field(act.field) is None:
+                out.append((("activity", j, "field"), f"{act_spec.kind} has no field {act.field!r} (fields: "
+                                                      f"{', '.join(f.name for f in act_spec.fields) or 'none'})"))
+            elif act.event is not None and (msg := _event_problem(act_spec, act.event)):
+                out.append((("activity", j, "event"), msg))
+    return out

@@ -1,0 +1,274 @@
+"""The rules-file schema: rule types as pydantic models, durations, :class:`RuleSet` and :class:`RulesError`.
+
+Shapes only: what the catalogue and the community allow is checked by :mod:`twin.rules.loader`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from twin import catalogue
+from twin.alarms import AlarmPolicy, Dispatch, Severity
+
+# --- durations ------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhd])+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_SECONDS_PER_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``"30s"``, ``"5m"``, ``"2h"``, ``"1d"`` or ``"1h30m"``; anything else is a ValueError."""
+    if isinstance(value, str) and _DURATION.match(value.strip()):
+        return sum(float(n) * _SECONDS_PER_UNIT[u] for n, u in _DURATION_PART.findall(value))
+    raise ValueError(f"{value!r} is not a duration: write a number and a unit, e.g. 30s, 5m, 2h, 1d")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _as_list(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
+
+
+Names = Annotated[tuple[str, ...], BeforeValidator(_as_list), Field(min_length=1)]
+_LOCAL_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_UTC_OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+
+
+def _local_time_of_day(v: Any) -> str:
+    if isinstance(v, str) and _LOCAL_TIME.match(v):
+        return v
+    raise ValueError(f"{v!r} is not a local time: write it quoted, as 'HH:MM' (e.g. '07:00')")
+
+
+LocalTimeOfDay = Annotated[str, BeforeValidator(_local_time_of_day)]
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Escalate(StrictModel):
+    """Severity rises one step every ``every`` while the alarm is active and unacknowledged, up to ``max``."""
+
+    every: Duration = Field(gt=0)
+    max: Severity = Severity.CRITICAL
+
+
+class Flapping(StrictModel):
+    """More than ``cycles`` raise/clear cycles within ``within``: hold raised until clear for ``settle``."""
+
+    cycles: int = Field(default=3, ge=1)
+    within: Duration = Field(default=600.0, gt=0)
+    settle: Duration = Field(default=300.0, gt=0)
+
+
+class RuleBase(StrictModel):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    name: str | None = Field(default=None, max_length=120)
+    severity: Severity
+    dispatch: Dispatch
+    source: str | None = None
+    enabled: bool = True
+    escalate: Escalate | None = None
+    flapping: Flapping | None = Flapping()
+    buildings: list[str] | None = None
+    suppressed_by: list[str] | None = None
+
+    def policy(self) -> AlarmPolicy:
+        e, f = self.escalate, self.flapping
+        return AlarmPolicy(
+            rule=self.id, severity=self.severity, dispatch=self.dispatch,
+            escalate_every=e.every if e else None, escalate_max=e.max if e else Severity.CRITICAL,
+            flap_cycles=f.cycles if f else None, flap_within=f.within if f else 600.0,
+            flap_settle=f.settle if f else 300.0,
+        )
+
+
+class DeviceRuleBase(RuleBase):
+    kind: Names
+    devices: list[str] | None = None
+
+
+class FieldRuleBase(DeviceRuleBase):
+    field: str
+    unit: str | None = None
+
+
+class ThresholdRule(FieldRuleBase):
+    """Raise at ``raise`` (>= for high, <= for low), clear past ``clear``; optionally only after ``for``."""
+
+    type: Literal["threshold"]
+    direction: Literal["high", "low"]
+    raise_: float = Field(alias="raise")
+    clear: float
+    for_: Duration = Field(default=0.0, alias="for")
+
+
+class DurationRule(FieldRuleBase):
+    """Raise when the condition has held for ``for``; clear as soon as it does not."""
+
+    type: Literal["duration"]
+    equals: bool | float | None = None
+    above: float | None = None
+    below: float | None = None
+    for_: Duration = Field(alias="for")
+
+
+class RateRule(FieldRuleBase):
+    """Raise when the field moves faster than ``raise`` units per minute over ``window``."""
+
+    type: Literal["rate"]
+    direction: Literal["rising", "falling"]
+    raise_: float = Field(alias="raise", gt=0)
+    clear: float | None = Field(default=None, ge=0)
+    window: Duration = Field(default=120.0, gt=0)
+    min_span: Duration | None = None  # default: half the window
+
+    @property
+    def clear_at(self) -> float:
+        return self.clear if self.clear is not None else self.raise_ / 2
+
+
+class NoDataRule(DeviceRuleBase):
+    """Raise when a device is silent for ``after`` (default: the kind's catalogue ``silence_s``) or offline for
+    ``offline_for``. Silence is measured on the engine's clock from when the device was last heard."""
+
+    type: Literal["no_data"]
+    after: Duration | None = None
+    offline_for: Duration = 0.0
+
+    def after_for(self, kind: str) -> float:
+        return self.after if self.after is not None else float(catalogue.KINDS[kind].silence_s)
+
+
+class CountRule(DeviceRuleBase):
+    """Raise when ``count`` events of ``event`` happen within ``within``; clear when fewer remain in the window."""
+
+    type: Literal["count"]
+    event: str
+    count: int = Field(ge=2)
+    within: Duration = Field(gt=0)
+
+
+class StateRule(DeviceRuleBase):
+    """Raise while any of the event codes is active on the device; clear when all are cleared."""
+
+    type: Literal["state"]
+    event: Names
+
+
+class Signal(StrictModel):
+    """A correlation input: an event of a kind (``{kind, event}``) or another rule's condition (``{rule}``)."""
+
+    kind: str | None = None
+    event: str | None = None
+    rule: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"rule:{self.rule}" if self.rule else f"event:{self.event}"
+
+
+class CorrelationRule(RuleBase):
+    """Raise when signals from ``min_devices`` different devices of one place start within ``within``."""
+
+    type: Literal["correlation"]
+    scope: Literal["device", "floor", "building"]
+    min_devices: int = Field(default=2, ge=1)
+    within: Duration = Field(default=60.0, ge=0)
+    signals: list[Signal] = Field(min_length=1)
+
+
+class Activity(StrictModel):
+    kind: str
+    field: str | None = None
+    event: str | None = None
+
+
+class CareInactivityRule(RuleBase):
+    """Raise when a care unit's sensors show no activity for ``after`` (wall time since the last activity, or since
+    the engine started watching). Only raised inside the local daily ``window``: falling due at night, it is raised
+    when the window opens. Activity: a listed field reading true or > 0, or a listed event. Subject: the care unit."""
+
+    type: Literal["care_inactivity"]
+    after: Duration = Field(gt=0)
+    window: tuple[LocalTimeOfDay, LocalTimeOfDay] | None = None
+    utc_offset: str = "+08:00"
+    activity: list[Activity] = Field(min_length=1)
+
+    @field_validator("utc_offset", mode="before")
+    @classmethod
+    def _offset(cls, v: Any) -> Any:
+        if isinstance(v, str) and _UTC_OFFSET.match(v) and int(v[1:3]) <= 14 and int(v[4:6]) < 60:
+            return v
+        raise ValueError(f"{v!r} is not a UTC offset: write it quoted, like '+08:00'")
+
+    @property
+    def offset_s(self) -> float:
+        m = _UTC_OFFSET.match(self.utc_offset)
+        assert m is not None
+        return (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60)
+
+
+Rule = (ThresholdRule | DurationRule | RateRule | NoDataRule | CountRule | StateRule | CorrelationRule
+        | CareInactivityRule)
+DeviceRule = ThresholdRule | DurationRule | RateRule | NoDataRule | CountRule | StateRule
+RULE_MODELS: dict[str, type[RuleBase]] = {
+    "threshold": ThresholdRule, "duration": DurationRule, "rate": RateRule, "no_data": NoDataRule,
+    "count": CountRule, "state": StateRule, "correlation": CorrelationRule, "care_inactivity": CareInactivityRule,
+}
+SIGNALLING_RULES = (ThresholdRule, DurationRule, RateRule, CountRule, StateRule)
+
+
+class RulesFile(StrictModel):
+    version: Literal[1]
+    description: str | None = None
+    rules: list[Any] = []
+
+
+# --- the rule set ---------------------------------------------------------------------------------
+
+
+class RulesError(ValueError):
+    """Rules that cannot be used; ``problems`` lists every one as ``file:line: rules.<id>.<key>: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Validated, enabled rules in file order. Immutable: a reload builds a new one."""
+
+    rules: tuple[Rule, ...]
+    disabled: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    _by_id: Mapping[str, Rule] = dc_field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", MappingProxyType({r.id: r for r in self.rules}))
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self.rules)
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return self._by_id.get(rule_id)
+
+    def for_kind(self, kind: str) -> tuple[Rule, ...]:
+        """Device rules that apply to a device kind."""
+        return tuple(r for r in self.rules if isinstance(r, DeviceRuleBase) and kind in r.kind)
