@@ -422,7 +422,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.bench_writer(db_url, rows=args.messages or 500_000, repeats=args.repeats)
     elif args.what == "latency":
         result = bench.bench_latency(db_url, sustained=args.rate or 14_000.0, load_fraction=args.load,
-                                     seconds=args.seconds, log=log)
+                                     seconds=args.seconds or 30.0, log=log)
     elif args.what == "memory":
         result = bench.bench_memory(db_url, minutes=args.minutes, rate=args.rate or 10_000.0, log=log)
     elif args.what == "faults":
@@ -431,6 +431,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                               messages=args.messages or 5000, rate=args.rate or 500.0, log=log,
                                               faults=args.fault or bench_faults.FAULTS)
         result = rows  # a JSON list: one row per run
+    elif args.what == "api":
+        from benchmarks import api as bench_api
+        result = bench_api.bench_api(db_url, seconds=args.seconds or 60.0, clients=args.clients,
+                                     workers=args.workers, log=log)
     else:
         raise CliError(f"unknown benchmark {args.what!r}", EXIT_USAGE)
     text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
@@ -775,7 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(fn=cmd_demo)
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
-    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults"])
+    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api"])
     bn.add_argument("--json", action="store_true", help="one-line JSON")
     bn.add_argument("--messages", type=_positive(int), help="messages (ingest) or rows (writer)")
     bn.add_argument("--qos", type=int, choices=[0, 1], default=1)
@@ -789,7 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--rate", type=_positive(float),
                     help="memory: publish rate msg/s; latency: the sustained ingest rate the load is a fraction of")
     bn.add_argument("--load", type=_positive(float), default=0.5, help="latency: fraction of --rate as load")
-    bn.add_argument("--seconds", type=_positive(float), default=30.0, help="latency: run length")
+    bn.add_argument("--seconds", type=_positive(float), help="run length: latency (default 30), api (default 60)")
+    bn.add_argument("--clients", type=_positive(int), default=50, help="api: concurrent clients")
+    bn.add_argument("--workers", type=_positive(int), help="api: server worker processes (gridtwin serve --workers)")
     bn.set_defaults(fn=cmd_bench)
 
     se = sub.add_parser("serve", help="serve the dashboard")
