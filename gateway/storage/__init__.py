@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import psycopg
@@ -28,426 +28,21 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from gateway.ingest.batch import AlarmWrites, ClosedRow, KeyRow, WriteBatch, clean_json, clean_text, dead_row
+from gateway.storage.db import DatabaseUnavailable, MigrationError, StorageError, UnknownDevice, first_line, redact
+from gateway.storage.migrate import MIGRATIONS, Backend, Migration, apply_migrations, load_migrations
 from twin import catalogue
 from twin.alarms import alarm_key
 from twin.community import Community
 
+__all__ = [
+    "DEDUPE_WINDOW", "FLAG_LATE", "MIGRATIONS", "Backend", "DatabaseUnavailable", "DeviceRef", "LatestReading",
+    "LoadReport", "Migration", "MigrationError", "RulesStep", "Storage", "StorageError", "UnknownDevice",
+    "WriteResult", "load_migrations", "redact",
+]
+
 log = logging.getLogger(__name__)
 
-Backend = Literal["timescaledb", "postgres"]
 FLAG_LATE = 1  # the reading arrived after newer ones from the same device
-
-
-class StorageError(Exception):
-    """A database operation failed; the message says what and against which database."""
-
-
-class DatabaseUnavailable(StorageError):
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(
-            f"cannot reach PostgreSQL at {redact(url)}: {reason}. Start it (`gridtwin services up`) "
-            "or set GRIDTWIN_DB_URL."
-        )
-        self.url = url
-
-
-def redact(url: str) -> str:
-    """Hide a password in a URL for messages and logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in creds else ''}@{host}"
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    common: str = ""
-    timescaledb: str = ""
-    postgres: str = ""
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "registry",
-        common="""
-        CREATE TABLE communities (
-            id          integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            code        text NOT NULL UNIQUE,
-            name        text NOT NULL,
-            origin_lat  double precision NOT NULL,
-            origin_lon  double precision NOT NULL,
-            document    jsonb NOT NULL,
-            loaded_at   timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE buildings (
-            id            integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            community_id  integer NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
-            code          text NOT NULL,
-            name          text NOT NULL,
-            grid          text,
-            floors_above  smallint NOT NULL,
-            floors_below  smallint NOT NULL,
-            floor_height  real NOT NULL,
-            use           text NOT NULL,
-            footprint     jsonb NOT NULL,
-            retired_at    timestamptz,
-            UNIQUE (community_id, code)
-        );
-        CREATE TABLE floors (
-            building_id  integer NOT NULL REFERENCES buildings(id) ON DELETE CASCADE,
-            number       smallint NOT NULL,
-            PRIMARY KEY (building_id, number)
-        );
-        CREATE TABLE devices (
-            id            integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            community_id  integer NOT NULL REFERENCES communities(id) ON DELETE CASCADE,
-            code          text NOT NULL,
-            kind          text NOT NULL,
-            building_id   integer REFERENCES buildings(id),
-            floor         smallint,
-            attrs         jsonb NOT NULL DEFAULT '{}',
-            retired_at    timestamptz,
-            UNIQUE (community_id, code)
-        );
-        CREATE TABLE metrics (
-            id    smallint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            name  text NOT NULL UNIQUE
-        );
-        """,
-    ),
-    Migration(
-        2,
-        "telemetry",
-        common="""
-        CREATE TABLE dead_letters (
-            id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            at        timestamptz NOT NULL DEFAULT now(),
-            topic     text NOT NULL,
-            reason    text NOT NULL,
-            detail    text NOT NULL,
-            payload   bytea NOT NULL
-        );
-        CREATE INDEX dead_letters_at ON dead_letters (at);
-        CREATE TABLE device_events (
-            ts         timestamptz NOT NULL,
-            device_id  integer NOT NULL,
-            code       text NOT NULL,
-            state      text NOT NULL,
-            detail     text,
-            seq        bigint NOT NULL
-        );
-        CREATE INDEX device_events_device_ts ON device_events (device_id, ts DESC);
-        CREATE TABLE device_status (
-            device_id  integer PRIMARY KEY,
-            state      text NOT NULL,
-            reason     text,
-            changed_at timestamptz NOT NULL,
-            last_seen  timestamptz NOT NULL
-        );
-        """,
-        timescaledb="""
-        CREATE TABLE telemetry (
-            ts         timestamptz NOT NULL,
-            device_id  integer NOT NULL,
-            metric_id  smallint NOT NULL,
-            value      double precision NOT NULL,
-            flags      smallint NOT NULL DEFAULT 0
-        );
-        SELECT create_hypertable('telemetry', by_range('ts', INTERVAL '1 day'));
-        CREATE INDEX telemetry_device_ts ON telemetry (device_id, ts DESC);
-        ALTER TABLE telemetry SET (timescaledb.compress,
-            timescaledb.compress_segmentby = 'device_id, metric_id',
-            timescaledb.compress_orderby = 'ts DESC');
-        SELECT add_compression_policy('telemetry', INTERVAL '2 days');
-        SELECT add_retention_policy('telemetry', make_interval(days => {retention_days}));
-        CREATE MATERIALIZED VIEW telemetry_1m WITH (timescaledb.continuous) AS
-            SELECT time_bucket(INTERVAL '1 minute', ts) AS bucket, device_id, metric_id,
-                   count(*)::integer AS samples, avg(value) AS avg_value,
-                   min(value) AS min_value, max(value) AS max_value
-            FROM telemetry GROUP BY 1, 2, 3 WITH NO DATA;
-        SELECT add_continuous_aggregate_policy('telemetry_1m',
-            start_offset => INTERVAL '1 day', end_offset => INTERVAL '1 minute',
-            schedule_interval => INTERVAL '1 minute');
-        """,
-        postgres="""
-        CREATE TABLE telemetry (
-            ts         timestamptz NOT NULL,
-            device_id  integer NOT NULL,
-            metric_id  smallint NOT NULL,
-            value      double precision NOT NULL,
-            flags      smallint NOT NULL DEFAULT 0
-        ) PARTITION BY RANGE (ts);
-        CREATE INDEX telemetry_device_ts ON telemetry (device_id, ts DESC);
-        CREATE TABLE telemetry_1m (
-            bucket     timestamptz NOT NULL,
-            device_id  integer NOT NULL,
-            metric_id  smallint NOT NULL,
-            samples    integer NOT NULL,
-            avg_value  double precision NOT NULL,
-            min_value  double precision NOT NULL,
-            max_value  double precision NOT NULL,
-            PRIMARY KEY (device_id, metric_id, bucket)
-        );
-        CREATE TABLE rollup_watermark (
-            name   text PRIMARY KEY,
-            until  timestamptz NOT NULL
-        );
-        """,
-    ),
-    Migration(
-        3,
-        "latest_values",
-        common="""
-        CREATE TABLE latest_values (
-            device_id  integer NOT NULL,
-            metric_id  smallint NOT NULL,
-            value      double precision NOT NULL,
-            ts         timestamptz NOT NULL,
-            PRIMARY KEY (device_id, metric_id)
-        );
-        INSERT INTO latest_values (device_id, metric_id, value, ts)
-            SELECT DISTINCT ON (device_id, metric_id) device_id, metric_id, value, ts
-            FROM telemetry ORDER BY device_id, metric_id, ts DESC;
-        """,
-    ),
-)
-
-
-MIGRATIONS = (
-    *MIGRATIONS,
-    Migration(
-        4,
-        "message_keys",
-        common="""
-        -- One row per accepted message item: (device, seq, ts) identifies a message, so QoS 1
-        -- redeliveries and device retries are written once (exactly-once effect). Pruned by message
-        -- age (no second index: it would double the cost of every insert).
-        CREATE TABLE message_keys (
-            device_id  integer NOT NULL,
-            seq        bigint NOT NULL,
-            ts         timestamptz NOT NULL,
-            PRIMARY KEY (device_id, seq, ts)
-        );
-        """,
-    ),
-    Migration(
-        5,
-        "alarms",
-        common="""
-        -- The current (or last) alarm of each (rule, subject), and every change to it.
-        CREATE TABLE alarms (
-            key            text PRIMARY KEY,
-            community      text NOT NULL,
-            rule           text NOT NULL,
-            subject        text NOT NULL,
-            subject_type   text NOT NULL,
-            severity       text NOT NULL,
-            status         text NOT NULL,
-            dispatch       text NOT NULL,
-            building       text,
-            floor          smallint,
-            device         text,
-            raised_at      timestamptz NOT NULL,
-            last_seen      timestamptz NOT NULL,
-            count          integer NOT NULL,
-            detail         text NOT NULL,
-            acked_at       timestamptz,
-            acked_by       text,
-            ack_comment    text,
-            cleared_at     timestamptz,
-            cleared_by     text,
-            shelved_until  timestamptz,
-            flapping       boolean NOT NULL DEFAULT false,
-            updated_at     timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX alarms_active ON alarms (community, status);
-        CREATE TABLE alarm_events (
-            id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            at         timestamptz NOT NULL,
-            community  text NOT NULL,
-            key        text NOT NULL,
-            kind       text NOT NULL,
-            severity   text NOT NULL,
-            status     text,
-            by         text,
-            detail     text NOT NULL,
-            event      jsonb NOT NULL
-        );
-        CREATE INDEX alarm_events_key ON alarm_events (key, at);
-        CREATE INDEX alarm_events_at ON alarm_events (community, at);
-        -- Rule engine state per community (durations in progress, windows, alarm book), so a
-        -- restart forgets nothing.
-        CREATE TABLE rule_state (
-            community  text PRIMARY KEY,
-            snapshot   jsonb NOT NULL,
-            saved_at   timestamptz NOT NULL
-        );
-        """,
-    ),
-    # -- tickets (issue 7): append Migration(6, ...), (7, ...) here --
-    Migration(
-        6,
-        "tickets",
-        common="""
-        -- Dispatch tickets (gateway/tickets/service.py, twin/tickets.py). Deadlines and raised alerts live here,
-        -- so the SLA watchdog continues after a restart; next_alert_at is when it must look next.
-        CREATE TABLE tickets (
-            id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            community       text NOT NULL,
-            title           text NOT NULL,
-            category        text NOT NULL,
-            priority        text NOT NULL,
-            state           text NOT NULL,
-            source          text NOT NULL,
-            rule            text,
-            life_safety     boolean NOT NULL DEFAULT false,
-            building        text,
-            floor           smallint,
-            unit            text,
-            device          text,
-            grid            text,
-            assignee        text,
-            assignee_role   text,
-            escalated_to    text,
-            collaborator    text,
-            description     text NOT NULL DEFAULT '',
-            reporter        text NOT NULL,
-            contact         text,
-            keys            text[] NOT NULL DEFAULT '{}',
-            created_at      timestamptz NOT NULL,
-            clock_start     timestamptz NOT NULL,
-            respond_by      timestamptz NOT NULL,
-            resolve_by      timestamptz,
-            progress_from   timestamptz,
-            progress_by     timestamptz,
-            responded_at    timestamptz,
-            accepted_at     timestamptz,
-            resolved_at     timestamptz,
-            closed_at       timestamptz,
-            last_alarm_at   timestamptz,
-            alerts          text[] NOT NULL DEFAULT '{}',
-            breaches        integer NOT NULL DEFAULT 0,
-            escalations     integer NOT NULL DEFAULT 0,
-            reopens         integer NOT NULL DEFAULT 0,
-            plan_submitted  boolean NOT NULL DEFAULT false,
-            cancel_reason   text,
-            rating          smallint CHECK (rating BETWEEN 1 AND 5),
-            rating_comment  text,
-            rated_at        timestamptz,
-            rate_token      text NOT NULL UNIQUE,
-            next_alert_at   timestamptz,
-            context         jsonb NOT NULL DEFAULT '{}',
-            version         integer NOT NULL DEFAULT 1,
-            updated_at      timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX tickets_state ON tickets (community, state);
-        CREATE INDEX tickets_created ON tickets (created_at);
-        CREATE INDEX tickets_due ON tickets (next_alert_at) WHERE next_alert_at IS NOT NULL;
-        CREATE INDEX tickets_keys ON tickets USING gin (keys);
-        -- Every transition and note: who, when, what, optional photo.
-        CREATE TABLE ticket_photos (
-            id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            ticket_id     bigint NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
-            kind          text NOT NULL,
-            content_type  text NOT NULL,
-            bytes         bytea NOT NULL,
-            uploaded_by   text NOT NULL,
-            at            timestamptz NOT NULL
-        );
-        CREATE INDEX ticket_photos_ticket ON ticket_photos (ticket_id);
-        CREATE TABLE ticket_events (
-            id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            ticket_id   bigint NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
-            at          timestamptz NOT NULL,
-            action      text NOT NULL,
-            from_state  text,
-            to_state    text NOT NULL,
-            actor       text NOT NULL,
-            note        text NOT NULL DEFAULT '',
-            photo_id    bigint REFERENCES ticket_photos(id) ON DELETE SET NULL,
-            version     integer NOT NULL,
-            detail      jsonb NOT NULL DEFAULT '{}'
-        );
-        CREATE INDEX ticket_events_ticket ON ticket_events (ticket_id, id);
-        -- The alarms that make up each ticket's incident.
-        CREATE TABLE ticket_alarms (
-            ticket_id   bigint NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
-            alarm_key   text NOT NULL,
-            rule        text NOT NULL,
-            severity    text NOT NULL,
-            subject     text NOT NULL,
-            device      text,
-            building    text,
-            floor       smallint,
-            detail      text NOT NULL,
-            first_at    timestamptz NOT NULL,
-            last_at     timestamptz NOT NULL,
-            count       integer NOT NULL DEFAULT 1,
-            cleared_at  timestamptz,
-            PRIMARY KEY (ticket_id, alarm_key)
-        );
-        CREATE INDEX ticket_alarms_key ON ticket_alarms (alarm_key);
-        """,
-    ),
-    Migration(
-        7,
-        "users",
-        common="""
-        -- API users (gateway/api/auth.py): argon2 password hashes; login tokens stored as SHA-256 only.
-        CREATE TABLE users (
-            username       text PRIMARY KEY,
-            display_name   text NOT NULL,
-            role           text NOT NULL,
-            grids          text[] NOT NULL DEFAULT '{}',
-            worker_id      text,
-            password_hash  text NOT NULL,
-            disabled       boolean NOT NULL DEFAULT false,
-            created_at     timestamptz NOT NULL DEFAULT now(),
-            updated_at     timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE api_tokens (
-            token_hash  text PRIMARY KEY,
-            username    text NOT NULL REFERENCES users(username) ON DELETE CASCADE,
-            issued_at   timestamptz NOT NULL,
-            expires_at  timestamptz NOT NULL
-        );
-        CREATE INDEX api_tokens_expires ON api_tokens (expires_at);
-        """,
-    ),
-    Migration(
-        8,
-        "alarm_outbox",
-        common="""
-        -- Transactional outbox (docs/alarm-path.md): alarm events commit in the same transaction as the
-        -- readings that raised them; the dispatch worker turns each into ticket work exactly once and
-        -- marks it in the same transaction as the ticket change. Events already in the table were
-        -- dispatched by the in-memory queue this replaces.
-        ALTER TABLE alarm_events ADD COLUMN uid uuid NOT NULL DEFAULT gen_random_uuid();
-        ALTER TABLE alarm_events ADD COLUMN dispatched_at timestamptz;
-        ALTER TABLE alarm_events ADD COLUMN dispatch_error text;
-        UPDATE alarm_events SET dispatched_at = now();
-        CREATE UNIQUE INDEX alarm_events_uid ON alarm_events (uid);
-        CREATE INDEX alarm_events_pending ON alarm_events (id) WHERE dispatched_at IS NULL;
-        """,
-    ),
-    Migration(
-        9,
-        "ticket_times",
-        common="""
-        -- Tickets run on server time (issue 11): received_at is when the gateway got the alarm (the SLA
-        -- clocks and the duty roster start there, as created_at); occurred_at is the device's own time of
-        -- the alarm, kept for the record. Tickets from before only know created_at.
-        ALTER TABLE tickets ADD COLUMN occurred_at timestamptz;
-        ALTER TABLE tickets ADD COLUMN received_at timestamptz;
-        UPDATE tickets SET occurred_at = created_at, received_at = created_at;
-        """,
-    ),
-)
 
 
 @dataclass(slots=True)
@@ -526,9 +121,9 @@ class Storage:
                 application_name="gridtwin",
             )
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(url, _first_line(exc)) from None
+            raise DatabaseUnavailable(url, first_line(exc)) from None
         except psycopg.ProgrammingError as exc:  # malformed conninfo
-            raise StorageError(f"bad database URL {redact(url)}: {_first_line(exc)}") from None
+            raise StorageError(f"bad database URL {redact(url)}: {first_line(exc)}") from None
         return cls(conn, url, schema, retention_days, partitions_ahead_days)
 
     def close(self) -> None:
@@ -545,11 +140,11 @@ class Storage:
         try:
             yield
         except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(self.url, f"{what}: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(self.url, f"{what}: {first_line(exc)}") from exc
         except psycopg.Error as exc:
-            raise StorageError(f"{what} failed on {redact(self.url)}: {_first_line(exc)}") from exc
+            raise StorageError(f"{what} failed on {redact(self.url)}: {first_line(exc)}") from exc
         except (UnicodeError, ValueError, OverflowError) as exc:  # a value psycopg could not send
-            raise StorageError(f"{what} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+            raise StorageError(f"{what} failed: {type(exc).__name__}: {first_line(exc)}") from exc
 
     # -- backend and migrations ---------------------------------------------------------------------
 
@@ -574,31 +169,14 @@ class Storage:
             v = self.conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
         return int(v[0]) if v else 0
 
-    def migrate(self) -> list[str]:
-        """Apply pending migrations in order, each in its own transaction; return what was applied."""
-        applied: list[str] = []
+    def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
+        """Apply pending migrations in order, each in its own transaction; return what was applied.
+
+        Raises :class:`MigrationError` when an applied migration's file has changed since.
+        """
         with self._errors("migrating"):
-            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            if self.backend == "timescaledb":
-                self.conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, name text NOT NULL, "
-                "backend text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            # One migrator at a time (N gateways may start together).
-            with self.conn.transaction():
-                self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-migrate:{self.schema}",))
-                done = {r[0] for r in self.conn.execute("SELECT version FROM schema_version").fetchall()}
-                for m in MIGRATIONS:
-                    if m.version in done:
-                        continue
-                    body = m.common + (m.timescaledb if self.backend == "timescaledb" else m.postgres)
-                    self.conn.execute(body.replace("{retention_days}", str(int(self.retention_days))).encode())
-                    self.conn.execute(
-                        "INSERT INTO schema_version (version, name, backend) VALUES (%s, %s, %s)",
-                        (m.version, m.name, self.backend),
-                    )
-                    applied.append(f"{m.version:04d}_{m.name} ({self.backend})")
+            applied = apply_migrations(self.conn, schema=self.schema, backend=self.backend,
+                                       retention_days=self.retention_days, migrations=migrations)
             self._sync_metrics()
         if self.backend == "postgres":
             self.maintain()
@@ -627,11 +205,13 @@ class Storage:
             for day in missing:
                 name = sql.Identifier(f"telemetry_p{day:%Y%m%d}")
                 lo = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                self.conn.execute(
-                    sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF telemetry FOR VALUES FROM ({}) TO ({})").format(
-                        name, sql.Literal(lo), sql.Literal(lo + timedelta(days=1))
+                # IF NOT EXISTS does not cover another gateway creating it at the same moment
+                with contextlib.suppress(psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation), \
+                        self.conn.transaction():
+                    self.conn.execute(
+                        sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF telemetry FOR VALUES FROM ({}) TO ({})")
+                        .format(name, sql.Literal(lo), sql.Literal(lo + timedelta(days=1)))
                     )
-                )
                 self._partition_days.add(day)
 
     def maintain(self, now: datetime | None = None) -> dict[str, list[str]]:
@@ -910,7 +490,7 @@ class Storage:
                     except psycopg.OperationalError:
                         raise
                     except (psycopg.Error, UnicodeError, ValueError, OverflowError) as exc:
-                        result.poisoned.append((unit, _first_line(exc)))
+                        result.poisoned.append((unit, first_line(exc)))
                 now = datetime.now(UTC)
                 poison = [dead_row(now, unit.topic_hint(), "storage_rejected", f"the database refused it: {why}",
                                    unit.encode()) for unit, why in result.poisoned]
@@ -932,7 +512,7 @@ class Storage:
                         log.critical("alarm writes refused by the database (%s); kept as a dead letter", exc)
                         text = orjson.dumps([a.to_json() for a in alarms], default=str)
                         self._write_rows(cur, WriteBatch([], [], [], [], [dead_row(
-                            datetime.now(UTC), "(alarm writes)", "alarm_write_failed", _first_line(exc), text)]), set())
+                            datetime.now(UTC), "(alarm writes)", "alarm_write_failed", first_line(exc), text)]), set())
             result.alarms = alarms
         return result
 
@@ -1174,14 +754,3 @@ class Storage:
     def dead_letter_counts(self) -> dict[str, int]:
         with self._errors("counting dead letters"):
             return dict(self.conn.execute("SELECT reason, count(*) FROM dead_letters GROUP BY 1").fetchall())
-
-
-class UnknownDevice(StorageError):
-    def __init__(self, code: str) -> None:
-        super().__init__(f"unknown device {code!r}: load its community first (`gridtwin community load FILE`)")
-        self.code = code
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
