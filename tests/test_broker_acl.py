@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.ops import credentials
 from gateway.ops.procs import PRODUCT_LIMITS
-from tests.brokers import Mosquitto, wait_until
+from tests.brokers import Mosquitto, subscribe_and_wait, wait_until
 from twin import accounts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,11 +110,7 @@ class _Client:
             self.got.append((m.topic, bytes(m.payload)))
 
     def subscribe(self, filters: Iterable[str]) -> None:
-        done = threading.Event()
-        self.c.on_subscribe = lambda *_a: done.set()
-        result, _mid = self.c.subscribe([(f, 1) for f in filters])
-        assert result == paho.MQTT_ERR_SUCCESS
-        assert done.wait(5), f"{self.user}: no SUBACK"
+        subscribe_and_wait(self.c, filters)  # a refused filter is in the SUBACK too; what arrives is checked
 
     def publish_all(self, topics: Iterable[str]) -> None:
         infos = [self.c.publish(t, f"{self.user}|{t}".encode(), qos=1) for t in topics]
@@ -151,32 +146,43 @@ def _check_every_account(setup: _Setup) -> None:
         observer.subscribe(["#"])
         for cl in clients.values():
             cl.publish_all(topics)
+        # then a sentinel from each account on a topic it may write (per-client order: once it is in, every
+        # earlier publish of that account that got through is in too). An account that may write nothing
+        # (a worker's phone) has no sentinel of its own: the observer publishes one after all the above were
+        # acknowledged; Mosquitto routes a QoS 1 publish to its subscribers before it sends the PUBACK.
+        sentinel = uuid.uuid4().hex
+        for u, cl in clients.items():
+            own = next((t for t in topics if _allowed(u, "write", t, root)), None)
+            if own is not None:
+                cl.c.publish(own, f"{u}|{sentinel}".encode(), qos=1).wait_for_publish(10)
+        observer.c.publish(topics[0], f"{OBSERVER}|{sentinel}".encode(), qos=1).wait_for_publish(10)
+        want_s = {u for u in users if any(_allowed(u, "write", t, root) for t in topics)} | {OBSERVER}
+
+        def sentinels_in() -> bool:
+            return want_s <= {p.decode().split("|", 1)[0] for _t, p in observer.received() if sentinel.encode() in p}
+
+        assert wait_until(sentinels_in, 10), "sentinels did not arrive"
+        seen = {(p.decode().split("|", 1)[0], t) for t, p in observer.received() if sentinel.encode() not in p}
         want_w = {(u, t) for u in users for t in topics if _allowed(u, "write", t, root)}
-        seen: set[tuple[str, str]] = set()
-
-        def writes_arrived() -> bool:
-            seen.update((p.decode().split("|", 1)[0], t) for t, p in observer.received())
-            return want_w <= seen
-
-        wait_until(writes_arrived, 10)
-        time.sleep(0.5)
-        writes_arrived()
         assert sorted(want_w - seen) == [], "allowed publishes that were dropped"
         assert sorted(seen - want_w) == [], "refused publishes that got through"
-        # reads: every account subscribes to every topic (and to everything); the observer publishes each once
+        # reads: every account subscribes to every topic (and to everything); the observer publishes each
+        # once, then each again as sentinels: every account may read at least one topic, and once all of its
+        # sentinels are in, every earlier message from the observer that it may get is in too
         for cl in clients.values():
             cl.subscribe([*topics, "#"])
-        marker = uuid.uuid4().hex
-        for t in topics:
-            observer.c.publish(t, f"{OBSERVER}|{marker}".encode(), qos=1).wait_for_publish(10)
+        marker, sentinel = uuid.uuid4().hex, uuid.uuid4().hex
+        for m in (marker, sentinel):
+            for t in topics:
+                observer.c.publish(t, f"{OBSERVER}|{m}".encode(), qos=1).wait_for_publish(10)
         want_r = {(u, t) for u in users for t in topics if _allowed(u, "read", t, root)}
+        assert {u for u, _t in want_r} == set(users)
 
-        def reads() -> set[tuple[str, str]]:
-            return {(u, t) for u, cl in clients.items() for t, p in cl.received() if marker.encode() in p}
+        def reads(m: str) -> set[tuple[str, str]]:
+            return {(u, t) for u, cl in clients.items() for t, p in cl.received() if m.encode() in p}
 
-        wait_until(lambda: want_r <= reads(), 10)
-        time.sleep(0.5)
-        got_r = reads()
+        assert wait_until(lambda: want_r <= reads(sentinel), 10), sorted(want_r - reads(sentinel))
+        got_r = reads(marker)
         assert sorted(want_r - got_r) == [], "allowed reads that were not delivered"
         assert sorted(got_r - want_r) == [], "refused reads that were delivered"
     finally:
