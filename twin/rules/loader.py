@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
@@ -34,7 +34,14 @@ from twin.rules.schema import (
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "rules_defaults.yaml"
 
 _YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-KeyPath = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]  # a place in a rules file, as pydantic's ``loc``: ("rules", 3, "raise")
+
+
+class ItemPosition(NamedTuple):
+    """Where a rule item is: the index of its file in the texts given, and its index in that file's rules."""
+
+    file: int
+    item: int
 
 
 def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = None) -> RuleSet:
@@ -43,22 +50,26 @@ def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = N
     problems: list[str] = []
     roots: dict[int, yaml.Node | None] = {}
 
-    def root(fi: int) -> yaml.Node | None:
-        if fi not in roots:
-            try:
-                roots[fi] = yaml.compose(texts[fi][1], Loader=_YamlLoader)
-            except yaml.YAMLError:
-                roots[fi] = None
-        return roots[fi]
+    sources = [source for source, _text in texts]
 
-    def at(fi: int, loc: KeyPath) -> str:
-        line = _line_of(root(fi), loc)
-        return f"{texts[fi][0]}:{line}" if line else texts[fi][0]
+    def root(file: int) -> yaml.Node | None:
+        """The YAML node tree of a file (for line numbers), composed once."""
+        if file not in roots:
+            try:
+                roots[file] = yaml.compose(texts[file][1], Loader=_YamlLoader)
+            except yaml.YAMLError:
+                roots[file] = None
+        return roots[file]
+
+    def at(file: int, loc: KeyPath) -> str:
+        """``source:line`` of a place in a file (``source`` alone when the line is unknown)."""
+        line = _line_of(root(file), loc)
+        return f"{sources[file]}:{line}" if line else sources[file]
 
     merged: dict[str, dict[str, Any]] = {}
-    origin: dict[str, dict[str, tuple[int, int]]] = {}  # rule id -> key -> (file, item) that set it
-    home: dict[str, tuple[int, int]] = {}  # rule id -> last (file, item) that mentioned it
-    for fi, (source, text) in enumerate(texts):
+    origin: dict[str, dict[str, ItemPosition]] = {}  # rule id -> key -> the item that set it
+    home: dict[str, ItemPosition] = {}  # rule id -> the last item that mentioned it
+    for file, (source, text) in enumerate(texts):
         try:
             data = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
         except yaml.YAMLError as exc:
@@ -74,36 +85,37 @@ def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = N
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
-                problems.append(f"{at(fi, loc)}: {'.'.join(map(str, loc))}: {_message(err)}")
+                problems.append(f"{at(file, loc)}: {'.'.join(map(str, loc))}: {_message(err)}")
             continue
         seen: set[str] = set()
-        for ii, item in enumerate(envelope.rules):
+        for index, item in enumerate(envelope.rules):
             rid = item.get("id") if isinstance(item, dict) else None
             if not isinstance(item, dict):
-                problems.append(f"{at(fi, ('rules', ii))}: rules.{ii}: a rule is a mapping with id, type, ...")
+                problems.append(f"{at(file, ('rules', index))}: rules.{index}: a rule is a mapping with id, type, ...")
                 continue
             if not isinstance(rid, str):
-                problems.append(f"{at(fi, ('rules', ii))}: rules.{ii}.id: every rule needs an id")
+                problems.append(f"{at(file, ('rules', index))}: rules.{index}.id: every rule needs an id")
                 continue
             if rid in seen:
-                problems.append(f"{at(fi, ('rules', ii, 'id'))}: rules.{rid}.id: duplicate id in this file "
+                problems.append(f"{at(file, ('rules', index, 'id'))}: rules.{rid}.id: duplicate id in this file "
                                 f"(override a rule from another file instead)")
                 continue
             seen.add(rid)
+            here = ItemPosition(file, index)
             prev = merged.get(rid)
             if prev is None or ("type" in item and item["type"] != prev.get("type")):
                 merged[rid] = dict(item)
-                origin[rid] = dict.fromkeys(item, (fi, ii))
+                origin[rid] = dict.fromkeys(item, here)
             else:
                 prev.update(item)
-                origin[rid].update(dict.fromkeys(item, (fi, ii)))
-            home[rid] = (fi, ii)
+                origin[rid].update(dict.fromkeys(item, here))
+            home[rid] = here
 
     def rule_problem(rid: str, loc: KeyPath, message: str) -> str:
+        """``file:line: rules.<id>.<key>: message``, at the item that set the key (else the rule's last item)."""
         key = loc[0] if loc and isinstance(loc[0], str) and loc[0] in origin[rid] else None
-        fi, ii = origin[rid][key] if key is not None else home[rid]
-        line = _line_of(root(fi), ("rules", ii, *loc) if key is not None else ("rules", ii))
-        where = f"{texts[fi][0]}:{line}" if line else texts[fi][0]
+        pos = origin[rid][key] if key is not None else home[rid]
+        where = at(pos.file, ("rules", pos.item, *loc) if key is not None else ("rules", pos.item))
         return f"{where}: rules.{rid}{''.join(f'.{p}' for p in loc)}: {message}"
 
     rules: dict[str, Rule] = {}
@@ -126,7 +138,7 @@ def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = N
     if problems:
         raise RulesError(sorted(problems, key=lambda p: _problem_order(p, texts)))
     enabled = tuple(r for r in rules.values() if r.enabled)
-    return RuleSet(enabled, tuple(r.id for r in rules.values() if not r.enabled), tuple(s for s, _ in texts))
+    return RuleSet(enabled, tuple(r.id for r in rules.values() if not r.enabled), tuple(sources))
 
 
 def _problem_order(problem: str, texts: Sequence[tuple[str, str]]) -> tuple[int, int]:
@@ -138,6 +150,7 @@ def _problem_order(problem: str, texts: Sequence[tuple[str, str]]) -> tuple[int,
     return len(texts), 0
 
 
+# pydantic puts these type tags in an error's loc (the last one names schema._as_list): not keys of the file
 _TYPE_TAGS = {"bool", "float", "int", "str", "function-before[_as_list(), tuple[str, ...]]"}
 
 
