@@ -164,7 +164,7 @@ def test_amqtt_fallback_speaks_mqtt_311_and_outlives_its_starter(data_dir: Path,
     assert db.source == "configured"
 
     # Started by another process that then exits, as `gridtwin services up` before `make demo` does.
-    code = ("import sys; from gateway import services, settings as s; "
+    code = ("import sys; from gateway.ops import services; from gateway import settings as s; "
             "m, _ = services.up(s.load(env={}, data_dir=sys.argv[1], db={'url': sys.argv[2]}), timeout_s=30, "
             "probe_local=False, use_mosquitto=False); print(m.pid)")
     r = subprocess.run([sys.executable, "-c", code, str(data_dir), db_url], capture_output=True, text=True,

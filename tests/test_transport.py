@@ -62,8 +62,8 @@ def test_publish_packet(kwargs: dict[str, object], expected: bytes) -> None:
     assert codec.publish_packet(**kwargs) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("kwargs", [{"qos": 2, "packet_id": 1}, {"qos": 1, "packet_id": 0},
-                                    {"qos": 1, "packet_id": 65_536}])
+@pytest.mark.parametrize("kwargs", [{"qos": 3, "packet_id": 1}, {"qos": 1, "packet_id": 0},
+                                    {"qos": 2, "packet_id": 0}, {"qos": 1, "packet_id": 65_536}])
 def test_publish_packet_refuses(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         codec.publish_packet("t", b"", **kwargs)
@@ -82,6 +82,23 @@ def test_connect_subscribe_and_ack_packets() -> None:
     assert codec.pubacks([]) == b""
     with pytest.raises(ValueError):
         codec.subscribe_packet(1, [])
+
+
+def test_will_and_qos2_packets() -> None:
+    will = codec.Will("s", b"off", qos=1, retain=True)
+    assert codec.connect_packet("gw", keepalive=30, will=will) == (
+        b"\x10\x16\x00\x04MQTT\x04\x2e\x00\x1e\x00\x02gw\x00\x01s\x00\x03off")
+    # MQTT 5: empty will properties in front of the will topic
+    assert codec.connect_packet("gw", keepalive=30, will=will._replace(qos=2, retain=False), mqtt5=True) == (
+        b"\x10\x18\x00\x04MQTT\x05\x16\x00\x1e\x00\x00\x02gw\x00\x00\x01s\x00\x03off")
+    assert codec.publish_packet("t", b"x", qos=2, packet_id=5) == b"\x34\x06\x00\x01t\x00\x05x"
+    acks = codec.pubrec_packet(5) + codec.pubrel_packet(6) + codec.pubcomp_packet(7) + b"\xb0\x02\x00\x08"
+    assert acks == b"\x50\x02\x00\x05\x62\x02\x00\x06\x70\x02\x00\x07\xb0\x02\x00\x08"
+    packets, used = codec.decode(codec.publish_packet("t", b"x", qos=2, packet_id=5) + acks)
+    assert used == 6 + 2 + 16
+    assert [(p.kind, p.packet_id, p.qos) for p in packets] == [
+        (codec.PUBLISH, 5, 2), (codec.PUBREC, 5, 0), (codec.PUBREL, 6, 1), (codec.PUBCOMP, 7, 0),
+        (codec.UNSUBACK, 8, 0)]
 
 
 def test_connack_and_suback() -> None:

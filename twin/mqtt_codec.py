@@ -7,8 +7,8 @@ and use these functions to build packets and to split a received byte stream int
 The decoder is built for throughput: :func:`decode` takes everything received so far and returns
 every complete packet in it at once, so a client reads large chunks and pays Python overhead per
 packet only for the few slicing operations a packet needs. Only what a client of ours receives is
-decoded (PUBLISH at QoS 0/1, PUBACK, SUBACK, PINGRESP, CONNACK, DISCONNECT); other packets are
-returned undecoded for the caller to refuse.
+decoded (PUBLISH at QoS 0/1/2, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, PINGRESP, CONNACK,
+DISCONNECT); other packets are returned undecoded for the caller to refuse.
 
 A receiver that must not buffer huge messages passes ``max_publish`` to :func:`decode`, which then stops
 in front of a longer PUBLISH; :func:`fixed_header` and :func:`publish_head` let the caller read just
@@ -22,7 +22,9 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 0x10, 0x20, 0x30, 0x40, 0x80, 0x90
+PUBREC, PUBREL, PUBCOMP, UNSUBACK = 0x50, 0x60, 0x70, 0xB0
 PINGREQ_TYPE, PINGRESP, DISCONNECT_TYPE = 0xC0, 0xD0, 0xE0
+_WITH_PACKET_ID = frozenset((PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK))
 
 PINGREQ = b"\xc0\x00"
 DISCONNECT = b"\xe0\x00"  # normal disconnection (3.1.1; in 5 a zero-length body means reason 0x00)
@@ -49,6 +51,18 @@ CONNACK_REASONS = {
     0x8A: "banned",
 }
 
+SUBACK_REASONS = {
+    0x80: "refused",  # MQTT 3.1.1's only failure code; MQTT 5's "unspecified error"
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x8F: "topic filter invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x9E: "shared subscriptions not supported",
+    0xA1: "subscription identifiers not supported",
+    0xA2: "wildcard subscriptions not supported",
+}
+
 
 class ProtocolError(ValueError):
     """The byte stream is not MQTT we understand (bad length, malformed packet)."""
@@ -61,7 +75,7 @@ class Packet(NamedTuple):
     nibble (PUBLISH: DUP 0x8, QoS 0x6, RETAIN 0x1). For PUBLISH, ``topic`` and ``payload`` are the
     message and ``packet_id`` is 0 at QoS 0; for every other type ``topic`` is empty, ``payload`` is
     the packet's body (variable header and payload) and ``packet_id`` is read where the type has one
-    (PUBACK, SUBACK), else 0.
+    (PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK), else 0.
     """
 
     kind: int
@@ -104,11 +118,25 @@ def string(s: str | bytes) -> bytes:
     return _U16.pack(len(b)) + b
 
 
+class Will(NamedTuple):
+    """The last will the broker publishes when the connection ends without a DISCONNECT."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
 def connect_packet(client_id: str, *, username: str | None = None, password: str | None = None,
-                   keepalive: int = 60, clean: bool = True, mqtt5: bool = False) -> bytes:
-    """CONNECT without a will; MQTT 5 with no properties."""
+                   keepalive: int = 60, clean: bool = True, mqtt5: bool = False, will: Will | None = None) -> bytes:
+    """CONNECT, optionally with a last will; MQTT 5 with no properties (nor will properties)."""
     flags = 0x02 if clean else 0x00
     payload = string(client_id)
+    if will is not None:
+        if will.qos not in (0, 1, 2):
+            raise ValueError(f"bad will QoS {will.qos}")
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        payload += (b"\x00" if mqtt5 else b"") + string(will.topic) + string(will.payload)
     if username:
         flags |= 0x80
         payload += string(username)
@@ -124,13 +152,13 @@ def connect_packet(client_id: str, *, username: str | None = None, password: str
 
 def publish_packet(topic: str, payload: bytes, *, qos: int = 0, packet_id: int = 0, mqtt5: bool = False,
                    dup: bool = False, retain: bool = False) -> bytes:
-    """PUBLISH at QoS 0 or 1 (``packet_id`` 1..65535 for QoS 1)."""
-    if qos not in (0, 1):
-        raise ValueError("only QoS 0 and 1 are supported")
+    """PUBLISH at QoS 0, 1 or 2 (``packet_id`` 1..65535 for QoS 1 and 2)."""
+    if qos not in (0, 1, 2):
+        raise ValueError(f"bad QoS {qos}")
     body = string(topic)
     if qos:
         if not 0 < packet_id <= 0xFFFF:
-            raise ValueError("a QoS 1 PUBLISH needs a packet id 1..65535")
+            raise ValueError("a QoS 1 or 2 PUBLISH needs a packet id 1..65535")
         body += _U16.pack(packet_id)
     if mqtt5:
         body += b"\x00"
@@ -141,6 +169,21 @@ def publish_packet(topic: str, payload: bytes, *, qos: int = 0, packet_id: int =
 def puback_packet(packet_id: int) -> bytes:
     """PUBACK (success; in MQTT 5 a two-byte body means reason 0x00 without properties)."""
     return _PUBACK.pack(0x4002, packet_id)
+
+
+def pubrec_packet(packet_id: int) -> bytes:
+    """PUBREC: QoS 2, first answer of the receiver (it owns the message now)."""
+    return _PUBACK.pack(0x5002, packet_id)
+
+
+def pubrel_packet(packet_id: int) -> bytes:
+    """PUBREL: QoS 2, the sender releases the packet id (fixed header flags 0010)."""
+    return _PUBACK.pack(0x6202, packet_id)
+
+
+def pubcomp_packet(packet_id: int) -> bytes:
+    """PUBCOMP: QoS 2, the receiver's last word; the packet id is free again."""
+    return _PUBACK.pack(0x7002, packet_id)
 
 
 def pubacks(packet_ids: Iterable[int]) -> bytes:
@@ -228,7 +271,7 @@ def decode(data: bytes | bytearray, start: int = 0, *, mqtt5: bool = False,
             if mqtt5:
                 p = _skip_properties(data, p, end)
             append(Packet(PUBLISH, first & 0x0F, pid, topic, bytes(data[p:end])))
-        elif kind in (PUBACK, SUBACK):
+        elif kind in _WITH_PACKET_ID:
             if length < 2:
                 raise ProtocolError("acknowledgement without a packet id")
             append(Packet(kind, first & 0x0F, (data[j] << 8) | data[j + 1], "", bytes(data[j:end])))
@@ -364,5 +407,7 @@ def receive_maximum(props: bytes) -> int:
 
 
 def suback_codes(body: bytes, *, mqtt5: bool = False) -> list[int]:
-    """Granted QoS (or a failure code >= 0x80) per filter, from a SUBACK body."""
+    """Granted QoS (or a failure code >= 0x80) per filter, from a SUBACK body (the 3.1.1 failure code is 0x80;
+    MQTT 5 has several, e.g. 0x87 not authorized, 0x8F topic filter invalid, 0x9E shared subscriptions not
+    supported)."""
     return list(body[_skip_properties(body, 2, len(body)) if mqtt5 else 2:])
