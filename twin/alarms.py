@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from twin.state import Level
 
@@ -219,7 +219,7 @@ class AlarmError(ValueError):
     """An operator action that the alarm's state does not allow (or an unknown alarm key)."""
 
 
-def _dt(t: float) -> datetime:
+def _utc_datetime(t: float) -> datetime:
     return datetime.fromtimestamp(t, tz=UTC)
 
 
@@ -228,7 +228,14 @@ def _event(kind: EventKind, a: Alarm, at: datetime, *, by: str | None = None, de
     s = a.subject
     return AlarmEvent(kind, a.rule, s.id, s.type, a.severity, a.status, at, a.raised_at, a.count, s.building, s.floor,
                       s.device, a.detail if detail is None else detail, a.dispatch, by, shelved,
-                      None if occurred is None else _dt(occurred))
+                      None if occurred is None else _utc_datetime(occurred))
+
+
+class Shelving(NamedTuple):
+    """An alarm muted by a person: ``until`` (engine time, epoch seconds) and ``by`` whom."""
+
+    until: float
+    by: str
 
 
 class AlarmBook:
@@ -240,7 +247,7 @@ class AlarmBook:
     def __init__(self, policies: Mapping[str, AlarmPolicy]) -> None:
         self.policies = policies
         self._alarms: dict[str, Alarm] = {}
-        self._shelf: dict[str, tuple[float, str]] = {}  # key -> (until, who)
+        self._shelf: dict[str, Shelving] = {}  # alarm key -> until when, by whom
         self._cycles: dict[str, deque[float]] = {}  # key -> times of recent rule clears (flapping)
         self._held: dict[str, float] = {}  # flapping alarms held raised: key -> since when the rule is clear
 
@@ -258,7 +265,7 @@ class AlarmBook:
 
     def shelved(self, key: str, t: float) -> bool:
         s = self._shelf.get(key)
-        return s is not None and s[0] > t
+        return s is not None and s.until > t
 
     # -- from rules -------------------------------------------------------------------------------
 
@@ -267,7 +274,7 @@ class AlarmBook:
         key = alarm_key(policy.rule, subject.id)
         a = self._alarms.get(key)
         shelved = self.shelved(key, t)
-        at = _dt(t)
+        at = _utc_datetime(t)
         if a is not None and a.status.active:
             self._held.pop(key, None)
             a = replace(a, count=a.count + 1, last_seen=max(a.last_seen, at), detail=detail)
@@ -277,8 +284,8 @@ class AlarmBook:
             return
         shelf = self._shelf.get(key) if shelved else None
         a = Alarm(policy.rule, subject, policy.severity, AlarmStatus.ACTIVE_UNACK, policy.dispatch, at, at,
-                  detail=detail, shelved_until=_dt(shelf[0]) if shelf else None,
-                  shelved_by=shelf[1] if shelf else None)
+                  detail=detail, shelved_until=_utc_datetime(shelf.until) if shelf else None,
+                  shelved_by=shelf.by if shelf else None)
         self._alarms[key] = a
         out.append(_event(EventKind.RAISED, a, at, shelved=shelved, occurred=occurred))
 
@@ -298,7 +305,7 @@ class AlarmBook:
                 if not a.flapping:
                     a = replace(a, flapping=True)
                     self._alarms[key] = a
-                    out.append(_event(EventKind.FLAPPING, a, _dt(t), shelved=self.shelved(key, t),
+                    out.append(_event(EventKind.FLAPPING, a, _utc_datetime(t), shelved=self.shelved(key, t),
                                       detail=f"{len(cycles)} raise/clear cycles within "
                                              f"{format_duration(policy.flap_within)}: held raised until it "
                                              f"stays clear for {format_duration(policy.flap_settle)}"))
@@ -308,15 +315,15 @@ class AlarmBook:
     def suppressed(self, policy: AlarmPolicy, subject: Subject, t: float, detail: str, out: list[AlarmEvent],
                    occurred: float | None = None) -> None:
         """Report a raise that did not happen because the device is shielded or in maintenance."""
-        at = _dt(t)
+        at = _utc_datetime(t)
         out.append(AlarmEvent(EventKind.SUPPRESSED, policy.rule, subject.id, subject.type, policy.severity, None, at,
                               at, 0, subject.building, subject.floor, subject.device, detail, policy.dispatch,
-                              occurred_at=None if occurred is None else _dt(occurred)))
+                              occurred_at=None if occurred is None else _utc_datetime(occurred)))
 
     # -- from people ------------------------------------------------------------------------------
 
     def acknowledge(self, key: str, who: str, at: datetime, comment: str | None = None) -> AlarmEvent:
-        a = self._need(key)
+        a = self._current(key)
         if a.status is AlarmStatus.ACTIVE_UNACK:
             a = replace(a, status=AlarmStatus.ACTIVE_ACK, acked_at=at, acked_by=who, ack_comment=comment)
             self._alarms[key] = a
@@ -330,7 +337,7 @@ class AlarmBook:
 
     def clear_by(self, key: str, who: str, at: datetime, comment: str | None = None) -> AlarmEvent:
         """An operator clears an active alarm by hand (it raises again only on a new onset)."""
-        a = self._need(key)
+        a = self._current(key)
         if not a.status.active:
             raise AlarmError(f"alarm {key} is already cleared")
         out: list[AlarmEvent] = []
@@ -338,12 +345,12 @@ class AlarmBook:
         return out[0]
 
     def shelve(self, key: str, until: datetime, who: str, at: datetime) -> AlarmEvent:
-        a = self._need(key)
+        a = self._current(key)
         if not a.status.active:
             raise AlarmError(f"alarm {key} is cleared: only an active alarm can be shelved")
         if until <= at:
             raise AlarmError(f"shelving until {until.isoformat()} is not after {at.isoformat()}")
-        self._shelf[key] = (until.timestamp(), who)
+        self._shelf[key] = Shelving(until.timestamp(), who)
         a = replace(a, shelved_until=until, shelved_by=who)
         self._alarms[key] = a
         return _event(EventKind.SHELVED, a, at, by=who, detail=f"shelved until {until.isoformat()}", shelved=True)
@@ -382,9 +389,9 @@ class AlarmBook:
             a = current
             due = (a.escalated_at or a.raised_at).timestamp() + p.escalate_every
             while t >= due and a.severity.rank < p.escalate_max.rank:
-                a = replace(a, severity=a.severity.step_up(p.escalate_max), escalated_at=_dt(due))
+                a = replace(a, severity=a.severity.step_up(p.escalate_max), escalated_at=_utc_datetime(due))
                 self._alarms[key] = a
-                out.append(_event(EventKind.ESCALATED, a, _dt(due),
+                out.append(_event(EventKind.ESCALATED, a, _utc_datetime(due),
                                   detail=f"unacknowledged for {format_duration(due - a.raised_at.timestamp())}"))
                 due += p.escalate_every
         if len(self._cycles) > 4 * len(self._alarms) + 64:  # forget flapping history that has aged out
@@ -395,7 +402,8 @@ class AlarmBook:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _need(self, key: str) -> Alarm:
+    def _current(self, key: str) -> Alarm:
+        """The current alarm under ``key``; AlarmError if there is none."""
         a = self._alarms.get(key)
         if a is None:
             raise AlarmError(f"no current alarm {key}")
@@ -404,7 +412,7 @@ class AlarmBook:
     def _close(self, a: Alarm, t: float, who: str | None, detail: str, out: list[AlarmEvent],
                occurred: float | None = None) -> None:
         key = a.key
-        at = _dt(t)
+        at = _utc_datetime(t)
         status = AlarmStatus.CLEARED_ACK if a.status is AlarmStatus.ACTIVE_ACK else AlarmStatus.CLEARED_UNACK
         a = replace(a, status=status, cleared_at=at, cleared_by=who, flapping=False, detail=detail)
         self._held.pop(key, None)
@@ -420,7 +428,7 @@ class AlarmBook:
 
     def _unshelve(self, key: str, t: float, who: str, detail: str) -> AlarmEvent:
         del self._shelf[key]
-        at = _dt(t)
+        at = _utc_datetime(t)
         a = self._alarms.get(key)
         if a is None:  # the alarm was cleared and acknowledged while shelved: nothing to report on
             rule, _, subject = key.partition("@")
@@ -446,12 +454,12 @@ class AlarmBook:
         for item in data.get("alarms", ()):
             a = _alarm_from_json(item)
             self._alarms[a.key] = a
-        self._shelf = {k: (float(u), str(w)) for k, (u, w) in data.get("shelf", {}).items()}
+        self._shelf = {k: Shelving(float(u), str(w)) for k, (u, w) in data.get("shelf", {}).items()}
         self._cycles = {k: deque(float(x) for x in v) for k, v in data.get("cycles", {}).items()}
         self._held = {k: float(v) for k, v in data.get("held", {}).items() if k in self._alarms}
 
 
-def _ts(d: datetime | None) -> float | None:
+def _epoch_seconds(d: datetime | None) -> float | None:
     return None if d is None else d.timestamp()
 
 
@@ -459,16 +467,17 @@ def _alarm_json(a: Alarm) -> dict[str, Any]:
     s = a.subject
     return {
         "rule": a.rule, "subject": [s.id, s.type, s.building, s.floor, s.device], "severity": a.severity.value,
-        "status": a.status.value, "dispatch": a.dispatch.value, "raised_at": _ts(a.raised_at),
-        "last_seen": _ts(a.last_seen), "count": a.count, "detail": a.detail, "acked_at": _ts(a.acked_at),
-        "acked_by": a.acked_by, "ack_comment": a.ack_comment, "cleared_at": _ts(a.cleared_at),
-        "cleared_by": a.cleared_by, "shelved_until": _ts(a.shelved_until), "shelved_by": a.shelved_by,
-        "flapping": a.flapping, "escalated_at": _ts(a.escalated_at),
+        "status": a.status.value, "dispatch": a.dispatch.value, "raised_at": _epoch_seconds(a.raised_at),
+        "last_seen": _epoch_seconds(a.last_seen), "count": a.count, "detail": a.detail,
+        "acked_at": _epoch_seconds(a.acked_at),
+        "acked_by": a.acked_by, "ack_comment": a.ack_comment, "cleared_at": _epoch_seconds(a.cleared_at),
+        "cleared_by": a.cleared_by, "shelved_until": _epoch_seconds(a.shelved_until), "shelved_by": a.shelved_by,
+        "flapping": a.flapping, "escalated_at": _epoch_seconds(a.escalated_at),
     }
 
 
-def _opt_dt(v: Any) -> datetime | None:
-    return None if v is None else _dt(float(v))
+def _optional_utc(v: Any) -> datetime | None:
+    return None if v is None else _utc_datetime(float(v))
 
 
 def _opt_iso(v: Any) -> datetime | None:
@@ -479,11 +488,12 @@ def _alarm_from_json(d: Mapping[str, Any]) -> Alarm:
     sid, stype, building, floor, device = d["subject"]
     return Alarm(
         rule=d["rule"], subject=Subject(sid, stype, building, floor, device), severity=Severity(d["severity"]),
-        status=AlarmStatus(d["status"]), dispatch=Dispatch(d["dispatch"]), raised_at=_dt(d["raised_at"]),
-        last_seen=_dt(d["last_seen"]), count=int(d["count"]), detail=d["detail"], acked_at=_opt_dt(d["acked_at"]),
-        acked_by=d["acked_by"], ack_comment=d["ack_comment"], cleared_at=_opt_dt(d["cleared_at"]),
-        cleared_by=d["cleared_by"], shelved_until=_opt_dt(d["shelved_until"]), shelved_by=d["shelved_by"],
-        flapping=bool(d["flapping"]), escalated_at=_opt_dt(d["escalated_at"]),
+        status=AlarmStatus(d["status"]), dispatch=Dispatch(d["dispatch"]), raised_at=_utc_datetime(d["raised_at"]),
+        last_seen=_utc_datetime(d["last_seen"]), count=int(d["count"]), detail=d["detail"],
+        acked_at=_optional_utc(d["acked_at"]),
+        acked_by=d["acked_by"], ack_comment=d["ack_comment"], cleared_at=_optional_utc(d["cleared_at"]),
+        cleared_by=d["cleared_by"], shelved_until=_optional_utc(d["shelved_until"]), shelved_by=d["shelved_by"],
+        flapping=bool(d["flapping"]), escalated_at=_optional_utc(d["escalated_at"]),
     )
 
 
