@@ -27,16 +27,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from gateway.storage.db import MigrationError, first_line
+from gateway.storage.db import Backend, MigrationError, first_line
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["timescaledb", "postgres"]
+
 BACKENDS: tuple[Backend, ...] = ("timescaledb", "postgres")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 FILE_NAME = re.compile(r"(?P<version>\d{4})_(?P<name>[a-z0-9_]+)(?:\.(?P<backend>postgres|timescaledb))?\.sql")
