@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -207,20 +207,27 @@ def floor_index(floor: int) -> int:
     return floor - 1 if floor > 0 else floor
 
 
+class FloorSpan(NamedTuple):
+    """Bottom and top z of a floor slab, in metres."""
+
+    bottom: float
+    top: float
+
+
 def floor_span(
     building: Building, floor: int, *, exploded: bool = False, gap: float = FLOOR_GAP,
     explode_gap: float = EXPLODE_GAP,
-) -> tuple[float, float]:
+) -> FloorSpan:
     """(bottom z, top z) of a floor slab in metres; ``exploded`` pulls the building's floors apart."""
     h = building.floor_height
     step = h + (explode_gap if exploded else 0.0)
     z0 = floor_index(floor) * step
-    return z0, z0 + h - gap
+    return FloorSpan(z0, z0 + h - gap)
 
 
 def building_top(building: Building, *, exploded: bool = False, explode_gap: float = EXPLODE_GAP) -> float:
     """z of the roof (top of the highest floor slab)."""
-    return floor_span(building, building.floors_above, exploded=exploded, explode_gap=explode_gap, gap=0.0)[1]
+    return floor_span(building, building.floors_above, exploded=exploded, explode_gap=explode_gap, gap=0.0).top
 
 
 def _prism_template(n: int, cap: list[tuple[int, int, int]]) -> npt.NDArray[np.int64]:
@@ -257,7 +264,9 @@ _BOX_CAP = [(0, 1, 2), (0, 2, 3)]
 
 
 @dataclass(frozen=True, slots=True)
-class _Part:
+class _MeshPart:
+    """The triangles of one building (or of the ground), before the parts are merged into one mesh."""
+
     vertices: F32
     triangles: npt.NDArray[np.int64]
     tri_keys: npt.NDArray[np.int64]  # per triangle, index into keys
@@ -265,7 +274,7 @@ class _Part:
 
 
 def _building_part(b: Building, community: Community, *, exploded: bool, gap: float, explode_gap: float,
-                   shafts: bool) -> _Part:
+                   shafts: bool) -> _MeshPart:
     ring_pts = clean_polygon(b.footprint)
     cap = triangulate(ring_pts)
     ring = np.asarray(ring_pts, dtype=np.float64)
@@ -278,9 +287,10 @@ def _building_part(b: Building, community: Community, *, exploded: bool, gap: fl
     if shafts:
         lifts = [e for e in community.elevators if e.building == b.id]
         if lifts:
-            z0 = np.array([floor_span(b, e.serves[0], exploded=exploded, explode_gap=explode_gap)[0] for e in lifts])
-            z1 = np.array([floor_span(b, e.serves[1], exploded=exploded, explode_gap=explode_gap, gap=0.0)[1]
-                           + SHAFT_OVERRUN for e in lifts])
+            lowest, highest = (e.serves[0] for e in lifts), (e.serves[1] for e in lifts)
+            z0 = np.array([floor_span(b, f, exploded=exploded, explode_gap=explode_gap).bottom for f in lowest])
+            z1 = np.array([floor_span(b, f, exploded=exploded, explode_gap=explode_gap, gap=0.0).top
+                           + SHAFT_OVERRUN for f in highest])
             sv, st = [], []
             for n, e in enumerate(lifts):
                 v, t = _prisms(_box_ring(e.shaft, SHAFT_SIZE), _BOX_CAP, z0[n:n + 1], z1[n:n + 1])
@@ -291,7 +301,7 @@ def _building_part(b: Building, community: Community, *, exploded: bool, gap: fl
             tris = np.concatenate([tris, shaft_tris])
             tri_keys = np.concatenate([tri_keys, np.full(len(shaft_tris), len(keys), dtype=np.int64)])
             keys.append((b.id, SHAFTS))
-    return _Part(verts, tris, tri_keys, keys)
+    return _MeshPart(verts, tris, tri_keys, keys)
 
 
 def community_bounds(community: Community) -> tuple[float, float, float, float]:
@@ -324,11 +334,11 @@ def community_mesh(
              for b in community.buildings if wanted is None or b.id in wanted]
     if ground:
         g = ground_mesh(community)
-        parts.append(_Part(g.vertices, g.triangles.astype(np.int64), g.triangle_key.astype(np.int64), list(g.keys)))
+        parts.append(_MeshPart(g.vertices, g.triangles.astype(np.int64), g.triangle_key.astype(np.int64), list(g.keys)))
     return _merge(parts)
 
 
-def _merge(parts: list[_Part]) -> Mesh:
+def _merge(parts: list[_MeshPart]) -> Mesh:
     if not parts:
         return empty_mesh()
     v_off = np.cumsum([0] + [len(p.vertices) for p in parts])
