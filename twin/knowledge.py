@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -70,6 +70,15 @@ class Hit:
 _WORD = re.compile(r"[a-z0-9%.]+|[\u3400-\u9fff\uf900-\ufaff]+")
 _TYPE_ORDER = {"sop": 0, "policy": 1, "case": 2}
 _WEIGHTS = (("title", 6.0), ("keywords", 4.0), ("ids", 3.0), ("steps", 1.0), ("notes", 1.0))
+
+
+class _Ranked(NamedTuple):
+    """A search candidate: the share of the query's terms it holds, its weighted score, and the line to show."""
+
+    cover: float
+    score: float
+    document: Document
+    snippet: str
 
 
 def terms(query: str) -> list[str]:
@@ -142,14 +151,14 @@ class KnowledgeBase:
         ts = terms(query)
         if not ts:
             return []
-        ranked: list[tuple[float, float, Document, str]] = []
+        ranked: list[_Ranked] = []
         for d in self.documents.values():
             if kind is not None and d.type != kind:
                 continue
             fields = self._fields[d.id]
             score = 0.0
             found = 0
-            best: tuple[float, str] | None = None
+            best_term_length, best_line = 0, None  # the line showing the longest term found
             for t in ts:
                 hit = False
                 for name, weight in _WEIGHTS:
@@ -159,13 +168,12 @@ class KnowledgeBase:
                 if hit:
                     found += 1
                     line = _best_line(d, t)
-                    if line and (best is None or len(t) > best[0]):
-                        best = (len(t), line)
+                    if line and (best_line is None or len(t) > best_term_length):
+                        best_term_length, best_line = len(t), line
             if found:
-                ranked.append((found / len(ts), score, d, best[1] if best else d.steps[0]))
-        ranked.sort(key=lambda r: (-r[0], -r[1], _TYPE_ORDER[r[2].type], r[2].id))
-        return [Hit(d, round(cover * 10 + score / 10, 3), _clip(snippet)) for cover, score, d, snippet in
-                ranked[:limit]]
+                ranked.append(_Ranked(found / len(ts), score, d, best_line or d.steps[0]))
+        ranked.sort(key=lambda r: (-r.cover, -r.score, _TYPE_ORDER[r.document.type], r.document.id))
+        return [Hit(r.document, round(r.cover * 10 + r.score / 10, 3), _clip(r.snippet)) for r in ranked[:limit]]
 
 
 def _fields(d: Document) -> dict[str, str]:
