@@ -14,17 +14,35 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import queue
+import socket
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from gateway.alarms.service import AlarmService
+from gateway.cluster import sessions
+from gateway.cluster.leases import Fenced, LeaseStore, check_fence
+from gateway.cluster.ownership import Ownership
 from gateway.ingest.batch import AlarmWrites, KeyRow, WriteBatch, dead_row
+from gateway.ingest.items import (
+    _STOP,
+    DEAD_LETTER_BURST,
+    DEAD_LETTER_EVERY_S,
+    ERROR_REPLY_BURST,
+    ERROR_REPLY_EVERY_S,
+    LINGER_S,
+    STALL_S,
+    Command,
+    Item,
+    Produced,
+    Stats,
+    Step,
+)
+from gateway.ingest.membership import ClusterMember, Control
 from gateway.ingest.metrics import GatewayMetrics
 from gateway.ingest.spool import Spool
 from gateway.ingest.startcache import StartCache
@@ -39,6 +57,7 @@ from twin.alarms import AlarmEvent
 from twin.community import Community
 from twin.state import LiveState
 
+__all__ = ["BrokerUnavailable", "Gateway", "GatewayFailed", "Item", "PortBusy", "Stats"]
 log = logging.getLogger(__name__)
 
 
@@ -58,97 +77,26 @@ class BrokerUnavailable(Exception):
         )
 
 
-@dataclass
-class Stats:
-    """Counters since start; read by `gridtwin gateway` logs, /metrics and tests."""
-
-    received: int = 0
-    accepted: int = 0
-    readings_written: int = 0
-    events_written: int = 0
-    batches: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    db_errors: int = 0
-    duplicates: int = 0
-    spooled: int = 0
-    alarm_events: int = 0
-    poisoned_batches: int = 0  # batches a data error made the writer retry device by device
-    error_replies_suppressed: int = 0  # error replies not sent (per-device rate limit)
-    dead_letters_dropped: int = 0  # rejects counted but not stored (per-reason storage budget)
-    last_write_s: float = 0.0
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "accepted": self.accepted,
-            "readings_written": self.readings_written,
-            "events_written": self.events_written,
-            "batches": self.batches,
-            "rejected": dict(self.rejected),
-            "db_errors": self.db_errors,
-            "duplicates": self.duplicates,
-            "spooled": self.spooled,
-            "alarm_events": self.alarm_events,
-            "poisoned_batches": self.poisoned_batches,
-            "error_replies_suppressed": self.error_replies_suppressed,
-            "dead_letters_dropped": self.dead_letters_dropped,
-        }
-
-
-_STOP = object()
-LINGER_S = 0.003  # close a batch when no message arrived for this long
-STALL_S = 60.0  # /healthz fails when a received message has waited this long to be stored
-ERROR_REPLY_BURST, ERROR_REPLY_EVERY_S = 10, 10.0  # per device: 10 error replies at once, then one per 10 s
-DEAD_LETTER_BURST, DEAD_LETTER_EVERY_S = 1000, 0.06  # per reason: ~1,000 stored a minute, the rest counted
-Produced = list[tuple[AlarmService, list[AlarmEvent]]]
-
-
-class Step:
-    """The rules' part of one commit. The engine runs once however often the write is tried: its
-    writes are computed the first time they are asked for and reused (spool, retry, isolation)."""
-
-    def __init__(self, produced: Produced | None, run: Callable[[set[KeyRow]], Produced] | None = None) -> None:
-        self.produced = produced
-        self._run = run
-        self._writes: list[AlarmWrites] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.produced is not None
-
-    def writes(self, duplicates: set[KeyRow]) -> list[AlarmWrites]:
-        if self._writes is None:
-            if self.produced is None:
-                self.produced = self._run(duplicates) if self._run is not None else []
-            self._writes = [w for svc, evs in self.produced if (w := svc.writes(evs)) is not None]
-        return self._writes
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """An operator's alarm command (acknowledge, shelve, ...) for one community's alarm service."""
-
-    community: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One received message on its way to the writer, with what is needed to acknowledge it."""
-
-    result: Accepted | Rejected | Command
-    mid: int
-    qos: int
-    received: float = 0.0  # time.monotonic() when it came off the wire (oldest-unwritten age)
-
-
-class Gateway:
+class Gateway(ClusterMember):
     """Run with :meth:`start` / :meth:`stop`, or :meth:`run_forever`."""
 
     def __init__(self, settings: Settings, mqtt_url: str, db_url: str, *, mqtt5: bool = True) -> None:
+        if settings.mqtt.shared_group:
+            raise ValueError("GRIDTWIN_MQTT_SHARED_GROUP is not supported ($share splits a community's devices "
+                             "across gateways, which breaks its rules): set GRIDTWIN_CLUSTER_ENABLED=true on each "
+                             "gateway instead (docs/scale-out.md)")
         self.settings = settings
         self.mqtt_url = mqtt_url
         self.db_url = db_url
+        # Cluster mode (docs/scale-out.md): this gateway runs only the communities whose lease it holds,
+        # each through its own persistent MQTT session; off, it runs every community as one process.
+        self.cluster = settings.cluster.enabled
+        self.node = settings.cluster.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self._epochs: dict[str, int] = {}  # cluster: community -> epoch of the lease we hold (writer thread)
+        self._sessions: dict[str, Transport] = {}  # cluster: community -> its MQTT session
+        self._sessions_lock = threading.Lock()
+        self._control: queue.SimpleQueue[Control] = queue.SimpleQueue()  # take/drop, run by the writer
+        self._ownership: Ownership | None = None
         # MQTT 3.1.1 unless asked for 5 (and the broker speaks it): what we need (persistent session,
         # QoS 1, $share groups on Mosquitto/EMQX) works in 3.1.1, which our fast transport speaks.
         self.mqtt5 = mqtt5 and settings.mqtt.protocol == "5"
@@ -197,7 +145,12 @@ class Gateway:
         self.dispatch: DispatchWorker | None = None  # tickets for grid workers, started by start()
         self._filters = self._subscription_filters()
         self._client = self._make_client()
-        self._restore_live_state()
+        self._all_communities: list[Community] = []
+        if not self.cluster:
+            self._restore_live_state()
+        elif self._storage is not None:
+            self._all_communities = [Community.model_validate(d) for c in self._storage.community_codes()
+                                     if (d := self._storage.community_document(c)) is not None]
         self._save_start_cache()
         self._writer = threading.Thread(target=self._supervised_writer, name="gridtwin-writer", daemon=True)
         self.failed = threading.Event()  # set when the writer or the dispatch worker died
@@ -215,25 +168,35 @@ class Gateway:
 
     def _subscription_filters(self) -> list[str]:
         mq = self.settings.mqtt
-        filters = contract.subscription(mq.topic_root)
-        if mq.shared_group:
-            filters = [f"$share/{mq.shared_group}/{f}" for f in filters]
-        filters.append(contract.alarm_commands_topic(mq.topic_root, "+"))
-        return filters
+        if self.cluster:  # the node's own connection only publishes; communities come through their sessions
+            return [f"{mq.topic_root}/v{contract.SCHEMA_VERSION}/_gateway/{self.node}/status"]
+        return [*contract.subscription(mq.topic_root), contract.alarm_commands_topic(mq.topic_root, "+")]
 
-    def _make_client(self) -> Transport:
-        """Our fast MQTT 3.1.1 transport unless MQTT 5 or GRIDTWIN_MQTT_TRANSPORT=paho asks for paho."""
+    def _make_client(self, community: str | None = None) -> Transport:
+        """Our fast MQTT 3.1.1 transport unless MQTT 5 or GRIDTWIN_MQTT_TRANSPORT=paho asks for paho.
+
+        ``community`` (cluster mode): that community's own persistent session, the same client id on every
+        gateway; else the gateway's connection (in cluster mode only for publishing)."""
         mq = self.settings.mqtt
-        subscriptions = [(f, int(mq.qos)) for f in self._filters]
+        if community is None:
+            client_id, filters = mq.client_id, self._filters
+            on_message: Callable[[str, bytes, int, int], None] = self._on_message
+            on_connect: Callable[[], None] = self._on_connect
+        else:
+            client_id, filters = sessions.client_id(mq.topic_root, community), sessions.filters(mq.topic_root,
+                                                                                                 community)
+            on_message = lambda t, p, m, q: self._on_message(t, p, m, q, community)  # noqa: E731
+            on_connect = lambda: log.info("community %s: session %s subscribed", community, client_id)  # noqa: E731
+        subscriptions = [(f, int(mq.qos)) for f in filters]
         if mq.transport == "fast" and not self.mqtt5:
-            return FastTransport(self.mqtt_url, client_id=mq.client_id, subscriptions=subscriptions,
-                                 on_message=self._on_message, on_connect=self._on_connect,
+            return FastTransport(self.mqtt_url, client_id=client_id, subscriptions=subscriptions,
+                                 on_message=on_message, on_connect=on_connect,
                                  on_disconnect=self._on_disconnect, keepalive=mq.keepalive,
                                  clean_session=False)  # persistent session: queued QoS1 messages survive our restart
         if mq.transport == "fast":
             log.info("MQTT 5 needs the paho transport: using paho")
-        return PahoTransport(self.mqtt_url, client_id=mq.client_id, subscriptions=subscriptions,
-                             on_message=self._on_message, on_connect=self._on_connect,
+        return PahoTransport(self.mqtt_url, client_id=client_id, subscriptions=subscriptions,
+                             on_message=on_message, on_connect=on_connect,
                              on_disconnect=self._on_disconnect, keepalive=mq.keepalive, mqtt5=self.mqtt5)
 
     def _on_connect(self) -> None:
@@ -246,13 +209,13 @@ class Gateway:
         if not self._stopping.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason)
 
-    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, src: str | None = None) -> None:
         # Never let one message break intake: the validator turns every problem into a Rejected.
         self.stats.received += 1
         community = contract.parse_alarm_commands_topic(self.settings.mqtt.topic_root, topic)
         if community is not None:
             self._idle.clear()
-            self._queue.put(Item(Command(community, payload), mid, qos, time.monotonic()))
+            self._queue.put(Item(Command(community, payload), mid, qos, time.monotonic(), src))
             return
         try:
             result = self._validator.check(topic, payload, datetime.now(UTC))
@@ -260,7 +223,7 @@ class Gateway:
             log.exception("validator failed on %s", topic)
             result = Rejected(topic, None, "internal", f"{type(exc).__name__}", payload[:1024], None)
         self._idle.clear()
-        self._queue.put(Item(result, mid, qos, time.monotonic()))  # blocks when full: back-pressure onto the broker
+        self._queue.put(Item(result, mid, qos, time.monotonic(), src))  # blocks when full: back-pressure
 
     # -- writer side --------------------------------------------------------------------------------
 
@@ -303,6 +266,8 @@ class Gateway:
             "backlog": self._queue.qsize(),
             "spool_bytes": self._spool.size_bytes(),
             "failure": self.failure,
+            **({"node": self.node, "communities": sorted(self._epochs),
+                "leases": self._ownership.error or "ok" if self._ownership else "not started"} if self.cluster else {}),
         }
 
     def _write_loop(self) -> None:
@@ -346,6 +311,8 @@ class Gateway:
                         break
                     assert isinstance(item, Item)
                     batch.append(item)
+            if self.cluster:
+                self._serve_control()
             if batch:
                 self._flush(batch)
             elif self._spool.pending() or self._db_down_since is not None:
@@ -393,17 +360,18 @@ class Gateway:
             doc = st.community_document(code) if st is not None else cache.communities.get(code) if cache else None
             if doc is None:
                 continue
-            community = Community.model_validate(doc)
-            state = LiveState(community)
-            if st is not None:
-                state.restore(*st.live_snapshot(code))
-                snapshot = st.load_rule_state(code)
-            else:
-                snapshot = cache.rule_state.get(code) if cache else None
-            self.live[code] = state
-            self.alarms[code] = AlarmService(community, snapshot, root=self.settings.mqtt.topic_root,
-                                             publish=self._publish, live=state,
-                                             site_rules=self.settings.rules.files)
+            snapshot = st.load_rule_state(code) if st is not None else cache.rule_state.get(code) if cache else None
+            self._add_community(Community.model_validate(doc), snapshot)
+
+    def _add_community(self, community: Community, snapshot: dict[str, Any] | None) -> None:
+        """Live state (from the database when it is up) and alarm service of one community."""
+        state = LiveState(community)
+        if self._storage is not None and self._db_down_since is None:
+            state.restore(*self._storage.live_snapshot(community.id))
+        self.live[community.id] = state
+        self.alarms[community.id] = AlarmService(community, snapshot, root=self.settings.mqtt.topic_root,
+                                                 publish=self._publish, live=state,
+                                                 site_rules=self.settings.rules.files)
 
     def _save_start_cache(self) -> None:
         """Remember the registry, communities and engine snapshots for a start during a database outage."""
@@ -459,16 +427,32 @@ class Gateway:
     def _tick_rules(self) -> None:
         produced: Produced = [(svc, evs) for svc in self.alarms.values() if (evs := svc.tick())]
         if produced:
-            self._commit(WriteBatch([], [], [], [], []), Step(produced))
+            try:
+                self._commit(WriteBatch([], [], [], [], []), Step(produced))
+            except Fenced as exc:
+                self._lost(exc.communities)
 
     def _save_rule_state(self) -> None:
         if self._storage is None or self._db_down_since is not None or self._spool.pending():
             return  # the spool holds newer snapshots with its alarm writes
-        for svc in self.alarms.values():
-            svc.save_state(self._storage)
+        for code, svc in list(self.alarms.items()):
+            self._save_one(code, svc)
         self._saves += 1
         if self._saves % 6 == 0:  # every minute: what a start during an outage would begin from
             self._save_start_cache()
+
+    def _save_one(self, code: str, svc: AlarmService) -> None:
+        """Save one community's rule state; in cluster mode only while we hold its lease (fenced)."""
+        assert self._storage is not None
+        if not self.cluster:
+            svc.save_state(self._storage)
+            return
+        try:
+            with self._storage.conn.transaction():
+                check_fence(self._storage.conn, self.node, {code: self._epochs.get(code, -1)})
+                svc.save_state(self._storage)
+        except Fenced as exc:
+            self._lost(exc.communities)
 
     def _reload_rules(self) -> None:
         for svc in self.alarms.values():
@@ -478,7 +462,7 @@ class Gateway:
         self._client.publish(topic, payload, qos=qos)
 
     def _restore_new_communities(self) -> None:
-        if self._storage is not None and self._db_down_since is None \
+        if not self.cluster and self._storage is not None and self._db_down_since is None \
                 and set(self._storage.community_codes()) - set(self.live):
             self._restore_live_state()
 
@@ -504,6 +488,10 @@ class Gateway:
             log.warning("%s", exc)
 
     def _flush(self, items: list[Item]) -> None:
+        if self.cluster:  # a community we gave up or lost: never written nor acknowledged, its next owner gets it
+            items = [i for i in items if i.src in self._epochs]
+            if not items:
+                return
         self._batch_started = min(i.received for i in items)
         accepted: list[Accepted] = []
         seen: set[tuple[int, int, datetime]] = set()
@@ -529,12 +517,22 @@ class Gateway:
         if dropped:
             self.stats.dead_letters_dropped += dropped
         step = Step(None, lambda dups: self._run_rules(
-            [a for a in accepted if not (a.keys and all(k in dups for k in a.keys))], commands))
-        if not self._commit(batch, step):
+            [a for a in accepted if not (a.keys and all(k in dups for k in a.keys))], commands),
+            frozenset(i.src for i in items if i.src is not None))
+        try:
+            committed = self._commit(batch, step)
+        except Fenced as exc:  # nothing written, no rule ran: the rest goes again without the lost communities
+            self._batch_started = None
+            self._lost(exc.communities)
+            rest = [i for i in items if i.src not in exc.communities]
+            if rest:
+                self._flush(rest)
+            return
+        if not committed:
             self._batch_started = None
             return  # shutting down with the database down and the spool full: left unacknowledged
         # committed or durably spooled: now the broker may forget these messages (one write for all)
-        self._client.ack_many([i.mid for i in items if i.qos > 0])
+        self._ack(items)
         self._batch_started = None
         self._apply_live(accepted)
         self.stats.batches += 1
@@ -549,6 +547,21 @@ class Gateway:
                     self._tell_device(r)
                 else:
                     self.stats.error_replies_suppressed += 1
+
+    def _ack(self, items: list[Item]) -> None:
+        if not self.cluster:
+            self._client.ack_many([i.mid for i in items if i.qos > 0])
+            return
+        by_session: dict[str, list[int]] = {}
+        for i in items:
+            if i.qos > 0 and i.src is not None:
+                by_session.setdefault(i.src, []).append(i.mid)
+        with self._sessions_lock:
+            clients = {c: self._sessions.get(c) for c in by_session}
+        for c, mids in by_session.items():
+            client = clients[c]
+            if client is not None:  # a session already closed: the next owner gets these again (dropped as duplicates)
+                client.ack_many(mids)
 
     def _commit(self, batch: WriteBatch, step: Step) -> bool:
         """Commit rows and the alarms their rules raise in one transaction; if the database is down, spool
@@ -588,7 +601,7 @@ class Gateway:
         if self._storage is None:
             raise DatabaseUnavailable(self.db_url, "not connected yet")
         try:
-            result = self._storage.write_batch(batch, step.writes if step else None)
+            result = self._storage.write_batch(batch, self._rules_step(step))
         except DatabaseUnavailable:
             raise
         except StorageError as exc:
@@ -597,13 +610,26 @@ class Gateway:
                       exc)
             if step is not None and step.done:  # the rules already ran on it: keep what they produced
                 batch, step = batch.with_alarms([*batch.alarms, *step.writes(set())]), None
-            result = self._storage.write_batch(batch, step.writes if step else None, isolate=True)
+            result = self._storage.write_batch(batch, self._rules_step(step), isolate=True)
             for unit, why in result.poisoned:
                 log.error("stored as a dead letter (storage_rejected): %s: %s", unit.topic_hint(), why)
             self.stats.rejected["storage_rejected"] += len(result.poisoned)
         self.stats.duplicates += result.duplicates
         self.stats.last_write_s = time.perf_counter() - t0
         self.metrics.write_seconds.observe(self.stats.last_write_s)
+
+    def _rules_step(self, step: Step | None) -> Callable[[set[KeyRow]], list[AlarmWrites]] | None:
+        """What runs inside the write transaction: the rules; in cluster mode first the fence, so a gateway
+        that lost a lease writes nothing for that community and its rules never run on these facts."""
+        if step is None or not self.cluster:
+            return step.writes if step is not None else None
+        storage, epochs = self._storage, {c: self._epochs.get(c, -1) for c in step.communities}
+        assert storage is not None
+
+        def fenced(dups: set[KeyRow]) -> list[AlarmWrites]:
+            check_fence(storage.conn, self.node, epochs)
+            return step.writes(dups)
+        return fenced
 
     def _db_down(self, exc: Exception) -> None:
         self.stats.db_errors += 1
@@ -650,10 +676,11 @@ class Gateway:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def _start_dispatch(self) -> None:
-        if self.settings.tickets.enabled and self.alarms:
-            self.dispatch = DispatchWorker(self.settings, self.db_url,
-                                           [svc.community for svc in self.alarms.values()], self._publish,
-                                           on_fatal=self._fail)
+        # cluster mode: every gateway dispatches every community's alarm events (each exactly once: the
+        # outbox rows are taken FOR UPDATE), so tickets flow while a community changes hands
+        communities = self._all_communities if self.cluster else [svc.community for svc in self.alarms.values()]
+        if self.settings.tickets.enabled and communities:
+            self.dispatch = DispatchWorker(self.settings, self.db_url, communities, self._publish, on_fatal=self._fail)
             self.dispatch.start()
 
     def start(self, timeout_s: float = 10.0) -> None:
@@ -681,6 +708,14 @@ class Gateway:
         if not self._connected.wait(timeout_s):
             self.stop()
             raise BrokerUnavailable(addr.redacted(), "no CONNACK (wrong credentials or not an MQTT broker?)")
+        if self.cluster:
+            cl, db = self.settings.cluster, self.settings.db
+            store = LeaseStore(self.db_url, schema=db.schema_name, holder=self.node, lease_s=cl.lease_s,
+                               connect_timeout_s=min(db.connect_timeout_s, cl.renew_s))
+            self._ownership = Ownership(store, self, renew_s=cl.renew_s, lease_s=cl.lease_s, on_fatal=self._fail)
+            self._ownership.start()
+            log.info("cluster node %s: taking its share of communities (lease %.0f s, renewed every %.1f s)",
+                     self.node, cl.lease_s, cl.renew_s)
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """True once everything received so far has been written (for tests and demo summaries)."""
@@ -695,6 +730,12 @@ class Gateway:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        if self._ownership is not None:  # hand every community over cleanly while the writer still runs
+            self._ownership.stop(release=True)
+        with self._sessions_lock:
+            left, self._sessions = list(self._sessions.values()), {}
+        for client in left:
+            client.stop()
         self._client.stop()
         self._shutdown_writer()
         if self.dispatch is not None:
