@@ -8,7 +8,7 @@ references between sections, catalogue kinds, floors inside the building) and ra
 from __future__ import annotations
 
 from datetime import date, time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 import yaml
@@ -185,7 +185,7 @@ def reference_problems(c: Community) -> list[tuple[Loc, str]]:
     for i, g in enumerate(c.grids):
         if self_intersects(g.boundary):
             problems.append((("grids", i, "boundary"), "boundary polygon intersects itself"))
-    boxes = [_bbox(b.footprint) for b in c.buildings]
+    boxes = [_bounding_box(b.footprint) for b in c.buildings]
     for i, b in enumerate(c.buildings):
         if self_intersects(b.footprint):
             problems.append((("buildings", i, "footprint"), "footprint polygon intersects itself"))
@@ -194,7 +194,7 @@ def reference_problems(c: Community) -> list[tuple[Loc, str]]:
         elif c.grids and c.grid_of(b) is None:
             problems.append((("buildings", i, "footprint"), "building lies outside every grid boundary"))
         for j in range(i):
-            if _bbox_overlap(boxes[i], boxes[j]) and polygons_overlap(b.footprint, c.buildings[j].footprint):
+            if _boxes_overlap(boxes[i], boxes[j]) and polygons_overlap(b.footprint, c.buildings[j].footprint):
                 problems.append((("buildings", i, "footprint"), f"overlaps building {c.buildings[j].id!r}"))
     for i, e in enumerate(c.elevators):
         eb = buildings.get(e.building)
@@ -291,13 +291,20 @@ def polygons_overlap(a: list[Point], b: list[Point]) -> bool:
     return point_in_polygon(centroid(a), b) or point_in_polygon(centroid(b), a)
 
 
-def _bbox(poly: list[Point]) -> tuple[float, float, float, float]:
+class _BoundingBox(NamedTuple):
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+def _bounding_box(poly: list[Point]) -> _BoundingBox:
     xs, ys = [p[0] for p in poly], [p[1] for p in poly]
-    return min(xs), min(ys), max(xs), max(ys)
+    return _BoundingBox(min(xs), min(ys), max(xs), max(ys))
 
 
-def _bbox_overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _boxes_overlap(a: _BoundingBox, b: _BoundingBox) -> bool:
+    return a.xmin < b.xmax and b.xmin < a.xmax and a.ymin < b.ymax and b.ymin < a.ymax
 
 
 class CommunityError(ValueError):
@@ -357,11 +364,11 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
             break
         line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            nxt = next(((k, v) for k, v in node.value if k.value == part), None)
-            if nxt is None:
+            entry = next(((key, value) for key, value in node.value if key.value == part), None)
+            if entry is None:
                 break
-            line = nxt[0].start_mark.line + 1
-            node = nxt[1]
+            key_node, node = entry
+            line = key_node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:
