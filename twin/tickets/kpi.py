@@ -88,16 +88,17 @@ def kpi_markdown(rows: Sequence[KpiRow], title: str) -> str:
             "rated", "satisfaction", "satisfied", "reopened", "escalations"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.scope, r.key, r.name, str(r.tickets), str(r.open), str(r.resolved), _num(r.mean_respond_min),
-                 _num(r.mean_resolve_h), _pct(r.on_time_rate), str(r.rated), _num(r.satisfaction),
-                 _pct(r.satisfied_rate), _pct(r.reopen_rate), str(r.escalations)]
+        cells = [r.scope, r.key, r.name, str(r.tickets), str(r.open), str(r.resolved),
+                 _number_cell(r.mean_respond_min), _number_cell(r.mean_resolve_h), _percent_cell(r.on_time_rate),
+                 str(r.rated), _number_cell(r.satisfaction), _percent_cell(r.satisfied_rate),
+                 _percent_cell(r.reopen_rate), str(r.escalations)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _num(v: float | None) -> str:
+def _number_cell(v: float | None) -> str:
     return "-" if v is None else f"{v:g}"
 
 
-def _pct(v: float | None) -> str:
+def _percent_cell(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
