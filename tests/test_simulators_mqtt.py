@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gateway.storage import Storage
 from simulators import engine, hostile, run, scale
 from simulators.errors import BrokerUnreachable
 from simulators.mqtt import DeviceFleet, SharedConnection
+from tests.brokers import subscribe_and_wait, wait_until
 from twin import community as community_mod
 from twin import contract
 
@@ -39,30 +41,43 @@ class Listener:
     """A plain paho subscriber collecting (topic, payload) from the broker."""
 
     def __init__(self, url: str, topic_filter: str, *, client_id: str) -> None:
-        addr = contract.BrokerAddress.parse(url)
+        self.addr = contract.BrokerAddress.parse(url)
         self.got: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
-        subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *_a: subscribed.set()
-        self.client.connect(addr.host, addr.port)
-        self.client.subscribe(topic_filter, qos=1)
+        self.client.connect(self.addr.host, self.addr.port)
         self.client.loop_start()
-        assert subscribed.wait(5)
+        subscribe_and_wait(self.client, topic_filter)
 
     def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
         with self.lock:
             self.got.append((msg.topic, bytes(msg.payload)))
 
-    def wait_for(self, pred: object, timeout: float = 10.0) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
+    def wait_for(self, pred: Callable[[list[tuple[str, bytes]]], bool], timeout: float = 10.0) -> bool:
+        def check() -> bool:
             with self.lock:
-                if pred(list(self.got)):  # type: ignore[operator]
-                    return True
-            time.sleep(0.02)
-        return False
+                return pred(list(self.got))
+
+        return wait_until(check, timeout, 0.02)
+
+    def sentinel(self, topic: str) -> None:
+        """Publish a sentinel on ``topic`` (one this listener receives) from a new connection and wait until it
+        arrives. Used after a client's DISCONNECT or dropped socket: Mosquitto handles the end of that
+        connection (and publishes its will, if any) in its event loop before it accepts and serves a
+        connection opened afterwards, so a will published at all arrives before the sentinel."""
+        body = b"sentinel-" + uuid.uuid4().hex.encode()
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"sentinel-{uuid.uuid4().hex[:10]}")
+        c.connect(self.addr.host, self.addr.port)
+        c.loop_start()
+        try:
+            c.publish(topic, body, qos=1).wait_for_publish(5)
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        assert self.wait_for(lambda got: (topic, body) in got), f"sentinel on {topic} did not arrive"
+        with self.lock:
+            self.got.remove((topic, body))
 
     def close(self) -> None:
         self.client.disconnect()
@@ -104,7 +119,7 @@ def test_clean_disconnect_sends_no_will(mqtt_url: str, topic_root: str, listen: 
     fleet.connect("B1-FACP", status, engine.status_bytes("online"), engine.WILL_PAYLOAD)
     fleet.disconnect("B1-FACP", status, engine.status_bytes("offline", reason="shutdown"))
     assert listen.wait_for(lambda got: len(got) >= 2)
-    time.sleep(0.3)
+    listen.sentinel(f"{topic_root}/sentinel")  # a will, if the broker sent one, would be in by now
     assert [orjson.loads(p)["state"] for _t, p in listen.got] == ["online", "offline"]
     assert orjson.loads(listen.got[1][1])["reason"] == "shutdown"
     fleet.close()
@@ -137,6 +152,7 @@ def test_scenario_through_the_broker_ends_with_the_last_will(mqtt_url: str, topi
     telemetry = [m for m in mine if "values" in m]
     assert len(telemetry) >= 4 and [m["seq"] for m in telemetry] == sorted(m["seq"] for m in telemetry)
     witness = job.plan.role("witness")  # type: ignore[attr-defined]
+    listen.sentinel(f"{topic_root}/sentinel")  # the run ended; the witness's will, if sent, would be in by now
     assert not [p for t, p in listen.got if f"/{witness}/" in t and orjson.loads(p) == WILL]
 
 
@@ -187,9 +203,7 @@ def test_hostile_run_gets_exactly_the_rejections_its_manifest_predicts(settings:
     lines = [orjson.loads(x) for x in manifest.read_bytes().splitlines()]
     assert {x["category"] for x in lines} == set(hostile.CATEGORIES)
     expected = Counter(x["expected"] for x in lines if x["expected"] not in ("accepted", "duplicate", "late"))
-    end = time.monotonic() + 15
-    while time.monotonic() < end and storage.dead_letter_counts() != expected:
-        time.sleep(0.1)
+    wait_until(lambda: storage.dead_letter_counts() == expected, 15, 0.1)
     assert storage.dead_letter_counts() == expected
     assert gateway.wait_idle(10)
     accepted = sum(x["expected"] in ("accepted", "late") for x in lines)
