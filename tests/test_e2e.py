@@ -16,7 +16,7 @@ from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage
 from simulators import publisher
-from tests.brokers import wait_until
+from tests.brokers import subscribe_and_wait, wait_until
 from twin import community as community_mod
 from twin import contract
 
@@ -67,9 +67,8 @@ def test_bad_payloads_are_dead_lettered_and_device_is_told(settings: Settings, s
 
     sub.on_message = on_message
     sub.connect(addr.host, addr.port)
-    sub.subscribe(f"{root}/v1/sunshine/B1-HYD/error", qos=1)
     sub.loop_start()
-    time.sleep(0.3)
+    subscribe_and_wait(sub, f"{root}/v1/sunshine/B1-HYD/error")
     now_ms = int(time.time() * 1000)
     t = f"{root}/v1/sunshine/B1-HYD/telemetry"
     cases = {
