@@ -78,8 +78,8 @@ class AlarmTables(Database):
 
     def load_rule_state(self, community: str) -> dict[str, Any] | None:
         with self._errors("reading rule state"):
-            row = self.conn.execute("SELECT snapshot FROM rule_state WHERE community = %s", (community,)).fetchone()
-        return dict(row[0]) if row else None
+            snapshot = self._scalar("SELECT snapshot FROM rule_state WHERE community = %s", (community,))
+        return dict(snapshot) if snapshot is not None else None
 
     def save_rule_state(self, community: str, snapshot: dict[str, Any], at: datetime | None = None) -> None:
         with self._errors("saving rule state"):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import date
-from typing import Any, Literal, LiteralString, Self
+from typing import Any, Literal, LiteralString, Self, TypeVar
 
 import psycopg
-from psycopg.rows import tuple_row
+from psycopg.rows import class_row, scalar_row, tuple_row
 
 Backend = Literal["timescaledb", "postgres"]
+RowT = TypeVar("RowT")
 
 
 class StorageError(Exception):
@@ -119,5 +120,15 @@ class Database:
 
     def _scalar(self, query: LiteralString, args: Sequence[Any] = ()) -> Any:
         """The first column of the first row (None when there is no row)."""
-        row = self.conn.execute(query, args).fetchone()
-        return row[0] if row else None
+        with self.conn.cursor(row_factory=scalar_row) as cur:
+            return cur.execute(query, args).fetchone()
+
+    def _scalars(self, query: LiteralString, args: Sequence[Any] = ()) -> list[Any]:
+        """The first column of every row."""
+        with self.conn.cursor(row_factory=scalar_row) as cur:
+            return cur.execute(query, args).fetchall()
+
+    def _typed(self, row_type: type[RowT], query: LiteralString, args: Sequence[Any] = ()) -> list[RowT]:
+        """Rows as ``row_type`` (a dataclass whose fields are named as the query's columns)."""
+        with self.conn.cursor(row_factory=class_row(row_type)) as cur:
+            return cur.execute(query, args).fetchall()

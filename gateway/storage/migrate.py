@@ -171,7 +171,7 @@ def _verify(conn: psycopg.Connection[Any], schema: str, migrations: Sequence[Mig
             cur.executemany("UPDATE schema_version SET checksum = %s WHERE version = %s", adopted)
         log.info("schema %s: recorded checksums of %d migrations applied before checksums existed",
                  schema, len(adopted))
-    return {r[0] for r in rows}
+    return {version for version, *_ in rows}
 
 
 def _scalar(conn: psycopg.Connection[Any], query: str, args: tuple[Any, ...]) -> Any:

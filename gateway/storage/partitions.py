@@ -64,12 +64,11 @@ class Partitions(Database):
 
     def _existing_partitions(self) -> dict[str, date]:
         with self._errors("listing partitions"):
-            rows = self.conn.execute(
+            names: list[str] = self._scalars(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = to_regclass('telemetry')"
-            ).fetchall()
+                "WHERE i.inhparent = to_regclass('telemetry')")
         out = {}
-        for (name,) in rows:
+        for name in names:
             with contextlib.suppress(ValueError):
                 out[name] = datetime.strptime(name[len("telemetry_p"):], "%Y%m%d").date()
         self._partition_days |= set(out.values())
@@ -83,10 +82,8 @@ class Partitions(Database):
                 self.conn.execute("CALL refresh_continuous_aggregate('telemetry_1m', %s, %s)", (since, until))
                 return -1
             with self.conn.transaction():
-                wm = self.conn.execute(
-                    "SELECT until FROM rollup_watermark WHERE name = 'telemetry_1m' FOR UPDATE"
-                ).fetchone()
-                start = since or (wm[0] if wm else until - timedelta(days=self.retention_days))
+                watermark = self._scalar("SELECT until FROM rollup_watermark WHERE name = 'telemetry_1m' FOR UPDATE")
+                start = since or watermark or until - timedelta(days=self.retention_days)
                 cur = self.conn.execute(
                     """
                     INSERT INTO telemetry_1m (bucket, device_id, metric_id, samples, avg_value, min_value, max_value)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, LiteralString
 
 import orjson
 from psycopg.types.json import Jsonb
 
 from gateway.storage.db import Database, StorageError
 from twin import catalogue
-from twin.community import Community
+from twin.community import Building, Community
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,35 @@ class DeviceRef:
     kind: str
 
 
+@dataclass(frozen=True, slots=True)
+class _StoredBuilding:
+    code: str
+    name: str
+    grid: str | None
+    floors_above: int
+    floors_below: int
+    floor_height: float
+    use: str
+    footprint: list[list[float]]
+    retired_at: datetime | None
+
+    def same_as(self, b: Building) -> bool:
+        """True when the file's building matches this row (a retired one coming back has changed)."""
+        return self.retired_at is None and (
+            self.name, self.grid, self.floors_above, self.floors_below, float(self.floor_height), self.use,
+            self.footprint) == (b.name, b.grid, b.floors_above, b.floors_below, float(b.floor_height), b.use,
+                                [list(p) for p in b.footprint])
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredDevice:
+    code: str
+    kind: str
+    building: str | None
+    floor: int | None
+    attrs: dict[str, Any]
+    retired_at: datetime | None
+
 
 class Registry(Database):
     def load_community(self, community: Community) -> LoadReport:
@@ -50,59 +80,54 @@ class Registry(Database):
         changed: dict[str, list[str]] = {"buildings": [], "devices": []}
         removed: dict[str, list[str]] = {"buildings": [], "devices": []}
         with self._errors(f"loading community {community.id}"), self.conn.transaction():
-            row = self.conn.execute(
+            cid = self._scalar(
                 "INSERT INTO communities (code, name, origin_lat, origin_lon, document) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (code) DO UPDATE SET name = excluded.name, origin_lat = excluded.origin_lat, "
                 "origin_lon = excluded.origin_lon, document = excluded.document, loaded_at = now() RETURNING id",
                 (community.id, community.name, community.origin[0], community.origin[1], Jsonb(doc)),
-            ).fetchone()
-            assert row is not None
-            cid = row[0]
-            old_b = {r[0]: r[1:] for r in self.conn.execute(
+            )
+            old_b = {r.code: r for r in self._typed(
+                _StoredBuilding,
                 "SELECT code, name, grid, floors_above, floors_below, floor_height, use, footprint, retired_at "
-                "FROM buildings WHERE community_id = %s", (cid,)).fetchall()}
+                "FROM buildings WHERE community_id = %s", (cid,))}
             bids: dict[str, int] = {}
             for b in community.buildings:
-                fp = [list(p) for p in b.footprint]
-                new = (b.name, b.grid, b.floors_above, b.floors_below, float(b.floor_height), b.use, fp, None)
-                prev = old_b.get(b.id)
-                if prev is None:
+                prev_b = old_b.get(b.id)
+                if prev_b is None:
                     added["buildings"].append(b.id)
-                elif (*prev[:4], float(prev[4]), *prev[5:]) != new:
+                elif not prev_b.same_as(b):
                     changed["buildings"].append(b.id)
-                r = self.conn.execute(
+                bid = self._scalar(
                     "INSERT INTO buildings (community_id, code, name, grid, floors_above, floors_below, floor_height,"
                     " use, footprint) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (community_id, code) DO UPDATE"
                     " SET name=excluded.name, grid=excluded.grid, floors_above=excluded.floors_above,"
                     " floors_below=excluded.floors_below, floor_height=excluded.floor_height, use=excluded.use,"
                     " footprint=excluded.footprint, retired_at=NULL RETURNING id",
                     (cid, b.id, b.name, b.grid, b.floors_above, b.floors_below, b.floor_height, b.use,
-                     Jsonb(fp)),
-                ).fetchone()
-                assert r is not None
-                bids[b.id] = r[0]
-                self.conn.execute("DELETE FROM floors WHERE building_id = %s", (r[0],))
+                     Jsonb([list(p) for p in b.footprint])),
+                )
+                bids[b.id] = bid
+                self.conn.execute("DELETE FROM floors WHERE building_id = %s", (bid,))
                 with self.conn.cursor() as cur:
                     cur.executemany("INSERT INTO floors (building_id, number) VALUES (%s, %s)",
-                                    [(r[0], f) for f in b.floors])
-            for code, prev in old_b.items():
-                if code not in bids and prev[-1] is None:
-                    removed["buildings"].append(code)
+                                    [(bid, f) for f in b.floors])
+            removed["buildings"] = [code for code, r in old_b.items() if code not in bids and r.retired_at is None]
             self.conn.execute(
                 "UPDATE buildings SET retired_at = now() WHERE community_id = %s AND NOT (code = ANY(%s)) "
                 "AND retired_at IS NULL", (cid, list(bids)))
 
-            old_d = {r[0]: r[1:] for r in self.conn.execute(
-                "SELECT d.code, d.kind, b.code, d.floor, d.attrs, d.retired_at FROM devices d "
-                "LEFT JOIN buildings b ON b.id = d.building_id WHERE d.community_id = %s", (cid,)).fetchall()}
+            old_d = {r.code: r for r in self._typed(
+                _StoredDevice,
+                "SELECT d.code, d.kind, b.code AS building, d.floor, d.attrs, d.retired_at FROM devices d "
+                "LEFT JOIN buildings b ON b.id = d.building_id WHERE d.community_id = %s", (cid,))}
             codes = []
             for d in community.devices:
                 attrs = {k: v for k, v in orjson.loads(d.model_dump_json()).items()
                          if k not in ("id", "kind", "building", "floor") and v is not None}
-                prev = old_d.get(d.id)
-                if prev is None:
+                prev_d = old_d.get(d.id)
+                if prev_d is None:
                     added["devices"].append(d.id)
-                elif prev != (d.kind, d.building, d.floor, attrs, None):
+                elif prev_d != _StoredDevice(d.id, d.kind, d.building, d.floor, attrs, None):
                     changed["devices"].append(d.id)
                 self.conn.execute(
                     "INSERT INTO devices (community_id, code, kind, building_id, floor, attrs) VALUES "
@@ -112,9 +137,7 @@ class Registry(Database):
                      Jsonb(attrs)),
                 )
                 codes.append(d.id)
-            for code, prev in old_d.items():
-                if code not in codes and prev[-1] is None:
-                    removed["devices"].append(code)
+            removed["devices"] = [code for code, r in old_d.items() if code not in codes and r.retired_at is None]
             self.conn.execute(
                 "UPDATE devices SET retired_at = now() WHERE community_id = %s AND NOT (code = ANY(%s)) "
                 "AND retired_at IS NULL", (cid, codes))
@@ -123,23 +146,21 @@ class Registry(Database):
     def devices(self) -> list[DeviceRef]:
         """Every active device of every community."""
         with self._errors("reading devices"):
-            rows = self.conn.execute(
-                "SELECT d.id, c.code, d.code, d.kind FROM devices d JOIN communities c ON c.id = d.community_id "
-                "WHERE d.retired_at IS NULL"
-            ).fetchall()
-        return [DeviceRef(*r) for r in rows]
+            return self._typed(
+                DeviceRef,
+                "SELECT d.id, c.code AS community, d.code, d.kind FROM devices d "
+                "JOIN communities c ON c.id = d.community_id WHERE d.retired_at IS NULL")
 
     def community_codes(self) -> list[str]:
         with self._errors("listing communities"):
-            return [r[0] for r in self.conn.execute("SELECT code FROM communities ORDER BY code").fetchall()]
+            return self._scalars("SELECT code FROM communities ORDER BY code")
 
     def community_document(self, code: str | None = None) -> dict[str, Any] | None:
         with self._errors("reading community"):
-            if code is None:
-                row = self.conn.execute("SELECT document FROM communities ORDER BY loaded_at DESC LIMIT 1").fetchone()
-            else:
-                row = self.conn.execute("SELECT document FROM communities WHERE code = %s", (code,)).fetchone()
-        return row[0] if row else None
+            document: dict[str, Any] | None = (
+                self._scalar("SELECT document FROM communities ORDER BY loaded_at DESC LIMIT 1") if code is None
+                else self._scalar("SELECT document FROM communities WHERE code = %s", (code,)))
+        return document
 
     def metric_ids(self) -> dict[str, int]:
         with self._errors("reading metrics"):
@@ -152,12 +173,12 @@ class Registry(Database):
                             [(n,) for n in names])
 
     def _device_id(self, device_code: str, community: str | None) -> int | None:
-        q = "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id WHERE d.code = %s"
+        q: LiteralString = "SELECT d.id FROM devices d JOIN communities c ON c.id = d.community_id WHERE d.code = %s"
         args: tuple[Any, ...] = (device_code,)
         if community:
             q += " AND c.code = %s"
             args = (device_code, community)
-        rows = self.conn.execute(q, args).fetchall()
-        if len(rows) > 1:
+        ids = self._scalars(q, args)
+        if len(ids) > 1:
             raise StorageError(f"device {device_code!r} exists in several communities; name the community")
-        return rows[0][0] if rows else None
+        return ids[0] if ids else None

@@ -47,7 +47,7 @@ class Telemetry(Partitions, Registry):
         if not rows:
             return
         if self.backend == "postgres":
-            self.ensure_partitions({r[0].date() for r in rows})
+            self.ensure_partitions({ts.date() for ts, *_ in rows})
         self._copy(f"writing {len(rows)} readings",
                    "COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)",
                    ["timestamptz", "int4", "int2", "float8", "int2"], (r[:5] for r in rows),
@@ -55,19 +55,18 @@ class Telemetry(Partitions, Registry):
 
     @staticmethod
     def _upsert_latest(cur: psycopg.Cursor[Any], rows: Sequence[Sequence[Any]]) -> None:
-        newest: dict[tuple[int, int], Sequence[Any]] = {}
-        for r in rows:
-            key = (r[1], r[2])
-            prev = newest.get(key)
-            if prev is None or r[0] >= prev[0]:
-                newest[key] = r
+        newest: dict[tuple[int, int], tuple[float, datetime]] = {}  # (device, metric) -> (value, ts)
+        for ts, device_id, metric_id, value, *_ in rows:
+            prev = newest.get((device_id, metric_id))
+            if prev is None or ts >= prev[1]:
+                newest[device_id, metric_id] = (value, ts)
         # binary COPY into a per-session temp table: arrays in parameters are dumped as text (slow)
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS _latest_in (device_id int4, metric_id int2, value float8, "
                     "ts timestamptz) ON COMMIT DELETE ROWS")
         with cur.copy("COPY _latest_in FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(["int4", "int2", "float8", "timestamptz"])
-            for r in newest.values():
-                cp.write_row((r[1], r[2], r[3], r[0]))
+            for (device_id, metric_id), (value, ts) in newest.items():
+                cp.write_row((device_id, metric_id, value, ts))
         cur.execute(
             "INSERT INTO latest_values (device_id, metric_id, value, ts) SELECT device_id, metric_id, value, ts "
             "FROM _latest_in ON CONFLICT (device_id, metric_id) DO UPDATE SET value = excluded.value, "
@@ -77,11 +76,11 @@ class Telemetry(Partitions, Registry):
     @staticmethod
     def _upsert_status(cur: psycopg.Cursor[Any], rows: Sequence[tuple[int, str, str | None, datetime]]) -> None:
         latest: dict[int, tuple[int, str, str | None, datetime]] = {}
-        for r in rows:  # the newest fact per device wins within the batch
-            prev = latest.get(r[0])
-            if prev is None or r[3] >= prev[3]:
-                latest[r[0]] = r
-        vals = list(latest.values())
+        for device_id, state, reason, at in rows:  # the newest fact per device wins within the batch
+            prev = latest.get(device_id)
+            if prev is None or at >= prev[3]:
+                latest[device_id] = (device_id, state, reason, at)
+        device_ids, states, reasons, times = zip(*latest.values(), strict=True)
         cur.execute(
             "INSERT INTO device_status (device_id, state, reason, changed_at, last_seen) "
             "SELECT d, s, r, t, t FROM unnest(%s::int4[], %s::text[], %s::text[], %s::timestamptz[]) AS x(d, s, r, t) "
@@ -89,7 +88,7 @@ class Telemetry(Partitions, Registry):
             "changed_at = CASE WHEN device_status.state = excluded.state THEN device_status.changed_at "
             "ELSE excluded.changed_at END, last_seen = greatest(device_status.last_seen, excluded.last_seen) "
             "WHERE excluded.changed_at >= device_status.changed_at",
-            ([r[0] for r in vals], [r[1] for r in vals], [r[2] for r in vals], [r[3] for r in vals]),
+            (list(device_ids), list(states), list(reasons), list(times)),
         )
 
     def write_dead_letters(self, rows: Sequence[tuple[datetime, str, str, str, bytes]]) -> None:
@@ -120,13 +119,13 @@ class Telemetry(Partitions, Registry):
             dev = self._device_id(device_code, community)
             if dev is None:
                 raise UnknownDevice(device_code)
-            rows = self.conn.execute(
-                "SELECT m.name, l.value, l.ts, coalesce((SELECT max(t.flags) FROM telemetry t WHERE "
-                "t.device_id = l.device_id AND t.metric_id = l.metric_id AND t.ts = l.ts), 0) "
+            rows = self._typed(
+                LatestReading,
+                "SELECT m.name AS metric, l.value, l.ts, coalesce((SELECT max(t.flags) FROM telemetry t WHERE "
+                "t.device_id = l.device_id AND t.metric_id = l.metric_id AND t.ts = l.ts), 0) AS flags "
                 "FROM latest_values l JOIN metrics m ON m.id = l.metric_id WHERE l.device_id = %s",
-                (dev,),
-            ).fetchall()
-        return sorted((LatestReading(*r) for r in rows), key=lambda r: r.metric)
+                (dev,))
+        return sorted(rows, key=lambda r: r.metric)
 
     def live_snapshot(self, community: str) -> tuple[list[tuple[str, str, float, datetime]],
                                                      list[tuple[str, str, datetime]],
@@ -154,8 +153,7 @@ class Telemetry(Partitions, Registry):
 
     def count_readings(self) -> int:
         with self._errors("counting readings"):
-            row = self.conn.execute("SELECT count(*) FROM telemetry").fetchone()
-        return int(row[0]) if row else 0
+            return int(self._scalar("SELECT count(*) FROM telemetry"))
 
     def dead_letter_counts(self) -> dict[str, int]:
         with self._errors("counting dead letters"):

@@ -55,7 +55,7 @@ class BatchWriter(Telemetry, AlarmTables):
         :class:`StorageError` when the data is (never with ``isolate``, short of a bug).
         """
         if self.backend == "postgres" and batch.readings:
-            self.ensure_partitions({r[0].date() for r in batch.readings})
+            self.ensure_partitions({ts.date() for ts, *_ in batch.readings})
         result = WriteResult()
         alarms = list(batch.alarms)
         with self._errors(f"writing a batch of {len(batch.readings)} readings"), self.conn.transaction(), \
@@ -106,13 +106,13 @@ class BatchWriter(Telemetry, AlarmTables):
     def _write_rows(self, cur: psycopg.Cursor[Any], batch: WriteBatch, dups: set[KeyRow]) -> None:
         readings, events = batch.readings, batch.events
         if dups:
-            readings = [r for r in readings if (r[1], r[5], r[0]) not in dups]
-            events = [e for e in events if (e[1], e[5], e[0]) not in dups]
+            readings = [r for r in readings if _message_key(r) not in dups]
+            events = [e for e in events if _message_key(e) not in dups]
         if readings:
             with cur.copy("COPY telemetry (ts, device_id, metric_id, value, flags) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.set_types(["timestamptz", "int4", "int2", "float8", "int2"])
-                for r in readings:
-                    cp.write_row(r[:5])
+                for ts, device_id, metric_id, value, flags, _seq in readings:
+                    cp.write_row((ts, device_id, metric_id, value, flags))
             self._upsert_latest(cur, readings)
         if events:
             with cur.copy("COPY device_events (ts, device_id, code, state, detail, seq) FROM STDIN "
@@ -148,7 +148,7 @@ class BatchWriter(Telemetry, AlarmTables):
                 cp.write_row(k)
         if precheck:
             kc.execute("SELECT k.device_id, k.seq, k.ts FROM _keys_in k JOIN message_keys m USING (device_id, seq, ts)")
-            dups = {(r[0], r[1], r[2]) for r in kc.fetchall()}
+            dups = set(kc.fetchall())  # rows are (device_id, seq, ts): key rows
             kc.execute("INSERT INTO message_keys (device_id, seq, ts) SELECT DISTINCT device_id, seq, ts "
                        "FROM _keys_in ON CONFLICT DO NOTHING")
         else:
@@ -158,26 +158,33 @@ class BatchWriter(Telemetry, AlarmTables):
                 "FROM _keys_in ON CONFLICT DO NOTHING RETURNING 1) "
                 "SELECT (SELECT count(*) FROM _keys_in) - (SELECT count(*) FROM ins)"
             )
-            row = kc.fetchone()
-            if row and int(row[0]):  # rare: which keys were stored before? (rows we inserted carry our xid)
+            (already_stored,) = kc.fetchone() or (0,)
+            if already_stored:  # rare: which keys were stored before? (rows we inserted carry our xid)
                 kc.execute(
                     "SELECT k.device_id, k.seq, k.ts FROM _keys_in k "
                     "JOIN message_keys m USING (device_id, seq, ts) "
                     "WHERE m.xmin::text::bigint <> txid_current() % (2^32)::bigint"
                 )
-                dups = {(r[0], r[1], r[2]) for r in kc.fetchall()}
+                dups = set(kc.fetchall())
         horizon = datetime.now(UTC) - window
-        if any(k[2] < horizon for k in keys):
+        if any(ts < horizon for _device_id, _seq, ts in keys):
             # beyond the key window (keys pruned): a stored row of that device at that time is the original
             kc.execute(
                 "SELECT k.device_id, k.seq, k.ts FROM _keys_in k WHERE k.ts < %s AND ("
                 "EXISTS (SELECT 1 FROM telemetry t WHERE t.device_id = k.device_id AND t.ts = k.ts) OR "
                 "EXISTS (SELECT 1 FROM device_events e WHERE e.device_id = k.device_id AND e.ts = k.ts "
                 "AND e.seq = k.seq))", (horizon,))
-            dups |= {(r[0], r[1], r[2]) for r in kc.fetchall()}
+            dups |= set(kc.fetchall())
         return dups
 
     def prune_message_keys(self, older_than: timedelta = DEDUPE_WINDOW) -> int:
         with self._errors("pruning message keys"):
             cur = self.conn.execute("DELETE FROM message_keys WHERE ts < now() - %s", (older_than,))
         return cur.rowcount
+
+
+def _message_key(row: Sequence[Any]) -> KeyRow:
+    """(device id, seq, ts) of a reading ``(ts, device, metric, value, flags, seq)`` or an event
+    ``(ts, device, code, state, detail, seq)``."""
+    ts, device_id, *_, seq = row
+    return device_id, seq, ts
