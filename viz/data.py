@@ -67,7 +67,7 @@ class ActionRefused(Exception):
         self.detail = detail
 
 
-# Ticket states in which nothing more is expected of the worker (twin/tickets.py: feedback = resolved and
+# Ticket states in which nothing more is expected of the worker (twin/tickets/model.py: feedback = resolved and
 # reported back, waiting for the resident's rating).
 CLOSED_STATES = frozenset({"feedback", "evaluated", "cancelled", "resolved", "closed"})
 REFUSAL_CODES = ("not_found", "forbidden", "already_acknowledged", "not_active", "illegal_transition",
