@@ -79,7 +79,16 @@ class Proxy:
     def _open_listener(self) -> None:
         ls = socket.socket()
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port))
+        end = time.monotonic() + 5
+        while True:  # right after cut() the accept loop may still hold the old listener (its accept times out)
+            try:
+                ls.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    ls.close()
+                    raise
+                time.sleep(0.02)
         ls.listen(64)
         ls.settimeout(0.2)
         self._listener = ls
@@ -122,6 +131,8 @@ class Proxy:
     def cut(self) -> None:
         self._up.clear()
         if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept loop up now (Linux)
             self._listener.close()
             self._listener = None
         with self._lock:
