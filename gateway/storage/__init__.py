@@ -29,6 +29,9 @@ from gateway.storage.db import (
     MigrationError,
     StorageError,
     UnknownDevice,
+    fetch_rows,
+    fetch_value,
+    fetch_values,
     redact,
 )
 from gateway.storage.migrate import MIGRATIONS, Migration, apply_migrations, load_migrations
@@ -39,7 +42,7 @@ from gateway.storage.writes import DEDUPE_WINDOW, BatchWriter, RulesStep, WriteR
 __all__ = [
     "DEDUPE_WINDOW", "FLAG_LATE", "MIGRATIONS", "AlarmTables", "Backend", "DatabaseUnavailable", "DeviceRef",
     "LatestReading", "LoadReport", "Migration", "MigrationError", "RulesStep", "Storage", "StorageError",
-    "UnknownDevice", "WriteResult", "load_migrations", "redact",
+    "UnknownDevice", "WriteResult", "fetch_rows", "fetch_value", "fetch_values", "load_migrations", "redact",
 ]
 
 

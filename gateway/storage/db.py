@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any, Literal, LiteralString, Self, TypeVar
 
 import psycopg
-from psycopg.rows import class_row, scalar_row, tuple_row
+from psycopg.rows import RowFactory, class_row, scalar_row, tuple_row
 
 Backend = Literal["timescaledb", "postgres"]
 RowT = TypeVar("RowT")
@@ -119,16 +119,32 @@ class Database:
         return self._backend
 
     def _scalar(self, query: LiteralString, args: Sequence[Any] = ()) -> Any:
-        """The first column of the first row (None when there is no row)."""
-        with self.conn.cursor(row_factory=scalar_row) as cur:
-            return cur.execute(query, args).fetchone()
+        return fetch_value(self.conn, query, args)
 
     def _scalars(self, query: LiteralString, args: Sequence[Any] = ()) -> list[Any]:
-        """The first column of every row."""
-        with self.conn.cursor(row_factory=scalar_row) as cur:
-            return cur.execute(query, args).fetchall()
+        return fetch_values(self.conn, query, args)
 
     def _typed(self, row_type: type[RowT], query: LiteralString, args: Sequence[Any] = ()) -> list[RowT]:
-        """Rows as ``row_type`` (a dataclass whose fields are named as the query's columns)."""
-        with self.conn.cursor(row_factory=class_row(row_type)) as cur:
-            return cur.execute(query, args).fetchall()
+        return fetch_rows(self.conn, class_row(row_type), query, args)
+
+
+# Typed reads on any connection (the storage parts and the services that share a Storage's connection).
+
+
+def fetch_value(conn: psycopg.Connection[Any], query: LiteralString, args: Sequence[Any] = ()) -> Any:
+    """The first column of the first row (None when there is no row)."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(query, args).fetchone()
+
+
+def fetch_values(conn: psycopg.Connection[Any], query: LiteralString, args: Sequence[Any] = ()) -> list[Any]:
+    """The first column of every row."""
+    with conn.cursor(row_factory=scalar_row) as cur:
+        return cur.execute(query, args).fetchall()
+
+
+def fetch_rows(conn: psycopg.Connection[Any], row_factory: RowFactory[RowT], query: LiteralString,
+               args: Sequence[Any] = ()) -> list[RowT]:
+    """Rows made by ``row_factory``: ``class_row(SomeDataclass)`` (fields named as the query's columns), ..."""
+    with conn.cursor(row_factory=row_factory) as cur:
+        return cur.execute(query, args).fetchall()

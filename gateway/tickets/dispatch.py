@@ -19,13 +19,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.rows import class_row
 
 from gateway.ingest.batch import clean_text
 from gateway.settings import Settings
-from gateway.storage import DatabaseUnavailable, Storage, StorageError
+from gateway.storage import DatabaseUnavailable, Storage, StorageError, fetch_rows
 from gateway.tickets.service import TicketService, render_snapshot
 from twin.alarms import AlarmEvent
 from twin.community import Community
@@ -33,6 +35,15 @@ from twin.community import Community
 log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes, int], None]
 POLL_S = 1.0  # look for events committed elsewhere (spool replay, another gateway) at least this often
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAlarmEvent:
+    """An alarm event in the outbox, not yet dispatched."""
+
+    id: int
+    community: str
+    event: dict[str, Any]
 
 
 class DispatchWorker:
@@ -114,12 +125,13 @@ class DispatchWorker:
         conn = service.conn
         try:
             with conn.transaction():
-                row = conn.execute(
+                pending = fetch_rows(
+                    conn, class_row(PendingAlarmEvent),
                     "SELECT id, community, event FROM alarm_events WHERE dispatched_at IS NULL "
-                    "AND community = ANY(%s) ORDER BY id LIMIT 1 FOR UPDATE", (communities,)).fetchone()
-                if row is None:
+                    "AND community = ANY(%s) ORDER BY id LIMIT 1 FOR UPDATE", (communities,))
+                if not pending:
                     return False
-                event_id, community, data = int(row[0]), str(row[1]), row[2]
+                event_id, community, data = pending[0].id, pending[0].community, pending[0].event
                 error: str | None = None
                 try:
                     with conn.transaction():  # a savepoint: a failure here still marks the event

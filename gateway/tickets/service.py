@@ -27,46 +27,60 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from functools import cache
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import psycopg
-import yaml
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from gateway.settings import Settings, TicketSettings
-from gateway.storage import Storage, StorageError, UnknownDevice
+from gateway.storage import Storage, StorageError, UnknownDevice, fetch_rows, fetch_value, fetch_values
+from gateway.tickets.photos import PHOTO_TYPES, Photo, PhotoRejected, check_photo, content_type_of
+from gateway.tickets.rows import (
+    OPEN_STATES,
+    SELECT_TICKETS,
+    TICKET_COLUMNS,
+    TICKET_ROW,
+    AlarmHistoryRow,
+    EarlierTicketRow,
+    TicketAlarmRow,
+    TicketEventRow,
+    ticket_params,
+)
+from gateway.tickets.views import (
+    API_PREFIX,
+    SnapshotFn,
+    devices_to_show,
+    knowledge_base,
+    kpi_csv,
+    photo_url,
+    render_snapshot,
+    rule_names,
+    worker_view,
+)
 from twin import contract
 from twin import tickets as tk
 from twin.alarms import AlarmEvent, EventKind, Severity
 from twin.community import Community
-from twin.knowledge import SOP_DIR, Document, KnowledgeBase
+from twin.knowledge import KnowledgeBase
 from twin.people import User
 from twin.tickets import Alert, InvalidInput, Priority, Ticket, TicketError, TicketState
+
+__all__ = [  # what the API, the dashboard and the CLI import from here
+    "API_PREFIX", "MAX_NOTE", "PHOTO_TYPES", "Forbidden", "Photo", "PhotoRejected", "Publish", "ReadingsFn",
+    "SnapshotFn", "TicketConflict", "TicketNotFound", "TicketService", "check_photo", "knowledge_base", "kpi_csv",
+    "render_snapshot", "rule_names", "sla_policy",
+]
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes, int], None]
-SnapshotFn = Callable[[Community, Ticket], bytes | None]
 ReadingsFn = Callable[[str, str], list[dict[str, Any]]]
-API_PREFIX = "/api/v1"
-PHOTO_TYPES = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",),
-               "image/webp": (b"RIFF",)}
 MAX_NOTE = 4000
-_COLS = ("community", "title", "category", "priority", "state", "source", "rule", "life_safety", "building", "floor",
-         "unit", "device", "grid", "assignee", "assignee_role", "escalated_to", "collaborator", "description",
-         "reporter", "contact", "keys", "created_at", "clock_start", "respond_by", "resolve_by", "progress_from",
-         "progress_by", "responded_at", "accepted_at", "resolved_at", "closed_at", "last_alarm_at", "alerts",
-         "breaches", "escalations", "reopens", "plan_submitted", "cancel_reason", "rating", "rating_comment",
-         "rated_at", "rate_token", "occurred_at", "received_at")
-_SELECT = "SELECT id, version, " + ", ".join(_COLS) + " FROM tickets"
-_OPEN = [s.value for s in tk.OPEN_STATES]
 
 
 class TicketNotFound(LookupError):
@@ -79,18 +93,6 @@ class TicketConflict(Exception):
 
 class Forbidden(PermissionError):
     pass
-
-
-class PhotoRejected(ValueError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class Photo:
-    content_type: str
-    data: bytes
 
 
 # -- configuration ----------------------------------------------------------------------------------
@@ -108,64 +110,6 @@ def sla_policy(s: TicketSettings) -> tk.SlaPolicy:
     life = {rule: tk.Target(t.respond_min * 60, None if t.resolve_min is None else t.resolve_min * 60,
                             source=t.source) for rule, t in s.life_safety.items()}
     return tk.SlaPolicy(targets, life, s.warn_fraction)
-
-
-@cache
-def knowledge_base(directory: Path = SOP_DIR) -> KnowledgeBase:
-    """The knowledge base bundled under twin/sop (read once)."""
-    return KnowledgeBase.parse([(str(p), p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.yaml"))])
-
-
-@cache
-def rule_names() -> dict[str, str]:
-    """Rule id -> Chinese name from the shipped rules (``"电梯困人 / passengers trapped"`` -> ``电梯困人``)."""
-    from twin.rules import DEFAULTS_FILE
-
-    try:
-        data = yaml.safe_load(DEFAULTS_FILE.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-    out: dict[str, str] = {}
-    for r in data.get("rules", []) or []:
-        if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("name"), str):
-            out[r["id"]] = r["name"].split(" / ")[0].strip()
-    return out
-
-
-def render_snapshot(size: tuple[int, int] = (960, 680)) -> SnapshotFn:
-    """A snapshot callable drawing the 3D community with the ticket's spot highlighted (viz.render)."""
-
-    def snap(community: Community, t: Ticket) -> bytes | None:
-        from viz import render
-        if t.building is None or community.building(t.building) is None:
-            return None
-        dev = community.device(t.device) if t.device else None
-        floor = t.floor if t.floor is not None else (dev.floor if dev else None)
-        floor_class = {(t.building, floor): "critical"} if floor is not None else {}
-        device_class = {dev.id: "critical"} if dev else {}
-        with tempfile.TemporaryDirectory(prefix="gridtwin-snap-") as tmp:
-            out = Path(tmp) / "snapshot.png"
-            render.render_png(community, out, floor_class=floor_class, device_class=device_class,
-                              highlight=(t.building, floor, dev.id if dev else None), building=t.building,
-                              floor=floor, size=size)
-            return out.read_bytes()
-
-    return snap
-
-
-def check_photo(photo: Photo, max_bytes: int) -> None:
-    """Size and type of an uploaded photo: the declared content type must match the file's magic bytes."""
-    ctype = photo.content_type.split(";")[0].strip().lower()
-    if ctype not in PHOTO_TYPES:
-        raise PhotoRejected(415, f"photo content type {photo.content_type or '(none)'!r} is not accepted; "
-                                 f"send {', '.join(PHOTO_TYPES)}")
-    if len(photo.data) > max_bytes:
-        raise PhotoRejected(413, f"photo of {len(photo.data)} bytes is larger than the limit of {max_bytes} bytes")
-    if not photo.data:
-        raise PhotoRejected(400, "the photo is empty")
-    if not any(photo.data.startswith(m) for m in PHOTO_TYPES[ctype]) or (
-            ctype == "image/webp" and photo.data[8:12] != b"WEBP"):
-        raise PhotoRejected(415, f"the photo's bytes are not a {ctype} image")
 
 
 # -- the service --------------------------------------------------------------------------------------
@@ -210,7 +154,7 @@ class TicketService:
                 self.conn.execute(
                     "UPDATE ticket_alarms a SET count = %s, last_at = greatest(a.last_at, %s), detail = %s "
                     "FROM tickets t WHERE t.id = a.ticket_id AND t.community = %s AND t.state = ANY(%s) "
-                    "AND a.alarm_key = %s", (event.count, event.at, event.detail, c.id, _OPEN, event.key))
+                    "AND a.alarm_key = %s", (event.count, event.at, event.detail, c.id, OPEN_STATES, event.key))
             return None
         if event.kind is EventKind.CLEARED:
             return self._on_cleared(c, event)
@@ -227,13 +171,13 @@ class TicketService:
         with self._db("opening a ticket"), self.conn.transaction():
             # one incident decision at a time per community (N gateways may see related alarms together)
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
-            rows = self.conn.execute(
-                f"{_SELECT} WHERE community = %s AND state = ANY(%s) AND keys && %s ORDER BY created_at",
-                (c.id, _OPEN, list(keys))).fetchall()
-            same_alarm = {r[0] for r in self.conn.execute(
+            candidates = self._tickets(
+                f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND keys && %s ORDER BY created_at",
+                (c.id, OPEN_STATES, list(keys)))
+            same_alarm = set(fetch_values(self.conn,
                 "SELECT a.ticket_id FROM ticket_alarms a JOIN tickets t ON t.id = a.ticket_id WHERE a.alarm_key = %s "
-                "AND t.state = ANY(%s)", (event.key, _OPEN)).fetchall()}
-            target = next((t for t in map(_ticket, rows)
+                "AND t.state = ANY(%s)", (event.key, OPEN_STATES)))
+            target = next((t for t in candidates
                            if t.id in same_alarm or tk.correlates(t, keys, received, window)), None)
             if target is not None:
                 before = target
@@ -271,7 +215,7 @@ class TicketService:
 
     def _insert_and_dispatch(self, c: Community, t: Ticket, context: dict[str, Any]) -> Ticket:
         load = dict(self.conn.execute("SELECT assignee, count(*) FROM tickets WHERE community = %s AND state = ANY(%s) "
-                                      "AND assignee IS NOT NULL GROUP BY 1", (c.id, _OPEN)).fetchall())
+                                      "AND assignee IS NOT NULL GROUP BY 1", (c.id, OPEN_STATES)).fetchall())
         a = tk.assign(c, t.building, t.created_at, offset=self.offset, load=load, category=t.category,
                       partners=self.cfg.partners)
         t = replace(t, grid=a.grid, collaborator=a.collaborator)
@@ -285,12 +229,12 @@ class TicketService:
 
     def _on_escalated(self, c: Community, event: AlarmEvent) -> Ticket | None:
         with self._db("escalating a ticket"), self.conn.transaction():
-            row = self.conn.execute(
-                f"{_SELECT} WHERE community = %s AND state = ANY(%s) AND id IN (SELECT ticket_id FROM ticket_alarms "
-                "WHERE alarm_key = %s) ORDER BY created_at LIMIT 1", (c.id, _OPEN, event.key)).fetchone()
-            if row is None:
+            found = self._tickets(
+                f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND id IN (SELECT ticket_id "
+                "FROM ticket_alarms WHERE alarm_key = %s) ORDER BY created_at LIMIT 1", (c.id, OPEN_STATES, event.key))
+            if not found:
                 return None
-            before = _ticket(row)
+            before = found[0]
             self.conn.execute("UPDATE ticket_alarms SET severity = %s WHERE ticket_id = %s AND alarm_key = %s",
                               (event.severity.value, before.id, event.key))
             if event.severity.rank < Severity.MAJOR.rank or before.priority is Priority.URGENT:
@@ -307,13 +251,13 @@ class TicketService:
 
     def _on_cleared(self, c: Community, event: AlarmEvent) -> Ticket | None:
         with self._db("recording a cleared alarm"), self.conn.transaction():
-            row = self.conn.execute(
-                f"{_SELECT} WHERE community = %s AND state = ANY(%s) AND id IN (SELECT ticket_id FROM ticket_alarms "
-                "WHERE alarm_key = %s AND cleared_at IS NULL) ORDER BY created_at LIMIT 1",
-                (c.id, _OPEN, event.key)).fetchone()
-            if row is None:
+            found = self._tickets(
+                f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND id IN (SELECT ticket_id "
+                "FROM ticket_alarms WHERE alarm_key = %s AND cleared_at IS NULL) ORDER BY created_at LIMIT 1",
+                (c.id, OPEN_STATES, event.key))
+            if not found:
                 return None
-            t = _ticket(row)
+            t = found[0]
             self.conn.execute("UPDATE ticket_alarms SET cleared_at = %s WHERE ticket_id = %s AND alarm_key = %s",
                               (event.at, t.id, event.key))
             self._event(t, "alarm_cleared", t.state, event.by or "system", event.detail,
@@ -448,10 +392,10 @@ class TicketService:
 
     def by_token(self, token: str) -> Ticket:
         with self._db("reading a ticket"):
-            row = self.conn.execute(f"{_SELECT} WHERE rate_token = %s", (token,)).fetchone()
-        if row is None:
+            found = self._tickets(f"{SELECT_TICKETS} WHERE rate_token = %s", (token,))
+        if not found:
             raise TicketNotFound("no ticket for this link")
-        return _ticket(row)
+        return found[0]
 
     def rate(self, token: str, rating: int, comment: str | None = None) -> Ticket:
         if comment is not None and len(comment) > MAX_NOTE:
@@ -478,9 +422,8 @@ class TicketService:
         now = now or self.clock()
         done: list[tuple[int, Alert]] = []
         with self._db("reading due tickets"):
-            ids = [r[0] for r in self.conn.execute(
-                "SELECT id FROM tickets WHERE next_alert_at <= %s ORDER BY next_alert_at LIMIT %s",
-                (now, limit)).fetchall()]
+            ids = fetch_values(self.conn, "SELECT id FROM tickets WHERE next_alert_at <= %s "
+                               "ORDER BY next_alert_at LIMIT %s", (now, limit))
         for ticket_id in ids:
             try:
                 done += self._alert(ticket_id, now)
@@ -493,9 +436,8 @@ class TicketService:
     def attach_missing_snapshots(self, limit: int = 3) -> list[int]:
         """Render snapshots of the newest open tickets that have none yet (for ``render_on_create=False``)."""
         with self._db("finding tickets without a snapshot"):
-            ids = [r[0] for r in self.conn.execute(
-                "SELECT id FROM tickets WHERE state = ANY(%s) AND NOT context ? 'snapshot' ORDER BY created_at DESC "
-                "LIMIT %s", (_OPEN, limit)).fetchall()]
+            ids = fetch_values(self.conn, "SELECT id FROM tickets WHERE state = ANY(%s) AND NOT context ? 'snapshot' "
+                               "ORDER BY created_at DESC LIMIT %s", (OPEN_STATES, limit))
         return [i for i in ids if self.attach_snapshot(i) is not None]
 
     def _alert(self, ticket_id: int, now: datetime) -> list[tuple[int, Alert]]:
@@ -551,32 +493,32 @@ class TicketService:
             args.append(state.value)
         if open_only:
             where.append("state = ANY(%s)")
-            args.append(_OPEN)
+            args.append(OPEN_STATES)
         with self._db("listing tickets"):
-            rows = self.conn.execute(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC "
-                                     "LIMIT %s OFFSET %s", (*args, limit, offset)).fetchall()
-        return [_ticket(r) for r in rows]
+            return self._tickets(f"{SELECT_TICKETS} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC "
+                                 "LIMIT %s OFFSET %s", (*args, limit, offset))
 
     def timeline(self, ticket_id: int) -> list[dict[str, Any]]:
         with self._db(f"reading the timeline of ticket {ticket_id}"):
-            rows = self.conn.execute(
+            events = fetch_rows(self.conn, class_row(TicketEventRow),
                 "SELECT id, at, action, from_state, to_state, actor, note, photo_id, detail FROM ticket_events "
-                "WHERE ticket_id = %s ORDER BY id", (ticket_id,)).fetchall()
-        return [{"id": r[0], "at": self.iso(r[1]), "action": r[2], "from": r[3], "to": r[4], "by": r[5],
-                 "note": r[6], "photo_url": self._photo_url(ticket_id, r[7]) if r[7] else None, "detail": r[8]}
-                for r in rows]
+                "WHERE ticket_id = %s ORDER BY id", (ticket_id,))
+        return [{"id": e.id, "at": self.iso(e.at), "action": e.action, "from": e.from_state, "to": e.to_state,
+                 "by": e.actor, "note": e.note, "photo_url": photo_url(ticket_id, e.photo_id) if e.photo_id else None,
+                 "detail": e.detail} for e in events]
 
     def photo(self, ticket_id: int, photo_id: int | None = None, *, kind: str | None = None) -> Photo:
         with self._db("reading a photo"):
             if photo_id is not None:
-                row = self.conn.execute("SELECT content_type, bytes FROM ticket_photos WHERE ticket_id = %s "
-                                        "AND id = %s", (ticket_id, photo_id)).fetchone()
+                found = fetch_rows(self.conn, class_row(Photo), "SELECT content_type, bytes AS data "
+                                   "FROM ticket_photos WHERE ticket_id = %s AND id = %s", (ticket_id, photo_id))
             else:
-                row = self.conn.execute("SELECT content_type, bytes FROM ticket_photos WHERE ticket_id = %s AND "
-                                        "kind = %s ORDER BY id DESC LIMIT 1", (ticket_id, kind)).fetchone()
-        if row is None:
+                found = fetch_rows(self.conn, class_row(Photo), "SELECT content_type, bytes AS data "
+                                   "FROM ticket_photos WHERE ticket_id = %s AND kind = %s ORDER BY id DESC LIMIT 1",
+                                   (ticket_id, kind))
+        if not found:
             raise TicketNotFound(f"ticket {ticket_id} has no such photo")
-        return Photo(row[0], bytes(row[1]))
+        return found[0]
 
     def attach_snapshot(self, ticket_id: int) -> Ticket | None:
         """Render the 3D snapshot (injected callable), store it with the ticket and tell the worker."""
@@ -602,69 +544,23 @@ class TicketService:
 
     def view(self, t: Ticket, *, private: bool = False, now: datetime | None = None) -> dict[str, Any]:
         """The ticket as the worker receives it: where, what, deadlines, readings, alarms, history, SOP."""
-        now = now or self.clock()
         c = self.communities.get(t.community)
-        people = tk.known_people(c) if c else {}
-        b = c.building(t.building) if c and t.building else None
-        grid = next((g for g in c.grids if g.id == t.grid), None) if c else None
         with self._db(f"reading ticket {t.id}"):
-            ctx_row = self.conn.execute("SELECT context FROM tickets WHERE id = %s", (t.id,)).fetchone()
-            alarms = self.conn.execute(
+            context: dict[str, Any] = fetch_value(self.conn, "SELECT context FROM tickets WHERE id = %s",
+                                                  (t.id,)) or {}
+            alarms = fetch_rows(self.conn, class_row(TicketAlarmRow),
                 "SELECT alarm_key, rule, severity, subject, device, building, floor, detail, first_at, last_at, count, "
-                "cleared_at FROM ticket_alarms WHERE ticket_id = %s ORDER BY first_at", (t.id,)).fetchall()
-            keys = [a[0] for a in alarms]
-            history = self.conn.execute(
+                "cleared_at FROM ticket_alarms WHERE ticket_id = %s ORDER BY first_at", (t.id,))
+            history = fetch_rows(self.conn, class_row(AlarmHistoryRow),
                 "SELECT at, key, kind, severity, detail FROM alarm_events WHERE community = %s AND key = ANY(%s) "
-                "ORDER BY at DESC, id DESC LIMIT 20", (t.community, keys)).fetchall() if keys else []
-            earlier = self.conn.execute(
+                "ORDER BY at DESC, id DESC LIMIT 20", (t.community, [a.alarm_key for a in alarms])) if alarms else []
+            earlier = fetch_rows(self.conn, class_row(EarlierTicketRow),
                 "SELECT id, title, state, created_at FROM tickets WHERE community = %s AND building = %s AND "
                 "floor IS NOT DISTINCT FROM %s AND id <> %s AND created_at > %s ORDER BY created_at DESC LIMIT 5",
-                (t.community, t.building, t.floor, t.id, t.created_at - timedelta(days=90))).fetchall() \
-                if t.building else []
-        context = ctx_row[0] if ctx_row else {}
-        sop = self.knowledge.sop_for(t.rule, t.category)
-        devices = list(dict.fromkeys(d for d in [t.device, *(a[4] for a in alarms)] if d))
-        if not devices and c is not None and t.building is not None and t.floor is not None:
-            devices = [d.id for d in c.devices if d.building == t.building and d.floor == t.floor][:8]
-        out: dict[str, Any] = {
-            "id": t.id, "version": t.version, "title": t.title, "state": t.state.value, "state_zh": t.state.label_zh,
-            "priority": t.priority.value, "priority_zh": t.priority.label_zh, "life_safety": t.life_safety,
-            "category": t.category, "source": t.source, "rule": t.rule, "description": t.description,
-            "location": {
-                "community": t.community, "community_name": c.name if c else None, "building": t.building,
-                "building_name": b.name if b else None, "floor": t.floor, "unit": t.unit, "device": t.device,
-                "grid": t.grid, "grid_name": grid.name if grid else None,
-                "text": tk.location_text(c, t.building, t.floor, t.unit, t.device),
-            },
-            "assignee": {"id": t.assignee, "name": people.get(t.assignee or "", t.assignee), "role": t.assignee_role}
-            if t.assignee else None,
-            "escalated_to": t.escalated_to, "collaborator": t.collaborator,
-            "contact": t.contact, "reporter": t.reporter,
-            "created_at": self.iso(t.created_at), "occurred_at": self.iso(t.occurred_at),
-            "received_at": self.iso(t.received_at), "responded_at": self.iso(t.responded_at),
-            "resolved_at": self.iso(t.resolved_at), "closed_at": self.iso(t.closed_at),
-            "deadlines": {"respond_by": self.iso(t.respond_by), "resolve_by": self.iso(t.resolve_by),
-                          "progress_by": self.iso(t.progress_by), "remaining_s": tk.remaining(t, now),
-                          "alerts": sorted(t.alerts), "breaches": t.breaches},
-            "snapshot_url": f"{API_PREFIX}/tickets/{t.id}/snapshot.png" if context.get("snapshot") else None,
-            "readings": self._readings_of(t.community, devices[:8]),
-            "alarms": [{"key": a[0], "rule": a[1], "rule_name": rule_names().get(a[1], a[1]), "severity": a[2],
-                        "subject": a[3], "device": a[4], "building": a[5], "floor": a[6], "detail": a[7],
-                        "first_at": self.iso(a[8]), "last_at": self.iso(a[9]), "count": a[10],
-                        "cleared_at": self.iso(a[11])} for a in alarms],
-            "history": {
-                "alarm_events": [{"at": self.iso(h[0]), "alarm": h[1], "kind": h[2], "severity": h[3],
-                                  "detail": h[4]} for h in history],
-                "earlier_tickets_here": [{"id": e[0], "title": e[1], "state": e[2], "created_at": self.iso(e[3])}
-                                         for e in earlier],
-            },
-            "sop": _sop_json(sop),
-            "knowledge_search_url": f"{API_PREFIX}/knowledge?q=",
-            "actions": sorted(a for a in tk.ACTIONS if a not in ("attach", "dispatch") and tk.allowed(a, t.state)),
-            "cancel_reason": t.cancel_reason, "reopens": t.reopens, "escalations": t.escalations,
-            "rating": {"score": t.rating, "comment": t.rating_comment, "at": self.iso(t.rated_at)}
-            if t.rating is not None else None,
-        }
+                (t.community, t.building, t.floor, t.id, t.created_at - timedelta(days=90))) if t.building else []
+        out = worker_view(t, community=c, context=context, alarms=alarms, history=history, earlier=earlier,
+                          readings=self._readings_of(t.community, devices_to_show(t, c, alarms)),
+                          sop=self.knowledge.sop_for(t.rule, t.category), now=now or self.clock(), iso=self.iso)
         if private:
             out["rate_url"] = f"{self.settings.api.public_url.rstrip('/')}{API_PREFIX}/rate/{t.rate_token}"
             out["assignment"] = context.get("assignment")
@@ -682,13 +578,13 @@ class TicketService:
             where.append("grid = ANY(%s)")
             args.append(list(user.grids))
         with self._db("reading tickets for KPIs"):
-            rows = self.conn.execute(f"{_SELECT} WHERE {' AND '.join(where)}", args).fetchall()
+            tickets = self._tickets(f"{SELECT_TICKETS} WHERE {' AND '.join(where)}", args)
         names: dict[str, str] = {}
         for c in self.communities.values():
             names.update(tk.known_people(c))
             names.update({g.id: g.name for g in c.grids})
             names[c.id] = c.name
-        return tk.kpis((_ticket(r) for r in rows), names=names)
+        return tk.kpis(tickets, names=names)
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -710,19 +606,23 @@ class TicketService:
                 from exc
 
     def _load(self, ticket_id: int) -> Ticket:
-        row = self.conn.execute(f"{_SELECT} WHERE id = %s", (ticket_id,)).fetchone()
-        if row is None:
+        found = self._tickets(f"{SELECT_TICKETS} WHERE id = %s", (ticket_id,))
+        if not found:
             raise TicketNotFound(f"no ticket {ticket_id}")
-        return _ticket(row)
+        return found[0]
+
+    def _tickets(self, query: str, args: Sequence[Any]) -> list[Ticket]:
+        """Tickets of a query selecting :data:`SELECT_TICKETS`'s columns."""
+        return fetch_rows(self.conn, TICKET_ROW, query, args)
 
     def _insert(self, t: Ticket, context: dict[str, Any]) -> Ticket:
-        params = _params(t)
-        row = self.conn.execute(
-            f"INSERT INTO tickets ({', '.join(_COLS)}, next_alert_at, context) VALUES "
-            f"({', '.join(['%s'] * len(_COLS))}, %s, %s) RETURNING id",
-            (*params, tk.next_alert_at(t, self.policy.warn_fraction), Jsonb(context))).fetchone()
-        assert row is not None
-        t = replace(t, id=int(row[0]))
+        params = ticket_params(t)
+        ticket_id = fetch_value(
+            self.conn,
+            f"INSERT INTO tickets ({', '.join(TICKET_COLUMNS)}, next_alert_at, context) VALUES "
+            f"({', '.join(['%s'] * len(TICKET_COLUMNS))}, %s, %s) RETURNING id",
+            (*params, tk.next_alert_at(t, self.policy.warn_fraction), Jsonb(context)))
+        t = replace(t, id=int(ticket_id))
         self._event(t, "create", None, t.reporter, t.description, detail={"source": t.source})
         return t
 
@@ -731,9 +631,9 @@ class TicketService:
         """Store ``after`` if the row is still at ``before.version``; record the transition."""
         after = replace(after, version=before.version + 1)
         cur = self.conn.execute(
-            f"UPDATE tickets SET ({', '.join(_COLS)}, version, next_alert_at, updated_at) = "
-            f"({', '.join(['%s'] * len(_COLS))}, %s, %s, now()) WHERE id = %s AND version = %s",
-            (*_params(after), after.version, tk.next_alert_at(after, self.policy.warn_fraction), before.id,
+            f"UPDATE tickets SET ({', '.join(TICKET_COLUMNS)}, version, next_alert_at, updated_at) = "
+            f"({', '.join(['%s'] * len(TICKET_COLUMNS))}, %s, %s, now()) WHERE id = %s AND version = %s",
+            (*ticket_params(after), after.version, tk.next_alert_at(after, self.policy.warn_fraction), before.id,
              before.version))
         if cur.rowcount != 1:
             raise TicketConflict(f"ticket {before.id} changed meanwhile (it was at version {before.version}); "
@@ -750,12 +650,11 @@ class TicketService:
              photo_id, t.version, Jsonb(detail or {})))
 
     def _store_photo(self, ticket_id: int, photo: Photo, kind: str, by: str, at: datetime) -> int:
-        row = self.conn.execute(
+        return int(fetch_value(
+            self.conn,
             "INSERT INTO ticket_photos (ticket_id, kind, content_type, bytes, uploaded_by, at) "
             "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            (ticket_id, kind, photo.content_type.split(";")[0].strip().lower(), photo.data, by, at)).fetchone()
-        assert row is not None
-        return int(row[0])
+            (ticket_id, kind, content_type_of(photo), photo.data, by, at)))
 
     def _stored_readings(self, community: str, device: str) -> list[dict[str, Any]]:
         try:
@@ -774,9 +673,6 @@ class TicketService:
                 continue
             out += [{"device": d, **v} for v in values]
         return out
-
-    def _photo_url(self, ticket_id: int, photo_id: int) -> str:
-        return f"{API_PREFIX}/tickets/{ticket_id}/photos/{photo_id}"
 
     def iso(self, at: datetime | None) -> str | None:
         return None if at is None else at.astimezone(self.tz).isoformat()
@@ -816,50 +712,3 @@ class TicketService:
             self.publish(topic, orjson.dumps(message), 1)
         except (OSError, RuntimeError, ValueError) as exc:  # the ticket is stored; the inbox still shows it
             log.warning("publishing to %s failed: %s", topic, exc)
-
-
-def _sop_json(d: Document | None) -> dict[str, Any] | None:
-    if d is None:
-        return None
-    return {"id": d.id, "title": d.title, "title_zh": d.title_zh, "steps": list(d.steps), "notes": d.notes,
-            "source": d.source, "url": f"{API_PREFIX}/knowledge/{d.id}"}
-
-
-def _params(t: Ticket) -> tuple[Any, ...]:
-    values = []
-    for name in _COLS:
-        v = getattr(t, name)
-        if isinstance(v, frozenset):
-            v = sorted(v)
-        elif isinstance(v, Priority | TicketState):
-            v = v.value
-        values.append(v)
-    return tuple(values)
-
-
-def _ticket(row: Sequence[Any]) -> Ticket:
-    d = dict(zip(("id", "version", *_COLS), row, strict=True))
-    d["priority"] = Priority(d["priority"])
-    d["state"] = TicketState(d["state"])
-    d["keys"] = frozenset(d["keys"] or ())
-    d["alerts"] = frozenset(d["alerts"] or ())
-    d["id"] = int(d["id"])
-    return Ticket(**d)
-
-
-# -- reports ------------------------------------------------------------------------------------------------
-
-
-def kpi_csv(rows: Sequence[tk.KpiRow]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(tk.KPI_FIELDS)
-    for r in rows:
-        w.writerow(["" if v is None else v for v in (getattr(r, f) for f in tk.KPI_FIELDS)])
-    return buf.getvalue()
-
-
-Format = Literal["csv", "md"]

@@ -1,0 +1,150 @@
+"""What people see of a ticket: the worker's view, the 3D snapshot, the SOP, the KPI report.
+
+Pure formatting of what :class:`~gateway.tickets.service.TicketService` read: no database here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.tickets.rows import AlarmHistoryRow, EarlierTicketRow, TicketAlarmRow
+from twin import tickets as tk
+from twin.community import Community
+from twin.knowledge import SOP_DIR, Document, KnowledgeBase
+from twin.tickets import Ticket
+
+API_PREFIX = "/api/v1"
+MAX_VIEW_DEVICES = 8  # devices whose latest readings a view shows
+SnapshotFn = Callable[[Community, Ticket], bytes | None]
+Iso = Callable[[datetime | None], str | None]
+
+
+@cache
+def knowledge_base(directory: Path = SOP_DIR) -> KnowledgeBase:
+    """The knowledge base bundled under twin/sop (read once)."""
+    return KnowledgeBase.parse([(str(p), p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.yaml"))])
+
+
+@cache
+def rule_names() -> dict[str, str]:
+    """Rule id -> Chinese name from the shipped rules (``"电梯困人 / passengers trapped"`` -> ``电梯困人``)."""
+    from twin.rules import DEFAULTS_FILE
+
+    try:
+        data = yaml.safe_load(DEFAULTS_FILE.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    out: dict[str, str] = {}
+    for r in data.get("rules", []) or []:
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and isinstance(r.get("name"), str):
+            out[r["id"]] = r["name"].split(" / ")[0].strip()
+    return out
+
+
+def render_snapshot(size: tuple[int, int] = (960, 680)) -> SnapshotFn:
+    """A snapshot callable drawing the 3D community with the ticket's spot highlighted (viz.render)."""
+
+    def snap(community: Community, t: Ticket) -> bytes | None:
+        from viz import render
+        if t.building is None or community.building(t.building) is None:
+            return None
+        dev = community.device(t.device) if t.device else None
+        floor = t.floor if t.floor is not None else (dev.floor if dev else None)
+        floor_class = {(t.building, floor): "critical"} if floor is not None else {}
+        device_class = {dev.id: "critical"} if dev else {}
+        with tempfile.TemporaryDirectory(prefix="gridtwin-snap-") as tmp:
+            out = Path(tmp) / "snapshot.png"
+            render.render_png(community, out, floor_class=floor_class, device_class=device_class,
+                              highlight=(t.building, floor, dev.id if dev else None), building=t.building,
+                              floor=floor, size=size)
+            return out.read_bytes()
+
+    return snap
+
+
+def sop_json(d: Document | None) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {"id": d.id, "title": d.title, "title_zh": d.title_zh, "steps": list(d.steps), "notes": d.notes,
+            "source": d.source, "url": f"{API_PREFIX}/knowledge/{d.id}"}
+
+
+
+
+def devices_to_show(t: Ticket, c: Community | None, alarms: Sequence[TicketAlarmRow]) -> list[str]:
+    """The ticket's device and its alarms' devices; else the devices on its floor."""
+    devices = list(dict.fromkeys(d for d in [t.device, *(a.device for a in alarms)] if d))
+    if not devices and c is not None and t.building is not None and t.floor is not None:
+        devices = [d.id for d in c.devices if d.building == t.building and d.floor == t.floor]
+    return devices[:MAX_VIEW_DEVICES]
+
+
+def worker_view(t: Ticket, *, community: Community | None, context: dict[str, Any], alarms: Sequence[TicketAlarmRow],
+                history: Sequence[AlarmHistoryRow], earlier: Sequence[EarlierTicketRow],
+                readings: list[dict[str, Any]], sop: Document | None, now: datetime, iso: Iso) -> dict[str, Any]:
+    """The ticket as the worker receives it: where, what, deadlines, readings, alarms, history, SOP."""
+    c = community
+    people = tk.known_people(c) if c else {}
+    b = c.building(t.building) if c and t.building else None
+    grid = next((g for g in c.grids if g.id == t.grid), None) if c else None
+    return {
+        "id": t.id, "version": t.version, "title": t.title, "state": t.state.value, "state_zh": t.state.label_zh,
+        "priority": t.priority.value, "priority_zh": t.priority.label_zh, "life_safety": t.life_safety,
+        "category": t.category, "source": t.source, "rule": t.rule, "description": t.description,
+        "location": {
+            "community": t.community, "community_name": c.name if c else None, "building": t.building,
+            "building_name": b.name if b else None, "floor": t.floor, "unit": t.unit, "device": t.device,
+            "grid": t.grid, "grid_name": grid.name if grid else None,
+            "text": tk.location_text(c, t.building, t.floor, t.unit, t.device),
+        },
+        "assignee": {"id": t.assignee, "name": people.get(t.assignee or "", t.assignee), "role": t.assignee_role}
+        if t.assignee else None,
+        "escalated_to": t.escalated_to, "collaborator": t.collaborator,
+        "contact": t.contact, "reporter": t.reporter,
+        "created_at": iso(t.created_at), "occurred_at": iso(t.occurred_at),
+        "received_at": iso(t.received_at), "responded_at": iso(t.responded_at),
+        "resolved_at": iso(t.resolved_at), "closed_at": iso(t.closed_at),
+        "deadlines": {"respond_by": iso(t.respond_by), "resolve_by": iso(t.resolve_by),
+                      "progress_by": iso(t.progress_by), "remaining_s": tk.remaining(t, now),
+                      "alerts": sorted(t.alerts), "breaches": t.breaches},
+        "snapshot_url": f"{API_PREFIX}/tickets/{t.id}/snapshot.png" if context.get("snapshot") else None,
+        "readings": readings,
+        "alarms": [{"key": a.alarm_key, "rule": a.rule, "rule_name": rule_names().get(a.rule, a.rule),
+                    "severity": a.severity, "subject": a.subject, "device": a.device, "building": a.building,
+                    "floor": a.floor, "detail": a.detail, "first_at": iso(a.first_at), "last_at": iso(a.last_at),
+                    "count": a.count, "cleared_at": iso(a.cleared_at)} for a in alarms],
+        "history": {
+            "alarm_events": [{"at": iso(h.at), "alarm": h.key, "kind": h.kind, "severity": h.severity,
+                              "detail": h.detail} for h in history],
+            "earlier_tickets_here": [{"id": e.id, "title": e.title, "state": e.state, "created_at": iso(e.created_at)}
+                                     for e in earlier],
+        },
+        "sop": sop_json(sop),
+        "knowledge_search_url": f"{API_PREFIX}/knowledge?q=",
+        "actions": sorted(a for a in tk.ACTIONS if a not in ("attach", "dispatch") and tk.allowed(a, t.state)),
+        "cancel_reason": t.cancel_reason, "reopens": t.reopens, "escalations": t.escalations,
+        "rating": {"score": t.rating, "comment": t.rating_comment, "at": iso(t.rated_at)}
+        if t.rating is not None else None,
+    }
+
+
+def photo_url(ticket_id: int, photo_id: int) -> str:
+    return f"{API_PREFIX}/tickets/{ticket_id}/photos/{photo_id}"
+
+
+def kpi_csv(rows: Sequence[tk.KpiRow]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(tk.KPI_FIELDS)
+    for r in rows:
+        w.writerow(["" if v is None else v for v in (getattr(r, f) for f in tk.KPI_FIELDS)])
+    return buf.getvalue()
