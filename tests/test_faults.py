@@ -111,9 +111,14 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_each_message_once(
     msgs = _messages(sample, topic_root, 20_000)
     pub = publisher.Publisher(broker.url, client_id=f"sim-{topic_root}", qos=1)
     done = threading.Event()
+    sent = [0]
+
+    def publish(m: publisher.Message) -> None:
+        pub.publish(m)
+        sent[0] += 1
 
     def send() -> None:
-        publisher.run(iter(msgs), pub.publish, rate=8000)
+        publisher.run(iter(msgs), publish, rate=8000)
         done.set()
 
     threading.Thread(target=send, daemon=True).start()
@@ -121,7 +126,9 @@ def test_kill_9_mid_stream_loses_nothing_and_stores_each_message_once(
     gw.send_signal(signal.SIGKILL)
     gw.wait()
     killed_at = _counts(registry)[0]
-    time.sleep(0.5)
+    # away for a while: the broker queues what is sent meanwhile for the dead gateway's persistent session
+    sent_at_kill = sent[0]
+    assert _wait(lambda: sent[0] >= sent_at_kill + 1000 or done.is_set(), 30)
     gw = _gateway_proc(env, log)
     try:
         assert done.wait(60)
