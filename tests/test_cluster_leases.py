@@ -135,9 +135,34 @@ def test_session_ids_filters_and_paused_silence() -> None:
     assert client_id("gridtwin", "sunshine") == "gridtwin-c-sunshine"
     assert "gridtwin/v1/sunshine/+/telemetry" in filters("gridtwin", "sunshine")
     assert "gridtwin/v1/alarms/sunshine/commands" in filters("gridtwin", "sunshine")
-    snap = {"now": 1000.0, "epoch": 10.0, "devices": {"d": {"last_seen": 990.0, "offline_since": None}}}
+    snap: dict[str, Any] = {"now": 1000.0, "epoch": 10.0, "devices": {"d": {"last_seen": 990.0, "offline_since": None}}}
     out = pause_silence(snap, 1012.0)
     assert out is not None and out["devices"]["d"]["last_seen"] == 1002.0 and out["epoch"] == 22.0
     assert snap["devices"]["d"]["last_seen"] == 990.0  # the original is untouched
     assert pause_silence(snap, 999.0) is snap  # no gap
     assert pause_silence(None, 5.0) is None
+
+
+def test_a_takeover_gap_raises_no_silence_alarm_once_the_snapshot_is_paused() -> None:
+    """The engine alone: restored from a snapshot taken 12 s before takeover, with an 8 s no-data rule, a
+    device heard just before the snapshot is 'silent' at once, unless the gap is paused."""
+    from datetime import UTC, datetime, timedelta
+
+    from benchmarks.scale import RULES, communities
+    from twin.rules import DEFAULTS_FILE, Engine, load_rules
+
+    community = communities(1)[0]
+    rules = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8")), ("site.yaml", RULES)],
+                       community)
+    sensor = next(d.id for d in community.devices if d.kind == "noise")
+    t0 = datetime.now(UTC) - timedelta(seconds=12)
+    eng = Engine(rules, community)
+    eng.on_reading(sensor, t0, {"db": 40.0}, received=t0)
+    assert not [e for e in eng.tick(t0 + timedelta(seconds=1)) if e.rule == "sensor_offline"]
+    snap = eng.snapshot()
+    now = datetime.now(UTC)
+    stale = Engine.restore(rules, community, snap)
+    assert [e for e in stale.tick(now) if e.rule == "sensor_offline" and e.device == sensor]
+    paused = Engine.restore(rules, community, pause_silence(snap, now.timestamp()) or {})
+    assert not [e for e in paused.tick(now) if e.rule == "sensor_offline" and e.device == sensor]
+    assert [e for e in paused.tick(now + timedelta(seconds=9)) if e.rule == "sensor_offline" and e.device == sensor]
