@@ -258,6 +258,10 @@ def _make_gateway(s: Settings, mqtt_url: str, db_url: str, mqtt5: bool) -> Any:
     from gateway.storage import StorageError
     from twin.rules import RulesError
 
+    if s.mqtt.shared_group:
+        raise CliError("GRIDTWIN_MQTT_SHARED_GROUP is not supported ($share splits a community's devices across "
+                       "gateways, which breaks its rules): set GRIDTWIN_CLUSTER_ENABLED=true on each gateway "
+                       "instead (docs/scale-out.md)", EXIT_USAGE)
     try:
         return Gateway(s, mqtt_url, db_url, mqtt5=mqtt5)
     except StorageError as exc:
@@ -435,6 +439,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmarks import api as bench_api
         result = bench_api.bench_api(db_url, seconds=args.seconds or 60.0, clients=args.clients,
                                      workers=args.workers, log=log)
+    elif args.what == "scale":
+        from benchmarks import scale as bench_scale
+        scale_rows: Any = bench_scale.bench_scale(db_url, gateways=args.gateways or [1, 2, 3],
+                                                  messages=args.messages or 60_000, rate=args.rate or 20_000.0, log=log)
+        log(bench_scale.table(scale_rows))
+        result = scale_rows  # a JSON list: one row per gateway count
     else:
         raise CliError(f"unknown benchmark {args.what!r}", EXIT_USAGE)
     text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
@@ -779,8 +789,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(fn=cmd_demo)
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
-    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api"])
+    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api", "scale"])
     bn.add_argument("--json", action="store_true", help="one-line JSON")
+    bn.add_argument("--gateways", type=_positive(int), action="append",
+                    help="scale: run with this many cluster gateways (repeatable; default 1, 2 and 3)")
     bn.add_argument("--messages", type=_positive(int), help="messages (ingest) or rows (writer)")
     bn.add_argument("--qos", type=int, choices=[0, 1], default=1)
     bn.add_argument("--transport", choices=["fast", "paho", "both"], default="fast",
