@@ -114,13 +114,14 @@ class ScaleRig:
                    "GRIDTWIN_MQTT_TOPIC_ROOT": self.root, "GRIDTWIN_MQTT_CLIENT_ID": f"{self.root}-{node}",
                    "GRIDTWIN_DATA_DIR": str(tmp / f"data-{node}"), "GRIDTWIN_CLUSTER_ENABLED": "true",
                    "GRIDTWIN_CLUSTER_NODE_ID": node, "GRIDTWIN_CLUSTER_LEASE_S": str(lease_s),
-                   "GRIDTWIN_CLUSTER_RENEW_S": str(renew_s), "GRIDTWIN_RULES_FILES": orjson.dumps([str(rules)]).decode()}
+                   "GRIDTWIN_CLUSTER_RENEW_S": str(renew_s),
+                   "GRIDTWIN_RULES_FILES": orjson.dumps([str(rules)]).decode()}
             self.gateways[node] = _GatewayProc(env, tmp / f"gateway-{node}.log")
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"SET search_path = {self.schema}")
-            return list(conn.execute(query, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(query, params).fetchall())
 
     def holders(self) -> dict[str, str]:
         """community -> node holding an unexpired lease."""
