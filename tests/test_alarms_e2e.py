@@ -3,6 +3,7 @@ acknowledged by an operator's command, clear, and survive a gateway restart."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -121,6 +122,14 @@ def test_alarm_state_survives_restart(settings: Settings, storage: Storage) -> N
         gw2.stop()
 
 
+def _rewrite(path: Path, text: str) -> None:
+    """Write ``text`` and move the file's mtime on by a second: the reload looks at mtimes, and two writes
+    within one kernel clock tick (a few ms) would otherwise share one (no sleeping for the clock to move)."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    os.utime(path, ns=(before + 1_000_000_000, before + 1_000_000_000))
+
+
 def test_bad_site_rules_file_keeps_the_previous_rules(settings: Settings, storage: Storage, tmp_path: Path) -> None:
     assert settings.mqtt.url and settings.db.url
     site = tmp_path / "site.yaml"
@@ -132,12 +141,11 @@ def test_bad_site_rules_file_keeps_the_previous_rules(settings: Settings, storag
     svc = gw.alarms["sunshine"]
     try:
         assert svc.ruleset.rule("gas_level1").raise_ == 20  # type: ignore[union-attr]
-        time.sleep(0.01)
-        site.write_text("version: 1\nrules:\n  - {id: gas_level1, raise: 20, clear: 25}\n")  # clear above raise
+        _rewrite(site, "version: 1\nrules:\n  - {id: gas_level1, raise: 20, clear: 25}\n")  # clear above raise
         assert svc.maybe_reload() is False
         assert svc.reload_errors and "site.yaml:3" in svc.reload_errors[0]
         assert svc.ruleset.rule("gas_level1").raise_ == 20  # type: ignore[union-attr]
-        site.write_text("version: 1\nrules:\n  - {id: gas_level1, raise: 22, clear: 15}\n")
+        _rewrite(site, "version: 1\nrules:\n  - {id: gas_level1, raise: 22, clear: 15}\n")
         assert svc.maybe_reload() is True and svc.ruleset.rule("gas_level1").raise_ == 22  # type: ignore[union-attr]
     finally:
         gw.stop()
