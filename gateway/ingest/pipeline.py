@@ -47,7 +47,7 @@ from gateway.ingest.metrics import GatewayMetrics
 from gateway.ingest.spool import Spool
 from gateway.ingest.startcache import StartCache
 from gateway.ingest.validate import Accepted, Registry, Rejected, Validator
-from gateway.mqtt.transport import FastTransport, MqttError, PahoTransport, Transport
+from gateway.mqtt.transport import FastTransport, MqttError, PahoTransport, Transport, transport_options
 from gateway.ratelimit import PerKeyLimiter
 from gateway.settings import Settings
 from gateway.storage import DatabaseUnavailable, Storage, StorageError
@@ -192,12 +192,14 @@ class Gateway(ClusterMember):
             return FastTransport(self.mqtt_url, client_id=client_id, subscriptions=subscriptions,
                                  on_message=on_message, on_connect=on_connect,
                                  on_disconnect=self._on_disconnect, keepalive=mq.keepalive,
-                                 clean_session=False)  # persistent session: queued QoS1 messages survive our restart
+                                 clean_session=False,  # persistent session: queued QoS1 messages survive our restart
+                                 **transport_options(mq, self.mqtt_url, status=community is None))
         if mq.transport == "fast":
             log.info("MQTT 5 needs the paho transport: using paho")
         return PahoTransport(self.mqtt_url, client_id=client_id, subscriptions=subscriptions,
                              on_message=on_message, on_connect=on_connect,
-                             on_disconnect=self._on_disconnect, keepalive=mq.keepalive, mqtt5=self.mqtt5)
+                             on_disconnect=self._on_disconnect, keepalive=mq.keepalive, mqtt5=self.mqtt5,
+                             **transport_options(mq, self.mqtt_url, status=community is None))
 
     def _on_connect(self) -> None:
         log.info("connected to %s, subscribed to %s", contract.BrokerAddress.parse(self.mqtt_url).redacted(),

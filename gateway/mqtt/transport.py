@@ -14,7 +14,21 @@ Both call ``on_message(topic, payload, mid, qos)`` on their reader thread; a cal
 back-pressure. ``mid`` is an opaque acknowledgement token for :meth:`Transport.ack_many`.
 
 Every socket, TLS and protocol failure is translated at this edge into :class:`MqttError`; the
-reconnect loop is a loop around ``except MqttError``.
+reconnect loop is a loop around ``except MqttError``, with exponential, capped backoff and jitter (so a
+fleet of gateways does not reconnect in lock-step after a broker restart).
+
+What the fast transport does with the rest of MQTT 3.1.1:
+
+- CONNACK ``session_present``: with ``clean_session=False`` a reconnect that finds no session on the broker
+  means what it queued for the gateway is gone; that is logged as a warning and counted (``sessions_lost``).
+- SUBACK: a refused filter (0x80) makes the connection fail with :class:`SubscriptionRefused` naming it:
+  :meth:`FastTransport.start` raises it, later reconnects log it and back off.
+- QoS 2 deliveries (a subscription at QoS 2): handed to ``on_message`` exactly once per packet id; the
+  acknowledgement after the commit sends PUBREC, the broker's PUBREL is answered with PUBCOMP, and a
+  redelivery (DUP) of a message still held or already acknowledged is not handed over again.
+- status: with ``status`` (:class:`StatusMessages`) the CONNECT carries a retained "offline" last will,
+  every (re)connection publishes a retained "online" birth message, and :meth:`FastTransport.stop` publishes
+  "offline" before its DISCONNECT (which makes the broker discard the will).
 
 Oversize messages: the fast transport never buffers a PUBLISH whose payload may exceed
 ``max_payload_bytes`` (the gateway's limit) by more than :data:`~twin.mqtt_codec.PUBLISH_HEADROOM`. It
@@ -30,65 +44,46 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import selectors
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
+from gateway.mqtt.common import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    ConnectionRefused,
+    MqttError,
+    OnConnect,
+    OnDisconnect,
+    OnMessage,
+    StatusMessages,
+    SubscriptionRefused,
+    Transport,
+    tls_context,
+    transport_options,
+)
+from gateway.mqtt.paho_transport import PahoTransport
 from twin import contract
 from twin import mqtt_codec as codec
 
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "ConnectionRefused", "FastTransport", "MqttError", "OnConnect", "OnDisconnect",
+           "OnMessage", "PahoTransport", "StatusMessages", "SubscriptionRefused", "Transport", "tls_context",
+           "transport_options"]
+
 log = logging.getLogger(__name__)
-
-OnMessage = Callable[[str, bytes, int, int], None]  # topic, payload, mid (ack token), qos
-OnConnect = Callable[[], None]  # subscribed (again): messages flow
-OnDisconnect = Callable[[str], None]  # reason; the transport reconnects by itself
-
-
-class MqttError(Exception):
-    """The MQTT connection failed: unreachable, refused, broken, or the broker spoke garbage."""
-
-
-class ConnectionRefused(MqttError):
-    """The broker answered CONNECT with a failure return code (credentials, client id, ...)."""
-
-    def __init__(self, return_code: int, reason: str) -> None:
-        super().__init__(f"the broker refused the connection: {reason}")
-        self.return_code = return_code
-
-
-class Transport(Protocol):
-    """What the gateway needs from an MQTT client."""
-
-    def start(self, timeout_s: float) -> None:
-        """Connect and start receiving; raises :class:`MqttError` if the first connection fails."""
-
-    def stop(self) -> None:
-        """Disconnect cleanly (the persistent session stays on the broker) and end the threads."""
-
-    def ack_many(self, mids: Sequence[int]) -> None:
-        """Acknowledge QoS 1 messages by their ``mid`` (after they are committed); never raises."""
-
-    def publish(self, topic: str, payload: bytes, qos: int) -> None:
-        """Publish at QoS 0 or 1 from any thread; never raises for a broken connection."""
 
 
 # -- the fast transport -----------------------------------------------------------------------------
 
 _RECV_BYTES = 256 * 1024
-# The largest gateway.max_payload_bytes the settings allow; the gateway passes its own, smaller limit.
-DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
 _MAX_CONTROL_PACKET = 65_536  # anything but PUBLISH from the broker is tiny (SUBACK, PUBACK, CONNACK...)
 _POLL_S = 1.0  # how often an idle reader wakes to check for a dead connection or a stop
+_QOS2 = 1 << 40  # tag of QoS 2 ack tokens (packet ids of the session, not of one connection)
+_HELD, _RECEIVED = 1, 2  # inbound QoS 2: handed to on_message / acknowledged with PUBREC, waiting for PUBREL
 
 
 class _Connection:
@@ -178,7 +173,7 @@ class FastTransport:
     redelivers the unacknowledged QoS 1 messages of the session (with DUP set) and the gateway's
     exactly-once keys drop what was already stored. Outgoing QoS 1 messages are kept until the broker
     acknowledges them and sent again after a reconnect (at most ``max_pending_publishes``).
-    One-shot: :meth:`start` once, :meth:`stop` once.
+    One-shot: :meth:`start` once, :meth:`stop` once. See the module doc for sessions, SUBACK, QoS 2 and status.
     """
 
     def __init__(self, url: str, *, client_id: str, subscriptions: Sequence[tuple[str, int]],
@@ -187,7 +182,7 @@ class FastTransport:
                  tls_context: ssl.SSLContext | None = None, connect_timeout_s: float = 10.0,
                  reconnect_min_s: float = 0.25, reconnect_max_s: float = 30.0, recv_bytes: int = _RECV_BYTES,
                  max_packet_bytes: int = _MAX_CONTROL_PACKET, max_pending_publishes: int = 10_000,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, status: StatusMessages | None = None) -> None:
         if not subscriptions:
             raise ValueError("the gateway needs at least one subscription")
         if keepalive < 1:
@@ -199,7 +194,8 @@ class FastTransport:
         self.clean_session = clean_session
         self._tls_context = tls_context
         self._connect_timeout_s = connect_timeout_s
-        self._reconnect = (reconnect_min_s, reconnect_max_s)
+        self._reconnect = (reconnect_min_s, max(reconnect_min_s, reconnect_max_s))
+        self.status = status
         self._recv_bytes = recv_bytes
         self._max_packet = max_packet_bytes  # any packet but PUBLISH: longer ones are a protocol error
         self._max_payload = max_payload_bytes
@@ -213,14 +209,22 @@ class FastTransport:
         self._send_lock = threading.Lock()  # one writer on the socket at a time: packets never interleave
         self._pub_lock = threading.Lock()  # outgoing packet ids and unacknowledged QoS 1 publishes (no I/O)
         self._pending: dict[int, bytes] = {}  # packet id -> PUBLISH sent at QoS 1, not yet acknowledged
+        self._inbound2: dict[int, int] = {}  # packet id -> _HELD / _RECEIVED: QoS 2 deliveries of the session
         self._next_id = 0
         self._sub_id = 0
         self._stopping = threading.Event()
         self._last_tx = self._last_rx = self._last_ping = time.monotonic()
         self._reader: threading.Thread | None = None
         self._pinger: threading.Thread | None = None
+        self._connected_once = False
+        self._first = threading.Event()  # the first connection's SUBACK arrived, or the connection failed before
+        self._first_error: MqttError | None = None
+        self._backoff_reset = False  # a connection got its SUBACK: the next reconnect starts from the minimum delay
         self.dropped_publishes = 0  # QoS 1 publishes dropped because too many were unacknowledged
         self.oversize_messages = 0  # PUBLISHes too long to buffer, passed on truncated (see the module doc)
+        self.session_present = False  # the broker's CONNACK flag of the current (last) connection
+        self.sessions_lost = 0  # reconnects that found no session on the broker (what it queued is lost)
+        self.reconnects = 0  # connections after the first
 
     # -- public surface --------------------------------------------------------------------------
 
@@ -229,13 +233,21 @@ class FastTransport:
         return self._conn is not None
 
     def start(self, timeout_s: float = 10.0) -> None:
-        """First connection in the caller's thread (errors surface here), then the threads take over."""
+        """First connection in the caller's thread, then the threads take over; returns once the broker has
+        answered the subscription. Raises :class:`MqttError` (e.g. :class:`ConnectionRefused`,
+        :class:`SubscriptionRefused`) when the first connection fails; the transport is stopped then."""
+        deadline = time.monotonic() + timeout_s
         self._connect_timeout_s = min(self._connect_timeout_s, timeout_s)
         conn = self._open()
         self._reader = threading.Thread(target=self._run, args=(conn,), name="gridtwin-mqtt-reader", daemon=True)
         self._pinger = threading.Thread(target=self._keepalive, name="gridtwin-mqtt-keepalive", daemon=True)
         self._reader.start()
         self._pinger.start()
+        if not self._first.wait(max(0.0, deadline - time.monotonic())):
+            self._first_error = MqttError(f"no SUBACK from {self.addr.redacted()} within {timeout_s:g}s")
+        if self._first_error is not None:
+            self.stop()
+            raise self._first_error
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._stopping.is_set():
@@ -245,6 +257,9 @@ class FastTransport:
             conn = self._conn
             if conn is not None:
                 with contextlib.suppress(MqttError):
+                    if self.status is not None:  # DISCONNECT discards the will: say "offline" ourselves first
+                        f = self.status.farewell
+                        conn.send_all(codec.publish_packet(f.topic, f.payload, qos=0, retain=f.retain))
                     conn.send_all(codec.DISCONNECT)  # normal disconnect: the broker keeps our session
                 conn.abort()
         for t in (self._reader, self._pinger):
@@ -255,20 +270,29 @@ class FastTransport:
         self.ack_many((mid,))
 
     def ack_many(self, mids: Sequence[int]) -> None:
-        """PUBACK every message in ``mids`` with one write. Acks of an earlier connection are dropped:
-        the broker has redelivered those messages, and their new copies are acknowledged in turn."""
+        """PUBACK every QoS 1 message in ``mids`` with one write. Acks of an earlier connection are dropped:
+        the broker has redelivered those messages, and their new copies are acknowledged in turn. QoS 2
+        messages get their PUBREC, on whichever connection is current (they are the session's)."""
+        qos2 = [m & 0xFFFF for m in mids if m & _QOS2]
+        recs = b""
+        if qos2:
+            with self._pub_lock:
+                for pid in qos2:
+                    if pid in self._inbound2:
+                        self._inbound2[pid] = _RECEIVED
+                        recs += codec.pubrec_packet(pid)
         with self._send_lock:
             conn = self._conn
             if conn is None:
-                return
+                return  # QoS 2: PUBREC follows when the broker redelivers it to the session
             gen = conn.generation
-            data = codec.pubacks([m & 0xFFFF for m in mids if m >> 16 == gen])
+            data = codec.pubacks([m & 0xFFFF for m in mids if m >> 16 == gen and not m & _QOS2]) + recs
             if data:
                 self._send_locked(conn, data)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, *, retain: bool = False) -> None:
         if qos == 0:
-            packet = codec.publish_packet(topic, payload)
+            packet = codec.publish_packet(topic, payload, retain=retain)
         elif qos == 1:
             with self._pub_lock:
                 if len(self._pending) >= self._max_pending:
@@ -283,7 +307,7 @@ class FastTransport:
                     if pid not in self._pending:
                         break
                 self._next_id = pid
-                packet = codec.publish_packet(topic, payload, qos=1, packet_id=pid)
+                packet = codec.publish_packet(topic, payload, qos=1, packet_id=pid, retain=retain)
                 self._pending[pid] = packet
         else:
             raise ValueError("the gateway publishes at QoS 0 or 1")
@@ -300,15 +324,16 @@ class FastTransport:
             raw = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             raise MqttError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+        sock: socket.socket = raw
         try:
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock: socket.socket = raw
             if self.addr.tls:
                 ctx = self._tls_context or ssl.create_default_context()
                 sock = ctx.wrap_socket(raw, server_hostname=host)
             sock.sendall(codec.connect_packet(self.client_id, username=self.addr.username,
                                               password=self.addr.password, keepalive=self.keepalive,
-                                              clean=self.clean_session))
+                                              clean=self.clean_session,
+                                              will=self.status.will if self.status is not None else None))
             buf = b""
             while not (size := _packet_size_at(buf)) or len(buf) < size:
                 if size > 1024:
@@ -323,6 +348,7 @@ class FastTransport:
             connack = codec.parse_connack(first.payload)
             if connack.return_code:
                 raise ConnectionRefused(connack.return_code, connack.reason)
+            self._session(connack.session_present)
             with self._pub_lock:
                 self._generation += 1
                 gen = self._generation
@@ -330,30 +356,66 @@ class FastTransport:
             conn.leftover = buf[size:]  # the session's queued messages may follow CONNACK
             return conn
         except MqttError:
+            sock.close()  # the TLS socket took over the descriptor of the plain one
             raw.close()
             raise
         except (OSError, ValueError) as exc:  # incl. ssl errors, a bad host name, codec.ProtocolError
+            sock.close()
             raw.close()
             raise MqttError(f"handshake with {host}:{port} failed: {exc}") from exc
 
+    def _session(self, present: bool) -> None:
+        """Act on CONNACK's session present flag."""
+        self.session_present = present
+        if not present:
+            with self._pub_lock:
+                self._inbound2.clear()  # packet ids of a session the broker no longer has
+            if not self.clean_session and self._connected_once:
+                self.sessions_lost += 1
+                log.warning("the broker %s has no session for %r after a reconnect: what it queued for the gateway "
+                            "while it was away is lost (%d lost sessions so far)", self.addr.redacted(),
+                            self.client_id, self.sessions_lost)
+            elif not self.clean_session:
+                log.info("no session on the broker for %r: a new one starts (first start, or the broker lost it)",
+                         self.client_id)
+        if self._connected_once:
+            self.reconnects += 1
+        self._connected_once = True
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait before reconnect attempt ``attempt`` (0 = right after a drop): exponential from
+        ``reconnect_min_s``, capped at ``reconnect_max_s``, with jitter (a random half to full delay)."""
+        low, high = self._reconnect
+        delay = min(high, low * (2 ** min(attempt, 30)))
+        return random.uniform(delay / 2, delay)
+
     def _run(self, conn: _Connection | None) -> None:
         """The reader thread: serve a connection until it fails, reconnect with backoff, repeat."""
-        delay = self._reconnect[0]
+        attempt = 0
         while not self._stopping.is_set():
             if conn is None:
+                if self._backoff_reset:
+                    attempt, self._backoff_reset = 0, False
+                delay = self._backoff(attempt)
+                attempt += 1
+                if self._stopping.wait(delay):
+                    break
                 try:
                     conn = self._open()
                 except MqttError as exc:
-                    log.warning("cannot reconnect to %s: %s; next try in %.1fs", self.addr.redacted(), exc, delay)
-                    self._stopping.wait(delay)
-                    delay = min(delay * 2, self._reconnect[1])
+                    log.warning("cannot reconnect to %s: %s; next try in about %.1fs", self.addr.redacted(), exc,
+                                self._backoff(attempt))
                     continue
-                delay = self._reconnect[0]
             reason = "stopped"
             try:
                 self._serve(conn)
             except MqttError as exc:
                 reason = str(exc)
+                if not self._first.is_set():  # start() raises it
+                    self._first_error = exc
+                    self._first.set()
+                elif isinstance(exc, SubscriptionRefused):
+                    log.error("%s", exc)
             except Exception as exc:  # a bug of ours: drop the connection and start over, never end the thread
                 log.exception("MQTT reader failed")
                 reason = f"internal error: {type(exc).__name__}"
@@ -377,6 +439,9 @@ class FastTransport:
         if again:
             with self._send_lock:
                 self._send_locked(conn, b"".join(again), raise_=True)
+        if self.status is not None:  # after every (re)connect: the will of a dropped connection said "offline"
+            b = self.status.birth
+            self.publish(b.topic, b.payload, b.qos, retain=b.retain)
         dead_after = 1.5 * self.keepalive + _POLL_S
         # ``buf`` holds the start of a packet that is not complete yet; ``need`` is how many bytes it must
         # hold before decoding is worth trying again (the packet's size once its header is complete).
@@ -440,8 +505,10 @@ class FastTransport:
                         on_message(p.topic, p.payload, tag | p.packet_id, 1)
                     elif qos == 0:
                         on_message(p.topic, p.payload, 0, 0)
+                    elif qos == 2:
+                        self._qos2(p, conn)
                     else:
-                        raise MqttError("the broker sent a QoS 2 message; the gateway subscribes at QoS <= 1")
+                        raise MqttError("the broker sent a PUBLISH with QoS 3 (malformed)")
                 except MqttError:
                     raise
                 except Exception:  # one bad message or handler must not stop intake
@@ -449,6 +516,11 @@ class FastTransport:
             elif p.kind == codec.PUBACK:
                 with self._pub_lock:
                     self._pending.pop(p.packet_id, None)
+            elif p.kind == codec.PUBREL:
+                with self._pub_lock:
+                    self._inbound2.pop(p.packet_id, None)
+                with self._send_lock:  # always answered: the broker may release an id we already forgot
+                    self._send_locked(conn, codec.pubcomp_packet(p.packet_id))
             elif p.kind == codec.SUBACK:
                 self._subscribed(p)
             elif p.kind == codec.PINGRESP:
@@ -457,6 +529,20 @@ class FastTransport:
                 raise MqttError("the broker disconnected the gateway")
             else:
                 raise MqttError(f"unexpected packet type 0x{p.kind:02x} from the broker")
+
+    def _qos2(self, p: codec.Packet, conn: _Connection) -> None:
+        """A QoS 2 PUBLISH: hand it over once per packet id; a redelivery waits for (or repeats) its PUBREC."""
+        pid = p.packet_id
+        with self._pub_lock:
+            state = self._inbound2.get(pid)
+            if state is None:
+                self._inbound2[pid] = _HELD
+        if state is None:
+            self._on_message(p.topic, p.payload, _QOS2 | pid, 2)
+        elif state == _RECEIVED:  # our PUBREC was lost with a connection: say it again
+            with self._send_lock:
+                self._send_locked(conn, codec.pubrec_packet(pid))
+        # _HELD: the gateway still has it; its ack sends the PUBREC
 
     def _dispatch_oversize(self, big: _Oversize, conn: _Connection) -> None:
         """Hand a skipped PUBLISH to ``on_message`` with its payload cut to ``max_payload_bytes + 1`` bytes:
@@ -470,10 +556,17 @@ class FastTransport:
         self._dispatch([packet], conn)
 
     def _subscribed(self, p: codec.Packet) -> None:
+        if p.packet_id != self._sub_id:
+            return  # an answer to a SUBSCRIBE of an earlier connection
         codes = codec.suback_codes(p.payload)
-        refused = [f for (f, _q), c in zip(self.subscriptions, codes, strict=False) if c >= 0x80]
+        if len(codes) != len(self.subscriptions):
+            raise MqttError(f"SUBACK with {len(codes)} codes for {len(self.subscriptions)} filters")
+        refused = [(f, c) for (f, _q), c in zip(self.subscriptions, codes, strict=True) if c >= 0x80]
         if refused:
-            log.warning("the broker refused the subscriptions %s (ACL?)", refused)
+            raise SubscriptionRefused(refused)
+        self._backoff_reset = True
+        if not self._first.is_set():
+            self._first.set()
         if self._on_connect is not None:
             _quietly(self._on_connect)
 
@@ -578,93 +671,3 @@ def _quietly(fn: Callable[..., None], *args: Any) -> None:
         fn(*args)
     except Exception:  # a hook's bug must not end the reader thread
         log.exception("MQTT connection hook %s failed", getattr(fn, "__name__", fn))
-
-
-# -- paho behind the same surface -------------------------------------------------------------------
-
-
-class PahoTransport:
-    """paho-mqtt, for MQTT 5 (session expiry, receive maximum) or as a fallback of the fast transport.
-
-    paho buffers every incoming packet whole and has no limit of its own. With MQTT 5 the CONNECT
-    announces ``max_payload_bytes`` + headroom as Maximum Packet Size, so the broker never sends a
-    bigger message (it drops it for this client); with MQTT 3.1.1 nothing can tell the broker, and only
-    its own ``max_packet_size`` (set in every broker config gridtwin ships) bounds what arrives.
-    """
-
-    def __init__(self, url: str, *, client_id: str, subscriptions: Sequence[tuple[str, int]],
-                 on_message: OnMessage, on_connect: OnConnect | None = None,
-                 on_disconnect: OnDisconnect | None = None, keepalive: int = 30, mqtt5: bool = False,
-                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
-        self.max_packet_size = max_payload_bytes + codec.PUBLISH_HEADROOM
-        self.addr = contract.BrokerAddress.parse(url)
-        self.subscriptions = [(f, int(q)) for f, q in subscriptions]
-        self.keepalive = keepalive
-        self.mqtt5 = mqtt5
-        self._on_message = on_message
-        self._on_connect = on_connect
-        self._on_disconnect = on_disconnect
-        kwargs: dict[str, Any] = {}
-        if not mqtt5:
-            kwargs["clean_session"] = False  # persistent session: queued QoS1 messages survive our restart
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=paho.MQTTv5 if mqtt5 else paho.MQTTv311,
-            reconnect_on_failure=True,
-            manual_ack=True,  # PUBACK only after the message is committed (or spooled): nothing lost on a crash
-            **kwargs,
-        )
-        if self.addr.username:
-            client.username_pw_set(self.addr.username, self.addr.password)
-        if self.addr.tls:
-            client.tls_set()
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(10_000)
-        client.on_connect = self._paho_connect
-        client.on_message = self._paho_message
-        client.on_disconnect = self._paho_disconnect
-        self._client = client
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        del timeout_s  # paho connects the socket synchronously; the CONNACK arrives on its thread
-        try:
-            if self.mqtt5:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = 7 * 86400  # persistent session for a week of gateway downtime
-                props.ReceiveMaximum = 1000
-                props.MaximumPacketSize = self.max_packet_size  # the broker drops bigger messages for us
-                self._client.connect(self.addr.host, self.addr.port, keepalive=self.keepalive,
-                                     clean_start=False, properties=props)
-            else:
-                self._client.connect(self.addr.host, self.addr.port, keepalive=self.keepalive)
-        except (OSError, ValueError) as exc:
-            raise MqttError(str(exc) or type(exc).__name__) from exc
-        self._client.loop_start()
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self._client.disconnect()
-        self._client.loop_stop()
-
-    def ack_many(self, mids: Sequence[int]) -> None:
-        for mid in mids:
-            self._client.ack(mid, 1)
-
-    def publish(self, topic: str, payload: bytes, qos: int) -> None:
-        self._client.publish(topic, payload, qos=qos)
-
-    def _paho_connect(self, client: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
-        if rc.is_failure:
-            log.error("broker refused the gateway: %s", rc)
-            return
-        client.subscribe(self.subscriptions)
-        if self._on_connect is not None:
-            self._on_connect()
-
-    def _paho_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
-        if self._on_disconnect is not None:
-            self._on_disconnect(str(rc))
-
-    def _paho_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
-        self._on_message(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
