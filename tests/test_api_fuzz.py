@@ -10,13 +10,11 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
 
 from gateway import settings as settings_mod
 from gateway.api.app import create_api
@@ -28,6 +26,9 @@ from twin.community import parse
 from twin.people import Role
 
 from .conftest import DB_URL, MQTT_URL
+
+if TYPE_CHECKING:
+    import schemathesis
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,11 @@ def fuzz_env() -> Iterator[dict[str, Any]]:
 
 
 def test_no_server_errors(fuzz_env: dict[str, Any]) -> None:
+    # imported here: importing schemathesis takes seconds, which no other test file should pay (its pytest
+    # plugin is off in pyproject.toml for the same reason; this test drives schemathesis itself)
+    import schemathesis
+    from schemathesis.checks import not_a_server_error
+
     # logging out would end the session the fuzzer uses for everything else
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", fuzz_env["app"]).exclude(
         path="/api/v1/auth/logout")
