@@ -303,13 +303,15 @@ class _MappingEnvSource(EnvSettingsSource):
 
 
 CLIENT_ID_FILE = "mqtt-client-id"
+LEGACY_CLIENT_ID = "gridtwin-gateway"  # the fixed default of earlier versions
 
 
 def default_client_id(data_dir: Path) -> str:
     """The gateway's MQTT client id when none is set: ``gridtwin-{host}-{8 random hex}``, made once and kept in
     ``{data_dir}/mqtt-client-id``, so it survives restarts (the persistent session and the spool are keyed by it)
     and two gateways get different ids unless they share a data directory (which they must not: the spool).
-    An unwritable data directory gets ``gridtwin-{host}-{pid}`` (a new session at every start)."""
+    A data directory with a spool or start-up cache of the earlier fixed default ``gridtwin-gateway`` keeps that
+    id. An unwritable data directory gets ``gridtwin-{host}-{pid}`` (a new session at every start)."""
     path = data_dir.expanduser() / CLIENT_ID_FILE
     with contextlib.suppress(OSError, UnicodeDecodeError):
         kept = path.read_text(encoding="utf-8").strip()
@@ -317,6 +319,9 @@ def default_client_id(data_dir: Path) -> str:
             return kept
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname().split(".")[0])[:40] or "host"
     new = f"gridtwin-{host}-{secrets.token_hex(4)}"
+    root = data_dir.expanduser()
+    if (root / "spool" / LEGACY_CLIENT_ID).exists() or (root / "cache" / f"{LEGACY_CLIENT_ID}.json").exists():
+        new = LEGACY_CLIENT_ID  # state of a gateway from before this default: keep its session, spool and cache
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -118,6 +118,8 @@ def test_default_client_id_is_made_once_per_data_dir(tmp_path: Path) -> None:
     assert settings_mod.load(env={}, data_dir=tmp_path / "a").mqtt.client_id == a  # kept across restarts
     b = settings_mod.load(env={"GRIDTWIN_DATA_DIR": str(tmp_path / "b")}).mqtt.client_id
     assert b != a  # another gateway (another data dir) never shares it by accident
+    (tmp_path / "old" / "spool" / "gridtwin-gateway").mkdir(parents=True)  # a gateway of the fixed default
+    assert settings_mod.load(env={}, data_dir=tmp_path / "old").mqtt.client_id == "gridtwin-gateway"
     explicit = settings_mod.load(env={"GRIDTWIN_MQTT_CLIENT_ID": "gw-7"}, data_dir=tmp_path / "a")
     assert explicit.mqtt.client_id == "gw-7" and explicit.mqtt.gateway_status_topic() == "gridtwin/v1/gateways/gw-7"
 
