@@ -22,7 +22,10 @@ from dash import Dash
 
 from gateway.api.auth import Users
 from gateway.storage import Storage
-from gateway.web.dashboard_data import DatabaseSignIn, StorageDashboardData
+from gateway.web.asgi import WebApp
+from gateway.web.dashboard_data import StorageDashboardData
+from gateway.web.server import BackgroundServer
+from gateway.web.sign_in import DatabaseSignIn
 from twin.community import Community
 from twin.people import Role
 from viz.app import callback_timings
@@ -122,7 +125,7 @@ def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int |
     auth = DatabaseSignIn(db_url, schema=schema)
     data = StorageDashboardData(community, db_url, schema=schema, sign_in=auth)
     app = dashboard.create_app(data)
-    server = dashboard.serve(app, port=0)
+    server = BackgroundServer(WebApp(_no_api, app.server), port=0)
     targets = [d for d in community.devices if d.building is not None][:: max(1, len(community.devices) // 50)]
 
     def change(n: int) -> None:
@@ -147,6 +150,12 @@ def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int |
             st.conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
     return {"community": community.id, "buildings": len(community.buildings), "devices": len(community.devices),
             **result}
+
+
+async def _no_api(scope: Any, receive: Any, send: Any) -> None:
+    """The dashboard alone: nothing under /api."""
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _sample() -> Community:

@@ -328,7 +328,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Bring services up, migrate, load the sample community, run gateway + simulator + dashboard."""
-    from gateway.web import dashboard_data
+    from gateway.web import composition as dashboard_data
     s = _settings(args)
     mqtt_url, db_url, mqtt5 = _urls(s, start=True)
     community = _load_community(s.demo.community_file)
@@ -457,22 +457,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.web import dashboard_data
+    """The dashboard and the REST API on uvicorn, ``--workers`` processes (each builds the app from the
+    settings: gateway.web.asgi.app_from_environment); SIGINT/SIGTERM stop it gracefully."""
+    import os
+    import socket
+
+    from gateway.web import composition, server
     s = _settings(args)
     mqtt_url, db_url, _ = _urls(s)
-    community = _run_storage(lambda: dashboard_data.community_in_database(db_url, schema=s.db.schema_name))
+    community = _run_storage(lambda: composition.community_in_database(db_url, schema=s.db.schema_name))
     if community is None:
         raise CliError("no community in the database: load one first (`gridtwin community load FILE`)", 1)
+    port = args.port or s.demo.http_port
     try:
-        server = dashboard_data.start_dashboard(s, community, db_url, mqtt_url, host=args.host,
-                                                port=args.port or s.demo.http_port)
+        with socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((args.host, port))
     except OSError as exc:
-        raise CliError(f"cannot serve on {args.host}:{args.port or s.demo.http_port}: {exc.strerror}", EXIT_USAGE) \
-            from None
-    print(f"dashboard: http://{args.host}:{server.server_port}/", flush=True)
-    stop = _stop_event(None)
-    stop.wait()
-    server.shutdown()
+        raise CliError(f"cannot serve on {args.host}:{port}: {exc.strerror}", EXIT_USAGE) from None
+    os.environ.update({"GRIDTWIN_DB_URL": db_url, "GRIDTWIN_MQTT_URL": mqtt_url})  # as resolved, for the workers
+    if getattr(args, "config", None):
+        os.environ["GRIDTWIN_CONFIG"] = str(args.config)
+    print(f"dashboard: http://{args.host}:{port}/ ({args.workers} worker{'s' if args.workers > 1 else ''})",
+          flush=True)
+    server.serve_workers("gateway.web.asgi:app_from_environment", host=args.host, port=port, workers=args.workers)
     return 0
 
 
@@ -810,9 +818,11 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--workers", type=_positive(int), help="api: server worker processes (gridtwin serve --workers)")
     bn.set_defaults(fn=cmd_bench)
 
-    se = sub.add_parser("serve", help="serve the dashboard")
+    se = sub.add_parser("serve", help="serve the dashboard and the REST API")
     se.add_argument("--host", default="127.0.0.1")
     se.add_argument("--port", type=int)
+    se.add_argument("--workers", type=_positive(int), default=1,
+                    help="server processes (each with its own database pool); Ctrl-C/SIGTERM stops them gracefully")
     se.set_defaults(fn=cmd_serve)
 
     rd = sub.add_parser("render", help="render the community in 3D to a PNG (offscreen)")

@@ -27,10 +27,9 @@ from gateway import settings as settings_mod
 from gateway.cli import sample_community_path
 from gateway.ingest.pipeline import Gateway
 from gateway.storage import Storage
-from gateway.web.dashboard_data import MqttPublisher, build_dashboard_data, seed_demo_users
+from gateway.web.composition import seed_demo_users, start_dashboard
 from twin import contract
 from twin.community import Community, parse
-from viz import app as app_mod
 
 from .conftest import DB_URL, MQTT_URL
 
@@ -77,16 +76,12 @@ def system() -> Iterator[System]:
     seed_demo_users(DB_URL, community, PASSWORD, schema=schema)
     gw = Gateway(s, MQTT_URL, DB_URL)
     gw.start()
-    publish = MqttPublisher(MQTT_URL, client_id=f"dash-{root}")
-    data = build_dashboard_data(s, community, DB_URL, publish=publish)
-    server = app_mod.serve(app_mod.create_app(data), port=0)
+    server = start_dashboard(s, community, DB_URL, MQTT_URL, port=0)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         yield System(community, schema, root, server.url.rstrip("/"), s)
     finally:
         server.shutdown()
-        data.close()
-        publish.close()
         gw.stop()
         with psycopg.connect(DB_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -18,7 +18,9 @@ from psycopg.types.json import Jsonb
 
 from gateway.cli import sample_community_path
 from gateway.storage import Storage
-from gateway.web.dashboard_data import DatabaseSignIn, StorageDashboardData, seed_demo_users
+from gateway.web.composition import seed_demo_users
+from gateway.web.dashboard_data import StorageDashboardData
+from gateway.web.sign_in import DatabaseSignIn
 from twin import geometry as geo
 from twin.alarms import AlarmStatus, Severity
 from twin.community import Community, parse
@@ -165,7 +167,7 @@ def test_sla_classes_per_building(sample: Community) -> None:
 
 def _used_keys() -> set[str]:
     keys: set[str] = set()
-    for path in (ROOT / "viz").glob("*.py"):
+    for path in (ROOT / "viz").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "t"
                     and len(node.args) >= 2):

@@ -12,7 +12,7 @@ from gateway.cli import sample_community_path
 from gateway.ops.procs import free_port
 from gateway.settings import Settings
 from gateway.storage import Storage
-from gateway.web.dashboard_data import start_dashboard
+from gateway.web.composition import start_dashboard
 from twin.community import parse
 
 pytestmark = pytest.mark.integration

@@ -27,13 +27,9 @@ from gateway.api.auth import LoginGuard, configure_hashing
 from gateway.ops.procs import free_port
 from gateway.settings import Settings
 from gateway.storage import Storage
-from gateway.web.dashboard_data import (
-    DashboardHandle,
-    DatabaseSignIn,
-    StorageDashboardData,
-    seed_demo_users,
-    start_dashboard,
-)
+from gateway.web.composition import DashboardHandle, seed_demo_users, start_dashboard
+from gateway.web.dashboard_data import StorageDashboardData
+from gateway.web.sign_in import DatabaseSignIn
 from tests.brokers import Proxy, wait_until
 from twin.community import Community
 from viz import app as app_mod

@@ -18,14 +18,11 @@ No ``from __future__ import annotations`` here: FastAPI reads the route signatur
 run time, and the dependency aliases (``Svc``, ``Me``) are local to :func:`create_api`.
 """
 
-import contextlib
 import html
 import logging
-import queue
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
-from time import monotonic
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
@@ -33,15 +30,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import InterfaceError, OperationalError
-from psycopg.pq import TransactionStatus
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
+from gateway.api.pool import StoragePool, pool_for
 from gateway.ratelimit import EveryFewSeconds
 from gateway.settings import Settings
-from gateway.storage import DatabaseUnavailable, Storage, StorageError
+from gateway.storage import StorageError
 from gateway.tickets.service import (
     API_PREFIX,
     PHOTO_TYPES,
@@ -64,7 +61,6 @@ from twin.tickets import InvalidInput, Priority, TicketError, TicketState
 MAX_JSON_BYTES = 64 * 1024
 UNAVAILABLE = ("the service is temporarily unavailable: please try again shortly", "服务暂时不可用，请稍后再试")
 UNAVAILABLE_RETRY_S = 5
-DOWN_FOR_S = 1.0  # after a failed connect, answer 503 without trying again for this long
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -154,100 +150,49 @@ def _user_json(u: User) -> dict[str, Any]:
             "worker_id": u.worker_id}
 
 
-# -- connections --------------------------------------------------------------------------------------
-
-
-class _Pool:
-    """Reuses a few Storage connections between requests (one request at a time per connection)."""
-
-    def __init__(self, factory: Callable[[], Storage], size: int) -> None:
-        self._factory = factory
-        self._idle: queue.LifoQueue[Storage] = queue.LifoQueue(maxsize=size)
-        self._closed = False
-        self._down_until = 0.0
-
-    def _connect(self) -> Storage:
-        if monotonic() < self._down_until:  # the database was unreachable a moment ago: do not wait again
-            raise StorageError("the database was unreachable a moment ago")
-        try:
-            return self._factory()
-        except DatabaseUnavailable:
-            self._down_until = monotonic() + DOWN_FOR_S
-            raise
-
-    @contextlib.contextmanager
-    def storage(self) -> Iterator[Storage]:
-        try:
-            st = self._idle.get_nowait()
-        except queue.Empty:
-            st = self._connect()
-        try:
-            yield st
-        finally:
-            conn = st.conn
-            if self._closed or conn.closed or conn.broken or conn.info.transaction_status != TransactionStatus.IDLE:
-                st.close()
-            else:
-                try:
-                    self._idle.put_nowait(st)
-                except queue.Full:
-                    st.close()
-
-    def close(self) -> None:
-        self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
-
-
 # -- the app --------------------------------------------------------------------------------------------
 
 
 def create_api(settings: Settings, communities: Community | Iterable[Community], *,
-               storage_factory: Callable[[], Storage] | None = None, db_url: str | None = None,
+               pool: StoragePool | None = None, db_url: str | None = None,
                schema: str | None = None, publish: Publish | None = None, snapshot: SnapshotFn | None = None,
                readings: ReadingsFn | None = None, clock: Callable[[], datetime] | None = None,
                pool_size: int | None = None, login_guard: LoginGuard | None = None) -> FastAPI:
     """The FastAPI app of the REST API (routes under ``/api/v1``).
 
-    Connections: ``storage_factory()`` opens one (a :class:`~gateway.storage.Storage`); without it, one
-    is opened from ``db_url`` / ``schema`` (default: the settings' ``db.url`` / ``db.schema``). Up to
-    ``pool_size`` (default ``db.pool_size``) idle connections are kept; call ``app.state.close()`` at
-    shutdown. ``publish(topic, payload, qos)`` delivers tickets to workers' MQTT topics, ``snapshot``
+    Connections: from ``pool`` (shared with the dashboard; its owner closes it), else from a pool of
+    this app on ``db_url`` / ``schema`` (default: the settings' ``db.url`` / ``db.schema``) of at most
+    ``pool_size`` (default ``db.pool_size``) connections; call ``app.state.close()`` at shutdown.
+    ``publish(topic, payload, qos)`` delivers tickets to workers' MQTT topics, ``snapshot``
     renders the 3D picture of a manual report, ``readings(community, device)`` gives latest values
     (default: from the database), ``clock`` is the time source (tests). ``login_guard`` throttles logins
     (share one with the dashboard's sign-in when both run in one process; default: a new one).
     """
     cs = [communities] if isinstance(communities, Community) else list(communities)
     now = clock or (lambda: datetime.now(UTC))
-    if storage_factory is None:
+    owned = pool is None  # a shared pool is closed by its owner
+    if pool is None:
         url = db_url or settings.db.url
         if url is None:
-            raise ValueError("create_api needs storage_factory, db_url or settings.db.url")
-        sch = schema or settings.db.schema_name
-
-        def storage_factory() -> Storage:
-            return Storage.connect(url, schema=sch, retention_days=settings.db.retention_days,
-                                   partitions_ahead_days=settings.db.partitions_ahead_days,
-                                   connect_timeout_s=settings.db.connect_timeout_s)
-
-    pool = _Pool(storage_factory, pool_size or settings.db.pool_size)
+            raise ValueError("create_api needs a pool, db_url or settings.db.url")
+        pool = pool_for(settings, url, schema=schema, max_size=pool_size)
     ttl = timedelta(minutes=settings.api.token_ttl_min)
     max_body = settings.tickets.photo_max_bytes + 64 * 1024
 
     app = FastAPI(title="gridtwin API", version="1",
                   description="Dispatch tickets for community grid workers (网格员): inbox, actions, ratings, KPIs.",
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
-    app.state.close = pool.close
+    app.state.close = pool.close if owned else (lambda: None)
+    app.state.pool = pool
     guard = login_guard or LoginGuard()
     app.state.login_guard = guard
     app.add_middleware(SecurityHeaders)
     bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth/login")
 
+    db = pool
+
     def service() -> Iterator[TicketService]:
-        with pool.storage() as st:
+        with db.storage() as st:
             yield TicketService(st, settings, cs, publish=publish, snapshot=snapshot, readings=readings, clock=now)
 
     Svc = Annotated[TicketService, Depends(service)]
@@ -358,7 +303,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                        503: {"description": "sign-in is busy or the database is unavailable (see Retry-After)"}})
     def login(body: Login, request: Request) -> JSONResponse:
         def check() -> tuple[User, str, datetime] | None:
-            with pool.storage() as st:
+            with db.storage() as st:
                 users = Users(st.conn)
                 user = users.authenticate(body.username, body.password)
                 if user is None:
@@ -531,6 +476,14 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         return {"created": created, "user": _user_json(u) if u else None}
 
     app.include_router(r)
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> dict[str, str]:
+        """200 while the database answers, else 503 (for a load balancer or supervisor)."""
+        with db.storage() as st:
+            st.conn.execute("SELECT 1")
+        return {"status": "ok"}
+
     return app
 
 

@@ -17,12 +17,12 @@ time), and bumps a generation number only when the roll-up or an elevator car ac
 the dashboard's cheap :meth:`version` poll redraws only on change. Alarm changes are seen at once:
 :meth:`version` includes a digest of the active alarm rows.
 
-Thread-safe: a small pool of :class:`~gateway.storage.Storage` connections serves the dashboard's
-request threads.
+Thread-safe: a :class:`~gateway.api.pool.StoragePool` (shared with the REST API when the composition
+root gives one) serves the dashboard's request threads.
 
 Database failures reach the dashboard as :class:`viz.data.DatabaseDown` (unreachable) or a
-:class:`viz.data.DataUnavailable` that names only what was being done: connection details (host,
-port, user) go to the server log, never to a browser.
+:class:`viz.data.DataUnavailable` that names only what was being done (:mod:`gateway.web.database`):
+connection details (host, port, user) go to the server log, never to a browser.
 """
 
 from __future__ import annotations
@@ -30,23 +30,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any, cast
 
 import orjson
-import psycopg
 import yaml
 from psycopg.types.json import Jsonb
 
-from gateway.ratelimit import EveryFewSeconds
-from gateway.storage import DatabaseUnavailable, Storage, StorageError
+from gateway.api.pool import StoragePool
+from gateway.storage import Storage, StorageError
+from gateway.web.database import connection, first_line
+from gateway.web.sign_in import SignInService
+from gateway.web.ticket_desk import TicketDesk
 from twin import contract
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity, SubjectType
 from twin.community import Community
@@ -64,13 +64,8 @@ from viz.data import (
     LiveView,
     Photo,
     Session,
-    SignInRefused,
-    TicketStep,
     TicketView,
 )
-
-if TYPE_CHECKING:
-    from gateway.api.auth import LoginGuard
 
 log = logging.getLogger(__name__)
 
@@ -86,105 +81,15 @@ ALARM_COLUMNS = ("key, rule, severity, status, subject, subject_type, building, 
                  "count, detail, acked_at, acked_by, ack_comment, shelved_until, dispatch")
 
 
-class TicketDesk(Protocol):
-    """What the dashboard needs from the dispatch service (gateway/tickets/service.py), in the dashboard's terms."""
-
-    def version(self) -> str: ...
-
-    def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]: ...
-
-    def ticket(self, user: User, ticket_id: str) -> TicketView | None: ...
-
-    def accept(self, user: User, ticket_id: str) -> None: ...
-
-    def feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None: ...
-
-    def resolve(self, user: User, ticket_id: str, note: str) -> None: ...
-
-    def snapshot(self, user: User, ticket_id: str) -> bytes | None: ...
-
-    def photo(self, user: User, photo_id: str) -> tuple[bytes, str] | None: ...
-
-    def dispatch_alarm(self, user: User, alarm: AlarmView, note: str) -> str: ...
-
-    def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]: ...
-
-
-class SignInService(Protocol):
-    """Sign-in shared with the REST API (gateway/api/auth.py): an expiring token per session."""
-
-    def sign_in(self, username: str, password: str, client: str = "") -> Session | None: ...
-
-    def user_for_token(self, token: str) -> User | None: ...
-
-    def sign_out(self, token: str) -> None: ...
-
-
-_db_log = EveryFewSeconds(10.0)
-DOWN_FOR_S = 1.0  # after a failed connect, report the database down without trying again for this long
-
-
 def rule_names(path: Path | None = None) -> dict[str, str]:
     """Rule id -> display name ("中文 / English") from the shipped rules file; empty if it is not there."""
-    path = path or Path(__file__).resolve().parent.parent / "twin" / "rules_defaults.yaml"
+    path = path or Path(__file__).resolve().parents[2] / "twin" / "rules_defaults.yaml"
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return {}
     rules = doc.get("rules", []) if isinstance(doc, dict) else []
     return {str(r["id"]): str(r.get("name") or r["id"]) for r in rules if isinstance(r, dict) and "id" in r}
-
-
-class _Pool:
-    """A few Storage connections for request threads; a connection that failed is dropped, not reused."""
-
-    def __init__(self, factory: Callable[[], Storage], size: int) -> None:
-        self._factory = factory
-        self._free: list[Storage] = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
-        self._down_until = 0.0
-
-    @contextlib.contextmanager
-    def get(self) -> Iterator[Storage]:
-        if not self._slots.acquire(timeout=10):
-            raise DataUnavailable("all database connections are busy")
-        st: Storage | None = None
-        try:
-            with self._lock:
-                st = self._free.pop() if self._free else None
-            if st is None:
-                if time.monotonic() < self._down_until:  # it was unreachable a moment ago: do not wait again
-                    raise DatabaseDown()
-                try:
-                    st = self._factory()
-                except DatabaseUnavailable:
-                    self._down_until = time.monotonic() + DOWN_FOR_S
-                    raise
-            yield st
-        except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            if st is not None:
-                with contextlib.suppress(Exception):
-                    st.close()
-                st = None
-            if _db_log.due():
-                log.warning("dashboard: database unavailable: %s", _first_line(exc))
-            raise DatabaseDown() from exc
-        finally:
-            if st is not None and not st.conn.closed and not st.conn.broken:
-                with self._lock:
-                    self._free.append(st)
-            elif st is not None:
-                with contextlib.suppress(Exception):
-                    st.close()
-            self._slots.release()
-
-    def close(self) -> None:
-        with self._lock:
-            for st in self._free:
-                with contextlib.suppress(Exception):
-                    st.close()
-            self._free.clear()
 
 
 @dataclass
@@ -200,7 +105,7 @@ class StorageDashboardData:
     def __init__(self, community: Community, db_url: str, *, schema: str = "gridtwin",
                  tickets: TicketDesk | None = None, sign_in: SignInService | None = None,
                  publish: Publish | None = None, topic_root: str = "gridtwin", live_refresh_s: float = 1.0,
-                 pool_size: int = 4, connect_timeout_s: float = 5.0) -> None:
+                 pool_size: int = 4, connect_timeout_s: float = 5.0, pool: StoragePool | None = None) -> None:
         self._community = community
         self._code = community.id
         self._desk = tickets
@@ -208,8 +113,9 @@ class StorageDashboardData:
         self._publish = publish
         self._root = topic_root
         self._rule_names = rule_names()
-        self._pool = _Pool(lambda: Storage.connect(db_url, schema=schema, connect_timeout_s=connect_timeout_s),
-                           pool_size)
+        self._own_pool = pool is None  # a shared pool is closed by its owner
+        self._pool = pool or StoragePool(db_url, schema=schema, max_size=pool_size, connect_timeout_s=connect_timeout_s,
+                                         name="gridtwin-dashboard")
         self._refresh_min_s = live_refresh_s
         self._live_lock = threading.Lock()
         self._live: LiveView | None = None
@@ -230,7 +136,8 @@ class StorageDashboardData:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._pool.close()
+        if self._own_pool:
+            self._pool.close()
         for part in (self._desk, self._auth):
             close = getattr(part, "close", None)
             if callable(close):
@@ -272,7 +179,7 @@ class StorageDashboardData:
             except (StorageError, DataUnavailable) as exc:
                 self._live_error = "down"
                 if not warned:
-                    log.warning("dashboard live state not refreshed: %s", _first_line(exc))
+                    log.warning("dashboard live state not refreshed: %s", first_line(exc))
                     warned = True
             finally:
                 self._live_ready.set()
@@ -281,7 +188,7 @@ class StorageDashboardData:
 
     def refresh_live(self) -> None:
         """Rebuild the live state from the database now (the background thread calls this)."""
-        with self._pool.get() as st:
+        with connection(self._pool, "refreshing the live state") as st:
             latest, statuses, events = st.live_snapshot(self._code)
         state = LiveState(self._community)
         state.restore(latest, statuses, events)
@@ -308,7 +215,7 @@ class StorageDashboardData:
         cached = self._version
         if cached is not None and now - cached.at < VERSION_TTL_S:
             return cast(str, cached.value)
-        with self._pool.get() as st, _errors("reading alarm digest"):
+        with connection(self._pool, "reading alarm digest") as st:
             row = st.conn.execute(
                 "SELECT count(*), coalesce(md5(string_agg(key || status || severity || count || last_seen::text "
                 "|| coalesce(shelved_until::text, '') || coalesce(acked_by, ''), ',' ORDER BY key)), '') "
@@ -332,7 +239,7 @@ class StorageDashboardData:
         cached = self._alarms
         if cached is not None and cached.key == tag:
             return cast(Sequence[AlarmView], cached.value)
-        with self._pool.get() as st, _errors("reading alarms"):
+        with connection(self._pool, "reading alarms") as st:
             rows = st.conn.execute(
                 f"SELECT {ALARM_COLUMNS} FROM alarms WHERE community = %s AND status = ANY(%s)",
                 (self._code, list(ACTIVE_STATUSES)),
@@ -358,7 +265,7 @@ class StorageDashboardData:
 
     def acknowledge(self, user: User, key: str, comment: str) -> None:
         _need_operator(user)
-        with self._pool.get() as st, _errors("acknowledging an alarm"):
+        with connection(self._pool, "acknowledging an alarm") as st:
             row = self._alarm_row(st, key)
             if row is None:
                 raise ActionRefused("not_found", key)
@@ -381,7 +288,7 @@ class StorageDashboardData:
 
     def shelve(self, user: User, key: str, until: datetime) -> None:
         _need_operator(user)
-        with self._pool.get() as st, _errors("shelving an alarm"):
+        with connection(self._pool, "shelving an alarm") as st:
             row = self._alarm_row(st, key)
             if row is None:
                 raise ActionRefused("not_found", key)
@@ -472,7 +379,7 @@ class StorageDashboardData:
         return self._device_ids, self._metric_ids
 
     def device_latest(self, device_id: str) -> Mapping[str, tuple[float, datetime]]:
-        with self._pool.get() as st, _errors(f"reading latest values of {device_id}"):
+        with connection(self._pool, f"reading latest values of {device_id}") as st:
             rows = st.conn.execute(
                 "SELECT m.name, l.value, l.ts FROM latest_values l JOIN metrics m ON m.id = l.metric_id "
                 "JOIN devices d ON d.id = l.device_id JOIN communities c ON c.id = d.community_id "
@@ -485,7 +392,7 @@ class StorageDashboardData:
         rollup for long ones, with the raw tail after the rollup's newest minute."""
         if until <= since or bucket <= timedelta(0):
             return []
-        with self._pool.get() as st, _errors(f"reading history of {device_id}.{field}"):
+        with connection(self._pool, f"reading history of {device_id}.{field}") as st:
             devices, metrics = self._ids(st)
             dev, metric = devices.get(device_id), metrics.get(field)
             if dev is None or metric is None:
@@ -522,7 +429,7 @@ class StorageDashboardData:
     def hotspots(self, days: int) -> Sequence[IncidentCount]:
         """Alarms raised per (building, floor, rule) in the last ``days`` days (``alarm_events``)."""
         days = max(1, min(int(days), 366))
-        with self._pool.get() as st, _errors("reading hotspots"):
+        with connection(self._pool, "reading hotspots") as st:
             rows = st.conn.execute(
                 "SELECT coalesce(e.event->>'building', a.building), "
                 "coalesce((e.event->>'floor')::int, a.floor), coalesce(e.event->>'rule', a.rule), count(*) "
@@ -539,7 +446,7 @@ class StorageDashboardData:
             return cast(Sequence[CareUnitView], cached.value)
         sensors = sorted({s for u in units for s in u.sensors})
         last: dict[str, datetime] = {}
-        with self._pool.get() as st, _errors("reading care activity"):
+        with connection(self._pool, "reading care activity") as st:
             devices, metrics = self._ids(st)
             ids = [devices[s] for s in sensors if s in devices]
             mids = [metrics[f] for f in ACTIVITY_FIELDS if f in metrics]
@@ -591,26 +498,6 @@ def _need_operator(user: User) -> None:
         raise ActionRefused("forbidden", user.role.value)
 
 
-@contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """A database failure becomes :class:`DatabaseDown` (unreachable) or :class:`DataUnavailable` naming
-    only ``what`` failed (the dashboard says so instead of failing); the details go to the log."""
-    try:
-        yield
-    except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        if _db_log.due():
-            log.warning("dashboard: %s: database unavailable: %s", what, _first_line(exc))
-        raise DatabaseDown() from exc
-    except (StorageError, psycopg.Error) as exc:
-        log.warning("dashboard: %s failed: %s", what, _first_line(exc))
-        raise DataUnavailable(f"{what} failed") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _digest(rollup: Rollup, cars: Mapping[str, float]) -> str:
     h = hashlib.blake2b(digest_size=12)
     for part in (rollup.devices, rollup.floors, rollup.buildings):
@@ -619,393 +506,3 @@ def _digest(rollup: Rollup, cars: Mapping[str, float]) -> str:
     for e, f in sorted(cars.items()):
         h.update(f"{e}@{f:g};".encode())
     return h.hexdigest()
-
-
-# -- adapters to the ticket service and the users table (gateway/tickets/service.py, gateway/api/auth.py) -------------
-
-
-class DatabaseSignIn:
-    """:class:`SignInService` on the ``users`` / ``api_tokens`` tables (gateway/api/auth.py): the same accounts
-    and tokens as the REST API, so a token from ``POST /api/v1/login`` is a dashboard session too."""
-
-    def __init__(self, db_url: str, *, schema: str = "gridtwin", ttl: timedelta = timedelta(hours=12),
-                 pool_size: int = 2, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 guard: LoginGuard | None = None) -> None:
-        from gateway.api.auth import LoginGuard
-
-        self._pool = _Pool(lambda: Storage.connect(db_url, schema=schema), pool_size)
-        self._ttl = ttl
-        self._clock = clock
-        self.guard = guard or LoginGuard()  # share it with the REST API's login when both run in one process
-
-    def sign_in(self, username: str, password: str, client: str = "") -> Session | None:
-        from gateway.api.auth import AuthError, LoginRefused, Users
-
-        def check() -> Session | None:
-            with self._pool.get() as st, _errors("signing in"):
-                users = Users(st.conn)
-                try:
-                    user = users.authenticate(username, password)
-                except AuthError:
-                    return None
-                if user is None:
-                    return None
-                token, expires = users.issue_token(user.username, self._clock(), self._ttl)
-            return Session(token, user, expires)
-
-        try:
-            return self.guard.run(username, client, check)
-        except LoginRefused as exc:
-            raise SignInRefused(exc.reason, exc.retry_after_s, exc.retry_at) from None
-
-    def user_for_token(self, token: str) -> User | None:
-        from gateway.api.auth import AuthError, Users
-
-        with self._pool.get() as st, _errors("checking a session"):
-            try:
-                return Users(st.conn).user_for_token(token, self._clock())
-            except AuthError:
-                return None
-
-    def sign_out(self, token: str) -> None:
-        from gateway.api.auth import Users
-
-        with self._pool.get() as st, _errors("signing out"):
-            Users(st.conn).revoke(token)
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-class ServiceTicketDesk:
-    """:class:`TicketDesk` on :class:`gateway.tickets.service.TicketService` (one service per pooled connection).
-
-    ``make_service(storage)`` builds a service on a connection (the composition root decides its
-    settings, MQTT delivery and snapshot renderer). Ticket-service errors become the dashboard's
-    :class:`~viz.data.ActionRefused` codes; database errors :class:`~viz.data.DataUnavailable`.
-    """
-
-    def __init__(self, community: Community, db_url: str, make_service: Callable[[Storage], Any], *,
-                 schema: str = "gridtwin", pool_size: int = 3) -> None:
-        self._community = community
-        self._make = make_service
-        self._pool = _Pool(lambda: Storage.connect(db_url, schema=schema), pool_size)
-
-    @contextlib.contextmanager
-    def _service(self, what: str) -> Iterator[Any]:
-        from gateway.tickets.service import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
-        from twin.tickets import InvalidInput, TicketError
-
-        with self._pool.get() as st, _errors(what):
-            try:
-                yield self._make(st)
-            except TicketNotFound as exc:
-                raise ActionRefused("not_found", str(exc)) from exc
-            except Forbidden as exc:
-                raise ActionRefused("forbidden", str(exc)) from exc
-            except TicketConflict as exc:
-                raise ActionRefused("conflict", str(exc)) from exc
-            except PhotoRejected as exc:
-                raise ActionRefused("too_large" if exc.status == 413 else "bad_input", str(exc)) from exc
-            except InvalidInput as exc:
-                raise ActionRefused("bad_input", str(exc)) from exc
-            except TicketError as exc:
-                raise ActionRefused("illegal_transition", str(exc)) from exc
-
-    def version(self) -> str:
-        with self._pool.get() as st, _errors("reading the ticket digest"):
-            row = st.conn.execute("SELECT count(*), coalesce(sum(version), 0), max(updated_at) FROM tickets "
-                                  "WHERE community = %s", (self._community.id,)).fetchone()
-        return f"{row[0]}.{row[1]}.{row[2].timestamp() if row and row[2] else 0:.3f}" if row else "0"
-
-    def _view(self, t: Any, names: Mapping[str, str]) -> TicketView:
-        return TicketView(
-            id=str(t.id), title=t.title, priority=t.priority.value, status=t.state.value, created_at=t.created_at,
-            respond_by=t.respond_by, resolve_by=t.resolve_by, responded_at=t.accepted_at, resolved_at=t.resolved_at,
-            grid=t.grid, building=t.building, floor=t.floor, unit=t.unit, device=t.device, assignee=t.assignee,
-            assignee_name=names.get(t.assignee or "", t.assignee), category=t.category, description=t.description,
-            clock_start=t.clock_start,
-        )
-
-    def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]:
-        from twin.tickets import known_people
-
-        names = known_people(self._community)
-        with self._service("listing tickets") as svc:
-            return [self._view(t, names) for t in svc.list_for(user, open_only=not include_closed, limit=500)
-                    if t.community == self._community.id]
-
-    def ticket(self, user: User, ticket_id: str) -> TicketView | None:
-        from twin.tickets import known_people
-
-        tid = _ticket_id(ticket_id)
-        if tid is None:
-            return None
-        with self._service(f"reading ticket {ticket_id}") as svc:
-            try:
-                t = svc.get(tid, user)
-            except ActionRefused:
-                return None
-            view = svc.view(t)
-            steps = tuple(svc.timeline(t.id))
-        base = self._view(t, known_people(self._community))
-        sop = view.get("sop") or {}
-        latest = {f"{r.get('device', '')} {r['metric']}".strip(): float(r["value"]) for r in view.get("readings", [])
-                  if isinstance(r.get("value"), int | float)}
-        history = tuple(
-            TicketStep(datetime.fromisoformat(s["at"]), str(s["by"]), str(s["action"]), str(s.get("note") or ""),
-                       _photo_ref(t.id, s.get("photo_url"))) for s in steps if s.get("at"))
-        return TicketView(**{**_fields(base), "sop": tuple(str(x) for x in sop.get("steps", ())), "latest": latest,
-                             "history": history, "has_snapshot": bool(view.get("snapshot_url")),
-                             "alarm_key": next((a["key"] for a in view.get("alarms", [])), None)})
-
-    def accept(self, user: User, ticket_id: str) -> None:
-        with self._service(f"accepting ticket {ticket_id}") as svc:
-            svc.accept(user, _need_ticket_id(ticket_id))
-
-    def feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None:
-        from gateway.tickets.service import Photo as ServicePhoto
-
-        with self._service(f"feedback on ticket {ticket_id}") as svc:
-            svc.progress(user, _need_ticket_id(ticket_id), note,
-                         photo=ServicePhoto(photo.content_type, photo.content) if photo else None)
-
-    def resolve(self, user: User, ticket_id: str, note: str) -> None:
-        with self._service(f"resolving ticket {ticket_id}") as svc:
-            svc.resolve(user, _need_ticket_id(ticket_id), note)
-
-    def snapshot(self, user: User, ticket_id: str) -> bytes | None:
-        tid = _ticket_id(ticket_id)
-        if tid is None:
-            return None
-        with self._service(f"reading the snapshot of ticket {ticket_id}") as svc:
-            svc.get(tid, user)  # may the user see it?
-            try:
-                return bytes(svc.photo(tid, kind="snapshot").data)
-            except ActionRefused:
-                return None
-
-    def photo(self, user: User, photo_id: str) -> tuple[bytes, str] | None:
-        ticket_part, _, photo_part = photo_id.partition("-")
-        tid, pid = _ticket_id(ticket_part), _ticket_id(photo_part)
-        if tid is None or pid is None:
-            return None
-        with self._service(f"reading photo {photo_id}") as svc:
-            svc.get(tid, user)
-            p = svc.photo(tid, pid)
-            return bytes(p.data), str(p.content_type)
-
-    def dispatch_alarm(self, user: User, alarm: AlarmView, note: str) -> str:
-        """The operator dispatches an alarm: the service opens a ticket (or joins the incident's open one)."""
-        if user.role not in (Role.OPERATOR, Role.ADMIN):
-            raise ActionRefused("forbidden", user.role.value)
-        dispatch = Dispatch(alarm.dispatch) if alarm.dispatch not in ("", "none") else Dispatch.GENERAL
-        now = datetime.now(UTC)
-        detail = f"{alarm.detail} · {user.username}: {note}" if note else alarm.detail
-        event = AlarmEvent(EventKind.RAISED, alarm.rule, alarm.subject, cast(SubjectType, alarm.subject_type),
-                           alarm.severity, alarm.status, now, alarm.raised_at, alarm.count, alarm.building,
-                           alarm.floor, alarm.device, detail, dispatch, user.username)
-        with self._service(f"dispatching alarm {alarm.key}") as svc:
-            t = svc.on_alarm_event(self._community, event)
-        if t is None:
-            raise ActionRefused("illegal_transition", alarm.key)
-        return str(t.id)
-
-    def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]:
-        with self._service("reading KPIs") as svc:
-            rows = svc.kpis(since, until, community=self._community.id)
-        return [KpiRow(r.scope, r.key, r.name, r.tickets, r.open,
-                       None if r.mean_respond_min is None else r.mean_respond_min * 60,
-                       None if r.mean_resolve_h is None else r.mean_resolve_h * 3600,
-                       r.on_time_rate, r.satisfaction, r.reopen_rate) for r in rows]
-
-    def close(self) -> None:
-        self._pool.close()
-
-
-def _ticket_id(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < len(text) <= 18 else None
-
-
-def _need_ticket_id(text: str) -> int:
-    tid = _ticket_id(text)
-    if tid is None:
-        raise ActionRefused("not_found", text[:40])
-    return tid
-
-
-def _photo_ref(ticket_id: int, url: Any) -> str | None:
-    """``/api/v1/tickets/7/photos/3`` -> ``7-3`` (the dashboard serves it at /media/photos/7-3)."""
-    if not isinstance(url, str):
-        return None
-    last = url.rstrip("/").rsplit("/", 1)[-1]
-    return f"{ticket_id}-{last}" if last.isdigit() else None
-
-
-def _fields(v: TicketView) -> dict[str, Any]:
-    return {f: getattr(v, f) for f in v.__dataclass_fields__}
-
-
-# -- composition -------------------------------------------------------------------------------------------
-
-
-class MqttPublisher:
-    """A small MQTT client that only publishes (alarm commands to the gateway's alarm service)."""
-
-    def __init__(self, url: str, *, client_id: str, timeout_s: float = 5.0) -> None:
-        import paho.mqtt.client as paho
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        u = urlsplit(url)
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311)
-        if u.username:
-            self._client.username_pw_set(unquote(u.username), unquote(u.password) if u.password else None)
-        if u.scheme == "mqtts":
-            self._client.tls_set()
-        try:
-            self._client.connect(u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883),
-                                 keepalive=30)
-        except OSError as exc:
-            raise ConnectionError(f"cannot reach the MQTT broker at {u.hostname}:{u.port}: {exc}") from None
-        self._client.loop_start()
-
-    def __call__(self, topic: str, payload: bytes, qos: int) -> None:
-        self._client.publish(topic, payload, qos=qos)
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
-
-
-def build_dashboard_data(settings: Any, community: Community, db_url: str, *,
-                         publish: Publish | None = None, login_guard: LoginGuard | None = None
-                         ) -> StorageDashboardData:
-    """The real data source: database, ticket service (with MQTT delivery and 3D snapshots), users table.
-
-    ``settings``: :class:`gateway.settings.Settings`. ``publish``: MQTT publishing (alarm commands to the
-    gateway's alarm service, tickets to workers' topics); None when no broker is reachable.
-    ``login_guard``: sign-in throttling, shared with the REST API's login when both run in one process.
-    """
-    from gateway.tickets.service import TicketService, render_snapshot
-
-    schema = settings.db.schema_name
-    snapshot = render_snapshot()
-
-    def make_service(st: Storage) -> Any:
-        return TicketService(st, settings, community, publish=publish, snapshot=snapshot)
-
-    desk = ServiceTicketDesk(community, db_url, make_service, schema=schema)
-    auth = DatabaseSignIn(db_url, schema=schema, ttl=timedelta(minutes=settings.api.token_ttl_min),
-                          guard=login_guard)
-    return StorageDashboardData(community, db_url, schema=schema, tickets=desk, sign_in=auth, publish=publish,
-                                topic_root=settings.mqtt.topic_root)
-
-
-def seed_demo_users(db_url: str, community: Community, password: str, *, schema: str = "gridtwin") -> list[str]:
-    """Demo accounts (``operator``, ``admin``, each grid's supervisor and workers), all with ``password``.
-
-    For ``gridtwin demo`` and the tests; a real site adds its users through the REST API or the CLI.
-    Returns the usernames.
-    """
-    from gateway.api.auth import Users
-
-    accounts: list[tuple[str, Role, str, tuple[str, ...], str | None]] = [
-        ("operator", Role.OPERATOR, "值班员", (), None), ("admin", Role.ADMIN, "管理员", (), None)]
-    supervisors: dict[str, list[str]] = {}
-    workers: dict[str, tuple[str, list[str]]] = {}
-    for g in community.grids:
-        supervisors.setdefault(g.supervisor, []).append(g.id)
-        for w in g.workers:
-            workers.setdefault(w.id, (w.name, []))[1].append(g.id)
-    accounts += [(sid, Role.SUPERVISOR, f"网格长 {sid}", tuple(grids), None) for sid, grids in supervisors.items()]
-    accounts += [(wid, Role.WORKER, name, tuple(grids), wid) for wid, (name, grids) in workers.items()]
-    with Storage.connect(db_url, schema=schema) as st:
-        users = Users(st.conn)
-        for username, role, name, grids, worker_id in accounts:
-            users.add(username, password, role, display_name=name, grids=grids, worker_id=worker_id, update=True)
-    return [a[0] for a in accounts]
-
-
-DEMO_PASSWORD = "gridtwin-demo"  # noqa: S105 - the demo's accounts only (`gridtwin demo` on 127.0.0.1)
-
-
-class DashboardHandle:
-    """The running dashboard and what it holds open; ``shutdown()`` stops and closes it all."""
-
-    def __init__(self, server: Any, data: StorageDashboardData, publish: MqttPublisher | None,
-                 api: Any = None) -> None:
-        self.server = server
-        self.data = data
-        self.publish = publish
-        self.api = api
-        self.server_port: int = server.server_port
-
-    def shutdown(self) -> None:
-        self.server.shutdown()
-        self.data.close()
-        if self.api is not None:
-            self.api.state.close()
-        if self.publish is not None:
-            self.publish.close()
-
-
-def mount_api(flask_app: Any, api: Any) -> None:
-    """Serve the REST API (ASGI, routes under /api/) from the dashboard's WSGI server: one port for both."""
-    from a2wsgi import ASGIMiddleware
-
-    api_wsgi: Any = ASGIMiddleware(api)
-    dash_wsgi = flask_app.wsgi_app
-
-    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
-        if str(environ.get("PATH_INFO", "")).startswith("/api/"):
-            return api_wsgi(environ, start_response)
-        return dash_wsgi(environ, start_response)
-
-    flask_app.wsgi_app = dispatch
-
-
-def start_dashboard(settings: Any, community: Community, db_url: str, mqtt_url: str | None, *,
-                    host: str = "127.0.0.1", port: int = 8050) -> DashboardHandle:
-    """Composition for ``gridtwin serve`` / ``gridtwin demo``: data source + Dash app on a threaded server.
-
-    Without a reachable broker the dashboard still runs; alarm actions then update the database directly
-    (fine when no gateway runs the alarm engine) and tickets are not pushed to workers' phones. The
-    dashboard's sign-in form and the REST API's login share one :class:`gateway.api.auth.LoginGuard`
-    (throttling, lockout, bounded password hashing). Cookies are marked ``Secure`` when
-    ``api.public_url`` is ``https://`` (and per request behind a proxy sending ``X-Forwarded-Proto: https``).
-    """
-    from viz import app as dashboard
-    publish: MqttPublisher | None = None
-    if mqtt_url:
-        try:
-            publish = MqttPublisher(mqtt_url, client_id=f"gridtwin-dashboard-{secrets.token_hex(4)}")
-        except ConnectionError as exc:
-            log.warning("dashboard without MQTT (alarm actions go straight to the database): %s", exc)
-    from gateway.api.app import create_api
-    from gateway.api.auth import LoginGuard
-    from gateway.tickets.service import render_snapshot
-
-    guard = LoginGuard()
-    data = build_dashboard_data(settings, community, db_url, publish=publish, login_guard=guard)
-    api = create_api(settings, [community], db_url=db_url, schema=settings.db.schema_name, publish=publish,
-                     snapshot=render_snapshot(), login_guard=guard)
-    app = dashboard.create_app(data, secure_cookies=str(settings.api.public_url).startswith("https://"))
-    mount_api(app.server, api)
-    try:
-        server = dashboard.serve(app, host=host, port=port)
-    except OSError:
-        data.close()
-        api.state.close()
-        if publish is not None:
-            publish.close()
-        raise
-    return DashboardHandle(server, data, publish, api)
-
-
-def community_in_database(db_url: str, *, schema: str = "gridtwin", code: str | None = None) -> Community | None:
-    """The community the registry holds (the most recently loaded one unless ``code`` names it)."""
-    with Storage.connect(db_url, schema=schema) as st:
-        if st.schema_version() == 0:
-            return None
-        doc = st.community_document(code)
-    return None if doc is None else Community.model_validate(doc)
