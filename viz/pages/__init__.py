@@ -1,0 +1,9 @@
+"""The dashboard's pages, one module each: its layout builder(s) and ``register_callbacks(app, board)``
+for its own callbacks. :mod:`viz.routing` maps paths to the builders; :mod:`viz.app` registers the
+callbacks of every module in :data:`PAGE_MODULES`."""
+
+from __future__ import annotations
+
+from viz.pages import analytics, care, control, device, login, tickets, worker
+
+PAGE_MODULES = (control, tickets, worker, device, analytics, care, login)

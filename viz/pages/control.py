@@ -1,0 +1,373 @@
+"""The control room (``/`` and ``/building/<id>``): the 3D community, one building's floors pulled apart,
+and the active alarms panel (filter, select, acknowledge, shelve, dispatch)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any, cast
+
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from twin import catalogue
+from twin import geometry as geo
+from twin.alarms import Severity
+from twin.community import Community
+from twin.state import Level
+from viz import analytics as an
+from viz.data import ActionRefused, AlarmView, DataUnavailable
+from viz.i18n import floor_label, kind_label, rule_label, t
+from viz.paths import parse_path
+from viz.scene import DEVICE_UNKNOWN, Marker
+from viz.shell import ID_RE, MAX_TEXT, OPERATORS, Dashboard, Req, guarded_callbacks, notice, unavailable_text
+from viz.widgets import place_text, refusal_text, with_data
+
+SEVERITY_ORDER = (Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.WARNING)
+
+
+# -- layout ----------------------------------------------------------------------------------------------
+
+
+def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any:
+    """The control room; ``building``: the one whose floors are pulled apart (the scene callback draws it)."""
+    lang = req.lang
+    if building is not None and board.community().building(building) is None:
+        return notice(t(lang, "err.unknown_building", id=building), req, "unknown-building")
+    severity_opts = [{"label": t(lang, f"severity.{s.value}"), "value": s.value} for s in SEVERITY_ORDER]
+    return html.Div(className="control", children=[
+        html.Section(className="scene-panel", children=[
+            html.Div(className="toolbar", children=[
+                html.Div(id="scene-title", className="scene-title"),
+                html.Div([html.Span(t(lang, "scene.colour_by")),
+                          dcc.RadioItems(id="colour-mode", value="alarm", inline=True,
+                                         options=[{"label": t(lang, "scene.by_alarm"), "value": "alarm"},
+                                                  {"label": t(lang, "scene.by_sla"), "value": "sla"}])],
+                         className="mode"),
+            ]),
+            html.Div(className="scene-wrap", children=[
+                dcc.Graph(id="scene", className="scene", config={"displaylogo": False, "scrollZoom": True,
+                                                                  "modeBarButtonsToRemove": ["toImage"]}),
+                html.Div(id="hover-card", className="hover-card", style={"display": "none"}),
+            ]),
+            html.Div(id="scene-note", className="muted small"),
+            dcc.Store(id="scene-buildings"),
+        ]),
+        html.Aside(className="side-panel", children=[
+            html.Div([html.H2(t(lang, "alarms.title")), html.Span(id="alarm-count", className="badge")],
+                     className="panel-head"),
+            html.Div(className="filters", children=[
+                dcc.Dropdown(id="f-severity", options=severity_opts, multi=True,
+                             placeholder=t(lang, "alarms.filter_severity")),
+                dcc.Dropdown(id="f-category", options=[], multi=True, placeholder=t(lang, "alarms.filter_category")),
+                dcc.Dropdown(id="f-building", options=[], multi=True, placeholder=t(lang, "alarms.filter_building")),
+            ]),
+            html.Div(id="alarm-list", className="alarm-list"),
+            html.Div(className="alarm-actions", children=[
+                html.Div(t(lang, "alarms.select_first"), id="alarm-selected", className="small"),
+                dcc.Input(id="ack-comment", type="text", placeholder=t(lang, "alarms.comment"), maxLength=MAX_TEXT,
+                          className="grow"),
+                html.Div(className="buttons", children=[
+                    html.Button(t(lang, "alarms.ack"), id="ack-btn", className="primary"),
+                    dcc.Dropdown(id="shelve-for", value="1", clearable=False, searchable=False,
+                                 options=[{"label": t(lang, f"shelve.{h}h"), "value": str(h)} for h in (1, 8, 24)],
+                                 className="shelve-for"),
+                    html.Button(t(lang, "alarms.shelve"), id="shelve-btn"),
+                    html.Button(t(lang, "alarms.dispatch"), id="dispatch-btn"),
+                ]),
+                html.Div(id="action-msg", className="msg"),
+            ]),
+            dcc.Store(id="alarm-selected-key"),
+            dcc.Store(id="alarms-bump"),
+        ]),
+    ])
+
+
+# -- callbacks -------------------------------------------------------------------------------------------
+
+
+def register_callbacks(app: Dash, board: Dashboard) -> None:
+    """The scene (draw, click through, hover card) and the alarms panel (list, select, act)."""
+    data = board.data
+    guarded = guarded_callbacks(app, board)
+
+    @guarded(Output("scene", "figure"), Output("scene-title", "children"), Output("scene-buildings", "data"),
+             Output("scene-note", "children"),
+             Input("version", "data"), Input("url", "pathname"), Input("colour-mode", "value"), roles=OPERATORS)
+    def draw_scene(req: Req, _v: str | None, path: str | None, mode: str | None) -> Any:
+        kind, building = parse_path(path)
+        if kind != "control":
+            raise PreventUpdate
+        return _scene_figure(req, board, building, mode or "alarm")
+
+    @guarded(Output("url", "pathname"), Input("scene", "clickData"), State("url", "pathname"), roles=OPERATORS)
+    def click_scene(req: Req, click: Mapping[str, Any] | None, path: str | None) -> Any:
+        points = (click or {}).get("points") or []
+        if not points:
+            raise PreventUpdate
+        cd = points[0].get("customdata")
+        scene = board.scene()
+        if isinstance(cd, str) and board.community().device(cd) is not None:
+            return f"/device/{cd}"
+        if isinstance(cd, int | float) and 0 <= int(cd) < len(scene.buildings):
+            target = f"/building/{scene.buildings[int(cd)].id}"
+            return no_update if target == path else target
+        raise PreventUpdate
+
+    cast(Any, app).clientside_callback(
+        """function(hover, names) {
+            var hide = {"display": "none"};
+            if (!hover || !hover.points || !hover.points.length || !names) { return ["", hide]; }
+            var cd = hover.points[0].customdata;
+            if (typeof cd === "number" && cd >= 0 && cd < names.length) {
+                return [names[cd], {"display": "block"}];
+            }
+            return ["", hide];
+        }""",
+        Output("hover-card", "children"), Output("hover-card", "style"),
+        Input("scene", "hoverData"), State("scene-buildings", "data"),
+    )
+
+    # -- control room: alarms panel -----------------------------------------------------------------
+
+    @guarded(Output("alarm-list", "children"), Output("alarm-count", "children"),
+             Output("f-building", "options"), Output("f-category", "options"), Output("alarm-count", "className"),
+             Input("version", "data"), Input("alarms-bump", "data"), Input("f-severity", "value"),
+             Input("f-category", "value"), Input("f-building", "value"), Input("alarm-selected-key", "data"),
+             roles=OPERATORS)
+    def alarm_list(req: Req, _v: Any, _bump: Any, sev: Any, cat: Any, bld: Any, selected: Any) -> Any:
+        alarms = list(data.active_alarms())
+        community = board.community()
+        sevs, cats, blds = _str_set(sev), _str_set(cat), _str_set(bld)
+        shown = [a for a in alarms
+                 if (not sevs or a.severity.value in sevs)
+                 and (not cats or _category(a, community) in cats)
+                 and (not blds or _alarm_building(a, community) in blds)]
+        lang = req.lang
+        rows: list[Any] = [_alarm_row(a, req, board, selected == a.key) for a in shown[:300]]
+        b_opts = [{"label": b.name, "value": b.id} for b in community.buildings]
+        c_opts = [{"label": t(lang, f"category.{c}"), "value": c}
+                  for c in ("fire", "elevator", "environment", "water", "care", "other")]
+        count = t(lang, "alarms.count", n=len(shown)) if len(shown) == len(alarms) else f"{len(shown)}/{len(alarms)}"
+        badge = "badge" if any(a.status.active for a in shown) else "badge zero"
+        return rows or [html.P(t(lang, "alarms.none"), className="muted")], count, b_opts, c_opts, badge
+
+    @guarded(Output("alarm-selected-key", "data"), Output("alarm-selected", "children"),
+             Input({"type": "alarm-row", "key": ALL}, "n_clicks"), roles=OPERATORS)
+    def select_alarm(req: Req, clicks: list[int | None]) -> Any:
+        trig = ctx.triggered_id
+        if not isinstance(trig, Mapping) or not any(clicks or []):
+            raise PreventUpdate
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        key = str(trig.get("key", ""))
+        alarm = next((a for a in data.active_alarms() if a.key == key), None)
+        if alarm is None:
+            return None, t(req.lang, "refused.not_found")
+        return key, t(req.lang, "alarms.selected", what=_alarm_title(alarm, req, board))
+
+    @guarded(Output("action-msg", "children"), Output("action-msg", "className"), Output("ack-comment", "value"),
+             Output("alarms-bump", "data"),
+             Input("ack-btn", "n_clicks"), Input("shelve-btn", "n_clicks"), Input("dispatch-btn", "n_clicks"),
+             State("alarm-selected-key", "data"), State("ack-comment", "value"), State("shelve-for", "value"),
+             roles=OPERATORS)
+    def alarm_action(req: Req, _a: Any, _s: Any, _d: Any, key: Any, comment: Any, shelve_for: Any) -> Any:
+        action = ctx.triggered_id
+        if action not in ("ack-btn", "shelve-btn", "dispatch-btn") or not ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        lang = req.lang
+        if not isinstance(key, str) or not ID_RE.match(key):
+            return t(lang, "alarms.select_first"), "msg warn", no_update, no_update
+        note = (comment or "").strip()[:MAX_TEXT] if isinstance(comment, str) else ""
+        try:
+            if action == "ack-btn":
+                if not note:
+                    return t(lang, "alarms.comment_needed"), "msg warn", no_update, no_update
+                data.acknowledge(req.user, key, note)
+                msg = t(lang, "alarms.acked", key=key)
+            elif action == "shelve-btn":
+                hours = {"1": 1, "8": 8, "24": 24}.get(str(shelve_for), 1)
+                until = req.now + timedelta(hours=hours)
+                data.shelve(req.user, key, until)
+                msg = t(lang, "alarms.shelved_ok", until=board.local(until))
+            else:
+                ticket = data.dispatch(req.user, key, note)
+                msg = t(lang, "alarms.dispatched", ticket=ticket)
+        except ActionRefused as exc:
+            return refusal_text(lang, exc), "msg warn", no_update, no_update
+        except DataUnavailable as exc:
+            return unavailable_text(lang, exc), "msg warn", no_update, no_update
+        return msg, "msg ok", "", time.time()
+
+
+# -- the 3D scene ----------------------------------------------------------------------------------------
+
+
+def _class_labels(lang: str, mode: str) -> dict[str, str]:
+    labels = {c: t(lang, f"class.{c}") for c in ("normal", "warning", "minor", "major", "critical", "offline",
+                                                  "ground", "shaft")}
+    if mode == "sla":
+        labels.update({c: t(lang, f"sla_class.{c}") for c in ("normal", "minor", "critical")})
+    labels.update(devices=t(lang, "scene.devices"), cars=t(lang, "scene.cars"), beacon=t(lang, "scene.beacon"))
+    return labels
+
+
+def _floors_text(lang: str, b: Any) -> str:
+    if b.floors_below:
+        return t(lang, "scene.floors_below", above=b.floors_above, below=b.floors_below)
+    return t(lang, "scene.floors", above=b.floors_above)
+
+
+def _scene_figure(req: Req, board: Dashboard, building: str | None, mode: str) -> tuple[Any, Any, Any, Any]:
+    lang = req.lang
+    data = board.data
+    community = board.community()
+    scene = board.scene()
+    live = data.live()
+    alarms = list(data.active_alarms())
+    note = ""
+    if mode == "sla":
+        try:
+            classes = an.building_sla_classes(data.tickets(req.user), community, req.now)
+        except DataUnavailable as exc:
+            classes = an.building_classes(live.rollup, alarms, community, req.now)
+            note = unavailable_text(lang, exc)
+            mode = "alarm"
+    else:
+        classes = an.building_classes(live.rollup, alarms, community, req.now)
+    labels = _class_labels(lang, mode)
+    grids = {g.id: g.name for g in community.grids}
+    hover = [t(lang, "scene.hover", name=b.name, floors=_floors_text(lang, b),
+               grid=grids.get(community.grid_of(b) or "", t(lang, "scene.no_grid")),
+               state=labels[classes.get(b.id, "normal")]) for b in scene.buildings]
+    if building is None:
+        beacons = _beacons(req, board, alarms)
+        fig = scene.overview(classes, labels, beacons=beacons, names={b.id: b.name for b in scene.buildings})
+        title: Any = t(lang, "scene.community", name=community.name, buildings=len(community.buildings),
+                       devices=len(community.devices))
+    else:
+        b = community.building(building)
+        if b is None:
+            raise PreventUpdate
+        floor_cls = an.floor_classes(building, live.rollup, alarms, community, req.now)
+        levels = an.device_levels(live.rollup, alarms, community, req.now)
+        devices, cars = _building_markers(req, board, building, levels, live.elevator_floors, labels)
+        fig = scene.exploded(building, floor_cls, labels, devices=devices, cars=cars,
+                             floor_names={f: floor_label(lang, f) for f in b.floors})
+        title = [dcc.Link(t(lang, "scene.back"), href="/", id="scene-back", className="back"),
+                 html.Span(t(lang, "scene.building", name=b.name, floors=_floors_text(lang, b)))]
+    return fig, title, hover, note or t(lang, "scene.hint")
+
+
+def _beacons(req: Req, board: Dashboard, alarms: Sequence[AlarmView]) -> list[Marker]:
+    scene = board.scene()
+    community = board.community()
+    out = []
+    for a in alarms:
+        if not a.status.active or a.shelved(req.now):
+            continue
+        building = _alarm_building(a, community)
+        pos = scene.device_xyz(a.device) if a.device else None
+        if pos is None and building in scene.centres:
+            c = scene.centres[building]
+            pos = (c[0], c[1], 0.0)
+        if pos is None:
+            continue
+        out.append(Marker(a.device or a.subject, pos[0], pos[1], scene.beacon_z(building),
+                          geo.PALETTE[a.severity.value], _alarm_title(a, req, board), "diamond", 9))
+        if len(out) >= 200:
+            break
+    return out
+
+
+def _building_markers(req: Req, board: Dashboard, building: str, levels: Mapping[str, Level],
+                      car_floors: Mapping[str, float], labels: Mapping[str, str]) -> tuple[list[Marker], list[Marker]]:
+    lang = req.lang
+    community = board.community()
+    scene = board.scene()
+    elevators = {e.id: e for e in community.elevators if e.building == building}
+    devices: list[Marker] = []
+    cars: list[Marker] = []
+    for d in community.devices:
+        if d.building != building:
+            continue
+        lv = levels.get(d.id, Level.UNKNOWN)
+        cls = an.LEVEL_CLASS[lv]
+        colour = DEVICE_UNKNOWN if lv is Level.UNKNOWN else geo.PALETTE[cls]
+        state = t(lang, "class.unknown") if lv is Level.UNKNOWN else labels.get(cls, cls)
+        if d.kind == "elevator" and d.elevator in elevators:
+            e = elevators[d.elevator]
+            floor = car_floors.get(e.id, float(e.serves[0]))
+            z = scene.car_z(building, floor)
+            if z is not None:
+                cars.append(Marker(d.id, e.shaft[0], e.shaft[1], z, colour,
+                                   f"{t(lang, 'scene.car_text', id=e.id, floor=round(floor))} · {state}",
+                                   "square", 11))
+            continue
+        pos = scene.device_xyz(d.id, exploded=building)
+        if pos is None:
+            continue
+        where = floor_label(lang, d.floor) if d.floor is not None else ""
+        devices.append(Marker(d.id, pos[0], pos[1], pos[2], colour,
+                              f"{d.id} · {kind_label(lang, d.kind)} · {where} · {state}"))
+    return devices, cars
+
+
+# -- the alarms panel -------------------------------------------------------------------------------------
+
+
+def _str_set(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, list):
+        return {v for v in value if isinstance(v, str)}
+    return set()
+
+
+def _category(a: AlarmView, community: Community) -> str:
+    if a.subject_type == "care_unit":
+        return "care"
+    if a.device:
+        dev = community.device(a.device)
+        spec = catalogue.KINDS.get(dev.kind) if dev else None
+        if spec is not None:
+            return spec.category
+    prefix = a.rule.split("_", 1)[0]
+    return {"fire": "fire", "panel": "fire", "heat": "fire", "smoke": "fire", "elevator": "elevator",
+            "gas": "environment", "co": "environment", "care": "care", "water": "water"}.get(prefix, "other")
+
+
+def _alarm_building(a: AlarmView, community: Community) -> str | None:
+    if a.building:
+        return a.building
+    dev = community.device(a.device) if a.device else None
+    return dev.building if dev else None
+
+
+def _alarm_title(a: AlarmView, req: Req, board: Dashboard) -> str:
+    return f"{rule_label(req.lang, a.rule_name)} · {place_text(req, board, a.building, a.floor, a.device)}"
+
+
+def _alarm_row(a: AlarmView, req: Req, board: Dashboard, selected: bool) -> html.Button:
+    lang = req.lang
+    tags = [html.Span(t(lang, f"severity.{a.severity.value}"), className=f"sev sev-{a.severity.value}"),
+            html.Span(t(lang, f"alarms.status.{a.status.value}"), className=f"status st-{a.status.value}")]
+    if a.count > 1:
+        tags.append(html.Span(t(lang, "alarms.count_tag", n=a.count), className="tag"))
+    if a.shelved(req.now):
+        tags.append(html.Span(t(lang, "alarms.shelved_tag"), className="tag"))
+    if a.ticket:
+        tags.append(html.Span(t(lang, "alarms.ticket_tag", id=a.ticket), className="tag"))
+    lines: list[Any] = [
+        html.Div(tags, className="tags"),
+        html.Div(rule_label(lang, a.rule_name), className="title"),
+        html.Div(f"{place_text(req, board, a.building, a.floor, a.device)} · {board.local(a.raised_at)}",
+                 className="small muted"),
+    ]
+    if a.acked_by:
+        lines.append(html.Div(t(lang, "alarms.acked_by", who=a.acked_by, comment=a.ack_comment or ""),
+                              className="small muted"))
+    cls = f"alarm-row sev-border-{a.severity.value}" + (" selected" if selected else "")
+    return with_data(html.Button(lines, id={"type": "alarm-row", "key": a.key}, className=cls, n_clicks=0),
+                 key=a.key, status=a.status.value)

@@ -1,0 +1,190 @@
+"""One ticket on a worker's phone (``/worker/ticket/<id>``): where, what, the SOP checklist, the 3D
+snapshot, the history, and accept / feedback with a photo / resolve."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Any
+from urllib.parse import quote
+
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from viz.data import ActionRefused, DataUnavailable, Photo
+from viz.i18n import t
+from viz.paths import parse_path
+from viz.shell import (
+    ID_RE,
+    MAX_PHOTO_BYTES,
+    MAX_TEXT,
+    PHOTO_TYPES,
+    Dashboard,
+    Req,
+    guarded_callbacks,
+    notice,
+    unavailable_text,
+)
+from viz.widgets import may_see_ticket, place_text, priority_label, refusal_text, sla_cell, status_label, with_data
+
+# -- layout ----------------------------------------------------------------------------------------------
+
+
+def worker_ticket_page(req: Req, board: Dashboard, ticket_id: str | None = None) -> html.Div:
+    """The frame of one ticket; the ``wt-body`` callback fills in the ticket itself."""
+    ticket_id = ticket_id or ""
+    lang = req.lang
+    return html.Div(className="phone", children=[
+        dcc.Link(t(lang, "worker.back"), href="/worker", className="back"),
+        html.Div(id="wt-body"),
+        html.Div(className="wt-actions", children=[
+            html.Button(t(lang, "worker.accept"), id="wt-accept", className="primary wide"),
+            dcc.Textarea(id="wt-note", placeholder=t(lang, "worker.feedback_note"), maxLength=MAX_TEXT,
+                         className="wide"),
+            dcc.Upload(id="wt-photo", accept="image/jpeg,image/png,image/webp", max_size=MAX_PHOTO_BYTES,
+                       children=html.Div(t(lang, "worker.photo")), className="upload"),
+            html.Div(id="wt-photo-note", className="small"),
+            html.Div([html.Button(t(lang, "worker.feedback"), id="wt-feedback"),
+                      html.Button(t(lang, "worker.resolve"), id="wt-resolve", className="primary")],
+                     className="buttons"),
+            html.Div(id="wt-msg", className="msg"),
+        ]),
+        dcc.Store(id="wt-bump"),
+        dcc.Interval(id="wt-clock", interval=30_000),
+        html.Span(ticket_id, id="wt-id", hidden=True),
+    ])
+
+
+# -- callbacks -------------------------------------------------------------------------------------------
+
+
+def register_callbacks(app: Dash, board: Dashboard) -> None:
+    """The ticket body, the photo check, and the worker's actions."""
+    data = board.data
+    guarded = guarded_callbacks(app, board)
+
+    @guarded(Output("wt-body", "children"), Input("version", "data"), Input("wt-bump", "data"),
+             Input("wt-clock", "n_intervals"), State("url", "pathname"))
+    def worker_ticket(req: Req, _v: Any, _b: Any, _n: Any, path: str | None) -> Any:
+        kind, tid = parse_path(path)
+        if kind != "wticket" or tid is None:
+            raise PreventUpdate
+        return _ticket_body(req, board, tid)
+
+    @guarded(Output("wt-photo-note", "children"), Input("wt-photo", "contents"), State("wt-photo", "filename"))
+    def photo_ready(req: Req, contents: Any, filename: Any) -> Any:
+        if not contents:
+            raise PreventUpdate
+        photo = photo_from_upload(contents, filename)
+        if photo is None:
+            return html.Span(t(req.lang, "worker.photo_bad", mb=MAX_PHOTO_BYTES // 2**20), className="msg warn")
+        return t(req.lang, "worker.photo_ready", name=photo.filename or "photo")
+
+    @guarded(Output("wt-msg", "children"), Output("wt-msg", "className"), Output("wt-bump", "data"),
+             Output("wt-note", "value"),
+             Input("wt-accept", "n_clicks"), Input("wt-feedback", "n_clicks"), Input("wt-resolve", "n_clicks"),
+             State("url", "pathname"), State("wt-note", "value"), State("wt-photo", "contents"),
+             State("wt-photo", "filename"))
+    def worker_action(req: Req, _a: Any, _f: Any, _r: Any, path: str | None, note: Any, contents: Any,
+                      filename: Any) -> Any:
+        action = ctx.triggered_id
+        if action not in ("wt-accept", "wt-feedback", "wt-resolve") or not ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        kind, tid = parse_path(path)
+        lang = req.lang
+        if kind != "wticket" or tid is None or not ID_RE.match(tid):
+            return t(lang, "refused.bad_input"), "msg warn", no_update, no_update
+        text = note.strip()[:MAX_TEXT] if isinstance(note, str) else ""
+        try:
+            if action == "wt-accept":
+                data.accept_ticket(req.user, tid)
+                msg = t(lang, "worker.accepted")
+            elif action == "wt-feedback":
+                photo = photo_from_upload(contents, filename) if contents else None
+                if contents and photo is None:
+                    return (t(lang, "worker.photo_bad", mb=MAX_PHOTO_BYTES // 2**20), "msg warn", no_update,
+                            no_update)
+                if not text and photo is None:
+                    return t(lang, "worker.note_needed"), "msg warn", no_update, no_update
+                data.ticket_feedback(req.user, tid, text, photo)
+                msg = t(lang, "worker.feedback_sent")
+            else:
+                if not text:
+                    return t(lang, "worker.note_needed"), "msg warn", no_update, no_update
+                data.resolve_ticket(req.user, tid, text)
+                msg = t(lang, "worker.resolved")
+        except ActionRefused as exc:
+            return refusal_text(lang, exc), "msg warn", no_update, no_update
+        except DataUnavailable as exc:
+            return unavailable_text(lang, exc), "msg warn", no_update, no_update
+        return msg, "msg ok", time.time(), ""
+
+
+# -- content ---------------------------------------------------------------------------------------------
+
+
+def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> Any:
+    lang = req.lang
+    if not ID_RE.match(ticket_id):
+        return notice(t(lang, "err.unknown_ticket", id=ticket_id[:60]), req, "unknown-ticket")
+    try:
+        tk = board.data.ticket(req.user, ticket_id)
+    except DataUnavailable as exc:
+        return html.P(unavailable_text(lang, exc), className="msg warn", id="tickets-unavailable")
+    except ActionRefused:
+        tk = None
+    if tk is None or not may_see_ticket(req.user, board, tk):
+        return notice(t(lang, "err.unknown_ticket", id=ticket_id), req, "unknown-ticket")
+    parts: list[Any] = [
+        html.H2(tk.title, id="wt-title"),
+        html.Div([html.Span(priority_label(lang, tk.priority), className=f"prio prio-{tk.priority}"),
+                  with_data(html.Span(status_label(lang, tk.status), className="status", id="wt-status"),
+                        status=tk.status),
+                  sla_cell(req, tk)], className="tags"),
+        html.H3(t(lang, "worker.where")),
+        html.P(place_text(req, board, tk.building, tk.floor, tk.device, tk.unit)),
+    ]
+    if tk.description:
+        parts += [html.H3(t(lang, "worker.what")), html.P(tk.description)]
+    if tk.latest:
+        parts += [html.H3(t(lang, "worker.latest")),
+                  html.Ul([html.Li(f"{k}: {v:g}") for k, v in sorted(tk.latest.items())])]
+    parts.append(html.H3(t(lang, "worker.sop")))
+    if tk.sop:
+        parts.append(dcc.Checklist(id="wt-sop", options=[{"label": s, "value": str(n)} for n, s in enumerate(tk.sop)],
+                                   value=[], className="sop"))
+    else:
+        parts.append(html.P(t(lang, "worker.no_sop"), className="muted"))
+    parts.append(html.H3(t(lang, "worker.snapshot")))
+    if tk.has_snapshot:
+        parts.append(html.Img(src=f"/media/tickets/{quote(tk.id)}/snapshot.png", className="snapshot",
+                              alt=t(lang, "worker.snapshot")))
+    else:
+        parts.append(html.P(t(lang, "worker.no_snapshot"), className="muted"))
+    if tk.history:
+        parts += [html.H3(t(lang, "worker.history")),
+                  html.Ul([html.Li([f"{board.local(s.at)} · {s.by} · {status_label(lang, s.action)}"
+                                    f"{' · ' + s.note if s.note else ''}",
+                                    *([html.Img(src=f"/media/photos/{quote(s.photo_id)}", className="photo")]
+                                      if s.photo_id else [])]) for s in tk.history], className="history")]
+    return parts
+
+
+def photo_from_upload(contents: Any, filename: Any) -> Photo | None:
+    """A ``data:image/...;base64,`` upload as a :class:`Photo`, or None if it is not an acceptable image."""
+    if not isinstance(contents, str) or not contents.startswith("data:") or ";base64," not in contents:
+        return None
+    head, b64 = contents.split(";base64,", 1)
+    ctype = head[5:].lower()
+    if ctype not in PHOTO_TYPES or len(b64) > MAX_PHOTO_BYTES * 4 // 3 + 8:
+        return None
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    magic = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",), "image/webp": (b"RIFF",)}
+    if len(raw) > MAX_PHOTO_BYTES or not raw.startswith(magic[ctype]):
+        return None
+    name = filename if isinstance(filename, str) else ""
+    return Photo(raw, ctype, name[:120])

@@ -1,0 +1,100 @@
+"""Which page a path shows: a table from page kind (:func:`viz.paths.parse_path`) to the page's builder,
+the router callback that renders it into the frame, and the poll that notices changes and expired
+sessions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from dash import Dash, Input, Output, State, no_update
+from dash.exceptions import PreventUpdate
+
+from viz.data import DataUnavailable
+from viz.i18n import t
+from viz.pages import analytics, care, control, device, login, tickets, worker
+from viz.paths import parse_path
+from viz.shell import PAGE_ROLES, Dashboard, Req, current_lang, notice, topbar, unavailable_text
+
+log = logging.getLogger(__name__)
+
+PageBuilder = Callable[[Req, Dashboard, str | None], Any]
+
+PAGES: Mapping[str, PageBuilder] = {
+    "control": control.control_page,
+    "device": device.device_page,
+    "tickets": tickets.board_page,
+    "kpi": analytics.kpi_page,
+    "hotspots": analytics.hotspots_page,
+    "care": care.care_page,
+    "worker": tickets.my_tickets_page,
+    "wticket": worker.worker_ticket_page,
+}
+
+
+def render_page(kind: str, arg: str | None, req: Req, board: Dashboard) -> Any:
+    """The page of ``kind`` (``arg``: what the path names, e.g. a device id); unknown kinds: a notice."""
+    builder = PAGES.get(kind)
+    if builder is None:
+        return notice(t(req.lang, "err.not_found_page", path=arg or ""), req, "not-found")
+    return builder(req, board, arg)
+
+
+def register_callbacks(app: Dash, board: Dashboard) -> None:
+    """The frame's callbacks: the router (top bar and page for the URL) and the poll."""
+    data = board.data
+
+    @app.callback(Output("topbar", "children"), Output("page", "children"), Output("page-kind", "data"),
+                  Input("url", "pathname"), Input("url", "search"), State("page-kind", "data"))
+    def route(path: str | None, search: str | None, current: str | None) -> Any:
+        kind, arg = parse_path(path)
+        query = parse_qs((search or "").lstrip("?"))
+        lang = current_lang()
+        if kind == "login":
+            return [], login.login_page(lang, query), "login"
+        try:
+            req = board.request()
+        except DataUnavailable:
+            return [], notice(t(lang, "err.service_down"), None, "unavailable"), "error"
+        if req is None:
+            return [], login.login_page(lang, {"expired": ["1"], "next": [path or "/"]}), "login"
+        try:
+            top = topbar(req, path or "/", board)
+            if kind == "control" and current == "control":
+                return top, no_update, "control"  # building <-> overview: the scene callback redraws
+            roles = PAGE_ROLES.get(kind)
+            if roles is not None and req.user.role not in roles:
+                return top, notice(t(lang, "err.forbidden", role=t(lang, "role." + req.user.role.value)),
+                                   req, "forbidden"), "forbidden"
+            page = render_page(kind, arg, req, board)
+        except DataUnavailable as exc:  # the data source has logged what went wrong
+            return [], notice(unavailable_text(lang, exc), req, "unavailable"), "error"
+        except Exception:
+            log.exception("rendering %s failed", path)
+            return [], notice(t(lang, "err.internal"), None, "internal"), "error"
+        return top, page, kind
+
+    @app.callback(Output("version", "data"), Output("redirect", "href"),
+                  Input("poll", "n_intervals"), State("version", "data"), State("url", "pathname"),
+                  State("url", "search"))
+    def poll(_n: int | None, current: str | None, path: str | None, _search: str | None) -> Any:
+        if parse_path(path)[0] == "login":
+            raise PreventUpdate
+        try:
+            signed_in = board.request() is not None
+        except DataUnavailable:  # the database is down: keep the screen (and the session) until it is back
+            raise PreventUpdate from None
+        if not signed_in:
+            return no_update, f"/login?expired=1&next={quote(path or '/')}"
+        try:
+            v = data.version()
+        except DataUnavailable:  # the database is down: nothing new to show (the data source logs it)
+            raise PreventUpdate from None
+        except Exception:
+            log.exception("version poll failed")
+            raise PreventUpdate from None
+        if v == current:
+            raise PreventUpdate
+        return v, no_update
