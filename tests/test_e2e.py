@@ -62,7 +62,7 @@ def test_bad_payloads_are_dead_lettered_and_device_is_told(settings: Settings, s
 
     def on_message(_c: object, _u: object, msg: paho.MQTTMessage) -> None:
         errors.append(orjson.loads(msg.payload))
-        if len(errors) >= 6:
+        if errors[-1]["seq"] == 999:
             got.set()
 
     sub.on_message = on_message
@@ -83,13 +83,17 @@ def test_bad_payloads_are_dead_lettered_and_device_is_told(settings: Settings, s
         sub.publish(t, raw, qos=1)
     sub.publish(f"{root}/v1/sunshine/NO-SUCH-DEVICE/telemetry", b'{"v":1}', qos=1)
     sub.publish(t, b'{"v":1,"ts":%d,"seq":6,"values":{"pressure":0.4}}' % now_ms, qos=1)
-    assert got.wait(10), errors
+    # a sentinel: the gateway answers in the order it took the messages in, so an answer it should not have
+    # sent (the unknown device, the good message) would come before the one to this last bad message
+    sub.publish(t, b'{"v":1,"ts":%d,"seq":999,"values":{"pressure":9.5}}' % now_ms, qos=1)
+    assert got.wait(10), [(e["reason"], e["seq"]) for e in errors]
     sub.loop_stop()
     sub.disconnect()
-    assert sorted(e["reason"] for e in errors) == sorted(cases.values())
-    assert _wait(lambda: sum(storage.dead_letter_counts().values()) == 7)
+    assert errors[-1]["reason"] == "out_of_range"
+    assert sorted(e["reason"] for e in errors[:-1]) == sorted(cases.values())
+    assert _wait(lambda: sum(storage.dead_letter_counts().values()) == 8)
     counts = storage.dead_letter_counts()
-    assert counts["unknown_device"] == 1 and counts["bad_json"] == 2
+    assert counts["unknown_device"] == 1 and counts["bad_json"] == 2 and counts["out_of_range"] == 2
     # the one good message after all the bad ones still landed
     assert _wait(lambda: storage.count_readings() == 1)
     assert [r.value for r in storage.latest("B1-HYD")] == [0.4]
