@@ -495,6 +495,6 @@ def test_the_data_source_satisfies_the_interface(source: StorageDashboardData) -
 
 
 def test_no_viz_module_reads_the_database_or_the_broker() -> None:
-    for path in (ROOT / "viz").glob("*.py"):
+    for path in (ROOT / "viz").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(import|from)\s+(psycopg|paho|gateway)", text, re.M), path
