@@ -30,7 +30,9 @@ from viz import analytics as an
 from viz import app as app_mod
 from viz.data import ActionRefused, AlarmView, CareUnitView, DashboardData, IncidentCount, TicketView
 from viz.i18n import STRINGS, t
+from viz.pages.worker import photo_from_upload
 from viz.scene import Scene
+from viz.shell import MAX_PHOTO_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -238,13 +240,13 @@ def test_exploded_building_has_floor_classes_devices_and_cars(sample: Community)
 
 def test_photo_upload_is_checked_by_type_size_and_magic() -> None:
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 100
-    ok = app_mod._photo("data:image/png;base64," + base64.b64encode(png).decode(), "a.png")
+    ok = photo_from_upload("data:image/png;base64," + base64.b64encode(png).decode(), "a.png")
     assert ok is not None and ok.content == png and ok.content_type == "image/png"
-    assert app_mod._photo("data:image/png;base64," + base64.b64encode(b"GIF89a").decode(), "a.png") is None
-    assert app_mod._photo("data:text/html;base64,PGI+", "a.html") is None
-    assert app_mod._photo("data:image/png;base64,!!!", "a.png") is None
-    big = b"\xff\xd8\xff" + b"0" * app_mod.MAX_PHOTO_BYTES
-    assert app_mod._photo("data:image/jpeg;base64," + base64.b64encode(big).decode(), "b.jpg") is None
+    assert photo_from_upload("data:image/png;base64," + base64.b64encode(b"GIF89a").decode(), "a.png") is None
+    assert photo_from_upload("data:text/html;base64,PGI+", "a.html") is None
+    assert photo_from_upload("data:image/png;base64,!!!", "a.png") is None
+    big = b"\xff\xd8\xff" + b"0" * MAX_PHOTO_BYTES
+    assert photo_from_upload("data:image/jpeg;base64," + base64.b64encode(big).decode(), "b.jpg") is None
 
 
 # -- the data source on the real database ------------------------------------------------------------------

@@ -61,7 +61,6 @@ from viz.data import DashboardData
 from viz.devserver import DashboardServer, serve
 from viz.i18n import DEFAULT_LANG, t
 from viz.pages import PAGE_MODULES
-from viz.pages.worker import photo_from_upload as _photo  # the name tests/test_dashboard.py uses
 from viz.paths import parse_path, safe_next
 from viz.shell import (
     CHINA,
@@ -75,7 +74,7 @@ from viz.shell import (
 
 __all__ = [
     "CHINA", "LANG_COOKIE", "MAX_PHOTO_BYTES", "SESSION_COOKIE", "USER_CACHE_S", "CallbackTimings",
-    "DashboardServer", "_photo", "callback_timings", "create_app", "parse_path", "safe_next", "serve",
+    "DashboardServer", "callback_timings", "create_app", "parse_path", "safe_next", "serve",
 ]
 
 
