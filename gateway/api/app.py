@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -59,6 +60,7 @@ from twin.people import Role, User
 from twin.tickets import InvalidInput, Priority, TicketError, TicketState
 
 MAX_JSON_BYTES = 64 * 1024
+SYNC_THREADS = 16  # requests handled at once; the server gives FastAPI's thread pool this many threads
 UNAVAILABLE = ("the service is temporarily unavailable: please try again shortly", "服务暂时不可用，请稍后再试")
 UNAVAILABLE_RETRY_S = 5
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -187,6 +189,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     guard = login_guard or LoginGuard()
     app.state.login_guard = guard
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Admission, limit=SYNC_THREADS)
     bearer = HTTPBearer(auto_error=False, description="token from POST /api/v1/auth/login")
 
     db = pool
@@ -485,6 +488,28 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         return {"status": "ok"}
 
     return app
+
+
+class Admission:
+    """ASGI middleware: at most ``limit`` requests in the app at once; the others wait here, without a
+    thread. Every admitted request can then get a thread for each sync step (dependency, route, the
+    dependency's exit), so a request holding a pooled connection never waits for a thread that requests
+    waiting for a connection hold (that deadlock ends only when the pool's wait times out). Give the
+    server's thread pool at least ``limit`` threads."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self._slots: anyio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._slots is None:
+            self._slots = anyio.Semaphore(self.limit)
+        async with self._slots:
+            await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

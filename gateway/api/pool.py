@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 Conn = psycopg.Connection[TupleRow]
 DOWN_FOR_S = 1.0  # after a failed connection attempt, fail requests at once for this long
 CHECK_IDLE_S = 1.0  # a connection idle longer than this is checked (one empty round trip) before use
-WAIT_S = 2.0  # longest a request waits for a free connection before it is answered 503
+WAIT_S = 5.0  # longest a request waits for a free connection before it is answered 503
 PROBE_SLICE_S = 0.05  # after a broken connection: how often the waiting request looks whether the database is down
 
 

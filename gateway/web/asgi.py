@@ -23,9 +23,11 @@ import anyio.to_thread
 from a2wsgi import WSGIMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.api.app import SYNC_THREADS
+
 log = logging.getLogger(__name__)
 
-API_THREADS = 24  # FastAPI's sync routes: a few more than the database pool, so no request waits for a thread
+API_THREADS = SYNC_THREADS  # FastAPI's sync steps: one thread for each request the API admits at once
 DASHBOARD_THREADS = 16  # the dashboard's WSGI requests (Dash callbacks, pages, assets)
 
 
