@@ -89,7 +89,11 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
 
 def register_callbacks(app: Dash, board: Dashboard) -> None:
     """The scene (draw, click through, hover card) and the alarms panel (list, select, act)."""
-    data = board.data
+    _scene_callbacks(app, board)
+    _alarm_panel_callbacks(app, board)
+
+
+def _scene_callbacks(app: Dash, board: Dashboard) -> None:
     guarded = guarded_callbacks(app, board)
 
     @guarded(Output("scene", "figure"), Output("scene-title", "children"), Output("scene-buildings", "data"),
@@ -129,7 +133,10 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
         Input("scene", "hoverData"), State("scene-buildings", "data"),
     )
 
-    # -- control room: alarms panel -----------------------------------------------------------------
+
+def _alarm_panel_callbacks(app: Dash, board: Dashboard) -> None:
+    data = board.data
+    guarded = guarded_callbacks(app, board)
 
     @guarded(Output("alarm-list", "children"), Output("alarm-count", "children"),
              Output("f-building", "options"), Output("f-category", "options"), Output("alarm-count", "className"),
