@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-# The migration 0010_community_leases creates the lease table; created here too (IF NOT EXISTS) for a
-# schema migrated before it. gateway_nodes is the cluster's own heartbeat table.
+# The migrations 0010_community_leases and 0011_gateway_nodes create these tables when the gateway's
+# storage starts; the lease store also creates them (IF NOT EXISTS) so it can run on a schema that
+# storage has not migrated yet (a gateway whose database was down at start, the lease tests).
 DDL = """
 CREATE TABLE IF NOT EXISTS community_leases (
     community    text PRIMARY KEY,
