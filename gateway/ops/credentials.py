@@ -77,6 +77,8 @@ def service_rules(root: str) -> dict[str, list[Rule]]:
     alarm_events = contract.alarms_topic(root, "+")
     alarm_commands = contract.alarm_commands_topic(root, "+")
     tickets = f"{v}/workers/+/tickets"
+    # Each gateway's retained online/offline status (birth message, last will): see gateway/mqtt/common.py.
+    gateway_status = f"{v}/gateways/+"
     return {
         "gateway": [
             *(("read", t) for t in inbound),
@@ -85,9 +87,11 @@ def service_rules(root: str) -> dict[str, list[Rule]]:
             ("write", f"{v}/+/+/{contract.Channel.COMMAND.value}"),
             ("write", alarm_events),
             ("write", tickets),
+            ("write", gateway_status),
         ],
         "dashboard": [
             ("read", alarm_events),
+            ("read", gateway_status),
             ("write", alarm_commands),
             ("write", tickets),
         ],

@@ -5,8 +5,9 @@ observer receives, and subscribes to every topic and checks which messages reach
 written out here, independently of gateway/ops/credentials.py:
 
 - gateway: reads what devices send and operators' alarm commands; writes device error/command topics,
-  alarm events and worker tickets;
-- dashboard: reads alarm events; writes alarm commands and worker tickets (the REST API delivers them);
+  alarm events, worker tickets and its own online/offline status (`gateways/{client id}`);
+- dashboard: reads alarm events and the gateways' status; writes alarm commands and worker tickets (the
+  REST API delivers them);
 - simulator: writes what devices send, for any device; reads their error topics;
 - a device: writes only its own telemetry/event/status/batch under its own community, reads only its own
   error and command topics;
@@ -52,6 +53,7 @@ def _topics(root: str) -> list[str]:
     out = [f"{v}/{c}/{d}/{ch}" for c, d in DEVICES for ch in INBOUND + OUTBOUND]
     out += [f"{v}/alarms/{c}" for c in COMMUNITIES] + [f"{v}/alarms/{c}/commands" for c in COMMUNITIES]
     out += [f"{v}/workers/{w}/tickets" for w in WORKERS]
+    out += [f"{v}/gateways/gridtwin-host-a1b2", f"{v}/gateways/gridtwin-host-c3d4/extra"]
     out += [f"not-{root}/v1/sunshine/B1-HYD/telemetry", f"{v}/sunshine/B1-HYD/unknown"]
     return out
 
@@ -68,10 +70,11 @@ def _allowed(user: str, access: str, topic: str, root: str) -> bool:
     alarm_event = len(levels) == 2 and levels[0] == "alarms"
     alarm_command = len(levels) == 3 and levels[0] == "alarms" and levels[2] == "commands"
     ticket = len(levels) == 3 and levels[0] == "workers" and levels[2] == "tickets"
+    gateway_status = len(levels) == 2 and levels[0] == "gateways"  # retained online/offline of each gateway
     if user == "gateway":
-        return (inbound or alarm_command) if access == "read" else (outbound or alarm_event or ticket)
+        return (inbound or alarm_command) if access == "read" else (outbound or alarm_event or ticket or gateway_status)
     if user == "dashboard":
-        return alarm_event if access == "read" else (alarm_command or ticket)
+        return (alarm_event or gateway_status) if access == "read" else (alarm_command or ticket)
     if user == "simulator":
         return (outbound and levels[2] == "error") if access == "read" else inbound
     if user.startswith("worker@"):
