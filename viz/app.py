@@ -1,8 +1,8 @@
 """The control-room dashboard and the grid-worker pages (Dash). Does I/O: HTTP, through ``DashboardData``.
 
-:func:`create_app` builds the Dash app around a :class:`viz.data.DashboardData`; :func:`serve` runs
-it on a threaded WSGI server (:mod:`viz.devserver`). The composition root (``gateway/cli.py``) builds
-the data source.
+:func:`create_app` builds the Dash app around a :class:`viz.data.DashboardData`. The web server
+(``gateway/web/``: uvicorn, one ASGI app with the REST API, Dash mounted) builds the data source and
+serves it.
 
 Where things are: the shared request context, roles and page frame in :mod:`viz.shell`; small shared
 pieces in :mod:`viz.widgets`; paths in :mod:`viz.paths`; the path -> page table, router and poll in
@@ -58,7 +58,6 @@ from dash import Dash, dcc, html
 
 from viz import routing, security
 from viz.data import DashboardData
-from viz.devserver import DashboardServer, serve
 from viz.i18n import DEFAULT_LANG, t
 from viz.pages import PAGE_MODULES
 from viz.paths import parse_path, safe_next
@@ -74,7 +73,7 @@ from viz.shell import (
 
 __all__ = [
     "CHINA", "LANG_COOKIE", "MAX_PHOTO_BYTES", "SESSION_COOKIE", "USER_CACHE_S", "CallbackTimings",
-    "DashboardServer", "callback_timings", "create_app", "parse_path", "safe_next", "serve",
+    "callback_timings", "create_app", "parse_path", "safe_next",
 ]
 
 
