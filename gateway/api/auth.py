@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from psycopg.rows import dict_row
 
 from twin.people import Role, User
 
@@ -88,9 +89,9 @@ def token_hash(token: str) -> str:
 _COLUMNS = "username, display_name, role, grids, worker_id"
 
 
-def _user(row: Sequence[Any]) -> User:
-    return User(username=row[0], display_name=row[1], role=Role(row[2]), grids=tuple(row[3] or ()),
-                worker_id=row[4])
+def _user(row: Mapping[str, Any]) -> User:
+    return User(username=row["username"], display_name=row["display_name"], role=Role(row["role"]),
+                grids=tuple(row["grids"] or ()), worker_id=row["worker_id"])
 
 
 class Users:
@@ -130,22 +131,26 @@ class Users:
         return not exists
 
     def get(self, username: str) -> User | None:
-        row = self.conn.execute(f"SELECT {_COLUMNS} FROM users WHERE username = %s AND NOT disabled",
-                                (username,)).fetchone()
+        row = self._rows().execute(f"SELECT {_COLUMNS} FROM users WHERE username = %s AND NOT disabled",
+                                   (username,)).fetchone()
         return _user(row) if row else None
 
     def all(self) -> list[User]:
-        return [_user(r) for r in self.conn.execute(f"SELECT {_COLUMNS} FROM users ORDER BY username").fetchall()]
+        return [_user(r) for r in self._rows().execute(f"SELECT {_COLUMNS} FROM users ORDER BY username").fetchall()]
+
+    def _rows(self) -> psycopg.Cursor[dict[str, Any]]:
+        """A cursor whose rows are dicts by column name."""
+        return self.conn.cursor(row_factory=dict_row)
 
     def authenticate(self, username: str, password: str) -> User | None:
-        row = self.conn.execute(f"SELECT {_COLUMNS}, password_hash FROM users WHERE username = %s AND NOT disabled",
-                                (username,)).fetchone()
+        row = self._rows().execute(
+            f"SELECT {_COLUMNS}, password_hash FROM users WHERE username = %s AND NOT disabled", (username,)).fetchone()
         if row is None:
             verify_password(_DUMMY_HASH, password)
             return None
-        if not verify_password(row[5], password):
+        if not verify_password(row["password_hash"], password):
             return None
-        if _hasher.check_needs_rehash(row[5]):
+        if _hasher.check_needs_rehash(row["password_hash"]):
             self.conn.execute("UPDATE users SET password_hash = %s WHERE username = %s",
                               (_hasher.hash(password), username))
         return _user(row)
@@ -161,13 +166,13 @@ class Users:
 
     def user_for_token(self, token: str, now: datetime) -> User:
         """The user a token belongs to; raises InvalidToken (unknown, revoked) or TokenExpired."""
-        row = self.conn.execute(
+        row = self._rows().execute(
             f"SELECT {', '.join('u.' + c.strip() for c in _COLUMNS.split(','))}, t.expires_at FROM api_tokens t "
             "JOIN users u USING (username) WHERE t.token_hash = %s AND NOT u.disabled", (token_hash(token),)).fetchone()
         if row is None:
             raise InvalidToken("unknown or revoked token: log in again")
-        if row[5] <= now:
-            raise TokenExpired(f"token expired at {row[5].isoformat()}: log in again")
+        if row["expires_at"] <= now:
+            raise TokenExpired(f"token expired at {row['expires_at'].isoformat()}: log in again")
         return _user(row)
 
     def revoke(self, token: str) -> None:

@@ -33,13 +33,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import orjson
 import yaml
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from gateway.api.pool import StoragePool
@@ -77,8 +78,33 @@ VERSION_TTL_S = 0.05  # several browsers polling within this share one alarm dig
 CARE_TTL_S = 10.0
 ACTIVITY_FIELDS = ("opened", "flow")  # care sensor fields whose positive value means someone is active
 CARE_LOOKBACK = timedelta(days=7)
-ALARM_COLUMNS = ("key, rule, severity, status, subject, subject_type, building, floor, device, raised_at, last_seen, "
-                 "count, detail, acked_at, acked_by, ack_comment, shelved_until, dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRow:
+    """One row of the ``alarms`` table as the dashboard reads it (``class_row``: columns by name)."""
+
+    key: str
+    rule: str
+    severity: str
+    status: str
+    subject: str
+    subject_type: str
+    building: str | None
+    floor: int | None
+    device: str | None
+    raised_at: datetime
+    last_seen: datetime
+    count: int
+    detail: str
+    acked_at: datetime | None
+    acked_by: str | None
+    ack_comment: str | None
+    shelved_until: datetime | None
+    dispatch: str
+
+
+ALARM_COLUMNS = ", ".join(f.name for f in fields(AlarmRow))
 
 
 def rule_names(path: Path | None = None) -> dict[str, str]:
@@ -239,8 +265,8 @@ class StorageDashboardData:
         cached = self._alarms
         if cached is not None and cached.key == tag:
             return cast(Sequence[AlarmView], cached.value)
-        with connection(self._pool, "reading alarms") as st:
-            rows = st.conn.execute(
+        with connection(self._pool, "reading alarms") as st, st.conn.cursor(row_factory=class_row(AlarmRow)) as cur:
+            rows = cur.execute(
                 f"SELECT {ALARM_COLUMNS} FROM alarms WHERE community = %s AND status = ANY(%s)",
                 (self._code, list(ACTIVE_STATUSES)),
             ).fetchall()
@@ -250,18 +276,19 @@ class StorageDashboardData:
         self._alarms = _Cached(time.monotonic(), tag, alarms)
         return alarms
 
-    def _alarm_view(self, r: Sequence[Any]) -> AlarmView:
+    def _alarm_view(self, r: AlarmRow) -> AlarmView:
         return AlarmView(
-            key=r[0], rule=r[1], rule_name=self._rule_names.get(r[1], r[1]), severity=Severity(r[2]),
-            status=AlarmStatus(r[3]), subject=r[4], subject_type=r[5], building=r[6], floor=r[7], device=r[8],
-            raised_at=r[9], last_seen=r[10], count=r[11], detail=r[12], acked_at=r[13], acked_by=r[14],
-            ack_comment=r[15], shelved_until=r[16], dispatch=r[17],
+            key=r.key, rule=r.rule, rule_name=self._rule_names.get(r.rule, r.rule), severity=Severity(r.severity),
+            status=AlarmStatus(r.status), subject=r.subject, subject_type=r.subject_type, building=r.building,
+            floor=r.floor, device=r.device, raised_at=r.raised_at, last_seen=r.last_seen, count=r.count,
+            detail=r.detail, acked_at=r.acked_at, acked_by=r.acked_by, ack_comment=r.ack_comment,
+            shelved_until=r.shelved_until, dispatch=r.dispatch,
         )
 
-    def _alarm_row(self, st: Storage, key: str) -> tuple[Any, ...] | None:
-        row = st.conn.execute(f"SELECT {ALARM_COLUMNS} FROM alarms WHERE community = %s AND key = %s",
-                              (self._code, key)).fetchone()
-        return tuple(row) if row else None
+    def _alarm_row(self, st: Storage, key: str) -> AlarmRow | None:
+        with st.conn.cursor(row_factory=class_row(AlarmRow)) as cur:
+            return cur.execute(f"SELECT {ALARM_COLUMNS} FROM alarms WHERE community = %s AND key = %s",
+                               (self._code, key)).fetchone()
 
     def acknowledge(self, user: User, key: str, comment: str) -> None:
         _need_operator(user)
@@ -269,9 +296,9 @@ class StorageDashboardData:
             row = self._alarm_row(st, key)
             if row is None:
                 raise ActionRefused("not_found", key)
-            status = AlarmStatus(row[3])
+            status = AlarmStatus(row.status)
             if status.acknowledged:
-                raise ActionRefused("already_acknowledged", f"{row[14] or '?'}")
+                raise ActionRefused("already_acknowledged", f"{row.acked_by or '?'}")
             if self._publish is not None:
                 self._command("acknowledge", key, user, comment=comment)
                 return
@@ -292,7 +319,7 @@ class StorageDashboardData:
             row = self._alarm_row(st, key)
             if row is None:
                 raise ActionRefused("not_found", key)
-            if not AlarmStatus(row[3]).active:
+            if not AlarmStatus(row.status).active:
                 raise ActionRefused("not_active", key)
             if self._publish is not None:
                 self._command("shelve", key, user, until=until)
@@ -304,7 +331,7 @@ class StorageDashboardData:
                 ).fetchone()
                 if done is None:
                     raise ActionRefused("not_active", key)
-                self._history(st, row, EventKind.SHELVED, AlarmStatus(row[3]), done[0], user.username,
+                self._history(st, row, EventKind.SHELVED, AlarmStatus(row.status), done[0], user.username,
                               f"shelved until {until.isoformat()}", shelved=True)
         self._version = None
 
@@ -317,14 +344,16 @@ class StorageDashboardData:
         self._publish(contract.alarm_commands_topic(self._root, self._code),
                       orjson.dumps(cmd.model_dump(mode="json", exclude_none=True)), 1)
 
-    def _history(self, st: Storage, row: Sequence[Any], kind: EventKind, status: AlarmStatus, at: datetime,
+    def _history(self, st: Storage, row: AlarmRow, kind: EventKind, status: AlarmStatus, at: datetime,
                  by: str, detail: str, *, shelved: bool) -> None:
-        ev = AlarmEvent(kind, row[1], row[4], cast(SubjectType, row[5]), Severity(row[2]), status, at, row[9],
-                        row[11], row[6], row[7], row[8], detail, Dispatch(row[17]), by, shelved)
+        ev = AlarmEvent(kind=kind, rule=row.rule, subject=row.subject, subject_type=cast(SubjectType, row.subject_type),
+                        severity=Severity(row.severity), status=status, at=at, raised_at=row.raised_at,
+                        count=row.count, building=row.building, floor=row.floor, device=row.device, detail=detail,
+                        dispatch=Dispatch(row.dispatch), by=by, shelved=shelved)
         st.conn.execute(
             "INSERT INTO alarm_events (at, community, key, kind, severity, status, by, detail, event) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (at, self._code, row[0], kind.value, row[2], status.value, by, detail, Jsonb(ev.to_json())))
+            (at, self._code, row.key, kind.value, row.severity, status.value, by, detail, Jsonb(ev.to_json())))
 
     def dispatch(self, user: User, key: str, note: str) -> str:
         _need_operator(user)
