@@ -201,8 +201,9 @@ KINDS: dict[str, DeviceKind] = {
         ),
         DeviceKind(
             "co", "一氧化碳探测器", "CO detector", "environment",
-            fields=(TelemetryField("co", "ppm", valid=(0, 2000), normal=(0, 24),
-                                   source="workplace practice: low 24 ppm, high 160 ppm"),),
+            fields=(TelemetryField("co", "ppm", valid=(0, 2000), normal=(0, 30),
+                                   source="GB/T 34004 / EN 50291-1 home CO alarm curve: 30 ppm never alarms; "
+                                          "above it exposure builds up over time (rule co_alarm)"),),
             events=(EventCode("fault", "故障", "fault"),), heartbeat_s=600, heartbeat_source="site default",
         ),
         DeviceKind(

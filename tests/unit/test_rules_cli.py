@@ -17,12 +17,12 @@ def test_rules_check_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[st
     site.write_text("version: 1\nrules:\n  - {id: gas_level1, raise: 20, clear: 15}\n", encoding="utf-8")
     assert main(["rules", "check", str(site)]) == 0
     assert f"shipped defaults + {site}" in capsys.readouterr().out
-    site.write_text("version: 1\nrules:\n  - id: gas_level1\n    clear: 30\n  - id: co_high\n    for: soon\n",
+    site.write_text("version: 1\nrules:\n  - id: gas_level1\n    clear: 30\n  - id: co_alarm\n    hold: soon\n",
                     encoding="utf-8")
     assert main(["rules", "check", str(site)]) == 2
     err = capsys.readouterr().err
     assert f"{site}:4: rules.gas_level1.clear: clear 30 is above raise 25" in err
-    assert f"{site}:6: rules.co_high.for: 'soon' is not a duration" in err
+    assert f"{site}:6: rules.co_alarm.hold: 'soon' is not a duration" in err
     assert main(["rules", "check", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read rules file" in capsys.readouterr().err
 

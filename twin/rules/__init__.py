@@ -21,6 +21,8 @@ Rule types (all: ``id``, ``type``, ``severity``, ``dispatch``; optional ``name``
     duration         kind, field, [unit], equals|above|below, for                   condition true for T
     rate             kind, field, [unit], direction rising|falling, raise, [clear], [window], [min_span]
                      (units per minute)
+    dose             kind, field, [unit], baseline, dose, [clear], [hold]       time-weighted exposure
+                     (excess over baseline x minutes, on the engine's clock: a home CO alarm's curve)
     no_data          kind, [after] (default 2 catalogue heartbeats), [offline_for]
     count            kind, event, count, within                                     N events in T
     state            kind, event (code or list)                                     active raises, cleared clears
@@ -39,9 +41,10 @@ restart through :meth:`Engine.snapshot` / :meth:`Engine.restore` (also the way t
 Two clocks (docs/alarms.md). A fact carries its *device time* ``ts`` and may carry ``received``: the
 engine's clock when it arrived (the gateway passes its event clock, never ahead of server time; without
 it the device time is used, as in an offline replay). Silence (no-data), correlation windows, care
-inactivity and the alarm lifecycle (raised_at, escalation, flapping, shelving) run on the engine's clock,
-so no device clock can make another device look silent or age an alarm. A device's own durations, rates
-and count windows run on its own clock (its readings are consistent with each other), and a timer
+inactivity, doses (``dose``: exposure counts from receipt) and the alarm lifecycle (raised_at, escalation,
+flapping, shelving) run on the engine's clock, so no device clock can make another device look silent or
+age an alarm. A device's own durations, rates and count windows run on its own clock (its readings are
+consistent with each other), and a timer
 started by one of them is checked against the engine's clock plus that device's offset (``skew``, from
 its newest message). Alarms raised by a fact are raised at its ``received`` time; ``occurred_at`` on the
 event keeps the device time. A fact older than the device's newest is *late*: level thresholds (without
@@ -59,6 +62,7 @@ from twin.rules.schema import (
     CorrelationRule,
     CountRule,
     DeviceRule,
+    DoseRule,
     Duration,
     DurationRule,
     Escalate,
@@ -83,6 +87,7 @@ __all__ = [
     "CorrelationRule",
     "CountRule",
     "DeviceRule",
+    "DoseRule",
     "Duration",
     "DurationRule",
     "Engine",

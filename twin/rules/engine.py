@@ -21,6 +21,7 @@ from twin.community import Community
 from twin.rules.evaluators.base import Evaluator, TrackedDevice, format_value, utc_datetime
 from twin.rules.evaluators.care import CareInactivityEvaluator
 from twin.rules.evaluators.correlation import CorrelationEvaluator
+from twin.rules.evaluators.dose import DoseEvaluator
 from twin.rules.evaluators.events import CountEvaluator, EventEvaluator, StateEvaluator
 from twin.rules.evaluators.level import DurationEvaluator, LevelEvaluator, RateEvaluator, ThresholdEvaluator
 from twin.rules.evaluators.no_data import NoDataEvaluator
@@ -29,6 +30,7 @@ from twin.rules.schema import (
     CorrelationRule,
     CountRule,
     DeviceRuleBase,
+    DoseRule,
     DurationRule,
     NoDataRule,
     RateRule,
@@ -40,7 +42,7 @@ from twin.rules.schema import (
 
 DEVICE_EVALUATORS: dict[type[RuleBase], Callable[[Any], Evaluator]] = {
     ThresholdRule: ThresholdEvaluator, DurationRule: DurationEvaluator, RateRule: RateEvaluator,
-    StateRule: StateEvaluator, CountRule: CountEvaluator, NoDataRule: NoDataEvaluator,
+    StateRule: StateEvaluator, CountRule: CountEvaluator, NoDataRule: NoDataEvaluator, DoseRule: DoseEvaluator,
 }
 
 

@@ -20,6 +20,7 @@ from twin.rules.schema import (
     CorrelationRule,
     CountRule,
     DeviceRuleBase,
+    DoseRule,
     DurationRule,
     FieldRuleBase,
     RateRule,
@@ -198,7 +199,7 @@ def _field_problems(rule: FieldRuleBase, specs: list[catalogue.DeviceKind],
             out.append((("unit",), f"unit {rule.unit!r} does not match the catalogue unit of {spec.kind}."
                                    f"{f.name}: {f.unit or '(none)'!r}"))
         numeric = f.type is not catalogue.FieldType.BOOL
-        if isinstance(rule, ThresholdRule | RateRule) and not numeric:
+        if isinstance(rule, ThresholdRule | RateRule | DoseRule) and not numeric:
             out.append((("field",), f"{spec.kind}.{f.name} is true/false: use type duration with equals"))
     return fields
 
@@ -254,6 +255,13 @@ def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community |
                     v = getattr(rule, given[0])
                     if not isinstance(v, bool):
                         _in_range(f, given[0], float(v), out)
+            elif isinstance(rule, DoseRule) and f.type is not catalogue.FieldType.BOOL:
+                _in_range(f, "baseline", rule.baseline, out)
+                if rule.hold is not None and rule.hold <= 0:
+                    out.append((("hold",), "must be a duration > 0"))
+                if rule.clear >= rule.dose:
+                    out.append((("clear",), f"clear {rule.clear:g} is not below dose {rule.dose:g}: the alarm "
+                                            f"would clear as soon as it raises"))
             elif isinstance(rule, RateRule):
                 if rule.clear is not None and rule.clear > rule.raise_:
                     out.append((("clear",), f"clear {rule.clear:g}/min is above raise {rule.raise_:g}/min"))

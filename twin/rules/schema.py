@@ -140,6 +140,22 @@ class RateRule(FieldRuleBase):
         return self.clear if self.clear is not None else self.raise_ / 2
 
 
+class DoseRule(FieldRuleBase):
+    """Time-weighted exposure (a home CO alarm's curve): the reading's excess over ``baseline``, integrated on the
+    engine's clock in field units x minutes, drains while the reading is below ``baseline`` (never below 0). Raise
+    when it reaches ``dose``; clear when it has drained to ``clear``. Between readings the newest one stands for
+    at most ``hold`` (default: the kind's catalogue silence). docs/alarms.md derives the constants."""
+
+    type: Literal["dose"]
+    baseline: float
+    dose: float = Field(gt=0)
+    clear: float = Field(default=0.0, ge=0)
+    hold: Duration | None = None
+
+    def hold_for(self, kind: str) -> float:
+        return self.hold if self.hold is not None else float(catalogue.KINDS[kind].silence_s)
+
+
 class NoDataRule(DeviceRuleBase):
     """Raise when a device is silent for ``after`` (default: the kind's catalogue ``silence_s``) or offline for
     ``offline_for``. Silence is measured on the engine's clock from when the device was last heard."""
@@ -221,14 +237,14 @@ class CareInactivityRule(RuleBase):
         return (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60)
 
 
-Rule = (ThresholdRule | DurationRule | RateRule | NoDataRule | CountRule | StateRule | CorrelationRule
+Rule = (ThresholdRule | DurationRule | RateRule | DoseRule | NoDataRule | CountRule | StateRule | CorrelationRule
         | CareInactivityRule)
-DeviceRule = ThresholdRule | DurationRule | RateRule | NoDataRule | CountRule | StateRule
+DeviceRule = ThresholdRule | DurationRule | RateRule | DoseRule | NoDataRule | CountRule | StateRule
 RULE_MODELS: dict[str, type[RuleBase]] = {
-    "threshold": ThresholdRule, "duration": DurationRule, "rate": RateRule, "no_data": NoDataRule,
+    "threshold": ThresholdRule, "duration": DurationRule, "rate": RateRule, "dose": DoseRule, "no_data": NoDataRule,
     "count": CountRule, "state": StateRule, "correlation": CorrelationRule, "care_inactivity": CareInactivityRule,
 }
-SIGNALLING_RULES = (ThresholdRule, DurationRule, RateRule, CountRule, StateRule)
+SIGNALLING_RULES = (ThresholdRule, DurationRule, RateRule, DoseRule, CountRule, StateRule)
 
 
 class RulesFile(StrictModel):

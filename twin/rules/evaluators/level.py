@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from twin import catalogue
 from twin.alarms import format_duration
 from twin.rules.evaluators.base import Evaluator, TrackedDevice, format_value, iso_utc
-from twin.rules.schema import DurationRule, RateRule, ThresholdRule
+from twin.rules.schema import DoseRule, DurationRule, RateRule, ThresholdRule
 
 if TYPE_CHECKING:
     from twin.rules.engine import Engine
@@ -41,7 +41,7 @@ class LevelEvaluator(Evaluator):
     for_s: float
     keeps_points: bool = False  # rate rules keep the readings of their window (in snapshots too)
 
-    def __init__(self, rule: ThresholdRule | DurationRule | RateRule) -> None:
+    def __init__(self, rule: ThresholdRule | DurationRule | RateRule | DoseRule) -> None:
         super().__init__(rule)
         self.field = rule.field
         f = catalogue.KINDS[rule.kind[0]].field(rule.field)

@@ -1,0 +1,145 @@
+"""Residential alarm curves and windows (docs/alarms.md): the time-weighted CO dose against the home CO alarm
+curve (GB/T 34004 / EN 50291-1), cooking spikes, restarts; pure and fast."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.alarms import EventKind
+from twin.community import Community
+from twin.rules import DEFAULTS_FILE, Engine, RulesError, load_rules
+
+T0 = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)  # 08:00 in China Standard Time
+_SQUARE = [[0, 0], [20, 0], [20, 20], [0, 20]]
+HOME = Community.model_validate({
+    "version": 1, "id": "home", "name": "home", "origin": [30.27, 120.16],
+    "buildings": [{"id": "B1", "name": "1号楼", "footprint": _SQUARE, "floors_above": 6}],
+    "devices": [{"id": "CO", "kind": "co", "building": "B1", "floor": 3},
+                {"id": "CO2", "kind": "co", "building": "B1", "floor": 4}],
+})
+SHIPPED = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], HOME)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def co_alarm_after(profile: list[tuple[float, float]], *, every: float, until: float, tick: float = 1.0,
+                   received_late_by: float = 0.0) -> float | None:
+    """Seconds until co_alarm raises for a device reading ``profile`` [(from_s, ppm), ...] every ``every`` s (the
+    engine ticking every ``tick`` s), or None if it stays quiet until ``until``."""
+    e = Engine(SHIPPED, HOME)
+    t, next_read = 0.0, 0.0
+    while t <= until:
+        events = []
+        if t >= next_read:
+            ppm = next(v for start, v in reversed(profile) if t >= start)
+            events += e.on_reading("CO", at(t), {"co": ppm}, received=at(t + received_late_by))
+            next_read += every
+        events += e.tick(at(t + received_late_by))
+        raised = [x for x in events if x.kind is EventKind.RAISED and x.rule == "co_alarm"]
+        if raised:
+            return (raised[0].at - T0).total_seconds() - received_late_by
+        t += tick
+    return None
+
+
+# GB/T 34004 / EN 50291-1: (ppm, no alarm before [min], alarm by [min]); 30 ppm: no alarm within 120 min
+CURVE = [(30, 120, None), (50, 60, 90), (100, 10, 40), (300, 0, 3)]
+
+
+@pytest.mark.parametrize(("ppm", "not_before_min", "by_min"), CURVE)
+@pytest.mark.parametrize("every", [1.0, 10.0, 60.0])
+def test_co_alarm_meets_the_home_alarm_curve(ppm: float, not_before_min: float, by_min: float | None,
+                                              every: float) -> None:
+    """A constant concentration from clean air, read every 1, 10 or 60 s."""
+    found = co_alarm_after([(0, 0.0), (60, ppm)], every=every, until=60 + 150 * 60, tick=5.0)
+    if by_min is None:
+        assert found is None, f"{ppm} ppm alarmed after {found and (found - 60) / 60:.1f} min"
+    else:
+        assert found is not None, f"{ppm} ppm never alarmed"
+        minutes = (found - 60) / 60
+        assert not_before_min <= minutes <= by_min, minutes
+
+
+@settings(max_examples=60, deadline=None)
+@given(ppm=st.sampled_from([p for p, *_ in CURVE]), every=st.floats(1, 90), late=st.floats(0, 30))
+def test_the_curve_holds_whatever_the_reporting_interval_and_receipt_delay(ppm: float, every: float,
+                                                                            late: float) -> None:
+    _, lo, hi = next(c for c in CURVE if c[0] == ppm)
+    found = co_alarm_after([(0, ppm)], every=every, until=150 * 60, tick=5.0, received_late_by=late)
+    if hi is None:
+        assert found is None
+    else:
+        assert found is not None and lo * 60 <= found <= hi * 60 + 5, found
+
+
+@settings(max_examples=60, deadline=None)
+@given(peak=st.floats(55, 80), minutes=st.floats(1, 10), sessions=st.integers(1, 3), between=st.floats(30, 180))
+def test_cooking_spikes_stay_quiet(peak: float, minutes: float, sessions: int, between: float) -> None:
+    """Kitchen spikes of 55-80 ppm for up to 10 minutes, up to three meals, 5 ppm in between, never alarm."""
+    profile: list[tuple[float, float]] = [(0, 5.0)]
+    t = 60.0
+    for _ in range(sessions):
+        profile += [(t, peak), (t + minutes * 60, 5.0)]
+        t += (minutes + between) * 60
+    assert co_alarm_after(profile, every=10.0, until=t, tick=5.0) is None
+
+
+def test_a_clock_skewed_device_is_dosed_on_the_engine_clock() -> None:
+    """The device says an hour passed between two readings; the engine received them 60 s apart."""
+    e = Engine(SHIPPED, HOME)
+    e.on_reading("CO", at(0), {"co": 300}, received=at(0))
+    assert e.on_reading("CO", at(3600), {"co": 300}, received=at(60)) == []  # 4.3 ppm·min x 60: far from 700
+    raised = [x for x in e.tick(at(200)) if x.rule == "co_alarm"]
+    assert [x.kind for x in raised] == [EventKind.RAISED]
+    assert abs((raised[0].at - at(700 / 260 * 60)).total_seconds()) < 1e-3  # the crossing on the engine clock
+    assert "exposure above 40 ppm reached 700 ppm·min" in raised[0].detail
+
+
+def test_dose_drains_below_the_baseline_and_clears_and_survives_a_restart() -> None:
+    e = Engine(SHIPPED, HOME)
+    e.on_reading("CO", at(0), {"co": 300})
+    assert [x.kind for x in e.tick(at(170)) if x.rule == "co_alarm"] == [EventKind.RAISED]
+    e.on_reading("CO", at(180), {"co": 0})  # dose ~780 ppm·min, drains at 40 ppm·min per minute
+    again = Engine.restore(e.ruleset, HOME, json.loads(json.dumps(e.snapshot())))
+    assert [x for x in again.tick(at(180 + 19 * 60)) if x.kind is EventKind.CLEARED] == []
+    cleared = [x for x in again.tick(at(180 + 21 * 60)) if x.kind is EventKind.CLEARED]
+    assert [x.kind for x in cleared] == [EventKind.CLEARED] and "drained" in cleared[0].detail
+    # a restart half way up keeps what was inhaled: 100 ppm for 6 min, restart, then 100 ppm alarms ~11m40s
+    e = Engine(SHIPPED, HOME)
+    e.on_reading("CO2", at(0), {"co": 100})
+    e.tick(at(360))
+    again = Engine.restore(e.ruleset, HOME, json.loads(json.dumps(e.snapshot())))
+    again.on_reading("CO2", at(400), {"co": 100})
+    assert [x for x in again.tick(at(690)) if x.rule == "co_alarm"] == []
+    assert [x.kind for x in again.tick(at(710)) if x.rule == "co_alarm"] == [EventKind.RAISED]
+
+
+def test_a_silent_sensor_stops_dosing_after_the_hold() -> None:
+    e = Engine(SHIPPED, HOME)
+    e.on_reading("CO", at(0), {"co": 45})  # 5 ppm·min per minute: 140 min to the alarm, but the hold is 20 min
+    assert [x for x in e.tick(at(4 * 3600)) if x.rule == "co_alarm"] == []
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("  - {id: d, type: dose, kind: co, field: co, baseline: 40, dose: 700, clear: 700, severity: major,\n"
+     "     dispatch: urgent}", "t.yaml:3: rules.d.clear: clear 700 is not below dose 700"),
+    ("  - id: d\n    type: dose\n    kind: co\n    field: co\n    baseline: 4000\n    dose: 700\n"
+     "    severity: major\n    dispatch: urgent", "t.yaml:7: rules.d.baseline: 4000 is outside the valid range"),
+    ("  - id: d\n    type: dose\n    kind: co\n    field: co\n    baseline: 40\n    dose: 0\n"
+     "    severity: major\n    dispatch: urgent", "t.yaml:8: rules.d.dose: Input should be greater than 0"),
+    ("  - id: d\n    type: dose\n    kind: water_leak\n    field: leak\n    baseline: 0\n    dose: 1\n"
+     "    severity: major\n    dispatch: urgent", "t.yaml:6: rules.d.field: water_leak.leak is true/false"),
+    ("  - id: d\n    type: dose\n    kind: co\n    field: co\n    baseline: 40\n    dose: 700\n    hold: soon\n"
+     "    severity: major\n    dispatch: urgent", "t.yaml:9: rules.d.hold: 'soon' is not a duration"),
+])
+def test_bad_dose_rules_name_file_line_and_field(body: str, expected: str) -> None:
+    with pytest.raises(RulesError) as exc:
+        load_rules([("t.yaml", "version: 1\nrules:\n" + body + "\n")], HOME)
+    assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems
