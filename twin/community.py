@@ -7,8 +7,10 @@ references between sections, catalogue kinds, floors inside the building) and ra
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, time, tzinfo
+from functools import cache
 from typing import Annotated, Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 import yaml
@@ -51,6 +53,23 @@ def _check_polygon(v: list[Point]) -> list[Point]:
 
 Id = Annotated[str, AfterValidator(_check_id)]
 Polygon = Annotated[list[Point], AfterValidator(_check_polygon)]
+
+
+@cache
+def zone(name: str) -> tzinfo:
+    """The IANA time zone ``name`` (tz data from the system or the ``tzdata`` package); KeyError if unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise KeyError(name) from None
+
+
+def _check_zone(v: str) -> str:
+    try:
+        zone(v)
+    except KeyError:
+        raise ValueError(f"{v!r} is not an IANA time zone (e.g. 'Asia/Shanghai')") from None
+    return v
 
 
 class Worker(_Model):
@@ -131,6 +150,8 @@ class Community(_Model):
     id: Id
     name: str
     origin: tuple[float, float] = Field(description="lat, lon of local (0, 0)")
+    timezone: Annotated[str, AfterValidator(_check_zone)] = Field(
+        default="Asia/Shanghai", description="IANA zone of the community's local time (day/night, care windows)")
     grids: list[Grid] = []
     buildings: list[Building] = Field(min_length=1)
     elevators: list[Elevator] = []
@@ -145,6 +166,11 @@ class Community(_Model):
             if problems:
                 raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
         return self
+
+    @property
+    def tz(self) -> tzinfo:
+        """The community's local time zone."""
+        return zone(self.timezone)
 
     def building(self, building_id: str) -> Building | None:
         return next((b for b in self.buildings if b.id == building_id), None)

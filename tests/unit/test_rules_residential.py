@@ -20,7 +20,8 @@ HOME = Community.model_validate({
     "version": 1, "id": "home", "name": "home", "origin": [30.27, 120.16],
     "buildings": [{"id": "B1", "name": "1号楼", "footprint": _SQUARE, "floors_above": 6}],
     "devices": [{"id": "CO", "kind": "co", "building": "B1", "floor": 3},
-                {"id": "CO2", "kind": "co", "building": "B1", "floor": 4}],
+                {"id": "CO2", "kind": "co", "building": "B1", "floor": 4},
+                {"id": "NOISE", "kind": "noise"}],
 })
 SHIPPED = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], HOME)
 
@@ -140,6 +141,54 @@ def test_a_silent_sensor_stops_dosing_after_the_hold() -> None:
      "    severity: major\n    dispatch: urgent", "t.yaml:9: rules.d.hold: 'soon' is not a duration"),
 ])
 def test_bad_dose_rules_name_file_line_and_field(body: str, expected: str) -> None:
+    with pytest.raises(RulesError) as exc:
+        load_rules([("t.yaml", "version: 1\nrules:\n" + body + "\n")], HOME)
+    assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems
+
+
+# --- noise: day and night limits in the community's local time (GB 3096-2008 class 1) ---------------
+
+
+def noise_raised(community: Community, start: float, level: float) -> list[str]:
+    """The noise alarm details for ``level`` dB(A) read every minute for 20 min from engine time ``start``."""
+    e = Engine(load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], community), community)
+    out = []
+    for m in range(21):
+        out += e.on_reading("NOISE", at(start + 60 * m), {"laeq": level})
+        out += e.tick(at(start + 60 * m + 1))
+    return [x.detail for x in out if x.rule == "noise_high" and x.kind is EventKind.RAISED]
+
+
+@pytest.mark.parametrize(("local_hour", "level", "raised"), [
+    (10, 50, False), (10, 56, True),  # by day: 55 dB(A)
+    (23, 46, True), (23, 44, False), (3, 50, True), (5.5, 46, True),  # at night: 45 dB(A)
+    (6, 50, False), (21.5, 50, False),  # 06:00 is day again; 21:30 plus 20 min is still day
+])
+def test_noise_limit_is_55_by_day_and_45_at_night_in_local_time(local_hour: float, level: float,
+                                                                 raised: bool) -> None:
+    start = (local_hour - 8) % 24 * 3600  # T0 is 08:00 in Asia/Shanghai (the default zone)
+    found = noise_raised(HOME, start, level)
+    assert bool(found) is raised, found
+    if found and (local_hour >= 22 or local_hour < 6):
+        assert "(> 45, night 22:00-06:00)" in found[0]
+
+
+def test_the_night_follows_the_community_time_zone() -> None:
+    berlin = HOME.model_copy(update={"timezone": "Europe/Berlin"})  # T0 is 02:00 there (summer time)
+    assert noise_raised(berlin, 0, 50) and not noise_raised(HOME, 0, 50)  # 02:00 in Berlin, 08:00 in Shanghai
+
+
+@pytest.mark.parametrize(("periods", "expected"), [
+    ("[{between: ['22:00', '06:00'], below: 45}]",
+     "t.yaml:8: rules.n.periods.0.below: the rule's condition is above"),
+    ("[{between: ['22:00', '22:00'], above: 45}]", "t.yaml:8: rules.n.periods.0.between: a window needs two"),
+    ("[{between: ['22:00', '06:00'], above: 450}]", "t.yaml:8: rules.n.periods.0.above: 450 is outside"),
+    ("[{between: ['22:00', '6:00'], above: 45}]", "t.yaml:8: rules.n.periods.0.between.1: '6:00' is not a local"),
+    ("[{between: ['22:00', '06:00']}]", "t.yaml:8: rules.n.periods.0: give exactly one of equals, above, below"),
+])
+def test_bad_periods_name_file_line_and_field(periods: str, expected: str) -> None:
+    body = ("  - id: n\n    type: duration\n    kind: noise\n    field: laeq\n    above: 55\n"
+            f"    periods: {periods}\n    for: 15m\n    severity: warning\n    dispatch: general")
     with pytest.raises(RulesError) as exc:
         load_rules([("t.yaml", "version: 1\nrules:\n" + body + "\n")], HOME)
     assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems

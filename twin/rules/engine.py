@@ -103,6 +103,8 @@ class Engine:
                 self._care_evaluators.append(ev)
             else:
                 ev = DEVICE_EVALUATORS[type(rule)](rule)
+                if isinstance(ev, DurationEvaluator):
+                    ev.tz = community.tz  # day/night periods are the community's local time
             self._evaluators[rule.id] = ev
             if isinstance(ev, LevelEvaluator):
                 self._level_evaluators.append(ev)

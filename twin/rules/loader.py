@@ -23,6 +23,7 @@ from twin.rules.schema import (
     DoseRule,
     DurationRule,
     FieldRuleBase,
+    Period,
     RateRule,
     Rule,
     RulesError,
@@ -204,11 +205,34 @@ def _field_problems(rule: FieldRuleBase, specs: list[catalogue.DeviceKind],
     return fields
 
 
-def _in_range(f: catalogue.TelemetryField, name: str, v: float, out: list[tuple[KeyPath, str]]) -> None:
+def _in_range(f: catalogue.TelemetryField, name: str, v: float, out: list[tuple[KeyPath, str]],
+              where: KeyPath = ()) -> None:
     lo, hi = f.valid
     if not lo <= v <= hi:
-        out.append(((name,), f"{v:g} is outside the valid range of {f.name} ({lo:g}..{hi:g} {f.unit}".rstrip()
+        out.append(((*where, name), f"{v:g} is outside the valid range of {f.name} ({lo:g}..{hi:g} {f.unit}".rstrip()
                     + "): it can never be reached"))
+
+
+def _condition_problems(cond: DurationRule | Period, f: catalogue.TelemetryField, where: KeyPath,
+                        out: list[tuple[KeyPath, str]]) -> str | None:
+    """Problems of a duration condition (exactly one of equals, above, below, fitting the field); its key."""
+    given = [k for k in ("equals", "above", "below") if getattr(cond, k) is not None]
+    boolean = f.type is catalogue.FieldType.BOOL
+    if len(given) != 1:
+        out.append((where, "give exactly one of equals, above, below"))
+        return None
+    key = given[0]
+    if boolean and key != "equals":
+        out.append(((*where, key), f"{f.name} is true/false: use equals: true or false"))
+    elif key == "equals" and boolean != isinstance(cond.equals, bool):
+        want = "true or false" if boolean else "a number"
+        out.append(((*where, "equals"),
+                    f"{f.name} is {'true/false' if boolean else 'a number'}: equals must be {want}"))
+    else:
+        v = getattr(cond, key)
+        if not isinstance(v, bool):
+            _in_range(f, key, float(v), out, where)
+    return key
 
 
 def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community | None) -> list[tuple[KeyPath, str]]:
@@ -242,19 +266,15 @@ def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community |
                 _in_range(f, "raise", rule.raise_, out)
                 _in_range(f, "clear", rule.clear, out)
             elif isinstance(rule, DurationRule):
-                given = [k for k in ("equals", "above", "below") if getattr(rule, k) is not None]
-                if len(given) != 1:
-                    out.append(((), "give exactly one of equals, above, below"))
-                elif (f.type is catalogue.FieldType.BOOL) and given[0] != "equals":
-                    out.append(((given[0],), f"{f.name} is true/false: use equals: true or false"))
-                elif given[0] == "equals" and (f.type is catalogue.FieldType.BOOL) != isinstance(rule.equals, bool):
-                    want = "true or false" if f.type is catalogue.FieldType.BOOL else "a number"
-                    out.append((("equals",), f"{f.name} is {'true/false' if want != 'a number' else 'a number'}: "
-                                             f"equals must be {want}"))
-                else:
-                    v = getattr(rule, given[0])
-                    if not isinstance(v, bool):
-                        _in_range(f, given[0], float(v), out)
+                given = _condition_problems(rule, f, (), out)
+                for j, period in enumerate(rule.periods or ()):
+                    where: KeyPath = ("periods", j)
+                    if period.between[0] == period.between[1]:
+                        out.append(((*where, "between"), "a window needs two different times"))
+                    own = _condition_problems(period, f, where, out)
+                    if given and own and own != given:
+                        out.append(((*where, own), f"the rule's condition is {given}: a period changes its "
+                                                   f"limit, so give {given} here too"))
             elif isinstance(rule, DoseRule) and f.type is not catalogue.FieldType.BOOL:
                 _in_range(f, "baseline", rule.baseline, out)
                 if rule.hold is not None and rule.hold <= 0:

@@ -115,14 +115,27 @@ class ThresholdRule(FieldRuleBase):
     for_: Duration = Field(default=0.0, alias="for")
 
 
+class Period(StrictModel):
+    """A daily window of the community's local time in which another limit applies (e.g. night-time noise):
+    ``between: ["22:00", "06:00"]`` (start inclusive, end exclusive; it may run past midnight)."""
+
+    between: tuple[LocalTimeOfDay, LocalTimeOfDay]
+    name: str | None = Field(default=None, max_length=40)
+    equals: bool | float | None = None
+    above: float | None = None
+    below: float | None = None
+
+
 class DurationRule(FieldRuleBase):
-    """Raise when the condition has held for ``for``; clear as soon as it does not."""
+    """Raise when the condition has held for ``for``; clear as soon as it does not. ``periods`` give other limits
+    for daily local-time windows (the first window holding the reading's engine time applies; else the rule's)."""
 
     type: Literal["duration"]
     equals: bool | float | None = None
     above: float | None = None
     below: float | None = None
     for_: Duration = Field(alias="for")
+    periods: list[Period] | None = None
 
 
 class RateRule(FieldRuleBase):

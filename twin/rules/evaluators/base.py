@@ -5,9 +5,9 @@ formatting of alarm details."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twin.alarms import Subject
 from twin.rules.schema import CorrelationRule, DeviceRuleBase, Rule, StateRule
@@ -29,6 +29,36 @@ SUPPRESSING_CODES: Mapping[str, frozenset[str]] = MappingProxyType({
 
 def utc_datetime(t: float) -> datetime:
     return datetime.fromtimestamp(t, tz=UTC)
+
+
+def seconds_of_day(hhmm: str) -> int:
+    """Seconds after midnight of ``"HH:MM"``."""
+    return int(hhmm[:2]) * 3600 + int(hhmm[3:]) * 60
+
+
+class DailyWindow(NamedTuple):
+    """A daily window of local time, ``start`` inclusive to ``end`` exclusive (seconds after midnight); it runs
+    past midnight when ``end`` is not after ``start`` (e.g. night 22:00-06:00)."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def of(cls, between: tuple[str, str]) -> DailyWindow:
+        return cls(seconds_of_day(between[0]), seconds_of_day(between[1]))
+
+    def holds(self, local_s: float) -> bool:
+        a, b = self.start, self.end
+        return a <= local_s < b if a < b else (local_s >= a or local_s < b)
+
+    def text(self) -> str:
+        return "-".join(f"{x // 3600:02d}:{x % 3600 // 60:02d}" for x in (self.start, self.end))
+
+
+def local_seconds(t: float, tz: tzinfo) -> float:
+    """Seconds after local midnight in ``tz`` at epoch seconds ``t``."""
+    d = datetime.fromtimestamp(t, tz=tz)
+    return d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6
 
 
 class TrackedDevice:

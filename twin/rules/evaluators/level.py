@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, tzinfo
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twin import catalogue
 from twin.alarms import format_duration
-from twin.rules.evaluators.base import Evaluator, TrackedDevice, format_value, iso_utc
-from twin.rules.schema import DoseRule, DurationRule, RateRule, ThresholdRule
+from twin.rules.evaluators.base import DailyWindow, Evaluator, TrackedDevice, format_value, iso_utc, local_seconds
+from twin.rules.schema import DoseRule, DurationRule, Period, RateRule, ThresholdRule
 
 if TYPE_CHECKING:
     from twin.rules.engine import Engine
@@ -152,27 +153,49 @@ class ThresholdEvaluator(LevelEvaluator):
         return f"{super().clear_detail(v)} ({'<' if self.high else '>'} {self.clear_at:g})"
 
 
+class Condition(NamedTuple):
+    """A duration rule's condition: the test and how the alarm detail says it."""
+
+    test: Callable[[bool | float], bool]
+    text: str
+
+
+def _condition(c: DurationRule | Period) -> Condition:
+    if c.equals is not None:
+        target = c.equals
+        return Condition(lambda v: v == target, f"= {format_value(target)}")
+    if c.above is not None:
+        lim = c.above
+        return Condition(lambda v: v > lim, f"> {lim:g}")
+    low = c.below if c.below is not None else -math.inf
+    return Condition(lambda v: v < low, f"< {low:g}")
+
+
 class DurationEvaluator(LevelEvaluator):
     def __init__(self, rule: DurationRule) -> None:
         super().__init__(rule)
         self.for_s = rule.for_
-        if rule.equals is not None:
-            target = rule.equals
-            self.test: Callable[[bool | float], bool] = lambda v: v == target
-            self.text = f"= {format_value(target)}"
-        elif rule.above is not None:
-            lim = rule.above
-            self.test = lambda v: v > lim
-            self.text = f"> {lim:g}"
-        else:
-            low = rule.below if rule.below is not None else -math.inf
-            self.test = lambda v: v < low
-            self.text = f"< {low:g}"
+        self.default = _condition(rule)
+        self.test, self.text = self.default
+        # other limits in daily windows of the community's local time (the engine sets ``tz``)
+        self.periods = [(DailyWindow.of(p.between), _condition(p), p.name) for p in rule.periods or ()]
+        self.tz: tzinfo = UTC
+
+    def condition_at(self, t: float) -> Condition:
+        """The condition in force at engine time ``t``: the first period whose window holds it, else the rule's."""
+        if self.periods:
+            s = local_seconds(t, self.tz)
+            for window, cond, name in self.periods:
+                if window.holds(s):
+                    return Condition(cond.test, f"{cond.text}, {name or 'period'} {window.text()}")
+        return self.default
 
     def on_value(self, eng: Engine, dev: TrackedDevice, t: float, v: bool | float) -> None:
         st = self.state.get(dev.id)
         if st is None:
             st = self.state[dev.id] = LevelState()
+        if self.periods:
+            self.test, self.text = self.condition_at(eng._engine_time(dev, t))
         hit = self.test(v)
         if st.on:
             if not hit:
