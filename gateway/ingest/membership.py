@@ -68,14 +68,10 @@ class ClusterMember:
     _control: queue.SimpleQueue[Control]
     _writer: threading.Thread
 
-    def _make_client(self, community: str | None = None) -> Transport:
-        raise NotImplementedError
-
-    def _add_community(self, community: Community, snapshot: dict[str, Any] | None) -> None:
-        raise NotImplementedError
-
-    def _save_one(self, code: str, svc: AlarmService) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the other parts of the gateway
+        def _make_client(self, community: str | None = None) -> Transport: ...
+        def _add_community(self, community: Community, snapshot: dict[str, Any] | None) -> None: ...
+        def _save_one(self, code: str, svc: AlarmService) -> None: ...
 
     # -- called by the ownership thread --------------------------------------------------------------
 

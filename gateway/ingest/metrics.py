@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from gateway.ingest.pipeline import Stats
+    from gateway.ingest.items import Stats
 
 
 Health = Callable[[], dict[str, Any]]
