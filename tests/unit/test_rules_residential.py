@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.alarms import EventKind
+from twin.alarms import AlarmError, EventKind
 from twin.community import Community
 from twin.rules import DEFAULTS_FILE, Engine, RulesError, load_rules
 
@@ -191,4 +191,103 @@ def test_bad_periods_name_file_line_and_field(periods: str, expected: str) -> No
             f"    periods: {periods}\n    for: 15m\n    severity: warning\n    dispatch: general")
     with pytest.raises(RulesError) as exc:
         load_rules([("t.yaml", "version: 1\nrules:\n" + body + "\n")], HOME)
+    assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems
+
+
+# --- care inactivity: no flood at start, a window per care level, residents away ---------------------
+
+CARE_HOMES = Community.model_validate({
+    "version": 1, "id": "care", "name": "care", "origin": [30.27, 120.16],
+    "buildings": [{"id": "B1", "name": "1号楼", "footprint": _SQUARE, "floors_above": 6}],
+    "devices": [{"id": f"{u}-{k.upper()}", "kind": f"care_{k}", "building": "B1", "floor": 2, "unit": u}
+                for u in ("R", "Y", "G", "SILENT") for k in ("door", "water")],
+    "care_units": [{"unit": u, "building": "B1", "floor": 2, "level": lv, "sensors": [f"{u}-DOOR", f"{u}-WATER"]}
+                   for u, lv in (("R", "red"), ("Y", "yellow"), ("G", "green"), ("SILENT", "red"))],
+})
+CARE_RULES = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], CARE_HOMES)
+H = 3600.0
+
+
+def care(events: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    return [(x.kind.value, x.subject) for x in events if x.rule == "care_inactivity"
+            and x.kind in (EventKind.RAISED, EventKind.CLEARED)]
+
+
+def heartbeats(e: Engine, t: float, units: tuple[str, ...] = ("R", "Y", "G")) -> list:  # type: ignore[type-arg]
+    """Every care sensor of ``units`` reports (no activity: door closed, no flow), and the engine ticks."""
+    out = []
+    for u in units:
+        out += e.on_reading(f"{u}-DOOR", at(t), {"opened": False})
+        out += e.on_reading(f"{u}-WATER", at(t), {"flow": 0.0, "total": 10.0})
+    return out + e.tick(at(t))
+
+
+def test_no_flood_at_start_homes_without_history_are_watched_for_their_full_window() -> None:
+    e = Engine(CARE_RULES, CARE_HOMES)
+    e.tick(at(-30 * 24 * H))  # the engine's epoch a month ago (a replay, or an old snapshot)
+    found = []
+    for hour in range(12):  # 08:00 .. 19:00 local, heartbeats every hour and nothing else
+        found += care(heartbeats(e, hour * H))
+    assert found == []  # not one home raised in the first hours, although the engine started long ago
+    assert care(heartbeats(e, 12 * H)) == [("raised", "R")]  # red: 12 h after it was first heard (20:00 local)
+    # SILENT was never heard: no inactivity alarm (its sensors' no-data rule speaks instead)
+    assert all(x[1] != "SILENT" for x in care(e.tick(at(10 * 24 * H))))
+
+
+@pytest.mark.parametrize(("unit", "hours"), [("R", 12), ("Y", 24), ("G", 72)])
+def test_the_window_depends_on_the_care_level(unit: str, hours: float) -> None:
+    e = Engine(CARE_RULES, CARE_HOMES)
+    e.on_event(f"{unit}-DOOR", at(2 * H), "door_cycle", "pulse")  # 10:00 local: activity
+    assert care(e.tick(at(2 * H + hours * H - 1))) == []
+    ev = care(e.tick(at(2 * H + hours * H)))  # 22:00 (red), 10:00 next day (yellow, green): red waits for 07:00
+    if unit == "R":
+        assert ev == [] and care(e.tick(at(23 * H))) == [("raised", "R")]  # 07:00 local the next morning
+    else:
+        assert ev == [("raised", unit)]
+
+
+def test_an_away_resident_suspends_the_rule_and_is_watched_afresh_on_return() -> None:
+    e = Engine(CARE_RULES, CARE_HOMES)
+    e.on_event("R-DOOR", at(0), "door_cycle", "pulse")
+    assert care(e.tick(at(12 * H))) == [("raised", "R")]
+    # the grid worker learns the resident is in hospital: the alarm clears, nothing raises for days
+    assert care(e.set_care_away("R", True, "op-li", at(12 * H + 60), "住院 / in hospital")) == [("cleared", "R")]
+    assert care(e.tick(at(5 * 24 * H))) == []
+    restored = Engine.restore(CARE_RULES, CARE_HOMES, json.loads(json.dumps(e.snapshot())))
+    assert "R" in restored.care_away and restored.care_away["R"].reason == "住院 / in hospital"
+    assert care(restored.set_care_away("R", False, "op-li", at(6 * 24 * H))) == []  # back at 08:00 local
+    assert care(restored.tick(at(6 * 24 * H + 12 * H - 1))) == []  # watched afresh, not 6 days inactive
+    assert care(restored.tick(at(6 * 24 * H + 12 * H))) == [("raised", "R")]
+
+
+def test_away_until_ends_by_itself_and_bad_statuses_are_refused() -> None:
+    e = Engine(CARE_RULES, CARE_HOMES)
+    e.on_event("Y-DOOR", at(0), "door_cycle", "pulse")
+    e.set_care_away("Y", True, "op", at(60), "with family", until=at(3 * 24 * H))
+    assert care(e.tick(at(3 * 24 * H - 1))) == [] and "Y" in e.care_away
+    e.tick(at(3 * 24 * H))
+    assert "Y" not in e.care_away
+    assert care(e.tick(at(4 * 24 * H - 1))) == [] and care(e.tick(at(4 * 24 * H))) == [("raised", "Y")]
+    with pytest.raises(AlarmError, match="unknown care unit"):
+        e.set_care_away("NOPE", True, "op", at(5 * 24 * H))
+    with pytest.raises(AlarmError, match="not away"):
+        e.set_care_away("G", False, "op", at(5 * 24 * H))
+    with pytest.raises(AlarmError, match="until must be after now"):
+        e.set_care_away("G", True, "op", at(5 * 24 * H), until=at(0))
+    e.set_care_away("G", True, "op", at(5 * 24 * H))
+    with pytest.raises(AlarmError, match="already away"):
+        e.set_care_away("G", True, "op", at(5 * 24 * H))
+
+
+@pytest.mark.parametrize(("after", "expected"), [
+    ("{red: 12h, yellow: 24h}", "t.yaml:5: rules.c.after: give a duration for every care level"),
+    ("{red: 12h, yellow: 24h, blue: 1d}", "t.yaml:5: rules.c.after: 'blue' is not a care level"),
+    ("{red: 12h, yellow: soon, green: 3d}", "t.yaml:5: rules.c.after: 'soon' is not a duration"),
+    ("0s", "t.yaml:5: rules.c.after: must be a duration > 0"),
+])
+def test_bad_care_windows_name_file_line_and_field(after: str, expected: str) -> None:
+    body = (f"  - id: c\n    type: care_inactivity\n    after: {after}\n"
+            "    activity: [{kind: care_door, field: opened}]\n    severity: major\n    dispatch: urgent")
+    with pytest.raises(RulesError) as exc:
+        load_rules([("t.yaml", "version: 1\nrules:\n" + body + "\n")], CARE_HOMES)
     assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems

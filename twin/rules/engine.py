@@ -19,7 +19,7 @@ from twin import catalogue
 from twin.alarms import Alarm, AlarmBook, AlarmError, AlarmEvent, Subject, alarm_key, floor_id
 from twin.community import Community
 from twin.rules.evaluators.base import Evaluator, TrackedDevice, format_value, utc_datetime
-from twin.rules.evaluators.care import CareInactivityEvaluator
+from twin.rules.evaluators.care import CareAway, CareInactivityEvaluator
 from twin.rules.evaluators.correlation import CorrelationEvaluator
 from twin.rules.evaluators.dose import DoseEvaluator
 from twin.rules.evaluators.events import CountEvaluator, EventEvaluator, StateEvaluator
@@ -87,6 +87,8 @@ class Engine:
         self._count_evaluators: list[CountEvaluator] = []
         self._no_data_evaluators: list[NoDataEvaluator] = []
         self._care_evaluators: list[CareInactivityEvaluator] = []
+        self.care_away: dict[str, CareAway] = {}  # care unit -> its resident is away (inactivity suspended)
+        self._care_units = {cu.unit for cu in community.care_units}
         self._rule_listeners: dict[str, list[SignalListener]] = {}  # rule id -> correlations listening
         self._event_listeners: dict[tuple[str, str], list[SignalListener]] = {}  # (kind, code) -> correlations
         for rule in ruleset:
@@ -280,6 +282,9 @@ class Engine:
                 for nd in dev.no_data:
                     nxt = min(nxt, nd.check(self, dev, t))
             self._next_no_data_check = nxt
+        for unit, away in list(self.care_away.items()):
+            if away.until is not None and t >= away.until:
+                self._care_back(unit, away.until)
         if t >= self._next_care_check:
             self._next_care_check = min((c.check(self, t) for c in self._care_evaluators), default=math.inf)
         self.book.tick(t, out)
@@ -305,6 +310,37 @@ class Engine:
     def unshelve(self, alarm_key: str, who: str, at: datetime) -> AlarmEvent:
         return self.book.unshelve(alarm_key, who, at)
 
+    def set_care_away(self, unit: str, away: bool, who: str, at: datetime, reason: str | None = None,
+                      until: datetime | None = None) -> list[AlarmEvent]:
+        """An operator says the resident of care ``unit`` is away (in hospital, with family; optionally ``until``)
+        or back. Away suspends care inactivity and clears its alarm; back watches the unit afresh from ``at`` (the
+        days away are not inactivity). Raises AlarmError for an unknown unit, a resident already in that state,
+        or an ``until`` not after ``at``."""
+        if unit not in self._care_units:
+            raise AlarmError(f"unknown care unit {unit!r}")
+        t = self._advance(at)
+        self._fact_time = None
+        out = self._events = []
+        if away:
+            if unit in self.care_away:
+                raise AlarmError(f"{unit}: already away since {utc_datetime(self.care_away[unit].since).isoformat()}")
+            end = until.timestamp() if until is not None else None
+            if end is not None and end <= t:
+                raise AlarmError("until must be after now")
+            status = self.care_away[unit] = CareAway(t, who, reason, end)
+            for c in self._care_evaluators:
+                c.away(self, unit, status, t)
+        elif unit not in self.care_away:
+            raise AlarmError(f"{unit}: the resident is not away")
+        else:
+            self._care_back(unit, t)
+        return out
+
+    def _care_back(self, unit: str, t: float) -> None:
+        self.care_away.pop(unit, None)
+        for c in self._care_evaluators:
+            c.away(self, unit, None, t)
+
     def alarms(self) -> list[Alarm]:
         """Current alarms (active, or cleared and not yet acknowledged)."""
         return self.book.alarms()
@@ -315,6 +351,9 @@ class Engine:
     # -- internals --------------------------------------------------------------------------------
 
     def _heard(self, dev: TrackedDevice, t: float) -> None:
+        if dev.care_watches:
+            for care, _fields, _codes in dev.care_watches:
+                care.observed(self, dev.unit or "", t)
         if dev.last_seen is None or t > dev.last_seen:
             dev.last_seen = t
             if dev.online is not True and (dev.offline_since is None or t >= dev.offline_since):
@@ -395,6 +434,7 @@ class Engine:
             "late": self.late, "devices": devices,
             "rules": {rid: {"type": ev.rule.type, "state": ev.snapshot()} for rid, ev in self._evaluators.items()},
             "book": self.book.snapshot(),
+            "care_away": {u: list(a) for u, a in self.care_away.items()},
         }
 
     @classmethod
@@ -420,4 +460,6 @@ class Engine:
             if ev is not None and ev.rule.type == item["type"] and item["state"] is not None:
                 ev.restore(item["state"], eng)
         eng.book.restore(snapshot.get("book", {}))
+        eng.care_away = {u: CareAway(float(a[0]), str(a[1]), a[2], None if a[3] is None else float(a[3]))
+                         for u, a in snapshot.get("care_away", {}).items() if u in eng._care_units}
         return eng

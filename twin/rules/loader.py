@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from twin import catalogue
 from twin.community import Community, _line_of
 from twin.rules.schema import (
+    CARE_LEVELS,
     RULE_MODELS,
     SIGNALLING_RULES,
     CareInactivityRule,
@@ -334,6 +335,14 @@ def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community |
             if not any((s := catalogue.kind(k)) is not None and s.event(code) for k in kinds):
                 out.append((("suppressed_by", i), f"no signal kind has an event {code!r}"))
     if isinstance(rule, CareInactivityRule):
+        if isinstance(rule.after, dict):
+            missing = [lv for lv in CARE_LEVELS if lv not in rule.after]
+            if missing:
+                out.append((("after",), f"give a duration for every care level ({', '.join(CARE_LEVELS)}); "
+                                        f"missing: {', '.join(missing)}"))
+            out += [(("after", lv), "must be a duration > 0") for lv, v in rule.after.items() if v <= 0]
+        elif rule.after <= 0:
+            out.append((("after",), "must be a duration > 0"))
         for j, act in enumerate(rule.activity):
             act_spec = catalogue.kind(act.kind)
             if act_spec is None:

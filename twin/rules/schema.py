@@ -225,27 +225,52 @@ class Activity(StrictModel):
     event: str | None = None
 
 
+CareLevel = Literal["red", "yellow", "green"]
+CARE_LEVELS: tuple[CareLevel, ...] = ("red", "yellow", "green")
+
+
+def _care_after(v: Any) -> Any:
+    """One duration, or a mapping care level -> duration."""
+    if not isinstance(v, dict):
+        return parse_duration(v)
+    unknown = [k for k in v if k not in CARE_LEVELS]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a care level ({', '.join(CARE_LEVELS)})")
+    return {k: parse_duration(d) for k, d in v.items()}
+
+
+CareAfter = Annotated[float | dict[CareLevel, float], BeforeValidator(_care_after)]
+
+
 class CareInactivityRule(RuleBase):
-    """Raise when a care unit's sensors show no activity for ``after`` (wall time since the last activity, or since
-    the engine started watching). Only raised inside the local daily ``window``: falling due at night, it is raised
-    when the window opens. Activity: a listed field reading true or > 0, or a listed event. Subject: the care unit."""
+    """Raise when a care unit's sensors show no activity for ``after`` (one duration, or one per care level
+    ``{red: 12h, yellow: 24h, green: 72h}``), counted on the engine's clock from the last activity, or from when
+    the unit was first heard (a unit never heard is never raised: its sensors' no-data rule speaks), or from when
+    its resident came back. Only raised inside the local daily ``window`` (the community's time zone, or
+    ``utc_offset`` if given): falling due at night, it is raised when the window opens. Suspended while the
+    resident is away (an operator's ``care_away``). Activity: a listed field reading true or > 0, or a listed
+    event. Subject: the care unit."""
 
     type: Literal["care_inactivity"]
-    after: Duration = Field(gt=0)
+    after: CareAfter
     window: tuple[LocalTimeOfDay, LocalTimeOfDay] | None = None
-    utc_offset: str = "+08:00"
+    utc_offset: str | None = None
     activity: list[Activity] = Field(min_length=1)
 
     @field_validator("utc_offset", mode="before")
     @classmethod
     def _offset(cls, v: Any) -> Any:
-        if isinstance(v, str) and _UTC_OFFSET.match(v) and int(v[1:3]) <= 14 and int(v[4:6]) < 60:
+        if v is None or (isinstance(v, str) and _UTC_OFFSET.match(v) and int(v[1:3]) <= 14 and int(v[4:6]) < 60):
             return v
         raise ValueError(f"{v!r} is not a UTC offset: write it quoted, like '+08:00'")
 
+    def after_for(self, level: str) -> float:
+        """How long without activity raises for a unit of care ``level``."""
+        return self.after if isinstance(self.after, float) else self.after[level]  # type: ignore[index]
+
     @property
     def offset_s(self) -> float:
-        m = _UTC_OFFSET.match(self.utc_offset)
+        m = _UTC_OFFSET.match(self.utc_offset or "+00:00")
         assert m is not None
         return (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60)
 
