@@ -7,6 +7,7 @@ references between sections, catalogue kinds, floors inside the building) and ra
 
 from __future__ import annotations
 
+import re
 from datetime import date, time, tzinfo
 from functools import cache
 from typing import Annotated, Any, Literal, NamedTuple
@@ -72,6 +73,31 @@ def _check_zone(v: str) -> str:
     return v
 
 
+# -- fire panel component addresses ------------------------------------------------------------------
+# GB 26875.3 (urban fire remote monitoring, user information transmission) carries a component's address with each
+# component state; panels number components by bus loop and address on the loop (GB 50116-2013 §3.1.5 keeps a loop
+# at or under 200 devices). Written here as "loop-address": "1-23" (leading zeros allowed: "01-023").
+_ADDRESS = re.compile(r"^(\d{1,3})-(\d{1,4})$")
+_ADDRESS_IN_DETAIL = re.compile(r"(?:^|[\s(\[,;])component[\s:=]+(\d{1,3})-(\d{1,4})(?![\d-])", re.IGNORECASE)
+PANEL_COMPONENT_KINDS = frozenset({"smoke_detector", "heat_detector", "manual_call_point", "fire_door",
+                                   "sprinkler_pressure", "hydrant_pressure"})
+PIPE_PRESSURE_KINDS = frozenset({"hydrant_pressure", "sprinkler_pressure"})
+
+
+def component_address(text: str) -> str | None:
+    """The canonical component address (``"1-23"``) of ``text`` like ``"1-23"`` or ``"01-023"``, else None."""
+    m = _ADDRESS.match(text.strip())
+    if m is None or int(m.group(1)) == 0 or int(m.group(2)) == 0:
+        return None
+    return f"{int(m.group(1))}-{int(m.group(2))}"
+
+
+def address_in_detail(detail: str | None) -> str | None:
+    """The component address a fire panel's event names in its detail (``"component 1-23: smoke"``), or None."""
+    m = _ADDRESS_IN_DETAIL.search(detail) if detail else None
+    return component_address(f"{m.group(1)}-{m.group(2)}") if m is not None else None
+
+
 class Worker(_Model):
     id: Id
     name: str
@@ -106,6 +132,10 @@ class Building(_Model):
         """Floor numbers, basement first: B2 = -2, B1 = -1, then 1..N (no floor 0, as in China)."""
         return [*range(-self.floors_below, 0), *range(1, self.floors_above + 1)]
 
+    def elevation(self, floor: int) -> float:
+        """Metres of ``floor`` above floor 1 (basements below it: B1 is one storey down, there is no floor 0)."""
+        return (floor - 1 if floor > 0 else floor) * self.floor_height
+
 
 class Elevator(_Model):
     id: Id
@@ -127,7 +157,26 @@ class Device(_Model):
     normal: dict[str, tuple[float, float]] | None = Field(
         default=None, description="site override of a field's normal range; must lie inside the valid range"
     )
+    riser_top: int | None = Field(
+        default=None, description="pipe-pressure sensors: the highest floor of the riser or zone the sensor is on "
+                                  "(its most unfavourable point); default: the building's top floor")
+    components: dict[str, str] | None = Field(
+        default=None, description="fire panels: component address 'loop-address' (GB 26875.3) -> device id")
 
+    @field_validator("components")
+    @classmethod
+    def _addresses(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        if v is None:
+            return v
+        out: dict[str, str] = {}
+        for raw, device_id in v.items():
+            address = component_address(str(raw))
+            if address is None:
+                raise ValueError(f"{raw!r} is not a component address: write loop-address, e.g. '1-23'")
+            if address in out:
+                raise ValueError(f"address {raw!r} is given twice (as {address})")
+            out[address] = device_id
+        return out
 
     @field_validator("kind")
     @classmethod
@@ -179,6 +228,16 @@ class Community(_Model):
         if not self._by_id:
             self._by_id = {d.id: d for d in self.devices}
         return self._by_id.get(device_id)
+
+    def component(self, panel_id: str, address: str) -> Device | None:
+        """The device at component ``address`` (any spelling :func:`component_address` reads) of fire panel
+        ``panel_id``, or None when the panel's address table does not hold it."""
+        panel = self.device(panel_id)
+        canonical = component_address(address)
+        if panel is None or panel.components is None or canonical is None:
+            return None
+        device_id = panel.components.get(canonical)
+        return self.device(device_id) if device_id is not None else None
 
     def grid_of(self, building: Building) -> str | None:
         """The building's grid: its own ``grid`` key, else the grid whose boundary holds its centroid."""
@@ -254,6 +313,7 @@ def reference_problems(c: Community) -> list[tuple[Loc, str]]:
                 problems.append((("devices", i, "normal", name),
                                  f"[{lo}, {hi}] is not an increasing range inside the catalogue's valid range "
                                  f"{f.valid[0]:g}..{f.valid[1]:g} {f.unit}"))
+    problems += _fire_water_and_panel_problems(c, buildings, devices)
     for i, cu in enumerate(c.care_units):
         if cu.building not in buildings:
             problems.append((("care_units", i, "building"), f"unknown building {cu.building!r}"))
@@ -265,6 +325,45 @@ def reference_problems(c: Community) -> list[tuple[Loc, str]]:
                 problems.append((("care_units", i, "sensors", j), f"unknown device {sid!r}"))
             elif catalogue.KINDS[dev.kind].category != "care":
                 problems.append((("care_units", i, "sensors", j), f"{sid!r} is a {dev.kind}, not a care sensor"))
+    return problems
+
+
+def _fire_water_and_panel_problems(c: Community, buildings: dict[str, Building],
+                                   devices: dict[str, Device]) -> list[tuple[Loc, str]]:
+    """Riser tops of pipe-pressure sensors, and fire panels' address tables (every address one known fire
+    component, every component on one address)."""
+    problems: list[tuple[Loc, str]] = []
+    on_panel: dict[str, tuple[str, str]] = {}  # component device -> (panel, address)
+    for i, d in enumerate(c.devices):
+        if d.riser_top is not None:
+            b = buildings.get(d.building) if d.building is not None else None
+            if d.kind not in PIPE_PRESSURE_KINDS:
+                problems.append((("devices", i, "riser_top"), f"only pipe-pressure sensors "
+                                 f"({', '.join(sorted(PIPE_PRESSURE_KINDS))}) have a riser top, not a {d.kind}"))
+            elif b is None or d.floor is None:
+                problems.append((("devices", i, "riser_top"), "a riser top needs the sensor's building and floor"))
+            elif d.riser_top not in b.floors or d.riser_top < d.floor:
+                problems.append((("devices", i, "riser_top"), f"{d.riser_top} is not a floor of building {b.id} "
+                                 f"at or above the sensor's floor {d.floor}"))
+        if d.components is None:
+            continue
+        if d.kind != "fire_panel":
+            problems.append((("devices", i, "components"),
+                             f"only a fire_panel has component addresses, not a {d.kind}"))
+            continue
+        for address, comp_id in d.components.items():
+            comp = devices.get(comp_id)
+            if comp is None:
+                problems.append((("devices", i, "components", address), f"unknown device {comp_id!r}"))
+            elif comp.kind not in PANEL_COMPONENT_KINDS:
+                problems.append((("devices", i, "components", address), f"{comp_id} is a {comp.kind}, not a fire "
+                                 f"component ({', '.join(sorted(PANEL_COMPONENT_KINDS))})"))
+            elif comp_id in on_panel:
+                panel, other = on_panel[comp_id]
+                problems.append((("devices", i, "components", address), f"{comp_id} is already at {panel} "
+                                 f"component {other}"))
+            else:
+                on_panel[comp_id] = (d.id, address)
     return problems
 
 

@@ -11,6 +11,8 @@ import random
 from typing import Any
 
 SAMPLE_HEIGHTS = (18, 18, 26, 33, 11, 11, 6, 18, 26, 11, 33, 6)
+LOOP_DEVICES = 180  # GB 50116-2013 §3.1.5: at most 200 devices on a bus loop, with at least 10 % spare
+_PANEL_COMPONENTS = ("smoke_detector", "heat_detector", "manual_call_point")
 _SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 _GIVEN = "敏强静伟芳娜磊洋勇艳杰军涛明超秀霞平刚桂"
 
@@ -95,6 +97,7 @@ def _generate(
             doc_devices.append({"id": did, "kind": kind, "building": _b, "floor": floor,
                                 "position": [round(px, 2), round(py, 2)], **extra})
 
+        first = len(doc_devices)
         dev(f"{bid}-FACP", "fire_panel", 1, x0 + 2, y0 + 2)
         dev(f"{bid}-HYD", "hydrant_pressure", f_top, x0 + w - 2, y0 + 2)  # most unfavourable point: top
         dev(f"{bid}-HYD-F1", "hydrant_pressure", 1, x0 + w - 2, y0 + 4)
@@ -115,6 +118,11 @@ def _generate(
             if f % 3 == 0:
                 dev(f"{bid}-F{f}-HD1", "heat_detector", f, x0 + w / 2, y0 + 3)
                 dev(f"{bid}-F{f}-FD", "fire_door", f, x0 + w / 2 + 3, y0 + 1)
+        # the panel's address table (GB 26875.3 component addresses): its building's detectors and call points,
+        # numbered along bus loops from the basement up
+        wired = [d["id"] for d in doc_devices[first:] if d["kind"] in _PANEL_COMPONENTS]
+        doc_devices[first]["components"] = {f"{1 + n // LOOP_DEVICES}-{1 + n % LOOP_DEVICES}": did
+                                            for n, did in enumerate(wired)}
         # care units of elderly residents living alone (seed 3.2: red weekly, yellow fortnightly, green monthly)
         for u in range(2 if f_top >= 11 else 1):
             floor = rng.randint(2, f_top) if f_top >= 2 else 1

@@ -88,6 +88,22 @@ def test_every_problem_is_listed_not_just_the_first() -> None:
          "devices.0.normal.obscuration: [0.0, 500.0] is not an increasing range inside the catalogue's valid range"),
         ("floor: 3}", "floor: 3, normal: {pressure: [0, 1]}}", "smoke_detector has no field 'pressure'"),
         ("id: E1, building: B1", "id: E1, building: B7", "line 11: elevators.0.building: unknown building 'B7'"),
+        ("floor: 3}", "floor: 3, riser_top: 5}", "devices.0.riser_top: only pipe-pressure sensors"),
+        ("kind: smoke_detector, building: B1, floor: 3}", "kind: hydrant_pressure, building: B1, floor: 3, "
+                                                          "riser_top: 2}",
+         "devices.0.riser_top: 2 is not a floor of building B1 at or above the sensor's floor 3"),
+        ("floor: 3}", "floor: 3}\n  - {id: P1, kind: fire_panel, building: B1, floor: 1, components: {1-1: D9}}",
+         "line 14: devices.1.components.1-1: unknown device 'D9'"),
+        ("floor: 3}", "floor: 3}\n  - {id: P1, kind: fire_panel, building: B1, floor: 1, components: {1-1: D2}}",
+         "devices.1.components.1-1: D2 is a care_door, not a fire component"),
+        ("floor: 3}", "floor: 3}\n  - {id: P1, kind: fire_panel, building: B1, floor: 1, components: {loop1: D1}}",
+         "devices.1.components: Value error, 'loop1' is not a component address"),
+        ("floor: 3}", "floor: 3}\n  - {id: P1, kind: fire_panel, building: B1, floor: 1, "
+                      "components: {1-1: D1, 01-001: D1}}", "address '01-001' is given twice (as 1-1)"),
+        ("floor: 3}", "floor: 3}\n  - {id: P1, kind: fire_panel, building: B1, floor: 1, components: {1-1: D1}}"
+                      "\n  - {id: P2, kind: fire_panel, building: B1, floor: 1, components: {2-7: D1}}",
+         "line 15: devices.2.components.2-7: D1 is already at P1 component 1-1"),
+        ("floor: 3}", "floor: 3, components: {1-1: D1}}", "devices.0.components: only a fire_panel has component"),
     ],
 )
 def test_bad_files_name_line_and_field(old: str, new: str, fragment: str) -> None:
@@ -103,3 +119,23 @@ def test_bad_files_name_line_and_field(old: str, new: str, fragment: str) -> Non
 def test_not_a_community_at_all(text: str) -> None:
     with pytest.raises(CommunityError):
         parse(text)
+
+
+def test_panel_address_table_and_riser_heights() -> None:
+    from twin.community import address_in_detail
+    from twin.hydraulics import MPA_PER_METRE, head_below_top, static_offset
+
+    text = GOOD.replace("floor: 3}", "floor: 3}\n  - {id: P1, kind: fire_panel, building: B1, floor: 1, "
+                                     "components: {01-023: D1}}\n  - {id: H1, kind: hydrant_pressure, building: B1, "
+                                     "floor: -1}\n  - {id: H2, kind: hydrant_pressure, building: B1, floor: 1, "
+                                     "riser_top: 3}", 1)
+    c = parse(text)
+    assert c.component("P1", "1-23") == c.device("D1") and c.component("P1", "001-0023") == c.device("D1")
+    assert c.component("P1", "1-24") is None and c.component("D1", "1-23") is None
+    assert address_in_detail("fire: component 01-023 (smoke)") == "1-23"
+    assert address_in_detail("confirmed: two detectors") is None and address_in_detail(None) is None
+    # B1: 5 floors of 3 m above ground and a basement: the basement sensor is 5 storeys below floor 5
+    h1, h2 = c.device("H1"), c.device("H2")
+    assert h1 is not None and h2 is not None
+    assert head_below_top(c, h1) == pytest.approx(15.0) and head_below_top(c, h2) == pytest.approx(6.0)
+    assert static_offset(100.0) == pytest.approx(100 * MPA_PER_METRE) == pytest.approx(0.98, abs=0.01)
