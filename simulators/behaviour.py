@@ -484,6 +484,20 @@ class WaterLeak(Model):
         return {"leak": False}
 
 
+class GasValve(Model):
+    """A gas emergency shut-off valve: open in normal service; it closes on a command (simulators.interlock)."""
+
+    def _values(self, t: float) -> dict[str, Value]:
+        return {"closed": False}
+
+
+class ExhaustFan(Model):
+    """An exhaust fan interlocked with a gas detector: off in normal service, started by a command."""
+
+    def _values(self, t: float) -> dict[str, Value]:
+        return {"running": False}
+
+
 class TempHumidity(Model):
     """Indoor corridor air: +-3 °C a day peaking mid-afternoon, humidity moving the opposite way."""
 
@@ -617,6 +631,8 @@ MODELS: dict[str, Callable[..., Model]] = {
     "elevator": Elevator,
     "gas": Gas,
     "co": CO,
+    "gas_valve": GasValve,
+    "exhaust_fan": ExhaustFan,
     "water_leak": WaterLeak,
     "temp_humidity": TempHumidity,
     "water_tank": WaterTank,

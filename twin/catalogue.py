@@ -61,6 +61,18 @@ class EventCode:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command the server may send a device of this kind on its ``command`` channel (an interlock), and the
+    one-off event the device answers with once it has carried the command out (its acknowledgement)."""
+
+    name: str
+    label_zh: str
+    label_en: str
+    ack_event: str
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceKind:
     kind: str
     label_zh: str
@@ -72,6 +84,7 @@ class DeviceKind:
     heartbeat_source: str = ""
     offline_after_s: int | None = None  # silent longer than this: offline (None: OFFLINE_AFTER_HEARTBEATS heartbeats)
     offline_source: str = ""
+    commands: tuple[CommandSpec, ...] = ()  # what the server may tell it to do (interlocks)
     _by_name: dict[str, TelemetryField] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +100,9 @@ class DeviceKind:
 
     def event(self, code: str) -> EventCode | None:
         return next((e for e in self.events if e.code == code), None)
+
+    def command(self, name: str) -> CommandSpec | None:
+        return next((c for c in self.commands if c.name == name), None)
 
 
 _FIRE_STATES = (
@@ -196,8 +212,32 @@ KINDS: dict[str, DeviceKind] = {
         DeviceKind(
             "gas", "可燃气体探测器", "combustible gas detector", "environment",
             fields=(TelemetryField("lel", "%LEL", valid=(0, 100), normal=(0, 10),
-                                   source="GB/T 50493-2019 §5.5: level-1 <= 25 %LEL, level-2 <= 50 %LEL"),),
+                                   source="GB 50028-2006 §10.8.2: alarm concentration per CJ 3057 (household); "
+                                          "GB 15322.2-2019 household detectors; rule gas_level1 at 25 %LEL"),),
             events=(EventCode("fault", "故障", "fault"),), heartbeat_s=600, heartbeat_source="site default",
+        ),
+        DeviceKind(
+            "gas_valve", "燃气紧急切断阀", "gas emergency shut-off valve", "environment",
+            fields=(TelemetryField("closed", "", FieldType.BOOL),),
+            events=(EventCode("fault", "故障", "fault"),
+                    EventCode("valve_closed", "已关阀", "valve closed", latching=False,
+                              source="answer to the close command: the valve reached its closed end position")),
+            commands=(CommandSpec("close", "关阀", "close the valve", "valve_closed",
+                                  source="a residential gas alarm shuts the gas off (docs/alarms.md)"),),
+            heartbeat_s=600, heartbeat_source="site default",
+        ),
+        DeviceKind(
+            "exhaust_fan", "排风机", "exhaust fan", "environment",
+            fields=(TelemetryField("running", "", FieldType.BOOL),),
+            events=(EventCode("fault", "故障", "fault"),
+                    EventCode("fan_started", "排风机已启动", "fan started", latching=False,
+                              source="answer to the start command: the fan runs"),
+                    EventCode("fan_stopped", "排风机已停止", "fan stopped", latching=False,
+                              source="answer to the stop command")),
+            commands=(CommandSpec("start", "启动排风", "start the fan", "fan_started",
+                                  source="a residential gas alarm starts the exhaust fan (docs/alarms.md)"),
+                      CommandSpec("stop", "停止排风", "stop the fan", "fan_stopped")),
+            heartbeat_s=600, heartbeat_source="site default",
         ),
         DeviceKind(
             "co", "一氧化碳探测器", "CO detector", "environment",

@@ -108,6 +108,9 @@ def _generate(
         for bf in range(1, below + 1):
             dev(f"{bid}-B{bf}-SD1", "smoke_detector", -bf, x0 + 8, y0 + d / 2)
             dev(f"{bid}-B{bf}-GAS", "gas", -bf, x0 + 5, y0 + d - 4)
+            # GB 50028-2006 §10.8.2-10.8.4: a basement gas room's detector drives its shut-off valve and exhaust fan
+            dev(f"{bid}-B{bf}-VALVE", "gas_valve", -bf, x0 + 3, y0 + d - 4)
+            dev(f"{bid}-B{bf}-FAN", "exhaust_fan", -bf, x0 + 5, y0 + d - 1)
             dev(f"{bid}-B{bf}-LEAK", "water_leak", -bf, x0 + 10, y0 + d - 2)
         dev(f"{bid}-B1-CO", "co", -1, x0 + 14, y0 + 3)
         for f in range(1, f_top + 1):

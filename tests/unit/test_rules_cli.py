@@ -30,7 +30,10 @@ def test_rules_check_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_rules_test_replays_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "test", "--scenario", "gas-leak", "--raised-only"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
-    assert [(x["rule"], x["kind"], x["severity"]) for x in lines] == [
-        ("gas_level1", "raised", "major"), ("gas_level2", "raised", "critical")]
+    assert [(x["rule"], x["kind"], x["severity"], x["subject"]) for x in lines] == [
+        ("gas_level1", "raised", "major", "B1-B1-GAS"),
+        # offline nobody answers the interlock's commands: the valve and the fan are reported after 30 s
+        ("gas_interlock", "raised", "critical", "B1-B1-VALVE"), ("gas_interlock", "raised", "critical", "B1-B1-FAN"),
+        ("gas_level2", "raised", "critical", "B1-B1-GAS")]
     assert all({"rule", "kind", "severity", "subject", "raised_at", "dispatch"} <= x.keys() for x in lines)
     assert main(["rules", "test", "--scenario", "no-such-scenario"]) == 2

@@ -291,3 +291,80 @@ def test_bad_care_windows_name_file_line_and_field(after: str, expected: str) ->
     with pytest.raises(RulesError) as exc:
         load_rules([("t.yaml", "version: 1\nrules:\n" + body + "\n")], CARE_HOMES)
     assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems
+
+
+# --- gas interlocks: valve and fan of the place, their acknowledgement (GB 50028-2006 §10.8) ------------
+
+KITCHEN = Community.model_validate({
+    "version": 1, "id": "k", "name": "k", "origin": [30.27, 120.16],
+    "buildings": [{"id": "B1", "name": "1号楼", "footprint": _SQUARE, "floors_above": 6, "floors_below": 1}],
+    "devices": [{"id": "GAS", "kind": "gas", "building": "B1", "floor": -1},
+                {"id": "VALVE", "kind": "gas_valve", "building": "B1", "floor": -1},
+                {"id": "FAN", "kind": "exhaust_fan", "building": "B1", "floor": -1},
+                {"id": "VALVE-F2", "kind": "gas_valve", "building": "B1", "floor": 2},  # another place
+                {"id": "HOME-GAS", "kind": "gas", "building": "B1", "floor": -1, "unit": "B1-B101"},
+                {"id": "HOME-VALVE", "kind": "gas_valve", "building": "B1", "floor": -1, "unit": "B1-B101"}],
+})
+KITCHEN_RULES = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], KITCHEN)
+
+
+def interlock(events: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+    return [(x.kind.value, x.subject) for x in events if x.rule == "gas_interlock"
+            and x.kind in (EventKind.RAISED, EventKind.CLEARED)]
+
+
+def test_a_gas_alarm_closes_the_valve_and_starts_the_fan_of_its_place_once() -> None:
+    e = Engine(KITCHEN_RULES, KITCHEN)
+    e.on_reading("GAS", at(0), {"lel": 5})
+    assert e.take_commands() == []
+    e.on_reading("GAS", at(10), {"lel": 30}, received=at(11))
+    sent = e.take_commands()
+    assert [(c.device, c.command, c.reason, c.at) for c in sent] == [
+        ("VALVE", "close", "gas_level1@GAS", at(11).timestamp()),
+        ("FAN", "start", "gas_level1@GAS", at(11).timestamp())]
+    assert len({c.id for c in sent}) == 2
+    e.on_reading("GAS", at(20), {"lel": 60})  # level 2 in the same episode: nothing sent again
+    assert e.take_commands() == []
+    # the valve answers, the fan does not: only the fan's interlock alarm after 30 s
+    assert interlock(e.on_event("VALVE", at(15), "valve_closed", "pulse")) == []
+    assert interlock(e.tick(at(11 + 29))) == []
+    ev = [x for x in e.tick(at(11 + 30)) if x.rule == "gas_interlock"]
+    assert interlock(ev) == [("raised", "FAN")]
+    assert ev[0].severity.value == "critical" and "start not acknowledged within 30s" in ev[0].detail
+    assert "for gas_level1@GAS; expected fan_started" in ev[0].detail
+    # a late answer clears it; the record of both is kept in the snapshot
+    assert interlock(e.on_event("FAN", at(50), "fan_started", "pulse")) == [("cleared", "FAN")]
+    log = e.snapshot()["rules"]["gas_interlock"]["state"]["log"]
+    assert [(r[1], r[4]) for r in log] == [("VALVE", "acknowledged"), ("FAN", "not acknowledged"),
+                                           ("FAN", "acknowledged")]
+    # a new episode after the gas cleared sends again (someone may have reopened the valve by hand)
+    e.on_reading("GAS", at(100), {"lel": 1})
+    e.on_reading("GAS", at(200), {"lel": 40})
+    assert [c.device for c in e.take_commands()] == ["VALVE", "FAN"]
+
+
+def test_a_home_detector_drives_its_own_home_and_waits_survive_a_restart() -> None:
+    e = Engine(KITCHEN_RULES, KITCHEN)
+    e.on_reading("HOME-GAS", at(0), {"lel": 30})
+    assert [(c.device, c.command) for c in e.take_commands()] == [("HOME-VALVE", "close")]
+    again = Engine.restore(KITCHEN_RULES, KITCHEN, json.loads(json.dumps(e.snapshot())))
+    assert interlock(again.tick(at(31))) == [("raised", "HOME-VALVE")]
+    again.on_reading("HOME-GAS", at(40), {"lel": 35})  # still the same episode after the restart
+    assert again.take_commands() == []
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("when: [nope]\n    commands: [{kind: gas_valve, command: close}]",
+     "t.yaml:5: rules.i.when: 'nope' is not a device"),
+    ("when: [g]\n    commands: [{kind: gas, command: close}]", "t.yaml:6: rules.i.commands.0.kind: a gas takes no"),
+    ("when: [g]\n    commands: [{kind: gas_valve, command: open}]",
+     "t.yaml:6: rules.i.commands.0.command: gas_valve has no command 'open' (commands: close)"),
+    ("when: [g]\n    commands: []", "t.yaml:6: rules.i.commands: List should have at least 1 item"),
+])
+def test_bad_interlocks_name_file_line_and_field(body: str, expected: str) -> None:
+    text = ("version: 1\nrules:\n  - id: i\n    type: interlock\n    " + body + "\n    severity: critical\n"
+            "    dispatch: urgent\n  - {id: g, type: threshold, kind: gas, field: lel, direction: high, raise: 25,\n"
+            "     clear: 20, severity: major, dispatch: urgent}\n")
+    with pytest.raises(RulesError) as exc:
+        load_rules([("t.yaml", text)], KITCHEN)
+    assert any(p.startswith(expected) for p in exc.value.problems), exc.value.problems

@@ -17,22 +17,30 @@ from typing import Any, ClassVar, NamedTuple
 
 from twin import catalogue
 from twin.alarms import Alarm, AlarmBook, AlarmError, AlarmEvent, Subject, alarm_key, floor_id
-from twin.community import Community
+from twin.community import Community, address_in_detail
+from twin.rules.components import ComponentView, PanelComponents
 from twin.rules.evaluators.base import Evaluator, TrackedDevice, format_value, utc_datetime
+from twin.rules.evaluators.baseline import DropFromNormalEvaluator
 from twin.rules.evaluators.care import CareAway, CareInactivityEvaluator
 from twin.rules.evaluators.correlation import CorrelationEvaluator
+from twin.rules.evaluators.cycling import pump_cycling_evaluator
 from twin.rules.evaluators.dose import DoseEvaluator
 from twin.rules.evaluators.events import CountEvaluator, EventEvaluator, StateEvaluator
+from twin.rules.evaluators.interlock import CommandOut, InterlockEvaluator
 from twin.rules.evaluators.level import DurationEvaluator, LevelEvaluator, RateEvaluator, ThresholdEvaluator
 from twin.rules.evaluators.no_data import NoDataEvaluator
+from twin.rules.evaluators.riser import threshold_evaluator
 from twin.rules.schema import (
     CareInactivityRule,
     CorrelationRule,
     CountRule,
     DeviceRuleBase,
     DoseRule,
+    DropFromNormalRule,
     DurationRule,
+    InterlockRule,
     NoDataRule,
+    PumpCyclingRule,
     RateRule,
     RuleBase,
     RuleSet,
@@ -41,8 +49,9 @@ from twin.rules.schema import (
 )
 
 DEVICE_EVALUATORS: dict[type[RuleBase], Callable[[Any], Evaluator]] = {
-    ThresholdRule: ThresholdEvaluator, DurationRule: DurationEvaluator, RateRule: RateEvaluator,
+    ThresholdRule: threshold_evaluator, DurationRule: DurationEvaluator, RateRule: RateEvaluator,
     StateRule: StateEvaluator, CountRule: CountEvaluator, NoDataRule: NoDataEvaluator, DoseRule: DoseEvaluator,
+    DropFromNormalRule: DropFromNormalEvaluator, PumpCyclingRule: pump_cycling_evaluator,
 }
 
 
@@ -89,6 +98,10 @@ class Engine:
         self._care_evaluators: list[CareInactivityEvaluator] = []
         self.care_away: dict[str, CareAway] = {}  # care unit -> its resident is away (inactivity suspended)
         self._care_units = {cu.unit for cu in community.care_units}
+        self._interlocks: list[InterlockEvaluator] = []
+        self._interlock_listeners: dict[str, list[InterlockEvaluator]] = {}  # rule id -> interlocks it drives
+        self.commands: list[CommandOut] = []  # device commands decided, for the caller to send (take_commands)
+        self._next_interlock_check = math.inf
         self._rule_listeners: dict[str, list[SignalListener]] = {}  # rule id -> correlations listening
         self._event_listeners: dict[tuple[str, str], list[SignalListener]] = {}  # (kind, code) -> correlations
         for rule in ruleset:
@@ -103,6 +116,11 @@ class Engine:
             elif isinstance(rule, CareInactivityRule):
                 ev = CareInactivityEvaluator(rule, community)
                 self._care_evaluators.append(ev)
+            elif isinstance(rule, InterlockRule):
+                ev = InterlockEvaluator(rule, community)
+                self._interlocks.append(ev)
+                for rid in rule.when:
+                    self._interlock_listeners.setdefault(rid, []).append(ev)
             else:
                 ev = DEVICE_EVALUATORS[type(rule)](rule)
                 if isinstance(ev, DurationEvaluator):
@@ -116,6 +134,7 @@ class Engine:
                 self._no_data_evaluators.append(ev)
         self._muting_codes = frozenset(c for e in self._evaluators.values() for c in e.suppress)
         self._index_devices()
+        self._components = PanelComponents(community, self._devices)  # fire panels' events placed at components
         self._next_no_data_check = -math.inf
         self._next_care_check = -math.inf
 
@@ -213,21 +232,24 @@ class Engine:
         return out
 
     def on_event(self, device_id: str, ts: datetime, code: str, state: str, *,
-                 received: datetime | None = None) -> list[AlarmEvent]:
+                 received: datetime | None = None, detail: str | None = None) -> list[AlarmEvent]:
         """A device event (``state`` active, cleared or pulse) at ``ts`` (device time), ``received`` on the
         engine's clock (default: ``ts``). An event older than the newest of the same code is late: counted by
-        count rules, ignored by state rules."""
+        count rules, ignored by state rules. A fire panel's event whose ``detail`` names a component address is
+        placed at that component (:mod:`twin.rules.components`); lateness is then per component."""
         dev = self._devices.get(device_id)
-        if dev is None:
+        if dev is None or isinstance(dev, ComponentView):
             return []
         t, rx = self._fact_at(ts, received)
         out = self._events = []
         self._heard(dev, rx)
-        last = dev.event_ts.get(code)
+        address = address_in_detail(detail) if self._components.is_panel(dev.id) else None
+        stamp = code if address is None else f"{code}@{address}"
+        last = dev.event_ts.get(stamp)
         late = last is not None and t < last
         unmuted = False
         if not late:
-            dev.event_ts[code] = t
+            dev.event_ts[stamp] = t
             self._track_skew(dev, t, rx)
             spec = catalogue.KINDS[dev.kind].event(code)
             if spec is not None and spec.latching:
@@ -235,11 +257,20 @@ class Engine:
                     dev.active_codes.setdefault(code, rx)
                 elif state == "cleared" and dev.active_codes.pop(code, None) is not None:
                     unmuted = code in self._muting_codes
-        for e in dev.by_event.get(code, ()):
-            e.on_event(self, dev, t, code, state, late)
-        if not late and state in ("active", "cleared"):
-            for corr, name in self._event_listeners.get((dev.kind, code), ()):
-                corr.signal(self, dev, name, rx, state == "active", t)
+        places = [dev]
+        if address is not None:
+            places = [self._components.view(dev, address)]
+        elif state == "cleared" and self._components.is_panel(dev.id):
+            places += self._components.all_views(dev.id)  # a panel reset clears what its components reported
+        for place in places:
+            for e in dev.by_event.get(code, ()):
+                e.on_event(self, place, t, code, state, late)
+            if not late and state in ("active", "cleared"):
+                for corr, name in self._event_listeners.get((dev.kind, code), ()):
+                    corr.signal(self, place, name, rx, state == "active", t)
+        if self._interlocks and catalogue.KINDS[dev.kind].commands:
+            for il in self._interlocks:
+                il.acknowledged(self, dev, code, rx)
         for care, _fields, codes in dev.care_watches:
             if code in codes:
                 care.activity(self, dev.unit or "", min(rx, t - dev.skew) if late else rx, f"{dev.id} {code}")
@@ -282,6 +313,8 @@ class Engine:
                 for nd in dev.no_data:
                     nxt = min(nxt, nd.check(self, dev, t))
             self._next_no_data_check = nxt
+        if t >= self._next_interlock_check:
+            self._next_interlock_check = min((il.check(self, t) for il in self._interlocks), default=math.inf)
         for unit, away in list(self.care_away.items()):
             if away.until is not None and t >= away.until:
                 self._care_back(unit, away.until)
@@ -309,6 +342,11 @@ class Engine:
 
     def unshelve(self, alarm_key: str, who: str, at: datetime) -> AlarmEvent:
         return self.book.unshelve(alarm_key, who, at)
+
+    def take_commands(self) -> list[CommandOut]:
+        """The device commands decided since the last call (interlocks), oldest first; the caller sends them."""
+        out, self.commands = self.commands, []
+        return out
 
     def set_care_away(self, unit: str, away: bool, who: str, at: datetime, reason: str | None = None,
                       until: datetime | None = None) -> list[AlarmEvent]:
@@ -388,6 +426,8 @@ class Engine:
                           occurred: float | None = None) -> None:
         """A device rule's condition turned on (or repeated) or off at engine time ``t`` (``occurred``: the device
         time of the observation): raise/clear its alarm, tell correlations."""
+        if isinstance(dev, ComponentView):
+            detail = f"{detail} {dev.note}"
         if on and ev.suppress and dev.active_codes:
             muted = ev.muted_by(dev)
             if muted:
@@ -401,6 +441,8 @@ class Engine:
             self.book.clear(ev.policy, dev.id, t, detail, self._events, occurred)
         for corr, name in self._rule_listeners.get(ev.id, ()):
             corr.signal(self, dev, name, t, on, occurred)
+        for il in self._interlock_listeners.get(ev.id, ()):
+            il.triggered(self, dev, ev.id, t, on)
 
     def _raise_or_clear(self, ev: Evaluator, subject: Subject, t: float, on: bool, detail: str,
                         occurred: float | None = None) -> None:
@@ -434,6 +476,7 @@ class Engine:
             "late": self.late, "devices": devices,
             "rules": {rid: {"type": ev.rule.type, "state": ev.snapshot()} for rid, ev in self._evaluators.items()},
             "book": self.book.snapshot(),
+            "panel_addresses": self._components.snapshot(),
             "care_away": {u: list(a) for u, a in self.care_away.items()},
         }
 
@@ -455,6 +498,7 @@ class Engine:
             dev.offline_since = d["offline_since"]
             dev.active_codes, dev.event_ts = dict(d["codes"]), dict(d["event_ts"])
             dev.newest, dev.skew = d.get("newest", dev.last_ts), float(d.get("skew", 0.0))
+        eng._components.restore(snapshot.get("panel_addresses", {}))
         for rid, item in snapshot.get("rules", {}).items():
             ev = eng._evaluators.get(rid)
             if ev is not None and ev.rule.type == item["type"] and item["state"] is not None:

@@ -24,6 +24,7 @@ from twin.rules.schema import (
     DoseRule,
     DurationRule,
     FieldRuleBase,
+    InterlockRule,
     Period,
     RateRule,
     Rule,
@@ -334,6 +335,25 @@ def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community |
         for i, code in enumerate(rule.suppressed_by or ()):
             if not any((s := catalogue.kind(k)) is not None and s.event(code) for k in kinds):
                 out.append((("suppressed_by", i), f"no signal kind has an event {code!r}"))
+    if isinstance(rule, InterlockRule):
+        for i, rid in enumerate(rule.when):
+            ref = rules.get(rid)
+            on_at: KeyPath = ("when", i) if len(rule.when) > 1 else ("when",)
+            if ref is None or not isinstance(ref, SIGNALLING_RULES):
+                out.append((on_at, f"{rid!r} is not a device rule of this rule set" if ref is None
+                            else f"{rid!r} is a {ref.type} rule: only device rules drive interlocks"))
+            elif not ref.enabled:
+                out.append((on_at, f"rule {rid!r} is disabled"))
+        for j, cmd in enumerate(rule.commands):
+            cmd_spec = catalogue.kind(cmd.kind)
+            if cmd_spec is None:
+                out.append((("commands", j, "kind"), f"unknown device kind {cmd.kind!r}"))
+            elif not cmd_spec.commands:
+                out.append((("commands", j, "kind"), f"a {cmd.kind} takes no commands (kinds that do: "
+                            f"{', '.join(k.kind for k in catalogue.KINDS.values() if k.commands)})"))
+            elif cmd_spec.command(cmd.command) is None:
+                out.append((("commands", j, "command"), f"{cmd.kind} has no command {cmd.command!r} (commands: "
+                            f"{', '.join(c.name for c in cmd_spec.commands)})"))
     if isinstance(rule, CareInactivityRule):
         if isinstance(rule.after, dict):
             missing = [lv for lv in CARE_LEVELS if lv not in rule.after]

@@ -113,6 +113,9 @@ class ThresholdRule(FieldRuleBase):
     raise_: float = Field(alias="raise")
     clear: float
     for_: Duration = Field(default=0.0, alias="for")
+    # pipe pressure: judge the pressure at the riser's most unfavourable point (its top), i.e. the reading less the
+    # static head between the sensor and the top (twin.hydraulics), so one limit fits every sensor height
+    at: Literal["sensor", "most_unfavourable_point"] = "sensor"
 
 
 class Period(StrictModel):
@@ -167,6 +170,34 @@ class DoseRule(FieldRuleBase):
 
     def hold_for(self, kind: str) -> float:
         return self.hold if self.hold is not None else float(catalogue.KINDS[kind].silence_s)
+
+
+class DropFromNormalRule(FieldRuleBase):
+    """Raise when the reading falls ``drop`` units or ``drop_pct`` % (the larger, when both are given) below the
+    device's learned normal and stays there for ``for``; clear when it is back within half that drop. The normal is
+    the median of the means of 48 slices of the last ``learn``, learned on the engine's clock from readings outside
+    the condition; the rule starts once a device has ``min_samples`` learned readings spanning ``warmup``."""
+
+    type: Literal["drop_from_normal"]
+    drop: float | None = Field(default=None, gt=0)
+    drop_pct: float | None = Field(default=None, gt=0, lt=100)
+    for_: Duration = Field(default=0.0, alias="for")
+    learn: Duration = Field(default=86400.0, gt=0)
+    warmup: Duration = Field(default=3600.0, ge=0)
+    min_samples: int = Field(default=6, ge=1)
+
+
+class PumpCyclingRule(DeviceRuleBase):
+    """Raise when a pump starts ``starts`` times within ``within`` (engine clock). A start is its ``event`` going
+    active (or a pulse), its true/false ``field`` turning true, or a numeric ``field`` (a pressure it holds) rising
+    ``rise`` or more above its low since the last start. Give either ``event`` or ``field``."""
+
+    type: Literal["pump_cycling"]
+    event: str | None = None
+    field: str | None = None
+    rise: float | None = Field(default=None, gt=0)
+    starts: int = Field(ge=2)
+    within: Duration = Field(gt=0)
 
 
 class NoDataRule(DeviceRuleBase):
@@ -275,14 +306,36 @@ class CareInactivityRule(RuleBase):
         return (1 if m.group(1) == "+" else -1) * (int(m.group(2)) * 3600 + int(m.group(3)) * 60)
 
 
+class InterlockCommand(StrictModel):
+    """A command an interlock sends to every device of ``kind`` at the alarm's place (catalogue commands)."""
+
+    kind: str
+    command: str
+
+
+class InterlockRule(RuleBase):
+    """When any rule in ``when`` raises at a device, send each of ``commands`` to the devices of its kind at the same
+    place (the same home ``unit`` when the device has one, else the same floor of its building) on their
+    ``command`` channel, once per episode. A target that has not answered with the command's acknowledgement event
+    within ``ack_within`` (engine clock) raises this rule's alarm on the target; the acknowledgement clears it."""
+
+    type: Literal["interlock"]
+    when: Names
+    commands: list[InterlockCommand] = Field(min_length=1)
+    ack_within: Duration = Field(default=30.0, gt=0)
+
+
 Rule = (ThresholdRule | DurationRule | RateRule | DoseRule | NoDataRule | CountRule | StateRule | CorrelationRule
-        | CareInactivityRule)
-DeviceRule = ThresholdRule | DurationRule | RateRule | DoseRule | NoDataRule | CountRule | StateRule
+        | CareInactivityRule | InterlockRule | DropFromNormalRule | PumpCyclingRule)
+DeviceRule = (ThresholdRule | DurationRule | RateRule | DoseRule | NoDataRule | CountRule | StateRule
+              | DropFromNormalRule | PumpCyclingRule)
 RULE_MODELS: dict[str, type[RuleBase]] = {
     "threshold": ThresholdRule, "duration": DurationRule, "rate": RateRule, "dose": DoseRule, "no_data": NoDataRule,
     "count": CountRule, "state": StateRule, "correlation": CorrelationRule, "care_inactivity": CareInactivityRule,
+    "interlock": InterlockRule, "drop_from_normal": DropFromNormalRule, "pump_cycling": PumpCyclingRule,
 }
-SIGNALLING_RULES = (ThresholdRule, DurationRule, RateRule, DoseRule, CountRule, StateRule)
+SIGNALLING_RULES = (ThresholdRule, DurationRule, RateRule, DoseRule, CountRule, StateRule, DropFromNormalRule,
+                    PumpCyclingRule)
 
 
 class RulesFile(StrictModel):
