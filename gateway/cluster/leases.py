@@ -66,18 +66,24 @@ class Lease:
     expires_at: datetime
 
 
-def check_fence(conn: psycopg.Connection[Any], holder: str, epochs: Mapping[str, int]) -> None:
-    """Inside the caller's transaction: raise :class:`Fenced` unless ``holder`` holds every community of
-    ``epochs`` at that epoch. The lease rows stay share-locked until the transaction ends, so no takeover
-    commits in between (a takeover waits, then sees our writes)."""
+def fenced_out(conn: psycopg.Connection[Any], holder: str, epochs: Mapping[str, int]) -> set[str]:
+    """Inside the caller's transaction: the communities of ``epochs`` that ``holder`` does not hold at that
+    epoch (empty: it holds them all). The lease rows stay share-locked until the transaction ends, so no
+    takeover commits in between (a takeover waits, then sees our writes)."""
     if not epochs:
-        return
+        return set()
     codes = sorted(epochs)
     rows = conn.execute(
         "SELECT community, holder, epoch FROM community_leases WHERE community = ANY(%s) "
         "ORDER BY community FOR SHARE", (codes,)).fetchall()
     held = {str(c): (str(h), int(e)) for c, h, e in rows}
-    lost = {c for c in codes if held.get(c) != (holder, epochs[c])}
+    return {c for c in codes if held.get(c) != (holder, epochs[c])}
+
+
+def check_fence(conn: psycopg.Connection[Any], holder: str, epochs: Mapping[str, int]) -> None:
+    """Inside the caller's transaction: raise :class:`Fenced` unless ``holder`` holds every community of
+    ``epochs`` at that epoch (:func:`fenced_out`; the lease rows stay share-locked until the end)."""
+    lost = fenced_out(conn, holder, epochs)
     if lost:
         raise Fenced(lost)
 

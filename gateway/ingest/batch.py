@@ -4,7 +4,8 @@ A :class:`WriteBatch` holds the rows of a group of messages (message keys, readi
 statuses, dead letters) and the alarm writes the rules produced from them (:class:`AlarmWrites`:
 current alarm rows, their history events, the engine snapshot). Readings and the alarms they raised
 commit together or not at all (the transactional outbox, docs/alarm-path.md), and while the database
-is down they are spooled together, in one line of JSON.
+is down they are spooled together, in one line of JSON (in cluster mode with the lease epoch each
+community's alarm writes were made under, ``fence``, which their replay checks).
 
 Every text that reaches PostgreSQL goes through :func:`clean_text` / :func:`clean_json`: NUL cannot
 be stored in ``text`` or ``jsonb`` at all, so one hostile string must not make a write fail.
@@ -95,6 +96,11 @@ class AlarmWrites:
             "state_at": self.state_at.isoformat() if self.state_at else None,
         }
 
+    def history_only(self) -> AlarmWrites:
+        """Only the alarm events (history and dispatch outbox, idempotent by uid), without the current alarm
+        rows and the engine snapshot, which belong to whoever runs the community now."""
+        return AlarmWrites(self.community, [], [], list(self.events))
+
     @classmethod
     def from_json(cls, o: dict[str, Any]) -> AlarmWrites:
         rows = []
@@ -118,6 +124,8 @@ class WriteBatch:
     statuses: list[StatusRow]
     dead: list[DeadRow]
     alarms: list[AlarmWrites] = field(default_factory=list)
+    # cluster mode, in the spool: community -> epoch of the lease under which its alarm writes were made
+    fence: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys) + len(self.statuses) + len(self.dead) + sum(len(a.events) for a in self.alarms)
@@ -168,6 +176,7 @@ class WriteBatch:
             "s": [[d, s, r, _us(t)] for d, s, r, t in self.statuses],
             "d": [[_us(t), tp, r, x, base64.b64encode(p).decode()] for t, tp, r, x, p in self.dead],
             "a": [a.to_json() for a in self.alarms],
+            "f": self.fence,
         }) + b"\n"
 
     @classmethod
@@ -180,4 +189,5 @@ class WriteBatch:
             statuses=[(d, s, r, _dt(t)) for d, s, r, t in o["s"]],
             dead=[(_dt(t), tp, r, x, base64.b64decode(p)) for t, tp, r, x, p in o["d"]],
             alarms=[AlarmWrites.from_json(a) for a in o.get("a", [])],
+            fence={str(c): int(e) for c, e in o.get("f", {}).items()},
         )

@@ -33,6 +33,7 @@ class Stats:
     poisoned_batches: int = 0  # batches a data error made the writer retry device by device
     error_replies_suppressed: int = 0  # error replies not sent (per-device rate limit)
     dead_letters_dropped: int = 0  # rejects counted but not stored (per-reason storage budget)
+    spool_fenced: int = 0  # spooled alarm writes replayed as alarm events only: their lease had moved on
     last_write_s: float = 0.0
 
     def snapshot(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class Stats:
             "poisoned_batches": self.poisoned_batches,
             "error_replies_suppressed": self.error_replies_suppressed,
             "dead_letters_dropped": self.dead_letters_dropped,
+            "spool_fenced": self.spool_fenced,
         }
 
 

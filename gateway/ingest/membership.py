@@ -7,7 +7,8 @@ control queue it serves between batches, and wait for it:
 
 - take: the writer restores the community's live state and rules engine from the database (silence
   clocks paused over the takeover gap, :func:`gateway.cluster.sessions.pause_silence`) and records
-  the lease epoch; then the community's own persistent MQTT session is opened, and the broker hands
+  the lease epoch (refused while the spool still holds batches: they are replayed first, so a restore
+  includes what they commit); then the community's own persistent MQTT session is opened, and the broker hands
   over what it queued while nobody held it.
 - drop: the session is closed first (nothing more arrives, no later acknowledgement reaches the broker),
   then the writer saves the rule state under the fence (``save``: a clean hand-over) and forgets the
@@ -34,6 +35,7 @@ from twin.community import Community
 
 if TYPE_CHECKING:
     from gateway.alarms.service import AlarmService
+    from gateway.ingest.spool import Spool
     from gateway.settings import Settings
     from gateway.storage import Storage
     from twin.state import LiveState
@@ -62,6 +64,7 @@ class ClusterMember:
     live: dict[str, LiveState]
     _storage: Storage | None
     _db_down_since: float | None
+    _spool: Spool
     _epochs: dict[str, int]
     _sessions: dict[str, Transport]
     _sessions_lock: threading.Lock
@@ -128,6 +131,9 @@ class ClusterMember:
     def _take_now(self, code: str, epoch: int) -> bool:
         st = self._storage
         if st is None or self._db_down_since is not None:
+            return False
+        if self._spool.pending():  # replayed first, under the epochs it was spooled at (a restore must see it)
+            log.info("community %s not taken yet: the spool is being replayed", code)
             return False
         try:
             doc = st.community_document(code)

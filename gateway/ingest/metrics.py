@@ -50,6 +50,9 @@ class _StatsCollector(Collector):
             ("gridtwin_dead_letters_dropped", "rejected messages counted but not stored (per-reason budget)",
              s.dead_letters_dropped),
             ("gridtwin_alarm_events", "alarm events committed or spooled", s.alarm_events),
+            ("gridtwin_spool_alarm_writes_fenced",
+             "spooled alarm writes replayed as alarm events only: their community's lease had moved on",
+             s.spool_fenced),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         rejected = CounterMetricFamily("gridtwin_messages_rejected", "rejected messages by reason",

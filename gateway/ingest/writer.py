@@ -17,7 +17,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from gateway.ingest.spool import Spool
 from gateway.ingest.validate import Accepted, Registry, Rejected, Validator
 from gateway.ratelimit import PerKeyLimiter
 from gateway.settings import Settings
-from gateway.storage import DatabaseUnavailable, Storage, StorageError
+from gateway.storage import DatabaseUnavailable, RulesStep, Storage, StorageError
 from gateway.tickets.dispatch import DispatchWorker
 from twin.state import LiveState
 
@@ -68,6 +67,7 @@ class Writer:
         def _lost(self, communities: set[str]) -> None: ...
         def _db_down(self, exc: Exception) -> None: ...
         def _drain_spool(self) -> bool: ...
+        def _spool_batch(self, batch: WriteBatch, step: Step) -> bool: ...
         def _apply_live(self, items: list[Accepted]) -> None: ...
         def _run_rules(self, items: list[Accepted], commands: list[Command]) -> Produced: ...
         def _tick_rules(self) -> None: ...
@@ -233,7 +233,7 @@ class Writer:
                 continue  # the database is back and the backlog is written: write this batch directly
             # database down: the rules run now on everything (no duplicate check is possible); their
             # alarm writes are spooled with the rows, and committed with them when the database is back
-            if self._spool.append(batch.with_alarms([*batch.alarms, *step.writes(set())])):
+            if self._spool_batch(batch, step):
                 self.stats.spooled += 1
                 break
             if self._stopping.is_set():
@@ -248,13 +248,16 @@ class Writer:
             self.dispatch.wake()
         return True
 
-    def _write(self, batch: WriteBatch, step: Step | None = None) -> None:
-        """One transaction; on a data error, again with every device isolated (never raises for data)."""
+    def _write(self, batch: WriteBatch, step: Step | None = None, *, rules: RulesStep | None = None) -> None:
+        """One transaction; on a data error, again with every device isolated (never raises for data).
+
+        ``rules`` instead of ``step`` (the spool's fenced replay): what runs in the transaction once the rows
+        are in; run again, in the new transaction, by the isolated write."""
         t0 = time.perf_counter()
         if self._storage is None:
             raise DatabaseUnavailable(self.db_url, "not connected yet")
         try:
-            result = self._storage.write_batch(batch, self._rules_step(step))
+            result = self._storage.write_batch(batch, rules if rules is not None else self._rules_step(step))
         except DatabaseUnavailable:
             raise
         except StorageError as exc:
@@ -263,7 +266,8 @@ class Writer:
                       exc)
             if step is not None and step.done:  # the rules already ran on it: keep what they produced
                 batch, step = batch.with_alarms([*batch.alarms, *step.writes(set())]), None
-            result = self._storage.write_batch(batch, self._rules_step(step), isolate=True)
+            result = self._storage.write_batch(batch, rules if rules is not None else self._rules_step(step),
+                                               isolate=True)
             for unit, why in result.poisoned:
                 log.error("stored as a dead letter (storage_rejected): %s: %s", unit.topic_hint(), why)
             self.stats.rejected["storage_rejected"] += len(result.poisoned)
@@ -271,7 +275,7 @@ class Writer:
         self.stats.last_write_s = time.perf_counter() - t0
         self.metrics.write_seconds.observe(self.stats.last_write_s)
 
-    def _rules_step(self, step: Step | None) -> Callable[[set[KeyRow]], list[AlarmWrites]] | None:
+    def _rules_step(self, step: Step | None) -> RulesStep | None:
         """What runs inside the write transaction: the rules; in cluster mode first the fence, so a gateway
         that lost a lease writes nothing for that community and its rules never run on these facts."""
         if step is None or not self.cluster:
