@@ -27,7 +27,7 @@ from twin.rules.evaluators.cycling import pump_cycling_evaluator
 from twin.rules.evaluators.dose import DoseEvaluator
 from twin.rules.evaluators.events import CountEvaluator, EventEvaluator, StateEvaluator
 from twin.rules.evaluators.interlock import CommandOut, InterlockEvaluator
-from twin.rules.evaluators.level import DurationEvaluator, LevelEvaluator, RateEvaluator, ThresholdEvaluator
+from twin.rules.evaluators.level import DurationEvaluator, LevelEvaluator, RateEvaluator
 from twin.rules.evaluators.no_data import NoDataEvaluator
 from twin.rules.evaluators.riser import threshold_evaluator
 from twin.rules.schema import (

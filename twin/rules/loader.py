@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import yaml
 from pydantic import ValidationError
 
-from twin import catalogue
+from twin import catalogue, hydraulics
 from twin.community import Community, _line_of
 from twin.rules.schema import (
     CARE_LEVELS,
@@ -22,10 +22,12 @@ from twin.rules.schema import (
     CountRule,
     DeviceRuleBase,
     DoseRule,
+    DropFromNormalRule,
     DurationRule,
     FieldRuleBase,
     InterlockRule,
     Period,
+    PumpCyclingRule,
     RateRule,
     Rule,
     RulesError,
@@ -374,4 +376,64 @@ def _rule_problems(rule: Rule, rules: Mapping[str, Rule], community: Community |
                                                       f"{', '.join(f.name for f in act_spec.fields) or 'none'})"))
             elif act.event is not None and (msg := _event_problem(act_spec, act.event)):
                 out.append((("activity", j, "event"), msg))
+    out += _fire_water_problems(rule, specs, community)
+    return out
+
+
+def _fire_water_problems(rule: Rule, specs: list[catalogue.DeviceKind],
+                         community: Community | None) -> list[tuple[KeyPath, str]]:
+    """Thresholds at a riser's most unfavourable point, drops from a learned normal, pump cycling."""
+    out: list[tuple[KeyPath, str]] = []
+    if isinstance(rule, ThresholdRule) and rule.at == "most_unfavourable_point":
+        for spec in specs:
+            f = spec.field(rule.field)
+            if f is not None and f.unit != "MPa":
+                out.append((("at",), f"most_unfavourable_point needs a pipe pressure in MPa; {spec.kind}.{f.name} "
+                                     f"is in {f.unit or '(no unit)'!r}"))
+        if community is not None:
+            lost = [d.id for d in community.devices if d.kind in rule.kind
+                    and (rule.buildings is None or d.building in rule.buildings)
+                    and (rule.devices is None or d.id in rule.devices)
+                    and hydraulics.head_below_top(community, d) is None]
+            if lost:
+                out.append((("at",), f"{', '.join(lost[:3])}{f' and {len(lost) - 3} more' if len(lost) > 3 else ''} "
+                                     f"{'has' if len(lost) == 1 else 'have'} no building and floor: the height below "
+                                     f"the riser top is unknown (give them one, or list the rule's devices)"))
+    elif isinstance(rule, DropFromNormalRule):
+        if rule.drop is None and rule.drop_pct is None:
+            out.append(((), "give drop (field units), drop_pct (%) or both"))
+        for spec in specs:
+            f = spec.field(rule.field)
+            if f is None:
+                continue
+            if f.type is catalogue.FieldType.BOOL:
+                out.append((("field",), f"{spec.kind}.{f.name} is true/false: a drop needs a number"))
+            elif rule.drop is not None and rule.drop >= f.valid[1] - f.valid[0]:
+                out.append((("drop",), f"{rule.drop:g} is more than the whole valid range of {f.name} "
+                                       f"({f.valid[0]:g}..{f.valid[1]:g} {f.unit}): it can never be reached"))
+        if rule.warmup > rule.learn:
+            out.append((("warmup",), "is longer than learn: the warm-up could never be met inside the window"))
+    elif isinstance(rule, PumpCyclingRule):
+        if (rule.event is None) == (rule.field is None):
+            out.append(((), "give exactly one of event (the pump's start event) or field (its running state, or a "
+                            "pressure it holds, with rise)"))
+            return out
+        for spec in specs:
+            if rule.event is not None:
+                msg = _event_problem(spec, rule.event)
+                if msg:
+                    out.append((("event",), msg))
+                continue
+            f = spec.field(rule.field or "")
+            if f is None:
+                out.append((("field",), f"{spec.kind} has no field {rule.field!r} (fields: "
+                                        f"{', '.join(x.name for x in spec.fields) or 'none'})"))
+            elif f.type is catalogue.FieldType.BOOL and rule.rise is not None:
+                out.append((("rise",), f"{f.name} is true/false: a start is its turning true, without rise"))
+            elif f.type is not catalogue.FieldType.BOOL and rule.rise is None:
+                out.append((("rise",), f"required for {spec.kind}.{f.name}: how far it must rise above its low to "
+                                       f"count as a start"))
+            elif rule.rise is not None and rule.rise >= f.valid[1] - f.valid[0]:
+                out.append((("rise",), f"{rule.rise:g} is more than the whole valid range of {f.name}: it can never "
+                                       f"be reached"))
     return out

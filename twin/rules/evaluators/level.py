@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from twin import catalogue
 from twin.alarms import format_duration
 from twin.rules.evaluators.base import DailyWindow, Evaluator, TrackedDevice, format_value, iso_utc, local_seconds
-from twin.rules.schema import DoseRule, DurationRule, Period, RateRule, ThresholdRule
+from twin.rules.schema import DoseRule, DropFromNormalRule, DurationRule, Period, RateRule, ThresholdRule
 
 if TYPE_CHECKING:
     from twin.rules.engine import Engine
@@ -42,7 +42,7 @@ class LevelEvaluator(Evaluator):
     for_s: float
     keeps_points: bool = False  # rate rules keep the readings of their window (in snapshots too)
 
-    def __init__(self, rule: ThresholdRule | DurationRule | RateRule | DoseRule) -> None:
+    def __init__(self, rule: ThresholdRule | DurationRule | RateRule | DoseRule | DropFromNormalRule) -> None:
         super().__init__(rule)
         self.field = rule.field
         f = catalogue.KINDS[rule.kind[0]].field(rule.field)
