@@ -25,6 +25,7 @@ import orjson
 
 from simulators import engine, hostile, publisher, scale, scenario
 from simulators.errors import SimulationError
+from simulators.interlock import CommandResponder
 from simulators.mqtt import DeviceFleet, SharedConnection
 from twin import catalogue
 from twin.community import Community
@@ -325,11 +326,14 @@ class ScenarioJob:
             sink = SharedSink(SharedConnection(url, client_id=f"{self.req.root}-sim-{self.plan.name}",
                                                qos=self.req.qos, mqtt5=mqtt5))
             how = f"one shared connection, QoS {self.req.qos}"
+        # the devices answer the gateway's commands (gas interlocks), as the real valves and fans do
+        responder = CommandResponder(url, root=self.req.root, community=self.req.community)
         try:
             stats = pace(self.messages(), sink, start=self.start + self.req.catch_up, speed=self.speed,
                          stop=stop)
         finally:
             sink.close()
+            responder.close()
         return self._summary(stats, how)
 
 

@@ -66,9 +66,9 @@ def ack_bytes(cmd: DeviceCommand, kind: str, seq: int, at: datetime | None = Non
     code = ack_event(kind, cmd.command)
     if code is None:
         return None
-    ev = contract.Event(v=1, ts=at or datetime.now(UTC), seq=seq, code=code, state=contract.EventState.PULSE,
-                        detail=f"command {cmd.id}")
-    return contract.encode(ev)
+    when = at or datetime.now(UTC)
+    return orjson.dumps({"v": contract.SCHEMA_VERSION, "ts": round(when.timestamp() * 1000), "seq": seq, "code": code,
+                         "state": contract.EventState.PULSE.value, "detail": f"command {cmd.id}"})
 
 
 CARE_ACTIONS = frozenset({"care_away", "care_back"})

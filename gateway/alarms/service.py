@@ -3,7 +3,9 @@
 Per community: feed what the writer committed to :class:`twin.rules.Engine`, tick it on an event
 clock, persist every alarm change (``alarms`` current row + ``alarm_events`` history) in one
 transaction, publish each change on ``{root}/v1/alarms/{community}``, paint it on the live state,
-apply operators' commands from ``.../alarms/{community}/commands``, save the engine snapshot
+apply operators' commands from ``.../alarms/{community}/commands`` (alarm actions, and a care unit's resident
+away or back), publish the device commands interlocks decide (``{root}/v1/{community}/{device}/command``, after
+the alarm that drove them is committed), save the engine snapshot
 (``rule_state``) so a restart forgets nothing, and hot-reload rule files (a bad file keeps the
 previous rule set in force and says why).
 """
@@ -23,10 +25,11 @@ import orjson
 
 from gateway.ingest.batch import AlarmWrites, ClosedRow
 from gateway.storage import Storage
-from twin import contract
+from twin import commands, contract
 from twin.alarms import AlarmError, AlarmEvent, EventKind
 from twin.community import Community
 from twin.rules import DEFAULTS_FILE, Engine, RulesError, RuleSet, load_rules
+from twin.rules.evaluators.interlock import CommandOut
 from twin.state import LiveState
 
 log = logging.getLogger(__name__)
@@ -128,6 +131,8 @@ class AlarmService:
         snap = storage.load_rule_state(community.id) if isinstance(storage, Storage) else storage
         self.engine = Engine.restore(self.ruleset, community, snap) if snap else Engine(self.ruleset, community)
         self.raised = 0
+        self.commands_sent = 0
+        self._outbox: list[CommandOut] = []  # device commands to publish once their alarm is committed
         self.reload_errors: list[str] = []
         for a in self.engine.alarms():  # paint what was active before the restart
             if a.status.active:
@@ -136,29 +141,38 @@ class AlarmService:
 
     # -- facts in --------------------------------------------------------------------------------
 
+    def _took(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
+        """``events`` stamped with their receipt; the device commands the engine decided go to the outbox."""
+        if self.engine.commands:
+            self._outbox += self.engine.take_commands()
+        return self.clock.received(events)
+
     def on_readings(self, device: str, samples: Sequence[tuple[datetime, dict[str, Any]]]) -> list[AlarmEvent]:
         """Readings at their device times, received now on the event clock."""
         out: list[AlarmEvent] = []
         for ts, values in samples:
             self.clock.saw(ts)
             out += self.engine.on_reading(device, ts, values, received=self.clock.now())
-        return self.clock.received(out)
+        return self._took(out)
 
     def on_event(self, device: str, ts: datetime, code: str, state: str) -> list[AlarmEvent]:
         self.clock.saw(ts)
-        return self.clock.received(self.engine.on_event(device, ts, code, state, received=self.clock.now()))
+        return self._took(self.engine.on_event(device, ts, code, state, received=self.clock.now()))
 
     def on_status(self, device: str, ts: datetime, online: bool) -> list[AlarmEvent]:
-        return self.clock.received(self.engine.on_status(device, ts, online, received=self.clock.now()))
+        return self._took(self.engine.on_status(device, ts, online, received=self.clock.now()))
 
     def tick(self) -> list[AlarmEvent]:
         now = self.clock.now()
-        return self.clock.received(self.engine.tick(now)) if now is not None else []
+        return self._took(self.engine.tick(now)) if now is not None else []
 
     def command(self, raw: bytes) -> list[AlarmEvent]:
         """Apply an operator's command; a bad or illegal one is logged and published as rejected."""
         try:
-            cmd = contract.AlarmCommand.model_validate(orjson.loads(raw))
+            data = orjson.loads(raw)
+            if isinstance(data, dict) and data.get("action") in commands.CARE_ACTIONS:
+                return self._care_status(commands.CareStatusCommand.model_validate(data))
+            cmd = contract.AlarmCommand.model_validate(data)
         except (orjson.JSONDecodeError, ValueError) as exc:
             self._reject(None, f"bad command: {str(exc).splitlines()[0]}")
             return []
@@ -177,6 +191,22 @@ class AlarmService:
         except (AlarmError, KeyError) as exc:
             self._reject(cmd.key, str(exc))
             return []
+
+    def _care_status(self, cmd: commands.CareStatusCommand) -> list[AlarmEvent]:
+        """A care unit's resident away (suspends care inactivity) or back; announced on the alarms topic."""
+        at = self.clock.now() or self.clock.server()
+        away = cmd.action == "care_away"
+        try:
+            events = self.engine.set_care_away(cmd.unit, away, cmd.by, at, cmd.comment, cmd.until)
+        except AlarmError as exc:
+            self._reject(cmd.unit, str(exc))
+            return []
+        log.info("care unit %s: resident %s (by %s%s)", cmd.unit, "away" if away else "back", cmd.by,
+                 f": {cmd.comment}" if cmd.comment else "")
+        self.publish(contract.alarms_topic(self.root, self.community.id), orjson.dumps(
+            {"kind": "care_status", "unit": cmd.unit, "away": away, "by": cmd.by, "comment": cmd.comment,
+             "until": cmd.until.isoformat() if cmd.until else None, "at": at.isoformat()}), 1)
+        return self._took(events)
 
     def _reject(self, key: str | None, why: str) -> None:
         log.warning("alarm command rejected (%s): %s", key, why)
@@ -237,6 +267,7 @@ class AlarmService:
 
     def announce(self, events: Sequence[AlarmEvent]) -> None:
         """After commit (or spooling): publish each change on the alarms topic and paint it on the live state."""
+        self.send_commands()
         topic = contract.alarms_topic(self.root, self.community.id)
         for e in events:
             if e.kind is EventKind.RAISED:
@@ -246,6 +277,20 @@ class AlarmService:
             except (OSError, RuntimeError, ValueError) as exc:  # stored: dashboards also read the table
                 log.warning("alarm event not published: %s", exc)
             self._paint(e)
+
+    def send_commands(self) -> None:
+        """Publish the interlocks' device commands (after their alarm is committed or spooled). One that cannot be
+        published is logged: its target then does not acknowledge, and the interlock raises its own alarm."""
+        out, self._outbox = self._outbox, []
+        for c in out:
+            topic = contract.topic(self.root, self.community.id, c.device, contract.Channel.COMMAND)
+            try:
+                self.publish(topic, commands.command_bytes(c.id, c.command, c.at, c.reason), 1)
+            except (OSError, RuntimeError, ValueError) as exc:
+                log.warning("command %s (%s to %s) not published: %s", c.id, c.command, c.device, exc)
+                continue
+            self.commands_sent += 1
+            log.info("interlock: %s sent to %s (command %s, for %s)", c.command, c.device, c.id, c.reason)
 
     def _paint(self, e: AlarmEvent) -> None:
         a = self.engine.alarm(e.rule, e.subject)
