@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = 1
+_M = TypeVar("_M", bound=BaseModel)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # C0 controls (U+0000 NUL included: PostgreSQL text cannot hold it), DEL and C1 controls, and
 # Unicode non-characters. Text fields never need them; a line break or tab is allowed only in
@@ -121,6 +122,20 @@ def alarm_commands_topic(root: str, community_id: str) -> str:
     return f"{root}/v{SCHEMA_VERSION}/alarms/{community_id}/commands"
 
 
+def alarm_events_filter(root: str) -> str:
+    """The filter matching every community's alarm-events topic (and none of their commands topics)."""
+    return f"{root}/v{SCHEMA_VERSION}/alarms/+"
+
+
+def parse_alarms_topic(root: str, value: str) -> str | None:
+    """The community id if ``value`` is an alarm-events topic under ``root`` (not a commands topic), else None."""
+    prefix = f"{root}/v{SCHEMA_VERSION}/alarms/"
+    if not value.startswith(prefix):
+        return None
+    community = value[len(prefix) :]
+    return community if valid_id(community) else None
+
+
 def parse_alarm_commands_topic(root: str, value: str) -> str | None:
     """The community id if ``value`` is an alarm-commands topic under ``root``, else None."""
     prefix = f"{root}/v{SCHEMA_VERSION}/alarms/"
@@ -153,6 +168,75 @@ def worker_topic(root: str, worker_id: str) -> str:
     if not valid_id(worker_id):
         raise ContractError("bad_id", f"worker id {worker_id!r} must be 1-64 of [A-Za-z0-9_.-]")
     return f"{root}/v{SCHEMA_VERSION}/workers/{worker_id}/tickets"
+
+
+def worker_tickets_filter(root: str) -> str:
+    """The filter matching every worker's tickets topic (what the web server relays to browsers)."""
+    return f"{root}/v{SCHEMA_VERSION}/workers/+/tickets"
+
+
+def parse_worker_topic(root: str, value: str) -> str | None:
+    """The worker id if ``value`` is a worker's tickets topic under ``root``, else None."""
+    prefix = f"{root}/v{SCHEMA_VERSION}/workers/"
+    if not value.startswith(prefix) or not value.endswith("/tickets"):
+        return None
+    worker = value[len(prefix) : -len("/tickets")]
+    return worker if valid_id(worker) else None
+
+
+class AlarmRejected(BaseModel):
+    """What the gateway publishes on a community's alarm-events topic when it cannot apply an operator's
+    command: ``{"kind":"rejected","key":"gas_l2@B3-B1-GAS","detail":"..."}`` (``key`` is null for a command
+    it could not parse). Every other message there is an alarm event (:meth:`twin.alarms.AlarmEvent.to_json`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["rejected"]
+    key: str | None = Field(max_length=1000)
+    detail: str = Field(max_length=4000)
+
+
+class _Open(BaseModel):
+    """A message part whose other fields are passed on as they are (the worker's view of a ticket)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class TicketPlace(_Open):
+    community: Text | None = Field(default=None, max_length=64)
+    grid: Text | None = Field(default=None, max_length=64)
+
+
+class TicketRef(_Open):
+    id: StrictInt = Field(ge=1)
+    version: StrictInt | None = Field(default=None, ge=1)
+    title: str = Field(max_length=1000)  # as the producer stored it (the API lets operators type line breaks)
+    location: TicketPlace | None = None  # "ticket": the whole view
+    community: Text | None = Field(default=None, max_length=64)  # "ticket_withdrawn": id, title and these
+    grid: Text | None = Field(default=None, max_length=64)
+
+
+class TicketMessage(_Open):
+    """What a worker's phone receives on :func:`worker_topic`: ``{"v":1,"type":"ticket","event":"created",
+    "at":"...","ticket":{...the worker's view...}}``, or ``{"v":1,"type":"ticket_withdrawn","at":"...",
+    "ticket":{"id":..,"title":..,"community":..,"grid":..},"reason":"..."}`` for its previous assignee.
+    Only the fields that route the message are checked; the rest of the view is passed on as it is."""
+
+    v: Literal[1]
+    type: Literal["ticket", "ticket_withdrawn"]
+    event: Text | None = Field(default=None, max_length=64)
+    at: Text | None = Field(default=None, max_length=64)
+    ticket: TicketRef
+
+    @property
+    def community(self) -> str | None:
+        loc = self.ticket.location
+        return loc.community if loc is not None and loc.community else self.ticket.community
+
+    @property
+    def grid(self) -> str | None:
+        loc = self.ticket.location
+        return loc.grid if loc is not None and loc.grid else self.ticket.grid
 
 
 def subscription(root: str, channels: frozenset[Channel] = DEVICE_TO_SERVER) -> list[str]:
@@ -316,6 +400,15 @@ def decode(channel: Channel, raw: bytes, *, max_bytes: int = 16_384) -> Payload:
     model = _MODELS.get(channel)
     if model is None:
         raise ContractError("bad_topic", f"devices may not publish on channel {channel.value!r}")
+    data = json_object(raw)
+    version = data.get("v")
+    if version != SCHEMA_VERSION:
+        raise ContractError("bad_version", f"schema version v={version!r} is not supported (use v=1)")
+    return validate(model, data)  # type: ignore[return-value]
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a payload that must be one JSON object; raises ContractError (``bad_json``, ``bad_schema``)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -323,15 +416,25 @@ def decode(channel: Channel, raw: bytes, *, max_bytes: int = 16_384) -> Payload:
         raise ContractError("bad_json", f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ContractError("bad_schema", f"payload must be a JSON object, got {type(data).__name__}")
-    version = data.get("v")
-    if version != SCHEMA_VERSION:
-        raise ContractError("bad_version", f"schema version v={version!r} is not supported (use v=1)")
+    return data
+
+
+def validate(model: type[_M], data: dict[str, Any]) -> _M:
+    """``model`` from ``data``, or ContractError(``bad_schema``) naming the first bad field."""
     try:
-        return model.model_validate(data)  # type: ignore[return-value]
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(payload)"
         raise ContractError("bad_schema", f"{where}: {first['msg']}") from None
+
+
+def decode_ticket_message(raw: bytes, *, max_bytes: int = 262_144) -> tuple[TicketMessage, dict[str, Any]]:
+    """Validate a message from a worker's tickets topic: the model (routing fields) and the whole object."""
+    if len(raw) > max_bytes:
+        raise ContractError("too_large", f"payload is {len(raw)} bytes, limit {max_bytes}")
+    data = json_object(raw)
+    return validate(TicketMessage, data), data
 
 
 def encode(payload: Payload) -> bytes:

@@ -21,8 +21,8 @@ account       publishes                                                   reads
 ============  ==========================================================  ======================================
 gateway       ``+/+/error``, ``+/+/command`` (to devices),                ``+/+/telemetry|event|status|batch``,
               ``alarms/+`` (alarm events), ``workers/+/tickets``          ``alarms/+/commands``
-dashboard     ``alarms/+/commands`` (operator actions),                   ``alarms/+`` (alarm events)
-              ``workers/+/tickets`` (the REST API delivers tickets too)
+dashboard     ``alarms/+/commands`` (operator actions),                   ``alarms/+`` (alarm events),
+              ``workers/+/tickets`` (the REST API delivers tickets too)   ``workers/+/tickets`` (the live stream)
 simulator     ``+/+/telemetry|event|status|batch``                        ``+/+/error``
 device        its own ``{c}/{d}/telemetry|event|status|batch``            its own ``{c}/{d}/error|command``
 worker        nothing                                                     its own ``workers/{w}/tickets``
@@ -91,6 +91,7 @@ def service_rules(root: str) -> dict[str, list[Rule]]:
         ],
         "dashboard": [
             ("read", alarm_events),
+            ("read", tickets),  # relayed to browsers by GET /api/v1/stream (gateway/web/live.py)
             ("read", gateway_status),
             ("write", alarm_commands),
             ("write", tickets),

@@ -362,7 +362,8 @@ class TicketService:
                       deliver=False)
         if previous and previous[0] and previous[0] != t.assignee:
             self._send(previous[0], {"v": 1, "type": "ticket_withdrawn", "at": self.iso(self.clock()),
-                                     "ticket": {"id": t.id, "title": t.title}, "reason": reason})
+                                     "ticket": {"id": t.id, "title": t.title, "community": t.community, "grid": t.grid},
+                                     "reason": reason})
         self._deliver(t, "reassigned")
         return t
 

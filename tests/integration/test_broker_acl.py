@@ -6,8 +6,8 @@ written out here, independently of gateway/ops/credentials.py:
 
 - gateway: reads what devices send and operators' alarm commands; writes device error/command topics,
   alarm events, worker tickets and its own online/offline status (`gateways/{client id}`);
-- dashboard: reads alarm events and the gateways' status; writes alarm commands and worker tickets (the
-  REST API delivers them);
+- dashboard: reads alarm events, worker tickets (relayed to browsers by the live stream) and the gateways'
+  status; writes alarm commands and worker tickets (the REST API delivers them);
 - simulator: writes what devices send, for any device; reads their error topics;
 - a device: writes only its own telemetry/event/status/batch under its own community, reads only its own
   error and command topics;
@@ -74,7 +74,7 @@ def _allowed(user: str, access: str, topic: str, root: str) -> bool:
     if user == "gateway":
         return (inbound or alarm_command) if access == "read" else (outbound or alarm_event or ticket or gateway_status)
     if user == "dashboard":
-        return (alarm_event or gateway_status) if access == "read" else (alarm_command or ticket)
+        return (alarm_event or ticket or gateway_status) if access == "read" else (alarm_command or ticket)
     if user == "simulator":
         return (outbound and levels[2] == "error") if access == "read" else inbound
     if user.startswith("worker@"):
