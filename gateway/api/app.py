@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import InterfaceError, OperationalError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,12 +55,14 @@ from gateway.tickets.service import (
     TicketService,
     kpi_csv,
 )
+from gateway.web.live import HubUnavailable, LiveHub
 from twin import tickets as tk
 from twin.community import Community
 from twin.people import Role, User
 from twin.tickets import InvalidInput, Priority, TicketError, TicketState
 
 MAX_JSON_BYTES = 64 * 1024
+LEAVE_ADMISSION = "gridtwin.leave_admission"  # ASGI scope key: see Admission
 SYNC_THREADS = 16  # requests handled at once; the server gives FastAPI's thread pool this many threads
 UNAVAILABLE = ("the service is temporarily unavailable: please try again shortly", "服务暂时不可用，请稍后再试")
 UNAVAILABLE_RETRY_S = 5
@@ -159,7 +162,8 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                pool: StoragePool | None = None, db_url: str | None = None,
                schema: str | None = None, publish: Publish | None = None, snapshot: SnapshotFn | None = None,
                readings: ReadingsFn | None = None, clock: Callable[[], datetime] | None = None,
-               pool_size: int | None = None, login_guard: LoginGuard | None = None) -> FastAPI:
+               pool_size: int | None = None, login_guard: LoginGuard | None = None,
+               live: LiveHub | None = None) -> FastAPI:
     """The FastAPI app of the REST API (routes under ``/api/v1``).
 
     Connections: from ``pool`` (shared with the dashboard; its owner closes it), else from a pool of
@@ -169,6 +173,8 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     renders the 3D picture of a manual report, ``readings(community, device)`` gives latest values
     (default: from the database), ``clock`` is the time source (tests). ``login_guard`` throttles logins
     (share one with the dashboard's sign-in when both run in one process; default: a new one).
+    ``live``: the process's :class:`gateway.web.live.LiveHub`; with one, ``GET /api/v1/stream`` pushes
+    alarms and tickets as Server-Sent Events (without one the route does not exist).
     """
     cs = [communities] if isinstance(communities, Community) else list(communities)
     now = clock or (lambda: datetime.now(UTC))
@@ -200,12 +206,15 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
 
     Svc = Annotated[TicketService, Depends(service)]
 
-    def current_user(svc: Svc, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+    def bearer_token(creds: HTTPAuthorizationCredentials | None) -> str:
         if creds is None or creds.scheme.lower() != "bearer":
             raise InvalidToken("missing bearer token: log in at POST /api/v1/auth/login")
         if len(creds.credentials) > 200:
             raise InvalidToken("malformed token")
-        return Users(svc.conn).user_for_token(creds.credentials, now())
+        return creds.credentials
+
+    def current_user(svc: Svc, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+        return Users(svc.conn).user_for_token(bearer_token(creds), now())
 
     Me = Annotated[User, Depends(current_user)]
 
@@ -332,6 +341,47 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     @r.get("/me", tags=["auth"], summary="Who am I")
     def me(user: Me) -> dict[str, Any]:
         return _user_json(user)
+
+    # -- live updates -----------------------------------------------------------------------------------
+
+    if live is not None:
+        hub = live
+        community_ids = {c.id for c in cs}
+
+        def stream_user(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+            """The same bearer token as every route, looked up on a pooled connection that goes back at once:
+            a stream open for hours must not hold one."""
+            token = bearer_token(creds)
+            with db.storage() as st:
+                return Users(st.conn).user_for_token(token, now())
+
+        # sse-starlette's EventSourceResponse rather than a hand-made StreamingResponse: it is maintained and
+        # does what a long-lived stream needs (keep-alive comments, noticing a browser that went away, a send
+        # timeout for one that stopped reading, no stream for HEAD, ending streams when uvicorn shuts down).
+        @r.get("/stream", tags=["live"], response_class=EventSourceResponse,
+               summary="Alarms and tickets as they change (Server-Sent Events)",
+               description="`hello` first (fetch the current state over REST now), then `alarm` (an alarm event "
+                           "of the MQTT contract, with its `community`) and `ticket` (the worker's message) events "
+                           "you may see, `status` when the server lost the broker and `resync` when you missed "
+                           "events (fetch the state again); a comment line every 15 s keeps the stream open. "
+                           "Last-Event-ID is not replayed: a reconnect starts with `hello`.",
+               responses={200: {"content": {"text/event-stream": {}}},
+                          503: {"description": "the server is shutting down or too many streams are open"}})
+        async def stream(request: Request, user: Annotated[User, Depends(stream_user)],
+                         community: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+                                                                description="only this community")] = None,
+                         ) -> Response:
+            leave = request.scope.get(LEAVE_ADMISSION)
+            if leave is not None:
+                leave()  # authenticated: the stream no longer counts against the API's admission limit
+            if community is not None and community not in community_ids:
+                raise TicketNotFound(f"no community {community!r} on this server")
+            try:
+                hub.admit()
+            except HubUnavailable as exc:
+                return err(503, str(exc), {"Retry-After": str(UNAVAILABLE_RETRY_S)})
+            return EventSourceResponse(hub.events(user, community), ping=hub.keepalive_s,
+                                       send_timeout=hub.send_timeout_s)
 
     # -- tickets ----------------------------------------------------------------------------------------
 
@@ -495,7 +545,10 @@ class Admission:
     thread. Every admitted request can then get a thread for each sync step (dependency, route, the
     dependency's exit), so a request holding a pooled connection never waits for a thread that requests
     waiting for a connection hold (that deadlock ends only when the pool's wait times out). Give the
-    server's thread pool at least ``limit`` threads."""
+    server's thread pool at least ``limit`` threads.
+
+    A long-lived response (the live stream) calls ``scope[LEAVE_ADMISSION]()`` once its sync steps are
+    done, so an open stream does not keep one of the ``limit`` places for as long as a browser stays."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -508,8 +561,21 @@ class Admission:
             return
         if self._slots is None:
             self._slots = anyio.Semaphore(self.limit)
-        async with self._slots:
+        slots = self._slots
+        await slots.acquire()
+        held = True
+
+        def leave() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        scope[LEAVE_ADMISSION] = leave
+        try:
             await self.app(scope, receive, send)
+        finally:
+            leave()
 
 
 class SecurityHeaders:

@@ -2,9 +2,10 @@
 
 :class:`WebApp` routes ``/api/...`` and ``/healthz`` to the FastAPI app, everything else to the
 dashboard's Flask app through a2wsgi's :class:`~a2wsgi.WSGIMiddleware` (a thread pool of its own).
-It answers the ASGI lifespan: at startup it sizes the thread pool FastAPI runs sync routes in, at
-shutdown it closes what the composition root opened (pools, the live-state thread, the MQTT
-publisher), so a server shutting down gracefully leaves nothing behind.
+It answers the ASGI lifespan: at startup it sizes the thread pool FastAPI runs sync routes in and
+starts the live-updates hub (:class:`gateway.web.live.LiveHub`, on the server's event loop), at
+shutdown it stops the hub and closes what the composition root opened (pools, the live-state thread,
+the MQTT publisher), so a server shutting down gracefully leaves nothing behind.
 
 :func:`app_from_environment` is the app factory ``gridtwin serve --workers N`` gives uvicorn: each
 worker process builds its own app from the settings (environment variables and ``GRIDTWIN_CONFIG``),
@@ -24,6 +25,7 @@ from a2wsgi import WSGIMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api.app import SYNC_THREADS
+from gateway.web.live import LiveHub
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,14 @@ class WebApp:
     """Root ASGI app: ``/api/...`` and ``/healthz`` to ``api``, the rest to the WSGI ``dashboard``.
 
     ``on_close`` callables run once, at lifespan shutdown or :meth:`close`, whichever comes first.
+    ``live``: the hub behind ``GET /api/v1/stream``, started and stopped by the lifespan.
     """
 
     def __init__(self, api: ASGIApp, dashboard: Any, *, on_close: list[Callable[[], None]] | None = None,
-                 api_threads: int = API_THREADS, dashboard_threads: int = DASHBOARD_THREADS) -> None:
+                 api_threads: int = API_THREADS, dashboard_threads: int = DASHBOARD_THREADS,
+                 live: LiveHub | None = None) -> None:
         self.api = api
+        self.live = live
         self._dashboard = WSGIMiddleware(dashboard, workers=dashboard_threads)
         self._api_threads = api_threads
         self._on_close = list(on_close or [])
@@ -64,12 +69,21 @@ class WebApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 anyio.to_thread.current_default_thread_limiter().total_tokens = self._api_threads
+                if self.live is not None:
+                    await self.live.start()
                 self.started.set()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.live is not None:
+                    await self.live.stop()
                 await anyio.to_thread.run_sync(self.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def end_streams(self) -> None:
+        """From any thread: end the open live streams now, so a graceful shutdown need not wait for them."""
+        if self.live is not None:
+            self.live.end_streams()
 
     def close(self) -> None:
         """Close what the app holds (idempotent): the composition root's resources, the WSGI threads."""

@@ -23,6 +23,7 @@ from gateway.settings import Settings
 from gateway.storage import Storage
 from gateway.web.asgi import WebApp
 from gateway.web.dashboard_data import Publish, StorageDashboardData
+from gateway.web.live import LiveHub
 from gateway.web.publisher import MqttPublisher
 from gateway.web.server import BackgroundServer
 from gateway.web.sign_in import DatabaseSignIn
@@ -68,6 +69,7 @@ class Composition:
     data: StorageDashboardData
     api: FastAPI
     publish: MqttPublisher | None
+    live: LiveHub | None = None
 
 
 def compose(settings: Settings, community: Community, db_url: str, mqtt_url: str | None) -> Composition:
@@ -78,6 +80,8 @@ def compose(settings: Settings, community: Community, db_url: str, mqtt_url: str
     dashboard's sign-in form and the REST API's login share one :class:`gateway.api.auth.LoginGuard`
     (throttling, lockout, bounded password hashing). Cookies are marked ``Secure`` when
     ``api.public_url`` is ``https://`` (and per request behind a proxy sending ``X-Forwarded-Proto: https``).
+    With a broker URL, a :class:`gateway.web.live.LiveHub` relays alarms and tickets to ``GET /api/v1/stream``
+    (it connects when the server starts, and keeps trying while the broker is away).
     """
     from gateway.api.app import create_api
     from gateway.tickets.service import render_snapshot
@@ -89,17 +93,18 @@ def compose(settings: Settings, community: Community, db_url: str, mqtt_url: str
             publish = MqttPublisher(mqtt_url, client_id=f"gridtwin-dashboard-{secrets.token_hex(4)}")
         except ConnectionError as exc:
             log.warning("dashboard without MQTT (alarm actions go straight to the database): %s", exc)
+    live = LiveHub(settings.mqtt, mqtt_url, [community]) if mqtt_url else None
     guard = LoginGuard()
     pool = pool_for(settings, db_url, max_size=2 * settings.db.pool_size)  # the API's share and the dashboard's
     data = build_dashboard_data(settings, community, db_url, publish=publish, login_guard=guard, pool=pool)
     api = create_api(settings, [community], pool=pool, publish=publish, snapshot=render_snapshot(),
-                     login_guard=guard)
+                     login_guard=guard, live=live)
     dash_app = dashboard.create_app(data, secure_cookies=str(settings.api.public_url).startswith("https://"))
     closers = [data.close, api.state.close]
     if publish is not None:
         closers.append(publish.close)
     closers.append(pool.close)
-    return Composition(WebApp(api, dash_app.server, on_close=closers), data, api, publish)
+    return Composition(WebApp(api, dash_app.server, on_close=closers, live=live), data, api, publish, live)
 
 
 class DashboardHandle:
@@ -111,6 +116,7 @@ class DashboardHandle:
         self.data = parts.data
         self.api = parts.api
         self.publish = parts.publish
+        self.live = parts.live
         self.server_port: int = server.server_port
 
     @property

@@ -67,7 +67,9 @@ class BackgroundServer:
         return f"http://{self.host}:{self.server_port}/"
 
     def shutdown(self) -> None:
-        """Stop accepting, let requests in flight finish, run the app's lifespan shutdown (closes it)."""
+        """Stop accepting, end the live streams, let requests in flight finish, run the app's lifespan
+        shutdown (closes it)."""
+        self._app.end_streams()  # (under `gridtwin serve`, sse-starlette ends them when uvicorn starts to exit)
         self._server.should_exit = True
         self._thread.join(timeout=GRACEFUL_S + 10)
         if self._thread.is_alive():
