@@ -99,6 +99,8 @@ def service_rules(root: str) -> dict[str, list[Rule]]:
         "simulator": [
             *(("write", t) for t in inbound),
             ("read", f"{v}/+/+/{contract.Channel.ERROR.value}"),
+            # simulated gas valves and exhaust fans answer the interlock commands the gateway sends
+            ("read", f"{v}/+/+/{contract.Channel.COMMAND.value}"),
         ],
     }
 

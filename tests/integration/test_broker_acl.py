@@ -8,7 +8,8 @@ written out here, independently of gateway/ops/credentials.py:
   alarm events, worker tickets and its own online/offline status (`gateways/{client id}`);
 - dashboard: reads alarm events, worker tickets (relayed to browsers by the live stream) and the gateways'
   status; writes alarm commands and worker tickets (the REST API delivers them);
-- simulator: writes what devices send, for any device; reads their error topics;
+- simulator: writes what devices send, for any device; reads their error and command topics (simulated
+  valves and fans answer interlock commands);
 - a device: writes only its own telemetry/event/status/batch under its own community, reads only its own
   error and command topics;
 - a worker's phone: reads only its own tickets topic.
@@ -76,7 +77,7 @@ def _allowed(user: str, access: str, topic: str, root: str) -> bool:
     if user == "dashboard":
         return (alarm_event or ticket or gateway_status) if access == "read" else (alarm_command or ticket)
     if user == "simulator":
-        return (outbound and levels[2] == "error") if access == "read" else inbound
+        return outbound if access == "read" else inbound
     if user.startswith("worker@"):
         return access == "read" and ticket and levels[1] == user.removeprefix("worker@")
     community, _, dev = user.partition("/")
