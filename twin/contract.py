@@ -187,13 +187,30 @@ def parse_worker_topic(root: str, value: str) -> str | None:
 class AlarmRejected(BaseModel):
     """What the gateway publishes on a community's alarm-events topic when it cannot apply an operator's
     command: ``{"kind":"rejected","key":"gas_l2@B3-B1-GAS","detail":"..."}`` (``key`` is null for a command
-    it could not parse). Every other message there is an alarm event (:meth:`twin.alarms.AlarmEvent.to_json`)."""
+    it could not parse). Besides these and :class:`CareStatusNotice`, every message there is an alarm event
+    (:meth:`twin.alarms.AlarmEvent.to_json`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["rejected"]
     key: str | None = Field(max_length=1000)
     detail: str = Field(max_length=4000)
+
+
+class CareStatusNotice(BaseModel):
+    """What the gateway publishes on a community's alarm-events topic when an operator sets a care unit's
+    resident away or back: ``{"kind":"care_status","unit":"B3-1201","away":true,"by":"op-li","comment":"住院",
+    "until":null,"at":"2025-06-02T02:00:00+00:00"}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["care_status"]
+    unit: str = Field(min_length=1, max_length=64)
+    away: StrictBool
+    by: str = Field(max_length=64)
+    comment: str | None = Field(default=None, max_length=1000)
+    until: str | None = Field(default=None, max_length=64)
+    at: str = Field(max_length=64)
 
 
 class _Open(BaseModel):

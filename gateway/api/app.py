@@ -360,8 +360,9 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         # timeout for one that stopped reading, no stream for HEAD, ending streams when uvicorn shuts down).
         @r.get("/stream", tags=["live"], response_class=EventSourceResponse,
                summary="Alarms and tickets as they change (Server-Sent Events)",
-               description="`hello` first (fetch the current state over REST now), then `alarm` (an alarm event "
-                           "of the MQTT contract, with its `community`) and `ticket` (the worker's message) events "
+               description="`hello` first (fetch the current state over REST now), then `alarm` (a message of "
+                           "the alarms topic: an alarm event, a rejected command or a care unit's status, with its "
+                           "`community`) and `ticket` (the worker's message) events "
                            "you may see, `status` when the server lost the broker and `resync` when you missed "
                            "events (fetch the state again); a comment line every 15 s keeps the stream open. "
                            "Last-Event-ID is not replayed: a reconnect starts with `hello`.",

@@ -5,7 +5,8 @@ Server-Sent-Events streams of ``GET /api/v1/stream``. Does I/O (aiomqtt, on the 
 connects to the broker with aiomqtt, subscribes to every community's alarm events
 (``{root}/v1/alarms/+``) and every worker's tickets topic (``{root}/v1/workers/+/tickets``), validates
 each message with the contract (:class:`twin.alarms.AlarmEvent`, :class:`twin.contract.AlarmRejected`,
-:class:`twin.contract.TicketMessage`; a bad one is counted, logged now and then, and skipped) and
+:class:`twin.contract.CareStatusNotice`, :class:`twin.contract.TicketMessage`; a bad one is counted, logged
+now and then, and skipped) and
 offers it to every :class:`Subscription` whose user may see it (the REST API's rules: operators and
 admins everything, workers and supervisors their grids, a worker also what is addressed to them).
 When the broker goes away it reconnects with exponential backoff and jitter; the streams are told
@@ -184,6 +185,7 @@ class LiveHub:
         self._warn_broker = EveryFewSeconds(10.0)  # an outage logs a line now and then
         self._warn_message = EveryFewSeconds(10.0)  # so does a flood of bad messages
         self._grids = {(c.id, b.id): c.grid_of(b) for c in self.communities.values() for b in c.buildings}
+        self._care_units = {(c.id, u.unit): u.building for c in self.communities.values() for u in c.care_units}
 
     # -- lifecycle (the ASGI lifespan) --------------------------------------------------------------------
 
@@ -349,6 +351,8 @@ class LiveHub:
         community = contract.parse_alarms_topic(self.root, topic)
         if community is not None:
             data, building = decode_alarm(raw)
+            if data.get("kind") == "care_status":  # a resident away or back: for whoever serves the unit's building
+                building = self._care_units.get((community, str(data["unit"])))
             return LiveEvent("alarm", self._next_id(), community, self._grid(community, building), None,
                              _json({"community": community, **data}))
         worker = contract.parse_worker_topic(self.root, topic)
@@ -362,11 +366,14 @@ class LiveHub:
 
 
 def decode_alarm(raw: bytes) -> tuple[dict[str, object], str | None]:
-    """A message from an alarm-events topic as the stream sends it (an alarm event in its canonical form, or a
-    command rejection) and the building it concerns; raises :class:`twin.contract.ContractError`."""
+    """A message from an alarm-events topic as the stream sends it (an alarm event in its canonical form, a
+    command rejection or a care-status notice) and the building it concerns; raises
+    :class:`twin.contract.ContractError`."""
     data = contract.json_object(raw)
     if data.get("kind") == "rejected":
         return contract.validate(contract.AlarmRejected, data).model_dump(), None
+    if data.get("kind") == "care_status":  # the building comes from the community's care units
+        return contract.validate(contract.CareStatusNotice, data).model_dump(), None
     try:
         e = AlarmEvent.from_json(data)
     except (KeyError, ValueError, TypeError) as exc:

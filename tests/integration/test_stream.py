@@ -297,7 +297,15 @@ def test_each_user_sees_what_the_api_lets_them_see(web: Web, publish: Publisher,
     send_alarm(publish, topic_root, alarm("B3-E2-M", "B3", at=datetime.now(UTC) + timedelta(seconds=3)))
     assert op.next("alarm").data == {"community": "sunshine", "kind": "rejected", "key": "x@B3-E1-M",
                                      "detail": "no such alarm"}
-    assert zhang.next("alarm").data["subject"] == "B3-E2-M"
+    assert op.next("alarm").data["subject"] == zhang.next("alarm").data["subject"] == "B3-E2-M"
+    # a care unit's resident away: for operators and the unit's grid (B1-1201 is in G1, B3-2001 in G2)
+    for unit in ("B1-1201", "B3-2001"):
+        publish(contract.alarms_topic(topic_root, "sunshine"), json.dumps(
+            {"kind": "care_status", "unit": unit, "away": True, "by": "op", "comment": "住院", "until": None,
+             "at": datetime.now(UTC).isoformat()}).encode())
+    assert [op.next("alarm").data["unit"] for _ in range(2)] == ["B1-1201", "B3-2001"]
+    care = zhang.next("alarm").data
+    assert care["kind"] == "care_status" and care["unit"] == "B3-2001" and care["away"] is True
 
     op.close()
     assert wait_until(lambda: web.hub.subscribers == 1, 10), "a closed stream stays subscribed"
@@ -328,6 +336,7 @@ def test_a_bad_message_is_skipped_and_the_stream_goes_on(web: Web, publish: Publ
         (alarms, json.dumps({"kind": "raised", "rule": "x"}).encode()),  # an alarm event without its fields
         (alarms, json.dumps({**alarm().to_json(), "floor": "ten"}).encode()),
         (alarms, json.dumps({**alarm().to_json(), "severity": "apocalyptic"}).encode()),
+        (alarms, json.dumps({"kind": "care_status", "unit": "B1-1201", "away": "yes", "by": "op", "at": "x"}).encode()),
         (tickets, json.dumps({"v": 1, "type": "ticket", "ticket": {"title": "no id"}}).encode()),
         (tickets, json.dumps({"v": 2, "type": "ticket", "ticket": {"id": 1, "title": "t"}}).encode()),
         (tickets, b"\xff\xfe"),
