@@ -213,9 +213,10 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
 
     def _start_dispatch(self) -> None:
         # cluster mode: every gateway dispatches every community's alarm events (each exactly once: the
-        # outbox rows are taken FOR UPDATE), so tickets flow while a community changes hands
+        # outbox rows are taken FOR UPDATE), so tickets flow while a community changes hands. The worker
+        # follows the registry, so it runs even with none known yet (a start from the cache, an empty one)
         communities = self._all_communities if self.cluster else [svc.community for svc in self.alarms.values()]
-        if self.settings.tickets.enabled and communities:
+        if self.settings.tickets.enabled:
             self.dispatch = DispatchWorker(self.settings, self.db_url, communities, self._publish, on_fatal=self._fail)
             self.dispatch.start()
 

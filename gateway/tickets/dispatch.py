@@ -8,6 +8,11 @@ change. So a crash anywhere (before, during or after) ends with each event appli
 nothing waits in memory. Several gateways may run it on one database: ``FOR UPDATE`` makes them
 take events one at a time, in commit order of the row lock.
 
+It serves every community of the registry, not only those its gateway runs: in cluster mode every
+gateway dispatches every community, so tickets flow while a community changes hands. It follows the
+registry (:meth:`DispatchWorker._refresh`, before each look at the outbox): a community loaded after
+start gets its events dispatched too, and one it knew stays served while events of it wait.
+
 It runs in its own thread with its own connection, so a slow ticket query never stalls ingest, and
 runs the SLA watchdog every ``tickets.watchdog_interval_s`` (warnings at 75%, escalation at breach,
 missing snapshots, rendered here off the alarm path).
@@ -57,6 +62,7 @@ class DispatchWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervised, name="gridtwin-dispatch", daemon=True)
+        self._unreadable: set[str] = set()  # communities whose document does not parse (logged once)
         self.tickets_touched = 0
         self.dispatched = 0
         self.failed = 0  # events a bug made us skip (kept with their error in alarm_events.dispatch_error)
@@ -98,11 +104,11 @@ class DispatchWorker:
         service: TicketService | None = None
         interval = self.settings.tickets.watchdog_interval_s
         next_tick = time.monotonic()
-        codes = [c.id for c in self.communities]
         while not self._stop.is_set():
             try:
                 if service is None:
                     service = self._connect()
+                codes = self._refresh(service)
                 while not self._stop.is_set() and self._dispatch_one(service, codes):
                     pass
                 if time.monotonic() >= next_tick:
@@ -119,6 +125,27 @@ class DispatchWorker:
             self._wake.clear()
         if service is not None:
             service.storage.close()
+
+    def _refresh(self, service: TicketService) -> list[str]:
+        """The communities to dispatch: those known so far and every one in the registry now (one small
+        query; a document is read once, when its community first appears)."""
+        for code in service.storage.community_codes():
+            if code in service.communities or code in self._unreadable:
+                continue
+            doc = service.storage.community_document(code)
+            if doc is None:
+                continue
+            try:
+                community = Community.model_validate(doc)
+            except ValueError as exc:
+                self._unreadable.add(code)
+                log.error("dispatch: community %s cannot be read (%s); its alarm events wait", code,
+                          (str(exc).splitlines() or [type(exc).__name__])[0])
+                continue
+            service.communities[code] = community
+            self.communities.append(community)
+            log.info("dispatch: community %s is dispatched too (loaded since start)", code)
+        return sorted(service.communities)
 
     def _dispatch_one(self, service: TicketService, communities: list[str]) -> bool:
         """Apply the oldest undispatched event and mark it, in one transaction. False: none left."""

@@ -23,12 +23,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import cli
 from gateway import settings as settings_mod
+from gateway.alarms.service import AlarmService
 from gateway.ingest.batch import WriteBatch, clean_text, dead_row
 from gateway.ingest.pipeline import Gateway, GatewayFailed, Item
 from gateway.ingest.validate import Accepted
 from gateway.ops.procs import Mosquitto
 from gateway.settings import Settings
 from gateway.storage import Storage, StorageError
+from gateway.tickets.dispatch import DispatchWorker
 from tests.support.brokers import Proxy, subscribe_and_wait, wait_until
 from twin import community as community_mod
 from twin import contract
@@ -453,6 +455,28 @@ def test_an_alarm_raised_while_the_database_is_down_gets_its_ticket(
         c.disconnect()
         gw.stop()
         proxy.close()
+
+
+def test_a_community_loaded_after_the_dispatch_worker_started_gets_its_tickets(
+        settings: Settings, db_url: str, schema: str, sample: community_mod.Community) -> None:
+    """The dispatch worker follows the registry: the alarm events of a community it did not know at start
+    (loaded since, or unknown to a gateway that started from its cache) still become tickets."""
+    st = Storage.connect(db_url, schema=schema)
+    st.migrate()
+    worker = DispatchWorker(settings, db_url, [], lambda *_a: None)
+    worker.start()
+    try:
+        st.load_community(sample)
+        svc = AlarmService(sample, None, root=settings.mqtt.topic_root, publish=lambda *_a: None, live=None)
+        writes = svc.writes(svc.on_readings(GAS, [(datetime.now(UTC), {"lel": 58.0})]))
+        assert writes is not None and len(writes.events) == 2
+        st.write_alarms([writes])
+        worker.wake()
+        assert _wait(lambda: list(_tickets(st).values()) == [GAS_ALARMS], 15), _tickets(st)
+        assert worker.alive() and worker.dispatched == 2 and worker.failed == 0
+    finally:
+        worker.stop()
+        st.close()
 
 
 def test_healthz_answers_over_http(settings: Settings, storage: Storage) -> None:
