@@ -170,7 +170,8 @@ def device_messages(device: Device, community: Community, script: DeviceScript, 
     """Time-ordered messages of one device over [start, start + duration)."""
     end = start + duration
     quiet = [(start + a, start + b) for a, b in script.quiet]
-    model = behaviour.model_for(device, seed=seed, community=community, origin=start, quiet=quiet)
+    model = behaviour.model_for(device, seed=seed, community=community, origin=start, quiet=quiet,
+                                leaks=tuple((start + t, rate) for t, rate in script.leaks))
     ov = Overridden(model, script.overrides, start)
     has_fields = bool(model.kind.fields)
     topics = {ch: contract.topic(root, community.id, device.id, ch) for ch in

@@ -14,6 +14,11 @@ A scenario is a YAML file (shipped ones live in ``simulators/scenarios/``)::
       - {at: 2m, role: sensor, report_every: 10s, set: {lel: {ramp_to: 30, over: 4m}}}
       - {at: 8m, role: sensor, set: {lel: {ramp_to: 62, over: 4m}}}
 
+Fire water: ``leak: 0.03`` on a pipe-pressure sensor or jockey pump role opens a leak of that many MPa a minute
+in its building's system (every sensor of the system and its pressure-holding pump see it; ``leak: 0`` closes
+it). A fire panel's event may name the ``component`` role that tripped: the panel then reports that device's
+address from its address table (``component 1-23: ...`` in the detail), as GB 26875.3 transmission does.
+
 Roles never name device ids: a selector gives a kind plus constraints (building, floor, unit, same
 floor/building/unit as another role, in a care unit), and :func:`compile_plan` picks the first
 devices of the community (in file order) that satisfy every role together, backtracking when a
@@ -43,6 +48,7 @@ from pydantic import (
     field_validator,
 )
 
+from simulators.behaviour import RISER_SYSTEMS
 from simulators.errors import SimulationError
 from twin import catalogue
 from twin.community import Community, Device
@@ -158,7 +164,8 @@ class Selector(_Strict):
 class EventSpec(_Strict):
     code: str
     state: Literal["active", "cleared", "pulse"] = "active"
-    detail: str | None = Field(default=None, max_length=512)
+    detail: str | None = Field(default=None, max_length=480)
+    component: str | None = None  # fire panels: the role whose component address the panel reports
 
 
 class Step(_Strict):
@@ -174,6 +181,7 @@ class Step(_Strict):
     offline: Literal["lastwill", "disconnect", "silent"] | None = None
     online: bool = False
     quiet: bool = False  # no resident activity (care door / water draws, door passes, elevator calls)
+    leak: float | None = Field(default=None, ge=0, le=10)  # MPa/min leaking from the role's fire-water system
 
     def targets(self) -> list[str]:
         return ([self.role] if self.role else []) + list(self.roles or [])
@@ -317,9 +325,13 @@ def _check(f: Loaded) -> list[str]:
         targets = step.targets()
         if not targets:
             problems.append(f.problem(("timeline", i), "a step needs a role (or roles)"))
-        if not (step.set or step.report_every or step.event or step.offline or step.online or step.quiet):
+        if not (step.set or step.report_every or step.event or step.offline or step.online or step.quiet
+                or step.leak is not None):
             problems.append(f.problem(("timeline", i), "a step needs an action: set, report_every, event, "
-                                                       "offline, online or quiet"))
+                                                       "offline, online, quiet or leak"))
+        if step.event is not None and step.event.component is not None and step.event.component not in names:
+            problems.append(f.problem(("timeline", i, "event", "component"),
+                                      f"unknown role {step.event.component!r}; roles: {', '.join(names) or 'none'}"))
         if step.until is not None and step.until <= step.at:
             problems.append(f.problem(("timeline", i, "until"), "until must be after at"))
         if s.duration is not None and step.at > s.duration:
@@ -334,6 +346,13 @@ def _check(f: Loaded) -> list[str]:
                                                                    f"{', '.join(names) or 'none'}"))
                 continue
             problems += _check_step_for_kind(f, i, step, catalogue.KINDS[target.kind])
+            if step.leak is not None and target.kind not in RISER_SYSTEMS:
+                problems.append(f.problem(("timeline", i, "leak"), f"a leak needs a fire-water role "
+                                                                   f"({', '.join(sorted(RISER_SYSTEMS))}), not a "
+                                                                   f"{target.kind}"))
+            if step.event is not None and step.event.component is not None and target.kind != "fire_panel":
+                problems.append(f.problem(("timeline", i, "event", "component"),
+                                          f"only a fire_panel reports components, not a {target.kind}"))
     return problems
 
 
@@ -399,6 +418,7 @@ class DeviceScript:
     events: list[tuple[float, str, str, str | None]] = field(default_factory=list)
     presence: list[tuple[float, str]] = field(default_factory=list)  # (t, online|lastwill|disconnect|silent)
     quiet: list[tuple[float, float]] = field(default_factory=list)
+    leaks: list[tuple[float, float]] = field(default_factory=list)  # (t, MPa/min) in the device's fire-water system
 
 
 @dataclass
@@ -454,7 +474,7 @@ def compile_plan(name: str, community: Community, *, pins: dict[str, str] | None
         for role, dev in chosen.items():
             if dev is not None:
                 roles[prefix + role] = dev.id
-        _script_layer(f, offset, total, chosen, scripts)
+        _script_layer(f, offset, total, chosen, scripts, community)
     ids = set(scripts) | set(roles.values())
     devices = [d for d in community.devices if everyone or d.id in ids]
     if not devices:
@@ -559,10 +579,10 @@ def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None =
 
 
 def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, Device | None],
-                  scripts: dict[str, DeviceScript]) -> None:
+                  scripts: dict[str, DeviceScript], community: Community) -> None:
     own_end = offset + f.spec.duration if f.spec.duration is not None else total
     end_default = min(own_end, total)
-    for step in f.spec.timeline:
+    for i, step in enumerate(f.spec.timeline):
         at = offset + step.at
         if at >= total:
             continue
@@ -577,7 +597,10 @@ def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, Devi
             if step.report_every is not None:
                 sc.report_every.append((at, until, step.report_every))
             if step.event is not None:
-                sc.events.append((at, step.event.code, step.event.state, step.event.detail))
+                sc.events.append((at, step.event.code, step.event.state, _event_detail(f, i, step.event, dev, chosen)))
+            if step.leak is not None:
+                for d in _riser_devices(community, dev):
+                    scripts.setdefault(d.id, DeviceScript()).leaks.append((at, step.leak))
             if step.offline is not None:
                 sc.presence.append((at, step.offline))
             if step.online:
@@ -587,3 +610,22 @@ def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, Devi
     for dev in chosen.values():
         if dev is not None:
             scripts.setdefault(dev.id, DeviceScript())
+
+
+def _event_detail(f: Loaded, i: int, ev: EventSpec, dev: Device, chosen: dict[str, Device | None]) -> str | None:
+    """The event's detail; a panel's names the address of the ``component`` role's device in the panel's table."""
+    comp = chosen.get(ev.component) if ev.component is not None else None
+    if comp is None:
+        return ev.detail
+    address = next((a for a, d in (dev.components or {}).items() if d == comp.id), None)
+    if address is None:
+        raise SimulationError(f.problem(("timeline", i, "event", "component"),
+                                        f"{comp.id} (role {ev.component!r}) is not in {dev.id}'s address table"))
+    return f"component {address}" + (f": {ev.detail}" if ev.detail else "")
+
+
+def _riser_devices(community: Community, dev: Device) -> list[Device]:
+    """The devices of ``dev``'s fire-water system: its building's sensors of the system and its jockey pump."""
+    system = RISER_SYSTEMS[dev.kind]
+    return [d for d in community.devices if RISER_SYSTEMS.get(d.kind) == system and d.building == dev.building
+            and (d.building is not None or d.id == dev.id)]

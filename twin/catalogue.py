@@ -179,6 +179,14 @@ KINDS: dict[str, DeviceKind] = {
             heartbeat_s=600, heartbeat_source="site default",
         ),
         DeviceKind(
+            "jockey_pump", "稳压泵", "pressure-holding (jockey) pump", "fire",
+            fields=(TelemetryField("running", "", FieldType.BOOL),),
+            events=(EventCode("fault", "故障", "fault"),
+                    EventCode("start", "启动", "start (active while running)",
+                              source="GB 50974-2014 §5.3.4: the pressure tank is sized for <= 15 starts an hour")),
+            heartbeat_s=600, heartbeat_source="site default; GB 50440-2007 allows up to 2 h",
+        ),
+        DeviceKind(
             "fire_door", "防火门", "fire door", "fire",
             fields=(TelemetryField("closed", "", FieldType.BOOL),),
             events=(EventCode("fault", "故障", "fault"), EventCode("held_open", "常闭门开启", "held open")),

@@ -98,6 +98,11 @@ def address_in_detail(detail: str | None) -> str | None:
     return component_address(f"{m.group(1)}-{m.group(2)}") if m is not None else None
 
 
+def floor_elevation(floor: int, floor_height: float) -> float:
+    """Metres of ``floor`` above floor 1 with storeys of ``floor_height`` (B1 is one storey down; no floor 0)."""
+    return (floor - 1 if floor > 0 else floor) * floor_height
+
+
 class Worker(_Model):
     id: Id
     name: str
@@ -134,7 +139,7 @@ class Building(_Model):
 
     def elevation(self, floor: int) -> float:
         """Metres of ``floor`` above floor 1 (basements below it: B1 is one storey down, there is no floor 0)."""
-        return (floor - 1 if floor > 0 else floor) * self.floor_height
+        return floor_elevation(floor, self.floor_height)
 
 
 class Elevator(_Model):

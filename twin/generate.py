@@ -10,9 +10,22 @@ import math
 import random
 from typing import Any
 
+from twin.community import floor_elevation
+from twin.hydraulics import static_offset
+
 SAMPLE_HEIGHTS = (18, 18, 26, 33, 11, 11, 6, 18, 26, 11, 33, 6)
 LOOP_DEVICES = 180  # GB 50116-2013 §3.1.5: at most 200 devices on a bus loop, with at least 10 % spare
 _PANEL_COMPONENTS = ("smoke_detector", "heat_detector", "manual_call_point")
+FLOOR_HEIGHT = 2.9
+# standby pressure at the most unfavourable point: above 0.15 MPa (GB 50974-2014 §5.3.3) and below the 0.6 MPa
+# the over-pressure rule uses; a sensor lower down reads its static head on top (twin.hydraulics)
+TOP_PRESSURE_NORMAL = (0.15, 0.6)
+
+
+def _pipe_normal(floor: int, top: int) -> dict[str, list[float]]:
+    """A pipe-pressure sensor's normal range at its height (the twin shows it abnormal outside)."""
+    head = static_offset(floor_elevation(top, FLOOR_HEIGHT) - floor_elevation(floor, FLOOR_HEIGHT))
+    return {"pressure": [round(TOP_PRESSURE_NORMAL[0] + head, 3), round(TOP_PRESSURE_NORMAL[1] + head, 3)]}
 _SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 _GIVEN = "敏强静伟芳娜磊洋勇艳杰军涛明超秀霞平刚桂"
 
@@ -84,7 +97,7 @@ def _generate(
         g = (col // cols_per_grid) if cols_per_grid else (i // 6)
         grid_of.append(g)
         doc_buildings.append({"id": bid, "name": f"{i + 1}号楼", "footprint": fp, "floors_above": f_top,
-                              "floors_below": below, "floor_height": 2.9, "use": "residential"})
+                              "floors_below": below, "floor_height": FLOOR_HEIGHT, "use": "residential"})
         n_lifts = 1 if f_top <= 11 else 2
         for e in range(n_lifts):
             eid = f"{bid}-E{e + 1}"
@@ -99,10 +112,14 @@ def _generate(
 
         first = len(doc_devices)
         dev(f"{bid}-FACP", "fire_panel", 1, x0 + 2, y0 + 2)
-        dev(f"{bid}-HYD", "hydrant_pressure", f_top, x0 + w - 2, y0 + 2)  # most unfavourable point: top
-        dev(f"{bid}-HYD-F1", "hydrant_pressure", 1, x0 + w - 2, y0 + 4)
-        dev(f"{bid}-SPK", "sprinkler_pressure", -below, x0 + w - 4, y0 + 2)
+        dev(f"{bid}-HYD", "hydrant_pressure", f_top, x0 + w - 2, y0 + 2,  # most unfavourable point: top
+            normal=_pipe_normal(f_top, f_top))
+        dev(f"{bid}-HYD-F1", "hydrant_pressure", 1, x0 + w - 2, y0 + 4, normal=_pipe_normal(1, f_top))
+        dev(f"{bid}-SPK", "sprinkler_pressure", -below, x0 + w - 4, y0 + 2, normal=_pipe_normal(-below, f_top))
         dev(f"{bid}-TANK", "water_tank", f_top, x0 + 4, y0 + d - 2)
+        # the roof tank's pressure-holding set (GB 50974-2014 §5.2.2 item 5: where the tank alone cannot hold the
+        # static pressure at the most unfavourable point, a pressure-holding pump does)
+        dev(f"{bid}-JP", "jockey_pump", f_top, x0 + 7, y0 + d - 2)
         dev(f"{bid}-F1-TH", "temp_humidity", 1, x0 + 12, y0 + d - 2)
         dev(f"{bid}-F1-EXT", "extinguisher", 1, x0 + 6, y0 + 2)
         for bf in range(1, below + 1):

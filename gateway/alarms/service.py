@@ -155,9 +155,12 @@ class AlarmService:
             out += self.engine.on_reading(device, ts, values, received=self.clock.now())
         return self._took(out)
 
-    def on_event(self, device: str, ts: datetime, code: str, state: str) -> list[AlarmEvent]:
+    def on_event(self, device: str, ts: datetime, code: str, state: str,
+                 detail: str | None = None) -> list[AlarmEvent]:
+        """An event at its device time, received now on the event clock. Pass the event's ``detail``: a fire
+        panel names the component that tripped there (its alarm is placed at that component)."""
         self.clock.saw(ts)
-        return self._took(self.engine.on_event(device, ts, code, state, received=self.clock.now()))
+        return self._took(self.engine.on_event(device, ts, code, state, received=self.clock.now(), detail=detail))
 
     def on_status(self, device: str, ts: datetime, online: bool) -> list[AlarmEvent]:
         return self._took(self.engine.on_status(device, ts, online, received=self.clock.now()))

@@ -21,6 +21,7 @@ from gateway.storage import Storage
 from simulators import publisher
 from tests.support.brokers import wait_until
 from twin import contract
+from twin.community import Community
 from twin.state import Level
 
 pytestmark = pytest.mark.integration
@@ -148,4 +149,31 @@ def test_bad_site_rules_file_keeps_the_previous_rules(settings: Settings, storag
         _rewrite(site, "version: 1\nrules:\n  - {id: gas_level1, raise: 22, clear: 15}\n")
         assert svc.maybe_reload() is True and svc.ruleset.rule("gas_level1").raise_ == 22  # type: ignore[union-attr]
     finally:
+        gw.stop()
+
+
+@pytest.mark.xfail(strict=True, reason="gateway/ingest does not pass an event's detail to the alarm service yet "
+                                       "(Gateway._run_rules calls svc.on_event(code, ts, ev, st)): the alarm stays "
+                                       "at the panel. Pass the detail, then drop this mark")
+def test_a_panel_fire_alarm_lands_at_the_component_through_the_gateway(settings: Settings, storage: Storage,
+                                                                       sample: Community) -> None:
+    assert settings.mqtt.url and settings.db.url
+    root = settings.mqtt.topic_root
+    panel = sample.device("B1-FACP")
+    assert panel is not None and panel.components
+    address, detector = next((a, d) for a, d in panel.components.items() if d.startswith("B1-F7-"))
+    gw = Gateway(settings, settings.mqtt.url, settings.db.url)
+    gw.start()
+    pub = publisher.Publisher(settings.mqtt.url, client_id=f"sim-{root}", qos=1)
+    try:
+        t = contract.topic(root, "sunshine", "B1-FACP", contract.Channel.EVENT)
+        pub.publish(publisher.Message(t, orjson.dumps({"v": 1, "ts": int(time.time() * 1000), "seq": 1,
+                                                       "code": "fire_alarm", "state": "active",
+                                                       "detail": f"component {address}: smoke"})))
+        pub.flush()
+        assert _wait(lambda: any(r["rule"] == "panel_fire_alarm" for r in storage.active_alarms("sunshine")))
+        row = next(r for r in storage.active_alarms("sunshine") if r["rule"] == "panel_fire_alarm")
+        assert (row["subject"], row["building"], row["floor"], row["device"]) == (detector, "B1", 7, detector)
+    finally:
+        pub.close()
         gw.stop()

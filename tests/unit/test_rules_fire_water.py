@@ -373,3 +373,12 @@ def test_panel_events_are_late_per_component() -> None:
         ("panel_fire", "MCP-F9")]
     # an older clear of the first component is late: it does not clear the newer alarm
     assert e.on_event("FACP", at(8), "fire_alarm", "cleared", detail="component 1-7") == []
+
+
+def test_the_alarm_service_hands_the_event_detail_to_the_engine() -> None:
+    from gateway.alarms.service import AlarmService
+
+    placed = TOWER.model_copy(update={"devices": [d for d in TOWER.devices if d.id != "NOWHERE"]})
+    svc = AlarmService(placed, None, root="gt", publish=lambda *_a: None, live=None)
+    out = svc.on_event("FACP", at(0), "fire_alarm", "active", "component 1-9: call point pressed")
+    assert [(e.rule, e.subject, e.floor) for e in out] == [("panel_fire_alarm", "MCP-F9", 9)]

@@ -18,6 +18,8 @@ Rule types (all: ``id``, ``type``, ``severity``, ``dispatch``; optional ``name``
 ``enabled``, ``escalate: {every, max}``, ``flapping: {cycles, within, settle}`` or ``null``)::
 
     threshold        kind, field, [unit], direction high|low, raise, clear, [for]   hysteresis (+ pending)
+                     [at: most_unfavourable_point]: pipe pressure judged at the riser top (reading less
+                     the static head above the sensor, from its floor in the community)
     duration         kind, field, [unit], equals|above|below, for                   condition true for T
     rate             kind, field, [unit], direction rising|falling, raise, [clear], [window], [min_span]
                      (units per minute)
@@ -28,6 +30,12 @@ Rule types (all: ``id``, ``type``, ``severity``, ``dispatch``; optional ``name``
     state            kind, event (code or list)                                     active raises, cleared clears
     correlation      scope device|floor|building, min_devices, within, signals [{kind, event} | {rule}]
     care_inactivity  after, [window ["07:00", "21:00"]], [utc_offset "+08:00"], activity [{kind, field|event}]
+    drop_from_normal kind, field, [unit], drop|drop_pct, [for], [learn], [warmup], [min_samples]
+                     below the device's own normal, learned on the engine's clock
+    pump_cycling     kind, event | field [rise], starts, within                     N pump starts in T (engine clock)
+
+A fire panel's event whose detail names ``component <loop>-<address>`` is placed at that component (the
+panel's address table in the community); unknown addresses alarm at the panel.
 
 Device rules also take ``buildings`` / ``devices`` filters and ``suppressed_by`` (event codes that
 mute the rule while active on the device; default: ``shielded`` for detectors and call points,
@@ -63,11 +71,13 @@ from twin.rules.schema import (
     CountRule,
     DeviceRule,
     DoseRule,
+    DropFromNormalRule,
     Duration,
     DurationRule,
     Escalate,
     Flapping,
     NoDataRule,
+    PumpCyclingRule,
     RateRule,
     Rule,
     RulesError,
@@ -88,12 +98,14 @@ __all__ = [
     "CountRule",
     "DeviceRule",
     "DoseRule",
+    "DropFromNormalRule",
     "Duration",
     "DurationRule",
     "Engine",
     "Escalate",
     "Flapping",
     "NoDataRule",
+    "PumpCyclingRule",
     "RateRule",
     "Rule",
     "RuleSet",

@@ -37,7 +37,7 @@ def replay(engine: Engine, messages: Iterable[tuple[float, str, bytes]], *, root
         if isinstance(msg, contract.Telemetry):
             yield from engine.on_reading(dev, msg.ts, msg.values)
         elif isinstance(msg, contract.Event):
-            yield from engine.on_event(dev, msg.ts, msg.code, msg.state.value)
+            yield from engine.on_event(dev, msg.ts, msg.code, msg.state.value, detail=msg.detail)
         elif isinstance(msg, contract.Status):
             yield from engine.on_status(dev, msg.ts or utc_datetime(t), msg.state is contract.DeviceState.ONLINE)
         else:
