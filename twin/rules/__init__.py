@@ -3,7 +3,8 @@ engine never reads a clock.
 
 Modules: :mod:`~twin.rules.schema` (rule types, durations, :class:`RuleSet`), :mod:`~twin.rules.loader`
 (:func:`load_rules`: merge and validate rule files), :mod:`~twin.rules.evaluators` (one module per rule
-family), :mod:`~twin.rules.engine` (:class:`Engine`) and :mod:`~twin.rules.replay` (:func:`replay`). The
+family), :mod:`~twin.rules.components` (fire panel events placed at their components),
+:mod:`~twin.rules.engine` (:class:`Engine`) and :mod:`~twin.rules.replay` (:func:`replay`). The
 engine's benchmark is ``benchmarks/rules.py``.
 
 Rules are YAML (``version: 1`` and a list ``rules``); the shipped defaults (``twin/rules_defaults.yaml``,
