@@ -373,6 +373,10 @@ def test_panel_events_are_late_per_component() -> None:
         ("panel_fire", "MCP-F9")]
     # an older clear of the first component is late: it does not clear the newer alarm
     assert e.on_event("FACP", at(8), "fire_alarm", "cleared", detail="component 1-7") == []
+    # nor does a reset older than it (store and forward): it clears only what was reported before it
+    assert seen(e.on_event("FACP", at(7), "fire_alarm", "cleared", detail="reset")) == [
+        ("cleared", "panel_fire", "MCP-F9")]
+    assert e.alarm("panel_fire", "SD-F7").status.active  # type: ignore[union-attr]
 
 
 def test_the_alarm_service_hands_the_event_detail_to_the_engine() -> None:

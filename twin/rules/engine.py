@@ -261,7 +261,8 @@ class Engine:
         if address is not None:
             places = [self._components.view(dev, address)]
         elif state == "cleared" and self._components.is_panel(dev.id):
-            places += self._components.all_views(dev.id)  # a panel reset clears what its components reported
+            # a panel reset clears what its components reported before it (not what they reported since)
+            places += [v for v in self._components.all_views(dev.id) if dev.event_ts.get(f"{code}@{v.address}", t) <= t]
         for place in places:
             for e in dev.by_event.get(code, ()):
                 e.on_event(self, place, t, code, state, late)
