@@ -46,9 +46,10 @@ from twin.community import Community
 ROOT = Path(__file__).resolve().parents[2]
 NO_PACKET_LIMIT = BrokerLimits(max_queued_messages=100_000, max_queued_bytes=1 << 30, max_packet_size=0)
 
-# docs/mqtt.md, "Broker settings that matter": the sample community's baseline (simulators, 1,217 devices)
-# sends 2.37 msg/s, i.e. 0.00195 msg/s per device; a large deployment has 100,000 devices.
-PER_DEVICE_MSG_S = 2.37 / 1217
+# docs/mqtt.md, "Broker settings that matter": the sample community's baseline (simulators, 1,261 devices)
+# sends 2.45 msg/s, i.e. 0.00194 msg/s per device; a large deployment has 100,000 devices.
+SAMPLE_DEVICES = 1261
+PER_DEVICE_MSG_S = 2.45 / SAMPLE_DEVICES
 LARGE_DEVICES = 100_000
 DOWNTIME_S = 600
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -375,7 +376,7 @@ def test_sample_community_rate_matches_the_documented_arithmetic(sample: Communi
     doc = (ROOT / "docs" / "mqtt.md").read_text()
     documented = float(re.search(r"sends \*\*([\d.]+) msg/s\*\*", doc).group(1))  # type: ignore[union-attr]
     print(f"sample community: {rate:.2f} msg/s baseline, {heartbeats:.2f} msg/s heartbeats")
-    assert len(sample.devices) == 1217 and documented == PER_DEVICE_MSG_S * 1217
+    assert len(sample.devices) == SAMPLE_DEVICES and documented == PER_DEVICE_MSG_S * SAMPLE_DEVICES
     assert abs(rate - documented) / documented < 0.1, f"docs/mqtt.md: {documented} msg/s, baseline: {rate:.2f}"
     assert heartbeats < rate
     assert f"{round(_large_downtime_messages(), -3):,} messages" in doc
