@@ -68,6 +68,7 @@ class ClusterMember:
     _epochs: dict[str, int]
     _sessions: dict[str, Transport]
     _sessions_lock: threading.Lock
+    _sessions_lost_closed: int
     _control: queue.SimpleQueue[Control]
     _writer: threading.Thread
 
@@ -94,12 +95,20 @@ class ClusterMember:
         return True
 
     def drop(self, community: str, *, save: bool) -> None:
-        with self._sessions_lock:
-            client = self._sessions.pop(community, None)
+        client = self._forget_session(community)
         if client is not None:
             client.stop()
         self._ask(Control("drop", community, save=save))
         log.info("community %s stopped%s", community, " (rule state saved)" if save else "")
+
+    def _forget_session(self, community: str) -> Transport | None:
+        """Take ``community``'s MQTT session out of the table (the caller stops it), keeping its count of
+        lost sessions for ``gridtwin_mqtt_sessions_lost``."""
+        with self._sessions_lock:
+            client = self._sessions.pop(community, None)
+            if client is not None:
+                self._sessions_lost_closed += client.sessions_lost
+        return client
 
     def _ask(self, req: Control) -> Control:
         if not self._writer.is_alive():
@@ -169,7 +178,6 @@ class ClusterMember:
                 continue
             log.warning("community %s: lease lost (a write was fenced); stopping it", code)
             self._drop_now(code, save=False)
-            with self._sessions_lock:
-                client = self._sessions.pop(code, None)
+            client = self._forget_session(code)
             if client is not None:  # not on this thread: a session's reader may wait on our full queue
                 threading.Thread(target=client.stop, name=f"gridtwin-close-{code}", daemon=True).start()

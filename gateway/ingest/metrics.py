@@ -26,11 +26,12 @@ Health = Callable[[], dict[str, Any]]
 
 class _StatsCollector(Collector):
     def __init__(self, stats: Stats, backlog: Callable[[], int], spool_bytes: Callable[[], int],
-                 health: Health | None) -> None:
+                 health: Health | None, sessions_lost: Callable[[], int] | None) -> None:
         self.stats = stats
         self.backlog = backlog
         self.spool_bytes = spool_bytes
         self.health = health
+        self.sessions_lost = sessions_lost
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -60,6 +61,10 @@ class _StatsCollector(Collector):
         for reason, n in sorted(s.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
+        if self.sessions_lost is not None:
+            yield CounterMetricFamily("gridtwin_mqtt_sessions_lost",
+                                      "MQTT reconnects that found no session on the broker (what it had queued "
+                                      "for the gateway is lost)", value=self.sessions_lost())
         yield GaugeMetricFamily("gridtwin_backlog", "messages queued for the writer", value=self.backlog())
         yield GaugeMetricFamily("gridtwin_spool_bytes", "bytes waiting in the on-disk spool",
                                 value=self.spool_bytes())
@@ -89,10 +94,10 @@ class _QuietHandler(WSGIRequestHandler):
 
 class GatewayMetrics:
     def __init__(self, stats: Stats, *, backlog: Callable[[], int], spool_bytes: Callable[[], int],
-                 health: Health | None = None) -> None:
+                 health: Health | None = None, sessions_lost: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.health = health
-        self.registry.register(_StatsCollector(stats, backlog, spool_bytes, health))
+        self.registry.register(_StatsCollector(stats, backlog, spool_bytes, health, sessions_lost))
         self.batch_size = Histogram("gridtwin_batch_size", "messages per written batch", registry=self.registry,
                                     buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000))
         self.write_seconds = Histogram("gridtwin_db_write_seconds", "database write latency per batch",

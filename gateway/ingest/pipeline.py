@@ -97,6 +97,7 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         self._epochs: dict[str, int] = {}  # cluster: community -> epoch of the lease we hold (writer thread)
         self._sessions: dict[str, Transport] = {}  # cluster: community -> its MQTT session
         self._sessions_lock = threading.Lock()
+        self._sessions_lost_closed = 0  # cluster: lost sessions counted by community sessions since closed
         self._control: queue.SimpleQueue[Control] = queue.SimpleQueue()  # take/drop, run by the writer
         self._ownership: Ownership | None = None
         # MQTT 3.1.1 unless asked for 5 (and the broker speaks it): what we need (persistent session,
@@ -113,7 +114,7 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         self._replies = PerKeyLimiter(ERROR_REPLY_BURST, ERROR_REPLY_EVERY_S)
         self._dead_budget = PerKeyLimiter(DEAD_LETTER_BURST, DEAD_LETTER_EVERY_S)
         self.metrics = GatewayMetrics(self.stats, backlog=self._queue.qsize, spool_bytes=self._spool.size_bytes,
-                                      health=self.health)
+                                      health=self.health, sessions_lost=self.sessions_lost)
         self._cache_path = settings.data_dir / "cache" / f"{settings.mqtt.client_id}.json"
         self._cache: StartCache | None = None  # set when started without the database
         self._storage: Storage | None = None
@@ -190,6 +191,13 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
             return 0.0
         return now - head.received if isinstance(head, Item) else 0.0
 
+    def sessions_lost(self) -> int:
+        """MQTT reconnects that found no session on the broker, so what it had queued for us is lost: the
+        gateway's own connection and (cluster mode) every community session, closed ones included."""
+        with self._sessions_lock:
+            return self._client.sessions_lost + self._sessions_lost_closed + sum(
+                s.sessions_lost for s in self._sessions.values())
+
     def health(self) -> dict[str, Any]:
         """What /healthz reports: ok only while every thread lives and messages are being written."""
         writer = self._writer.is_alive()
@@ -227,6 +235,7 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
             try:
                 self.metrics.serve(port)
             except OSError as exc:
+                self._close_storage()
                 raise PortBusy(f"cannot serve /metrics on port {port}: {exc.strerror or exc}") from None
         # Long-lived start-up objects (registry, community, live state) need no more GC passes, and
         # a busy intake makes many short-lived tuples: collect young objects less often.
@@ -241,6 +250,7 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
             if self.dispatch is not None:
                 self.dispatch.stop()
             self.metrics.close()
+            self._close_storage()
             raise BrokerUnavailable(addr.redacted(), str(exc) or type(exc).__name__) from None
         if not self._connected.wait(timeout_s):
             self.stop()
@@ -278,6 +288,10 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         if self.dispatch is not None:
             self.dispatch.stop()
         self.metrics.close()
+        self._close_storage()
+
+    def _close_storage(self) -> None:
+        """The writer's connection, at the end (also when start fails: nothing else would close it)."""
         if self._storage is not None:
             self._storage.close()
 

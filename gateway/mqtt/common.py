@@ -48,6 +48,8 @@ class SubscriptionRefused(MqttError):
 class Transport(Protocol):
     """What the gateway needs from an MQTT client."""
 
+    sessions_lost: int  # reconnects that found no session on the broker: what it had queued for us is lost
+
     def start(self, timeout_s: float) -> None:
         """Connect, subscribe and start receiving; raises :class:`MqttError` if the first connection fails
         (including a refused subscription)."""

@@ -233,5 +233,9 @@ def test_metrics_endpoint(settings: Settings, registry: Storage) -> None:
         assert "gridtwin_messages_received_total 2.0" in body
         assert 'gridtwin_messages_rejected_total{reason="bad_json"} 1.0' in body
         assert "gridtwin_db_write_seconds_bucket" in body and "gridtwin_spool_bytes" in body
+        assert "gridtwin_mqtt_sessions_lost_total 0.0" in body
+        gw._client.sessions_lost += 1  # what the transport counts when a reconnect finds no session on the broker
+        body = urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics.port}/metrics", timeout=5).read().decode()
+        assert "gridtwin_mqtt_sessions_lost_total 1.0" in body
     finally:
         gw.stop()
