@@ -172,9 +172,11 @@ class DemoSettings(_Section):
 
 
 class LifeSafetyTarget(_Section):
-    """Tighter site targets for one life-safety alarm rule (minutes)."""
+    """A site's own targets for one life-safety alarm rule (minutes), replacing the incident policy's."""
 
     respond_min: float = Field(gt=0, le=1440)
+    arrive_min: float | None = Field(default=None, gt=0, le=100_000)
+    release_min: float | None = Field(default=None, gt=0, le=100_000)
     resolve_min: float | None = Field(default=None, gt=0, le=100_000)
     source: str = ""
 
@@ -191,23 +193,18 @@ class TicketSettings(_Section):
                                      description="complex: accept and hand in the plan within (seed 3.3)")
     complex_progress_h: float = Field(default=72.0, gt=0, le=8760,
                                       description="complex: progress feedback at least this often")
+    incident_files: list[Path] = Field(
+        default=[], description="site incident policy files merged over twin/incidents_defaults.yaml (groups, "
+                                "life-safety rules and their targets with sources), in order")
     life_safety: dict[str, LifeSafetyTarget] = Field(
-        default={
-            "elevator_entrapment": LifeSafetyTarget(
-                respond_min=5, resolve_min=30,
-                source="TSG T5002-2017: rescuers on site <= 30 min in cities; Hangzhou 2024 draft: dispatch <= 5 min"),
-            "fire_confirmed": LifeSafetyTarget(
-                respond_min=3, resolve_min=60,
-                source="site default: control rooms verify a fire alarm on site within minutes (GB 25506-2010)"),
-            "gas_level2": LifeSafetyTarget(
-                respond_min=5, resolve_min=60,
-                source="site default: level 2 (<= 50 %LEL, GB/T 50493-2019 §5.5) means evacuate and make safe now"),
-        },
-        description="rule id -> {respond_min, resolve_min}: tighter targets for life-safety alarms",
+        default={},
+        description="rule id -> {respond_min, arrive_min, release_min, resolve_min, source}: replaces the "
+                    "incident policy's target of that rule (shipped targets and sources: twin/incidents_defaults.yaml)",
     )
     warn_fraction: float = Field(default=0.75, gt=0, lt=1, description="warn the assignee at this share of a deadline")
     correlate_min: float = Field(default=30.0, ge=0, le=1440,
-                                 description="an alarm joins an open ticket of the same incident seen this recently")
+                                 description="an alarm no incident group takes joins an open ticket of its subject "
+                                             "seen this recently (groups have their own window)")
     utc_offset: str = Field(default="+08:00", pattern=r"^[+-]\d{2}:\d{2}$",
                             description="community local time for duty hours (China Standard Time)")
     watchdog_interval_s: float = Field(default=30.0, gt=0, le=3600, description="how often the SLA watchdog runs")

@@ -107,14 +107,26 @@ class NoteBody(_Body):
     version: Version = None
 
 
+CloseReason = Literal["false_alarm", "device_fault", "other"]
+
+
 class ResolveBody(_Body):
     note: Annotated[Text, Field(min_length=1, max_length=4000, description="what was done")]
+    reason: CloseReason | None = Field(
+        default=None, description="required while a life-safety alarm of the incident is still active (else 409): "
+                                  "误报 false_alarm, 设备故障 device_fault, 其他 other (with reason_note)")
+    reason_note: Annotated[Text | None, Field(max_length=1000)] = None
     version: Version = None
 
 
 class ReasonBody(_Body):
     reason: Annotated[Text, Field(min_length=1, max_length=1000)]
     version: Version = None
+
+
+class CancelBody(ReasonBody):
+    code: CloseReason | None = Field(
+        default=None, description="what it was; required while a life-safety alarm of the incident is active")
 
 
 class ReassignBody(_Body):
@@ -249,6 +261,9 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
 
     @app.exception_handler(TicketError)
     async def _state(_r: Request, exc: TicketError) -> JSONResponse:
+        if isinstance(exc, tk.AlarmsStillActive):
+            return JSONResponse({"detail": str(exc), "active_alarms": list(exc.alarms),
+                                 "reasons": tk.CLOSE_REASONS}, status_code=409)
         return err(409, str(exc))
 
     @app.exception_handler(TicketConflict)
@@ -437,13 +452,26 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         t = svc.progress(user, ticket_id, _clean(note), photo=p, plan=plan, version=version)
         return ticket_json(svc, t, user)
 
-    @r.post("/tickets/{ticket_id}/resolve", tags=["actions"], summary="办结: report it resolved")
+    @r.post("/tickets/{ticket_id}/arrive", tags=["actions"], summary="到场: on site (life-safety arrival clock)")
+    def arrive(ticket_id: TicketId, svc: Svc, user: Me, body: NoteBody | None = None) -> dict[str, Any]:
+        b = body or NoteBody()
+        return ticket_json(svc, svc.arrive(user, ticket_id, b.note, version=b.version), user)
+
+    @r.post("/tickets/{ticket_id}/release", tags=["actions"], summary="解困: the trapped people are out (entrapment)")
+    def release(ticket_id: TicketId, svc: Svc, user: Me, body: NoteBody | None = None) -> dict[str, Any]:
+        b = body or NoteBody()
+        return ticket_json(svc, svc.release(user, ticket_id, b.note, version=b.version), user)
+
+    @r.post("/tickets/{ticket_id}/resolve", tags=["actions"],
+            summary="办结: report it resolved (a reason while life-safety alarms are active)")
     def resolve(ticket_id: TicketId, body: ResolveBody, svc: Svc, user: Me) -> dict[str, Any]:
-        return ticket_json(svc, svc.resolve(user, ticket_id, body.note, version=body.version), user)
+        t = svc.resolve(user, ticket_id, body.note, version=body.version, reason=body.reason,
+                        reason_note=body.reason_note)
+        return ticket_json(svc, t, user)
 
     @r.post("/tickets/{ticket_id}/cancel", tags=["operator"], summary="撤销 a false alarm (operator, supervisor)")
-    def cancel(ticket_id: TicketId, body: ReasonBody, svc: Svc, user: Me) -> dict[str, Any]:
-        return ticket_json(svc, svc.cancel(user, ticket_id, body.reason, version=body.version), user)
+    def cancel(ticket_id: TicketId, body: CancelBody, svc: Svc, user: Me) -> dict[str, Any]:
+        return ticket_json(svc, svc.cancel(user, ticket_id, body.reason, version=body.version, code=body.code), user)
 
     @r.post("/tickets/{ticket_id}/reassign", tags=["operator"], summary="Hand to another worker, with a reason")
     def reassign(ticket_id: TicketId, body: ReassignBody, svc: Svc, user: Me) -> dict[str, Any]:
@@ -515,6 +543,20 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         if format == "md":
             return PlainTextResponse(tk.kpi_markdown(rows, f"KPIs {start} .. {end}"), media_type="text/markdown")
         return {"from": start.isoformat(), "to": end.isoformat(), "rows": [r.as_dict() for r in rows]}
+
+    @r.get("/stats/false-alarms", tags=["operator"],
+           summary="False alarms per device and rule, by the reasons given when tickets were closed (supervisor, "
+                   "operator)")
+    def false_alarms(svc: Svc, user: Me, start: Annotated[date, Query(alias="from")],
+                     end: Annotated[date, Query(alias="to")],
+                     community: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+        need(user, Role.SUPERVISOR, Role.OPERATOR, Role.ADMIN)
+        if not (2000 <= start.year <= 2999 and 2000 <= end.year <= 2999) or end < start:
+            raise InvalidInput("from and to must be dates in 2000..2999 with from <= to")
+        a, b = svc_period(svc, start, end)
+        rows = svc.false_alarms(a, b, community=_clean(community) if community else None, user=user)
+        return {"from": start.isoformat(), "to": end.isoformat(), "reasons": tk.CLOSE_REASONS,
+                "rows": [r.as_dict() for r in rows]}
 
     @r.get("/users", tags=["admin"], summary="Users (admin)")
     def users(svc: Svc, user: Me) -> dict[str, Any]:

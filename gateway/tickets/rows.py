@@ -1,4 +1,4 @@
-"""Rows of the ticket tables (migration 0006): columns, row factories, and the typed rows the service reads."""
+"""Rows of the ticket tables (migrations 0006, 0009, 0012): columns, row factories, the typed rows the service reads."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ TICKET_COLUMNS = (
     "reporter", "contact", "keys", "created_at", "clock_start", "respond_by", "resolve_by", "progress_from",
     "progress_by", "responded_at", "accepted_at", "resolved_at", "closed_at", "last_alarm_at", "alerts",
     "breaches", "escalations", "reopens", "plan_submitted", "cancel_reason", "rating", "rating_comment",
-    "rated_at", "rate_token", "occurred_at", "received_at",
+    "rated_at", "rate_token", "occurred_at", "received_at", "arrive_by", "arrived_at", "release_by", "released_at",
+    "close_reason", "close_note",
 )
 SELECT_TICKETS = "SELECT id, version, " + ", ".join(TICKET_COLUMNS) + " FROM tickets"
 OPEN_STATES = [s.value for s in tk.OPEN_STATES]
@@ -83,6 +84,13 @@ class TicketAlarmRow:
     last_at: datetime
     count: int
     cleared_at: datetime | None
+    life_safety: bool = False
+    close_reason: str | None = None
+    close_note: str | None = None
+
+
+TICKET_ALARM_COLUMNS = ("alarm_key, rule, severity, subject, device, building, floor, detail, first_at, last_at, "
+                        "count, cleared_at, life_safety, close_reason, close_note")
 
 
 @dataclass(frozen=True, slots=True)

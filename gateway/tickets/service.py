@@ -25,24 +25,28 @@ Concurrency: every change reads the ticket, applies a pure transition and writes
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
+import yaml
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from gateway.settings import Settings, TicketSettings
+from gateway.settings import LifeSafetyTarget, Settings, TicketSettings
 from gateway.storage import Storage, StorageError, UnknownDevice, fetch_rows, fetch_value, fetch_values
 from gateway.tickets.photos import PHOTO_TYPES, Photo, PhotoRejected, check_photo, content_type_of
 from gateway.tickets.rows import (
     OPEN_STATES,
     SELECT_TICKETS,
+    TICKET_ALARM_COLUMNS,
     TICKET_COLUMNS,
     TICKET_ROW,
     AlarmHistoryRow,
@@ -71,9 +75,26 @@ from twin.people import User
 from twin.tickets import Alert, InvalidInput, Priority, Ticket, TicketError, TicketState
 
 __all__ = [  # what the API, the dashboard and the CLI import from here
-    "API_PREFIX", "MAX_NOTE", "PHOTO_TYPES", "Forbidden", "Photo", "PhotoRejected", "Publish", "ReadingsFn",
-    "SnapshotFn", "TicketConflict", "TicketNotFound", "TicketService", "check_photo", "knowledge_base", "kpi_csv",
-    "render_snapshot", "rule_names", "sla_policy",
+    "API_PREFIX",
+    "MAX_NOTE",
+    "PHOTO_TYPES",
+    "Forbidden",
+    "Photo",
+    "PhotoRejected",
+    "Publish",
+    "ReadingsFn",
+    "SnapshotFn",
+    "TicketConflict",
+    "TicketNotFound",
+    "TicketService",
+    "alarm_tickets",
+    "check_photo",
+    "incident_policy",
+    "knowledge_base",
+    "kpi_csv",
+    "render_snapshot",
+    "rule_names",
+    "sla_policy",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,7 +119,9 @@ class Forbidden(PermissionError):
 # -- configuration ----------------------------------------------------------------------------------
 
 
-def sla_policy(s: TicketSettings) -> tk.SlaPolicy:
+def sla_policy(s: TicketSettings, incidents: tk.IncidentPolicy | None = None) -> tk.SlaPolicy:
+    """SLA targets per class from the settings, and per life-safety rule from the incident policy (its data file,
+    each target beside its source) with the settings' ``tickets.life_safety`` entries replacing a rule's."""
     h = 3600.0
     targets = {
         Priority.URGENT: tk.Target(s.urgent_respond_h * h, s.urgent_resolve_h * h, source="settings tickets.urgent_*"),
@@ -107,9 +130,67 @@ def sla_policy(s: TicketSettings) -> tk.SlaPolicy:
         Priority.COMPLEX: tk.Target(s.complex_respond_h * h, None, s.complex_progress_h * h,
                                     source="settings tickets.complex_*"),
     }
-    life = {rule: tk.Target(t.respond_min * 60, None if t.resolve_min is None else t.resolve_min * 60,
-                            source=t.source) for rule, t in s.life_safety.items()}
+    life = dict(incidents.targets()) if incidents is not None else {}
+    life.update({rule: _life_safety(rule, t).target() for rule, t in s.life_safety.items()})
     return tk.SlaPolicy(targets, life, s.warn_fraction)
+
+
+def _life_safety(rule: str, t: LifeSafetyTarget) -> tk.LifeSafety:
+    def minutes(v: float | None) -> float | None:
+        return None if v is None else v * 60
+
+    return tk.LifeSafety(rule=rule, respond=t.respond_min * 60, arrive=minutes(t.arrive_min),
+                         release=minutes(t.release_min), resolve=minutes(t.resolve_min),
+                         source=t.source or "settings tickets.life_safety")
+
+
+def incident_policy(settings: Settings) -> tk.IncidentPolicy:
+    """The shipped incident policy (``twin/incidents_defaults.yaml``) with the site's files
+    (``tickets.incident_files``) merged over it, checked against the rule ids of the rule files in force; the
+    settings' ``tickets.life_safety`` entries replace a rule's targets. Raises :class:`tk.IncidentPolicyError`."""
+    texts = []
+    for path in [tk.INCIDENTS_FILE, *settings.tickets.incident_files]:
+        try:
+            texts.append((str(path), path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise tk.IncidentPolicyError([f"{path}: cannot read it ({exc.strerror})"]) from None
+    policy = _parsed_policy(tuple(texts), _rule_ids(tuple(settings.rules.files)))
+    life = dict(policy.life_safety)
+    life.update({rule: _life_safety(rule, t) for rule, t in settings.tickets.life_safety.items()})
+    return replace(policy, life_safety=life, default_within=settings.tickets.correlate_min * 60)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_policy(texts: tuple[tuple[str, str], ...], known: frozenset[str] | None) -> tk.IncidentPolicy:
+    return tk.load_incident_policy(texts, known_rules=known)
+
+
+def _rule_ids(files: tuple[Path, ...]) -> frozenset[str] | None:
+    """Every rule id of the shipped rules and the site's rule files (disabled ones too); None if one cannot be
+    read (the rules engine reports that file itself)."""
+    from twin.rules import DEFAULTS_FILE
+
+    ids: set[str] = set()
+    for path in (DEFAULTS_FILE, *files):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        rules = data.get("rules") if isinstance(data, dict) else None
+        ids.update(r["id"] for r in rules or () if isinstance(r, dict) and isinstance(r.get("id"), str))
+    return frozenset(ids)
+
+
+def alarm_tickets(conn: psycopg.Connection[Any], community: str, keys: Sequence[str]) -> dict[str, int]:
+    """Alarm key -> the ticket holding it (the newest, if the alarm came back after its ticket closed), for the
+    alarms of ``community`` given; alarms on no ticket are left out."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (a.alarm_key) a.alarm_key, a.ticket_id FROM ticket_alarms a JOIN tickets t "
+        "ON t.id = a.ticket_id WHERE t.community = %s AND a.alarm_key = ANY(%s) ORDER BY a.alarm_key, a.ticket_id DESC",
+        (community, list(keys))).fetchall()
+    return {str(k): int(i) for k, i in rows}
 
 
 # -- the service --------------------------------------------------------------------------------------
@@ -126,7 +207,8 @@ class TicketService:
         self.conn = storage.conn
         self.settings = settings
         self.cfg = settings.tickets
-        self.policy = sla_policy(settings.tickets)
+        self.incidents = incident_policy(settings)
+        self.policy = sla_policy(settings.tickets, self.incidents)
         cs = [communities] if isinstance(communities, Community) else list(communities)
         self.communities: dict[str, Community] = {c.id: c for c in cs}
         self.publish = publish
@@ -153,71 +235,139 @@ class TicketService:
             with self._db("recording a repeated alarm"):
                 self.conn.execute(
                     "UPDATE ticket_alarms a SET count = %s, last_at = greatest(a.last_at, %s), detail = %s "
-                    "FROM tickets t WHERE t.id = a.ticket_id AND t.community = %s AND t.state = ANY(%s) "
-                    "AND a.alarm_key = %s", (event.count, event.at, event.detail, c.id, OPEN_STATES, event.key))
+                    "FROM tickets t WHERE t.id = a.ticket_id AND t.community = %s AND a.cleared_at IS NULL "
+                    "AND a.alarm_key = %s", (event.count, event.at, event.detail, c.id, event.key))
             return None
         if event.kind is EventKind.CLEARED:
             return self._on_cleared(c, event)
         return None
 
     def _on_raised(self, c: Community, event: AlarmEvent) -> Ticket | None:
+        """A raised alarm that dispatches: it joins the open ticket of its incident (the one holding the same alarm,
+        else the one of its incident key that saw an alarm within the group's window), else reopens its
+        incident's recently resolved ticket, else opens a ticket. One decision at a time per community."""
         priority = Priority.of(event.dispatch)
         if priority is None or not event.notify:
             return None
         received = tk.received_time(event, self.clock())
-        keys = tk.event_keys(c, event)
-        window = timedelta(minutes=self.cfg.correlate_min)
-        created = False
+        ik = tk.incident_key(self.incidents, c, event)
+        keys = frozenset({ik.stored})
+        action = "alarm_attached"
         with self._db("opening a ticket"), self.conn.transaction():
             # one incident decision at a time per community (N gateways may see related alarms together)
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
-            candidates = self._tickets(
-                f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND keys && %s ORDER BY created_at",
-                (c.id, OPEN_STATES, list(keys)))
-            same_alarm = set(fetch_values(self.conn,
-                "SELECT a.ticket_id FROM ticket_alarms a JOIN tickets t ON t.id = a.ticket_id WHERE a.alarm_key = %s "
-                "AND t.state = ANY(%s)", (event.key, OPEN_STATES)))
-            target = next((t for t in candidates
-                           if t.id in same_alarm or tk.correlates(t, keys, received, window)), None)
+            target = self._open_incident_ticket(c, event, keys, received, timedelta(seconds=ik.within_s))
+            if target is None:
+                resolved = self._resolved_incident_ticket(c, event, keys, received)
+                if resolved is not None:
+                    target = self._reopen_for_alarm(c, resolved, event, received)
+                    action = "reopened"
             if target is not None:
-                before = target
-                t = tk.attach_alarm(target, event, self.policy, keys, at=received)
-                t = self._write(before, t, "attach", "system", f"{event.rule}: {event.detail}",
-                                detail={"alarm": event.key, "severity": event.severity.value})
-                if t.priority is not before.priority or t.rule != before.rule:
-                    self._event(t, "priority", before.state, "system",
-                                f"{before.priority.value} -> {t.priority.value}"
-                                + (f", life-safety rule {t.rule}" if t.life_safety and not before.life_safety else ""),
-                                detail={"respond_by": t.respond_by.isoformat(),
-                                        "resolve_by": t.resolve_by.isoformat() if t.resolve_by else None})
+                self._record_alarm(target.id, event)
+                t = self._attach(c, target, event, ik, keys, received)
             else:
-                t = self._create_from_alarm(c, event, priority, keys, received)
-                created = True
-            self._record_alarm(t.id, event)
-        self._deliver(t, "created" if created else "alarm_attached")
-        if created and self.render_on_create:
+                t = self._create_from_alarm(c, event, ik, priority, keys, received)
+                self._record_alarm(t.id, event)
+                action = "created"
+        self._deliver(t, action)
+        if action == "created" and self.render_on_create:
             t = self.attach_snapshot(t.id) or t
         return t
 
-    def _create_from_alarm(self, c: Community, event: AlarmEvent, priority: Priority, keys: frozenset[str],
-                           received: datetime) -> Ticket:
-        dev = c.device(event.device) if event.device else None
-        category = tk.category_of(event.rule, dev.kind if dev else None)
-        unit = dev.unit if dev and dev.unit else (event.subject if event.subject_type == "care_unit" else None)
+    def _open_incident_ticket(self, c: Community, event: AlarmEvent, keys: frozenset[str], received: datetime,
+                              window: timedelta) -> Ticket | None:
+        """The open ticket holding this alarm (whenever it last came), else the oldest open ticket of the
+        incident key that saw an alarm within ``window``."""
+        candidates = self._tickets(
+            f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND (keys && %s OR id IN "
+            "(SELECT ticket_id FROM ticket_alarms WHERE alarm_key = %s)) ORDER BY created_at, id",
+            (c.id, OPEN_STATES, list(keys), event.key))
+        if not candidates:
+            return None
+        same_alarm = set(fetch_values(self.conn, "SELECT ticket_id FROM ticket_alarms WHERE alarm_key = %s "
+                                      "AND ticket_id = ANY(%s)", (event.key, [t.id for t in candidates])))
+        return next((t for t in candidates if t.id in same_alarm), None) or next(
+            (t for t in candidates if tk.correlates(t, keys, received, window)), None)
+
+    def _resolved_incident_ticket(self, c: Community, event: AlarmEvent, keys: frozenset[str],
+                                  received: datetime) -> Ticket | None:
+        """The newest ticket of this incident (its key or this alarm) resolved within the reopen window."""
+        if self.incidents.reopen_within <= 0:
+            return None
+        found = self._tickets(
+            f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND resolved_at >= %s AND (keys && %s OR id IN "
+            "(SELECT ticket_id FROM ticket_alarms WHERE alarm_key = %s)) ORDER BY resolved_at DESC, id DESC LIMIT 1",
+            (c.id, [TicketState.FEEDBACK.value, TicketState.EVALUATED.value],
+             received - timedelta(seconds=self.incidents.reopen_within), list(keys), event.key))
+        return found[0] if found else None
+
+    def _reopen_for_alarm(self, c: Community, t: Ticket, event: AlarmEvent, received: datetime) -> Ticket:
+        """The incident alarmed again after its ticket was resolved: reopen it (fresh clocks) and dispatch it to
+        whoever is on duty now, its previous worker first."""
         name = rule_names().get(event.rule, event.rule)
-        where = tk.location_text(c, event.building, event.floor, unit)
-        t = tk.new_ticket(community=c.id, title=f"{name} · {where}".strip(" ·"), category=category,
+        after = self._write(t, tk.reopen(t, received, self.policy), "reopen", "system",
+                            f"同一事件再次报警，工单重开 / the incident alarmed again: {name} ({event.subject}): "
+                            f"{event.detail}", at=received,
+                            detail={"alarm": event.key, "resolved_at": self.iso(t.resolved_at),
+                                    "previous_assignee": t.assignee})
+        a = tk.assign(c, after.building, received, offset=self.offset, load=self._load_by_worker(c),
+                      category=after.category, partners=self.cfg.partners, prefer=t.assignee)
+        if a.assignee is not None:
+            after = self._write(after, tk.dispatch(after, a), "dispatch", "system", a.reason, at=received,
+                                detail={"assignee": a.assignee, "role": a.role, "collaborator": a.collaborator})
+        return after
+
+    def _attach(self, c: Community, target: Ticket, event: AlarmEvent, ik: tk.IncidentKey, keys: frozenset[str],
+                received: datetime) -> Ticket:
+        """The alarm (already recorded on ``target``) joins its ticket; the incident's title, rule, priority and
+        life-safety clocks follow its worst alarm, and the history says what changed."""
+        key = tk.stored_key(self.incidents, target.keys) or ik
+        s = tk.summarize(self.incidents, c, key, self._incident_alarms(target.id), rule_names())
+        before = target
+        after = tk.attach_alarm(target, event, self.policy, keys, at=received,
+                                title=s.title if target.source == "alarm" else None, worst=s.worst.rule)
+        t = self._write(before, after, "attach", "system", f"{event.rule}: {event.detail}", at=received,
+                        detail={"alarm": event.key, "severity": event.severity.value, "devices": len(s.devices)})
+        note = tk.upgrade_note(before, t, self.iso)
+        if note:
+            self._event(t, "upgrade", before.state, "system", note, at=received,
+                        detail={"title": t.title, "rule": t.rule, "priority": t.priority.value,
+                                "respond_by": self.iso(t.respond_by), "arrive_by": self.iso(t.arrive_by),
+                                "release_by": self.iso(t.release_by), "resolve_by": self.iso(t.resolve_by)})
+        return t
+
+    def _incident_alarms(self, ticket_id: int) -> list[tk.IncidentAlarm]:
+        rows = fetch_rows(self.conn, class_row(TicketAlarmRow),
+                          f"SELECT {TICKET_ALARM_COLUMNS} FROM ticket_alarms WHERE ticket_id = %s "
+                          "ORDER BY first_at, alarm_key", (ticket_id,))
+        return [tk.IncidentAlarm(r.alarm_key, r.rule, Severity(r.severity), r.subject, r.device, r.building, r.floor,
+                                 r.first_at, r.count, r.cleared_at) for r in rows]
+
+    def _active_life_safety(self, ticket_id: int) -> list[str]:
+        """Keys of the ticket's life-safety alarms that have not cleared."""
+        return fetch_values(self.conn, "SELECT alarm_key FROM ticket_alarms WHERE ticket_id = %s "
+                            "AND cleared_at IS NULL AND rule = ANY(%s) ORDER BY first_at, alarm_key",
+                            (ticket_id, sorted(self.incidents.life_safety)))
+
+    def _create_from_alarm(self, c: Community, event: AlarmEvent, ik: tk.IncidentKey, priority: Priority,
+                           keys: frozenset[str], received: datetime) -> Ticket:
+        dev = c.device(event.device) if event.device else None
+        unit = dev.unit if dev and dev.unit else (event.subject if event.subject_type == "care_unit" else None)
+        s = tk.summarize(self.incidents, c, ik, [tk.IncidentAlarm.of(event, received)], rule_names())
+        t = tk.new_ticket(community=c.id, title=s.title, category=s.category,
                           priority=priority, source="alarm", at=received, policy=self.policy,
                           rate_token=secrets.token_urlsafe(18), rule=event.rule, building=event.building,
                           floor=event.floor, unit=unit, device=event.device, description=event.detail, keys=keys,
                           occurred_at=event.occurred_at or event.at)
-        return self._insert_and_dispatch(c, t, {"alarm": event.to_json()})
+        return self._insert_and_dispatch(c, t, {"alarm": event.to_json(), "incident": ik.key})
+
+    def _load_by_worker(self, c: Community) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT assignee, count(*) FROM tickets WHERE community = %s AND state = ANY(%s) "
+                                      "AND assignee IS NOT NULL GROUP BY 1", (c.id, OPEN_STATES)).fetchall())
 
     def _insert_and_dispatch(self, c: Community, t: Ticket, context: dict[str, Any]) -> Ticket:
-        load = dict(self.conn.execute("SELECT assignee, count(*) FROM tickets WHERE community = %s AND state = ANY(%s) "
-                                      "AND assignee IS NOT NULL GROUP BY 1", (c.id, OPEN_STATES)).fetchall())
-        a = tk.assign(c, t.building, t.created_at, offset=self.offset, load=load, category=t.category,
-                      partners=self.cfg.partners)
+        a = tk.assign(c, t.building, t.created_at, offset=self.offset, load=self._load_by_worker(c),
+                      category=t.category, partners=self.cfg.partners)
         t = replace(t, grid=a.grid, collaborator=a.collaborator)
         context = {**context, "assignment": {"role": a.role, "reason": a.reason}}
         t = self._insert(t, context)
@@ -250,30 +400,35 @@ class TicketService:
         return t
 
     def _on_cleared(self, c: Community, event: AlarmEvent) -> Ticket | None:
+        """The alarm cleared: noted on every ticket holding it uncleared (open or resolved), so a ticket knows which
+        of its life-safety alarms are still active."""
         with self._db("recording a cleared alarm"), self.conn.transaction():
             found = self._tickets(
-                f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND id IN (SELECT ticket_id "
-                "FROM ticket_alarms WHERE alarm_key = %s AND cleared_at IS NULL) ORDER BY created_at LIMIT 1",
-                (c.id, OPEN_STATES, event.key))
+                f"{SELECT_TICKETS} WHERE community = %s AND id IN (SELECT ticket_id FROM ticket_alarms "
+                "WHERE alarm_key = %s AND cleared_at IS NULL) ORDER BY created_at, id", (c.id, event.key))
             if not found:
                 return None
-            t = found[0]
-            self.conn.execute("UPDATE ticket_alarms SET cleared_at = %s WHERE ticket_id = %s AND alarm_key = %s",
-                              (event.at, t.id, event.key))
-            self._event(t, "alarm_cleared", t.state, event.by or "system", event.detail,
-                        detail={"alarm": event.key})
-        self._deliver(t, "alarm_cleared")
-        return t
+            self.conn.execute("UPDATE ticket_alarms SET cleared_at = %s WHERE ticket_id = ANY(%s) AND alarm_key = %s "
+                              "AND cleared_at IS NULL", (event.at, [t.id for t in found], event.key))
+            for t in found:
+                self._event(t, "alarm_cleared", t.state, event.by or "system", event.detail,
+                            detail={"alarm": event.key})
+        for t in found:
+            if t.open:
+                self._deliver(t, "alarm_cleared")
+        return next((t for t in found if t.open), found[0])
 
     def _record_alarm(self, ticket_id: int, e: AlarmEvent) -> None:
         self.conn.execute(
             "INSERT INTO ticket_alarms (ticket_id, alarm_key, rule, severity, subject, device, building, floor, "
-            "detail, first_at, last_at, count) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "detail, first_at, last_at, count, life_safety) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (ticket_id, alarm_key) DO UPDATE SET "
             "last_at = greatest(ticket_alarms.last_at, excluded.last_at), count = ticket_alarms.count + 1, "
-            "severity = excluded.severity, detail = excluded.detail, cleared_at = NULL",
+            "severity = excluded.severity, detail = excluded.detail, cleared_at = NULL, "
+            "life_safety = excluded.life_safety",
             (ticket_id, e.key, e.rule, e.severity.value, e.subject, e.device, e.building, e.floor, e.detail, e.at,
-             e.at, max(1, e.count)))
+             e.at, max(1, e.count), self.incidents.is_life_safety(e.rule)))
 
     # -- manual reports -----------------------------------------------------------------------------
 
@@ -296,7 +451,7 @@ class TicketService:
         if category not in tk.CATEGORIES:
             raise InvalidInput(f"unknown category {category!r}; one of {', '.join(tk.CATEGORIES)}")
         now = at or self.clock()
-        keys = tk.incident_keys(c, building=building, floor=floor, unit=unit)
+        keys = tk.place_keys(self.incidents, c, category, building=building, floor=floor, unit=unit)
         t = tk.new_ticket(community=c.id, title=title.strip(), category=category, priority=priority, source="manual",
                           at=now, policy=self.policy, rate_token=secrets.token_urlsafe(18), building=building,
                           floor=floor, unit=unit, description=description.strip(), reporter=user.username,
@@ -321,17 +476,54 @@ class TicketService:
         return self._act(user, ticket_id, "progress", lambda t, now: tk.progress(t, now, self.policy, plan=plan),
                          note, version=version, photo=photo, detail={"plan": plan})
 
+    def arrive(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
+        """到场: someone is on site (the arrival clock of life-safety targets such as an entrapment's)."""
+        return self._act(user, ticket_id, "arrive", tk.arrive, note, version=version)
+
+    def release(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
+        """解困: the trapped people are out (entrapment tickets; recorded apart from arrival and resolving)."""
+        return self._act(user, ticket_id, "release", tk.release, note, version=version)
+
     def resolve(self, user: User, ticket_id: int, note: str, *, photo: Photo | None = None,
-                version: int | None = None) -> Ticket:
+                version: int | None = None, reason: str | None = None, reason_note: str | None = None) -> Ticket:
+        """办结. Refused (:class:`tk.AlarmsStillActive`) while a life-safety alarm of the incident is active, unless
+        ``reason`` says why (false_alarm, device_fault, other with ``reason_note``); the reason is stored with the
+        ticket and its alarms (false-alarm statistics)."""
         if not note.strip():
             raise InvalidInput("resolving needs a note saying what was done")
         if photo is not None:
             check_photo(photo, self.cfg.photo_max_bytes)
-        return self._act(user, ticket_id, "resolve", tk.resolve, note, version=version,
-                         photo=photo)
+        active: list[str] = []
 
-    def cancel(self, user: User, ticket_id: int, reason: str, *, version: int | None = None) -> Ticket:
-        return self._act(user, ticket_id, "cancel", lambda t, now: tk.cancel(t, reason, now), reason, version=version)
+        def fn(t: Ticket, now: datetime) -> Ticket:
+            active.extend(self._active_life_safety(t.id))
+            return tk.resolve(t, now, active_life_safety=active, reason=reason, note=reason_note)
+
+        return self._act(user, ticket_id, "resolve", fn, note, version=version, photo=photo,
+                         detail={"reason": reason, "reason_note": reason_note, "active_life_safety": active}
+                         if reason else None, then=lambda t, now: self._note_reason(t, active, user, now))
+
+    def cancel(self, user: User, ticket_id: int, reason: str, *, version: int | None = None,
+               code: str | None = None) -> Ticket:
+        """撤销 with a reason; while a life-safety alarm of the incident is active also its kind (``code``)."""
+        active: list[str] = []
+
+        def fn(t: Ticket, now: datetime) -> Ticket:
+            active.extend(self._active_life_safety(t.id))
+            return tk.cancel(t, reason, now, active_life_safety=active, code=code)
+
+        return self._act(user, ticket_id, "cancel", fn, reason, version=version,
+                         detail={"reason": code, "active_life_safety": active} if code else None,
+                         then=lambda t, now: self._note_reason(t, active, user, now))
+
+    def _note_reason(self, t: Ticket, active: Sequence[str], user: User, now: datetime) -> None:
+        """Record the reason given on the alarms it is about: the active life-safety ones, else all of the ticket's."""
+        if t.close_reason is None:
+            return
+        self.conn.execute(
+            "UPDATE ticket_alarms SET close_reason = %s, close_note = %s, closed_by = %s, closed_at = %s "
+            "WHERE ticket_id = %s AND (cardinality(%s::text[]) = 0 OR alarm_key = ANY(%s))",
+            (t.close_reason, t.close_note, user.username, now, t.id, list(active), list(active)))
 
     def reopen(self, user: User, ticket_id: int, reason: str, *, version: int | None = None) -> Ticket:
         if not reason.strip():
@@ -369,7 +561,7 @@ class TicketService:
 
     def _act(self, user: User, ticket_id: int, action: str, fn: Callable[[Ticket, datetime], Ticket], note: str, *,
              version: int | None, photo: Photo | None = None, detail: dict[str, Any] | None = None,
-             deliver: bool = True) -> Ticket:
+             deliver: bool = True, then: Callable[[Ticket, datetime], None] | None = None) -> Ticket:
         if len(note) > MAX_NOTE:
             raise InvalidInput(f"the note is longer than {MAX_NOTE} characters")
         now = self.clock()
@@ -385,6 +577,8 @@ class TicketService:
             photo_id = self._store_photo(before.id, photo, "feedback", user.username, now) if photo else None
             t = self._write(before, after, action, user.username, note.strip(), photo_id=photo_id, at=now,
                             detail=detail)
+            if then is not None:
+                then(t, now)
         if deliver:
             self._deliver(t, action)
         return t
@@ -453,7 +647,7 @@ class TicketService:
             for a in alerts:
                 before = t
                 after = tk.note_alert(t, a)
-                clock_zh = {"respond": "响应", "resolve": "办结", "progress": "进展反馈"}[a.clock.value]
+                clock_zh = a.clock.label_zh
                 if a.level == "breach":
                     to = tk.supervisor_of(self._community(t.community), t.grid)
                     after = tk.escalate(after, to, now)
@@ -550,8 +744,8 @@ class TicketService:
             context: dict[str, Any] = fetch_value(self.conn, "SELECT context FROM tickets WHERE id = %s",
                                                   (t.id,)) or {}
             alarms = fetch_rows(self.conn, class_row(TicketAlarmRow),
-                "SELECT alarm_key, rule, severity, subject, device, building, floor, detail, first_at, last_at, count, "
-                "cleared_at FROM ticket_alarms WHERE ticket_id = %s ORDER BY first_at", (t.id,))
+                f"SELECT {TICKET_ALARM_COLUMNS} FROM ticket_alarms WHERE ticket_id = %s ORDER BY first_at, alarm_key",
+                (t.id,))
             history = fetch_rows(self.conn, class_row(AlarmHistoryRow),
                 "SELECT at, key, kind, severity, detail FROM alarm_events WHERE community = %s AND key = ANY(%s) "
                 "ORDER BY at DESC, id DESC LIMIT 20", (t.community, [a.alarm_key for a in alarms])) if alarms else []
@@ -561,7 +755,8 @@ class TicketService:
                 (t.community, t.building, t.floor, t.id, t.created_at - timedelta(days=90))) if t.building else []
         out = worker_view(t, community=c, context=context, alarms=alarms, history=history, earlier=earlier,
                           readings=self._readings_of(t.community, devices_to_show(t, c, alarms)),
-                          sop=self.knowledge.sop_for(t.rule, t.category), now=now or self.clock(), iso=self.iso)
+                          sop=self.knowledge.sop_for(t.rule, t.category), now=now or self.clock(), iso=self.iso,
+                          life_safety=self.incidents.life_safety)
         if private:
             out["rate_url"] = f"{self.settings.api.public_url.rstrip('/')}{API_PREFIX}/rate/{t.rate_token}"
             out["assignment"] = context.get("assignment")
@@ -586,6 +781,35 @@ class TicketService:
             names.update({g.id: g.name for g in c.grids})
             names[c.id] = c.name
         return tk.kpis(tickets, names=names)
+
+    def false_alarms(self, start: datetime, end: datetime, *, community: str | None = None,
+                     user: User | None = None) -> list[tk.FalseAlarmRow]:
+        """What the alarms raised in [start, end) turned out to be, per device and rule, by the reasons workers gave
+        when resolving or closing their tickets (false alarm, device fault, other); a supervisor sees their grids."""
+        where = ["a.first_at >= %s", "a.first_at < %s"]
+        args: list[Any] = [start, end]
+        if community:
+            where.append("t.community = %s")
+            args.append(community)
+        if user is not None and not user.sees_everything():
+            where.append("t.grid = ANY(%s)")
+            args.append(list(user.grids))
+        with self._db("reading false-alarm statistics"):
+            rows = self.conn.execute(
+                "SELECT t.community, coalesce(a.device, a.subject), a.rule, a.close_reason FROM ticket_alarms a "
+                f"JOIN tickets t ON t.id = a.ticket_id WHERE {' AND '.join(where)}", args).fetchall()
+
+        def kind(code: str, device: str) -> str | None:
+            c = self.communities.get(code)
+            d = c.device(device) if c is not None else None
+            return d.kind if d is not None else None
+
+        return tk.false_alarm_stats((device, kind(code, device), rule, reason) for code, device, rule, reason in rows)
+
+    def alarm_tickets(self, community: str, keys: Sequence[str]) -> dict[str, int]:
+        """Alarm key -> the ticket its incident is on (the newest holding it)."""
+        with self._db("reading the tickets of alarms"):
+            return alarm_tickets(self.conn, community, keys)
 
     # -- internals ------------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -90,8 +90,10 @@ def devices_to_show(t: Ticket, c: Community | None, alarms: Sequence[TicketAlarm
 
 def worker_view(t: Ticket, *, community: Community | None, context: dict[str, Any], alarms: Sequence[TicketAlarmRow],
                 history: Sequence[AlarmHistoryRow], earlier: Sequence[EarlierTicketRow],
-                readings: list[dict[str, Any]], sop: Document | None, now: datetime, iso: Iso) -> dict[str, Any]:
-    """The ticket as the worker receives it: where, what, deadlines, readings, alarms, history, SOP."""
+                readings: list[dict[str, Any]], sop: Document | None, now: datetime, iso: Iso,
+                life_safety: Collection[str] = ()) -> dict[str, Any]:
+    """The ticket as the worker receives it: where, what, deadlines, readings, its incident's alarms (a timeline,
+    the life-safety ones still active), history, SOP. ``life_safety``: the life-safety rule ids."""
     c = community
     people = tk.known_people(c) if c else {}
     b = c.building(t.building) if c and t.building else None
@@ -114,14 +116,22 @@ def worker_view(t: Ticket, *, community: Community | None, context: dict[str, An
         "received_at": iso(t.received_at), "responded_at": iso(t.responded_at),
         "resolved_at": iso(t.resolved_at), "closed_at": iso(t.closed_at),
         "deadlines": {"respond_by": iso(t.respond_by), "resolve_by": iso(t.resolve_by),
-                      "progress_by": iso(t.progress_by), "remaining_s": tk.remaining(t, now),
+                      "progress_by": iso(t.progress_by), "arrive_by": iso(t.arrive_by),
+                      "release_by": iso(t.release_by), "remaining_s": tk.remaining(t, now),
                       "alerts": sorted(t.alerts), "breaches": t.breaches},
+        "arrived_at": iso(t.arrived_at), "released_at": iso(t.released_at),
         "snapshot_url": f"{API_PREFIX}/tickets/{t.id}/snapshot.png" if context.get("snapshot") else None,
         "readings": readings,
         "alarms": [{"key": a.alarm_key, "rule": a.rule, "rule_name": rule_names().get(a.rule, a.rule),
                     "severity": a.severity, "subject": a.subject, "device": a.device, "building": a.building,
                     "floor": a.floor, "detail": a.detail, "first_at": iso(a.first_at), "last_at": iso(a.last_at),
-                    "count": a.count, "cleared_at": iso(a.cleared_at)} for a in alarms],
+                    "count": a.count, "cleared_at": iso(a.cleared_at), "active": a.cleared_at is None,
+                    "life_safety": a.rule in life_safety, "close_reason": a.close_reason} for a in alarms],
+        "incident": {
+            "key": next((k.removeprefix("incident:") for k in sorted(t.keys) if k.startswith("incident:")), None),
+            "devices": list(dict.fromkeys(a.device or a.subject for a in alarms)),
+            "active_life_safety": [a.alarm_key for a in alarms if a.cleared_at is None and a.rule in life_safety],
+        },
         "history": {
             "alarm_events": [{"at": iso(h.at), "alarm": h.key, "kind": h.kind, "severity": h.severity,
                               "detail": h.detail} for h in history],
@@ -130,11 +140,25 @@ def worker_view(t: Ticket, *, community: Community | None, context: dict[str, An
         },
         "sop": sop_json(sop),
         "knowledge_search_url": f"{API_PREFIX}/knowledge?q=",
-        "actions": sorted(a for a in tk.ACTIONS if a not in ("attach", "dispatch") and tk.allowed(a, t.state)),
+        "actions": actions_of(t),
         "cancel_reason": t.cancel_reason, "reopens": t.reopens, "escalations": t.escalations,
+        "close_reason": {"code": t.close_reason, "label": tk.CLOSE_REASONS[t.close_reason], "note": t.close_note}
+        if t.close_reason in tk.CLOSE_REASONS else None,
         "rating": {"score": t.rating, "comment": t.rating_comment, "at": iso(t.rated_at)}
         if t.rating is not None else None,
     }
+
+
+def actions_of(t: Ticket) -> list[str]:
+    """What may be done to the ticket now (arrival and release only where its incident times them)."""
+    def relevant(a: str) -> bool:
+        if a == "arrive":
+            return t.arrive_by is not None and t.arrived_at is None
+        if a == "release":
+            return t.release_by is not None and t.released_at is None
+        return a not in ("attach", "dispatch")
+
+    return sorted(a for a in tk.ACTIONS if relevant(a) and tk.allowed(a, t.state))
 
 
 def photo_url(ticket_id: int, photo_id: int) -> str:

@@ -280,10 +280,13 @@ def test_entrapment_end_to_end_through_the_broker(env: Env, tmp_path: Path) -> N
     assert t["assignee"] == {"id": "w1-1", "name": "马刚", "role": "on_duty"}
     assert t["collaborator"] == "电梯维保单位"
     assert t["deadlines"]["respond_by"] == "2025-06-02T10:05:00+08:00"
-    assert t["deadlines"]["resolve_by"] == "2025-06-02T10:30:00+08:00"
+    # entrapment (TSG T5002-2017): rescuers on site within 30 min, the trapped people out within 1 h
+    assert t["deadlines"]["arrive_by"] == "2025-06-02T10:30:00+08:00"
+    assert t["deadlines"]["release_by"] == "2025-06-02T11:00:00+08:00"
+    assert t["deadlines"]["resolve_by"] == "2025-06-03T10:00:00+08:00"
     assert t["sop"]["id"] == "sop_elevator_entrapment" and "不要扒门" in t["sop"]["steps"][0]
     assert [a["rule"] for a in t["alarms"]] == ["elevator_entrapment"]
-    assert t["actions"] == ["accept", "cancel", "escalate", "reassign"]
+    assert t["actions"] == ["accept", "arrive", "cancel", "escalate", "reassign", "release"]
     (tmp_path / "ticket.json").write_bytes(orjson.dumps(latest, option=orjson.OPT_INDENT_2))
 
     c, ma = env.client, env.auth("ma")
@@ -295,10 +298,23 @@ def test_entrapment_end_to_end_through_the_broker(env: Env, tmp_path: Path) -> N
     env.clock.now = T0 + timedelta(minutes=3)
     r = c.post(f"/api/v1/tickets/{tid}/accept", json={"note": "已到达电梯厅，维保人员在路上"}, headers=ma)
     assert r.status_code == 200 and r.json()["state"] == "handling"
+    env.clock.now = T0 + timedelta(minutes=18)
+    r = c.post(f"/api/v1/tickets/{tid}/arrive", json={"note": "维保人员到场"}, headers=ma)
+    assert r.status_code == 200 and r.json()["arrived_at"] == "2025-06-02T10:18:00+08:00"
     env.clock.now = T0 + timedelta(minutes=24)
-    r = c.post(f"/api/v1/tickets/{tid}/resolve", json={"note": "维保单位盘车救出2人，无人受伤；电梯停用待修"},
-               headers=ma)
+    r = c.post(f"/api/v1/tickets/{tid}/release", headers=ma)
+    assert r.status_code == 200 and r.json()["released_at"] == "2025-06-02T10:24:00+08:00"
+    assert "release" not in r.json()["actions"] and "arrive" not in r.json()["actions"]
+    resolve = {"note": "维保单位盘车救出2人，无人受伤；电梯停用待修"}
+    r = c.post(f"/api/v1/tickets/{tid}/resolve", json=resolve, headers=ma)  # the lift still reports entrapment
+    assert r.status_code == 409 and r.json()["active_alarms"] == ["elevator_entrapment@B1-E1-M"]
+    assert set(r.json()["reasons"]) == {"false_alarm", "device_fault", "other"}
+    r = c.post(f"/api/v1/tickets/{tid}/resolve", json={**resolve, "reason": "other"}, headers=ma)
+    assert r.status_code == 422 and "needs a note" in r.json()["detail"]
+    fault = {"reason": "device_fault", "reason_note": "轿厢困人信号未复位，维保单位已报修"}
+    r = c.post(f"/api/v1/tickets/{tid}/resolve", json={**resolve, **fault}, headers=ma)
     assert r.status_code == 200 and r.json()["state"] == "feedback"
+    assert r.json()["close_reason"]["code"] == "device_fault"
     rate_url = c.get(f"/api/v1/tickets/{tid}", headers=env.auth("op")).json()["rate_url"]
     path = rate_url.removeprefix("http://127.0.0.1:8050")
     page = c.get(path, headers={"Accept": "text/html"})
@@ -314,7 +330,13 @@ def test_entrapment_end_to_end_through_the_broker(env: Env, tmp_path: Path) -> N
                headers=env.auth("sup"))
     assert md.status_code == 200 and "| worker | w1-1 | 马刚 |" in md.text
     timeline = [e["action"] for e in c.get(f"/api/v1/tickets/{tid}", headers=ma).json()["timeline"]]
-    assert timeline == ["create", "dispatch", "accept", "resolve", "rate"]
+    assert timeline == ["create", "dispatch", "accept", "arrive", "release", "resolve", "rate"]
+    stats = c.get("/api/v1/stats/false-alarms", params={"from": "2025-06-02", "to": "2025-06-02"},
+                  headers=env.auth("op")).json()
+    assert {"device": "B1-E1-M", "kind": "elevator", "rule": "elevator_entrapment", "alarms": 1, "false_alarm": 0,
+            "device_fault": 1, "other": 0, "false_alarm_rate": 0.0} in stats["rows"]
+    assert c.get("/api/v1/stats/false-alarms", params={"from": "2025-06-02", "to": "2025-06-02"},
+                 headers=ma).status_code == 403
 
 
 def test_openapi_spec_is_served(env: Env) -> None:

@@ -91,30 +91,39 @@ def test_alarms_open_one_ticket_per_incident(storage: Storage, settings: Setting
     assert t is not None and t.state is TicketState.DISPATCHED
     assert (t.assignee, t.grid, t.priority, t.life_safety, t.collaborator) == ("w1-1", "G1", Priority.URGENT, True,
                                                                               "电梯维保单位")
-    assert t.respond_by == T0 + timedelta(minutes=5) and t.resolve_by == T0 + timedelta(minutes=30)
+    # entrapment (TSG T5002-2017): accept 5 min, rescuers on site 30 min, the trapped people out 1 h
+    assert (t.respond_by, t.arrive_by, t.release_by) == (T0 + timedelta(minutes=5), T0 + timedelta(minutes=30),
+                                                         T0 + timedelta(hours=1))
+    assert t.keys == {"incident:elevator:B1-E1-M"}
     assert [m["event"] for m in out.to("w1-1")] == ["created"]
-    # the same floor within 30 min joins it; a repeat of the alarm is counted, not a new ticket
-    smoke = alarm("fire_prealarm", subject="B1-F1-SD1", device="B1-F1-SD1", at=T0 + timedelta(minutes=10))
-    joined = svc.on_alarm_event("sunshine", smoke)
-    assert joined is not None and joined.id == t.id
+    # another alarm of the same lift within 30 min joins it; a repeat of the alarm is counted, not a new ticket
+    door = alarm("elevator_stop_outside_door_zone", at=T0 + timedelta(minutes=10), severity=Severity.MAJOR)
+    joined = svc.on_alarm_event("sunshine", door)
+    assert joined is not None and joined.id == t.id and joined.title == t.title  # the entrapment stays the worst
     svc.on_alarm_event(community, alarm(kind=EventKind.UPDATED, at=T0 + timedelta(minutes=11), count=4))
     v = svc.view(svc.get(t.id))
-    assert [(a["rule"], a["count"]) for a in v["alarms"]] == [("elevator_entrapment", 4), ("fire_prealarm", 1)]
-    # another floor is another incident; so is the same floor after the window
+    assert [(a["rule"], a["count"], a["life_safety"]) for a in v["alarms"]] == [
+        ("elevator_entrapment", 4, True), ("elevator_stop_outside_door_zone", 1, False)]
+    assert v["incident"]["active_life_safety"] == ["elevator_entrapment@B1-E1-M"]
+    # a fire alarm on the same floor is another incident (another crew, another partner) ...
+    smoke = svc.on_alarm_event(community, alarm("fire_prealarm", subject="B1-F1-SD1", device="B1-F1-SD1",
+                                                at=T0 + timedelta(minutes=12), severity=Severity.MAJOR))
+    assert smoke is not None and smoke.id != t.id and smoke.category == "fire" and smoke.collaborator == "消防控制室"
+    # ... so is another floor's leak, and the other lift
     other = svc.on_alarm_event(community, alarm("water_leak", subject="B1-F5-WL", device="B1-F5-WL", floor=5,
                                                 dispatch=Dispatch.GENERAL, severity=Severity.MINOR))
-    assert other is not None and other.id != t.id and other.priority is Priority.GENERAL
-    late = svc.on_alarm_event(community, alarm("co_high", subject="B1-F1-CO", device="B1-F1-CO",
-                                               at=T0 + timedelta(minutes=41)))
-    assert late is not None and late.id not in (t.id, other.id)
-    # ... but the same alarm raising again while its ticket is open always joins it
+    assert other is not None and other.id not in (t.id, smoke.id) and other.priority is Priority.GENERAL
+    lift2 = svc.on_alarm_event(community, alarm("elevator_power_failure", subject="B1-E2-M", device="B1-E2-M",
+                                                severity=Severity.MAJOR))
+    assert lift2 is not None and lift2.id not in (t.id, smoke.id, other.id)
+    # the same alarm raising again while its ticket is open always joins it
     again = svc.on_alarm_event(community, alarm(at=T0 + timedelta(hours=3)))
     assert again is not None and again.id == t.id
     # rules that do not dispatch, shelved alarms, other event kinds: no ticket
     assert svc.on_alarm_event(community, alarm("heat_rise", dispatch=Dispatch.NONE, subject="x")) is None
     assert svc.on_alarm_event(community, alarm("gas_level1", subject="y", shelved=True)) is None
     assert svc.on_alarm_event(community, alarm(kind=EventKind.ACKNOWLEDGED)) is None
-    assert len(svc.list_for(OP)) == 3
+    assert len(svc.list_for(OP)) == 4
 
 
 def test_a_ticket_starts_when_its_alarm_arrives_whatever_the_device_clock_said(
@@ -184,13 +193,21 @@ def test_the_sla_watchdog_survives_a_restart(settings: Settings, community: Comm
         # accepting late still works; the resolve clock goes on from the stored deadline
         clock2.now = T0 + timedelta(minutes=8)
         svc2.accept(MA, t.id, "到场")
-        assert [a.key for _i, a in svc2.tick(T0 + timedelta(minutes=23))] == ["warn:resolve"]
-        assert [a.key for _i, a in svc2.tick(T0 + timedelta(minutes=31))] == ["breach:resolve"]
-        assert svc2.tick(T0 + timedelta(days=3)) == []
+        assert [a.key for _i, a in svc2.tick(T0 + timedelta(minutes=23))] == ["warn:arrive"]  # 75 % of 30 min
+        clock2.now = T0 + timedelta(minutes=26)
+        svc2.arrive(MA, t.id, "维保人员到达")  # on site in time: the arrival clock stops
+        assert svc2.tick(T0 + timedelta(minutes=31)) == []
+        assert [a.key for _i, a in svc2.tick(T0 + timedelta(minutes=45))] == ["warn:release"]
+        clock2.now = T0 + timedelta(minutes=50)
+        svc2.release(MA, t.id, "盘车放人，2人已救出")
+        assert svc2.tick(T0 + timedelta(minutes=61)) == []
+        assert [a.key for _i, a in svc2.tick(T0 + timedelta(days=3))] == ["breach:resolve"]
         timeline = [(e["action"], e["by"]) for e in svc2.timeline(t.id)]
         assert timeline == [("create", "system"), ("dispatch", "system"), ("warn", "watchdog"),
-                            ("escalate", "watchdog"), ("accept", "ma"), ("warn", "watchdog"),
-                            ("escalate", "watchdog")]
+                            ("escalate", "watchdog"), ("accept", "ma"), ("warn", "watchdog"), ("arrive", "ma"),
+                            ("warn", "watchdog"), ("release", "ma"), ("escalate", "watchdog")]
+        after = svc2.get(t.id)
+        assert (after.arrived_at, after.released_at) == (T0 + timedelta(minutes=26), T0 + timedelta(minutes=50))
 
 
 def test_concurrent_updates_cannot_overwrite_each_other(settings: Settings, community: Community,
@@ -221,7 +238,7 @@ def test_concurrent_updates_cannot_overwrite_each_other(settings: Settings, comm
         a = threading.Thread(target=run_a)
         a.start()
         assert read.wait(10)
-        svc_b.cancel(OP, t.id, "误报: 维保测试")
+        svc_b.cancel(OP, t.id, "误报: 维保测试", code="false_alarm")  # its entrapment alarm is still active
         written.set()
         a.join(10)
     assert len(errors) == 1 and "changed meanwhile" in str(errors[0])  # ... and A's write is refused
@@ -235,7 +252,8 @@ def test_worker_actions_photos_and_permissions(settings: Settings, community: Co
     svc = make(storage, settings, community, clock, out)
     t = svc.on_alarm_event(community, alarm("gas_level1", subject="B1-F3-GAS", device="B1-F3-GAS", floor=3,
                                             severity=Severity.MAJOR))
-    assert t is not None and not t.life_safety and t.category == "gas" and t.collaborator == "燃气公司"
+    assert t is not None and t.life_safety and t.category == "gas" and t.collaborator == "燃气公司"
+    assert t.respond_by == T0 + timedelta(minutes=5)  # gas level 1 is life-safety too
     with pytest.raises(Forbidden, match="grid G1"):
         svc.accept(ZHANG, t.id)
     with pytest.raises(Forbidden, match="operator"):
@@ -257,8 +275,13 @@ def test_worker_actions_photos_and_permissions(settings: Settings, community: Co
         svc.progress(MA, t.id, "  ")
     t = svc.progress(MA, t.id, "已关阀通风", photo=Photo("image/jpeg", JPEG))
     clock.now = T0 + timedelta(minutes=50)
+    with pytest.raises(tk.AlarmsStillActive, match="gas_level1@B1-F3-GAS"):
+        svc.resolve(MA, t.id, "软管老化，已更换")  # the detector still reads gas
+    svc.on_alarm_event(community, replace(alarm("gas_level1", subject="B1-F3-GAS", device="B1-F3-GAS", floor=3,
+                                                severity=Severity.MAJOR, at=T0 + timedelta(minutes=45)),
+                                          kind=EventKind.CLEARED))
     t = svc.resolve(MA, t.id, "软管老化，已更换")
-    assert t.state is TicketState.FEEDBACK
+    assert t.state is TicketState.FEEDBACK and t.close_reason is None
     events = svc.timeline(t.id)
     fb = next(e for e in events if e["action"] == "progress")
     assert fb["by"] == "ma" and fb["note"] == "已关阀通风" and fb["at"] == "2025-06-02T10:20:00+08:00"
@@ -270,7 +293,7 @@ def test_worker_actions_photos_and_permissions(settings: Settings, community: Co
     assert t.state is TicketState.EVALUATED and t.rating == 4
     with pytest.raises(TicketError, match="already been rated"):
         svc.rate(t.rate_token, 5)
-    assert [m["event"] for m in out.to("w1-1")][-3:] == ["progress", "resolve", "rated"]
+    assert [m["event"] for m in out.to("w1-1")][-4:] == ["progress", "alarm_cleared", "resolve", "rated"]
 
 
 def test_manual_reports_and_reassignment(settings: Settings, community: Community, storage: Storage) -> None:
@@ -334,6 +357,7 @@ def test_report_kpi_and_users_add_commands(settings: Settings, community: Commun
     clock.now = T0 + timedelta(minutes=4)
     svc.accept(MA, t.id)
     clock.now = T0 + timedelta(minutes=25)
+    svc.on_alarm_event(community, replace(alarm(at=T0 + timedelta(minutes=20)), kind=EventKind.CLEARED))
     svc.resolve(MA, t.id, "维保单位已救出2人")
     svc.rate(t.rate_token, 5)
     monkeypatch.setenv("GRIDTWIN_DB_URL", str(settings.db.url))
@@ -384,3 +408,139 @@ def test_snapshots_inline_or_from_the_watchdog(settings: Settings, community: Co
     assert "no OpenGL here" in caplog.text
     later.tick(T0)
     assert len(calls) == 3  # not retried on every tick
+
+
+# -- incidents -----------------------------------------------------------------------------------------------------
+
+
+def _scenario(name: str, community: Community) -> list[AlarmEvent]:
+    """A scenario replayed offline by the rules engine, its events stamped as received from T0 on (server time)."""
+    from simulators.engine import plan_messages
+    from simulators.scenario import compile_plan
+    from twin.rules import DEFAULTS_FILE, Engine, load_rules, replay
+
+    rules = load_rules([(str(DEFAULTS_FILE), DEFAULTS_FILE.read_text(encoding="utf-8"))], community)
+    plan = compile_plan(name, community)
+    start = T0.timestamp() - 3600
+    msgs = [(m.t, m.topic, m.payload) for m in plan_messages(plan, community, "gridtwin", start=start, seed=1)]
+    events = list(replay(Engine(rules, community), msgs, root="gridtwin", until=start + plan.duration))
+    first = events[0].at
+    return [replace(e, received_at=T0 + (e.at - first)) for e in events]
+
+
+def test_a_fire_is_one_ticket_upgraded_when_it_is_confirmed(storage: Storage, settings: Settings,
+                                                            community: Community) -> None:
+    clock, out = Clock(), Outbox()
+    svc = make(storage, settings, community, clock, out)
+    events = _scenario("fire", community)
+    touched = {t.id for e in events if (t := svc.on_alarm_event(community, e)) is not None}
+    (ticket,) = svc.list_for(OP)
+    assert touched == {ticket.id}
+    assert ticket.title == "火警确认(同层两路信号) · 阳光社区 1号楼 3层"
+    assert (ticket.priority, ticket.rule, ticket.life_safety, ticket.category) == (
+        Priority.URGENT, "fire_confirmed", True, "fire")
+    created = ticket.created_at
+    assert ticket.respond_by == created + timedelta(minutes=3) and ticket.resolve_by == created + timedelta(hours=1)
+    v = svc.view(ticket)
+    raised = [e for e in events if e.kind is EventKind.RAISED and e.dispatch is not Dispatch.NONE]
+    assert {a["key"] for a in v["alarms"]} == {e.key for e in raised}  # the timeline: every alarm of the fire
+    assert {a["floor"] for a in v["alarms"]} == {3, -1}
+    assert v["incident"]["key"] == "fire:B1"
+    timeline = svc.timeline(ticket.id)
+    upgrades = [e for e in timeline if e["action"] == "upgrade"]
+    assert upgrades and "火警预警(单探测器)" in upgrades[0]["note"]
+    assert any("火警确认(同层两路信号)" in e["note"] for e in upgrades)
+    assert any(e["detail"].get("title") == ticket.title for e in upgrades)
+    assert out.to(ticket.assignee or "")[0]["event"] == "created"
+    assert {m["event"] for m in out.to(ticket.assignee or "")[1:]} <= {"alarm_attached", "alarm_cleared"}
+    # the dashboard's alarm list finds the ticket of each alarm
+    assert svc.alarm_tickets("sunshine", [e.key for e in raised] + ["nope@x"]) == {e.key: ticket.id for e in raised}
+
+
+def test_49_silent_devices_are_one_ticket_for_one_worker(storage: Storage, settings: Settings,
+                                                         community: Community) -> None:
+    clock, out = Clock(), Outbox()
+    svc = make(storage, settings, community, clock, out)
+    devices = [d for d in community.devices if d.building == "B1" and d.kind in ("smoke_detector",
+                                                                                  "manual_call_point")][:49]
+    assert len(devices) == 49
+    for i, d in enumerate(devices):
+        svc.on_alarm_event(community, alarm("fire_device_offline", subject=d.id, device=d.id, floor=d.floor,
+                                            at=T0 + timedelta(seconds=10 * i), dispatch=Dispatch.GENERAL,
+                                            severity=Severity.MAJOR))
+    (t,) = svc.list_for(OP)
+    assert t.title == "通信或供电中断 · 阳光社区 1号楼 · 49台设备" and t.priority is Priority.GENERAL
+    assert svc.view(t)["incident"]["devices"] == [d.id for d in devices]
+    assert [m["event"] for m in out.to("w1-1")].count("created") == 1
+
+
+def test_an_alarm_of_a_resolved_incident_reopens_its_ticket(storage: Storage, settings: Settings,
+                                                           community: Community) -> None:
+    clock, out = Clock(), Outbox()
+    svc = make(storage, settings, community, clock, out)
+    first = alarm("gas_level1", subject="B1-B1-GAS", device="B1-B1-GAS", floor=-1, severity=Severity.MAJOR)
+    t = svc.on_alarm_event(community, first)
+    assert t is not None
+    svc.on_alarm_event(community, replace(first, kind=EventKind.CLEARED, at=T0 + timedelta(minutes=3),
+                                          received_at=T0 + timedelta(minutes=3)))
+    clock.now = T0 + timedelta(minutes=4)
+    svc.accept(MA, t.id)
+    t = svc.resolve(MA, t.id, "通风后浓度归零，阀门已关")
+    assert t.state is TicketState.FEEDBACK
+    # the same detector alarms again two hours later: the incident is back, not a second ticket
+    back_at = T0 + timedelta(hours=2)
+    clock.now = back_at
+    again = svc.on_alarm_event(community, replace(first, at=back_at, received_at=back_at))
+    assert again is not None and again.id == t.id
+    assert (again.state, again.reopens, again.assignee) == (TicketState.DISPATCHED, 1, "w1-1")
+    assert again.clock_start == back_at and again.respond_by == back_at + timedelta(minutes=5)
+    actions = [e["action"] for e in svc.timeline(t.id)]
+    assert actions[-3:] == ["reopen", "dispatch", "attach"]
+    assert "同一事件再次报警" in svc.timeline(t.id)[-3]["note"]
+    assert [m["event"] for m in out.to("w1-1")][-1] == "reopened"
+    assert len(svc.list_for(OP)) == 1
+    # once rated and more than a day past its resolution, the incident is a new one
+    svc.on_alarm_event(community, replace(first, kind=EventKind.CLEARED, at=back_at + timedelta(minutes=1),
+                                          received_at=back_at + timedelta(minutes=1)))
+    svc.accept(MA, t.id)
+    t = svc.resolve(MA, t.id, "更换软管")
+    svc.rate(t.rate_token, 5)
+    late = back_at + timedelta(hours=25)
+    clock.now = late
+    new = svc.on_alarm_event(community, replace(first, at=late, received_at=late))
+    assert new is not None and new.id != t.id and svc.get(t.id).state is TicketState.EVALUATED
+
+
+def test_close_refused_while_a_life_safety_alarm_is_active_unless_a_reason_is_given(
+        storage: Storage, settings: Settings, community: Community) -> None:
+    clock, out = Clock(), Outbox()
+    svc = make(storage, settings, community, clock, out)
+    pre = alarm("fire_prealarm", subject="B1-F3-SD1", device="B1-F3-SD1", floor=3, severity=Severity.MAJOR)
+    t = svc.on_alarm_event(community, pre)
+    assert t is not None and t.respond_by == T0 + timedelta(minutes=3)
+    clock.now = T0 + timedelta(minutes=2)
+    svc.accept(MA, t.id, "到场确认")
+    with pytest.raises(tk.AlarmsStillActive, match="fire_prealarm@B1-F3-SD1") as refused:
+        svc.resolve(MA, t.id, "无明火")
+    assert refused.value.alarms == ("fire_prealarm@B1-F3-SD1",)
+    with pytest.raises(InvalidInput, match="needs a note"):
+        svc.resolve(MA, t.id, "无明火", reason="other")
+    assert svc.get(t.id).state is TicketState.HANDLING  # nothing was written
+    done = svc.resolve(MA, t.id, "无明火，厨房油烟触发", reason="false_alarm")
+    assert (done.state, done.close_reason) == (TicketState.FEEDBACK, "false_alarm")
+    v = svc.view(done)
+    assert v["close_reason"] == {"code": "false_alarm", "label": "误报 / false alarm", "note": None}
+    assert [(a["key"], a["close_reason"]) for a in v["alarms"]] == [("fire_prealarm@B1-F3-SD1", "false_alarm")]
+    assert svc.timeline(t.id)[-1]["detail"]["active_life_safety"] == ["fire_prealarm@B1-F3-SD1"]
+    # an operator cancelling a ticket whose life-safety alarm is active says what it was
+    gas = svc.on_alarm_event(community, alarm("gas_level2", subject="B3-B1-GAS", device="B3-B1-GAS", building="B3",
+                                              floor=-1))
+    assert gas is not None
+    with pytest.raises(tk.AlarmsStillActive):
+        svc.cancel(OP, gas.id, "探头故障")
+    svc.cancel(OP, gas.id, "探头故障，燃气公司确认无泄漏", code="device_fault")
+    # both reasons count, per device and rule
+    stats = svc.false_alarms(T0 - timedelta(hours=1), T0 + timedelta(hours=1), community="sunshine")
+    assert [(r.device, r.kind, r.rule, r.alarms, r.false_alarm, r.device_fault) for r in stats] == [
+        ("B1-F3-SD1", "smoke_detector", "fire_prealarm", 1, 1, 0), ("B3-B1-GAS", "gas", "gas_level2", 1, 0, 1)]
+    assert svc.false_alarms(T0 - timedelta(hours=1), T0 + timedelta(hours=1), user=ZHANG)[0].device == "B3-B1-GAS"

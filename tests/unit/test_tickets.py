@@ -155,10 +155,11 @@ def test_an_escalated_alarm_raises_the_priority_and_tightens_the_clocks() -> Non
 def test_attaching_an_entrapment_to_an_open_elevator_ticket_makes_it_life_safety() -> None:
     t = dispatched(ticket(Priority.URGENT, "elevator_stop_outside_door_zone"))
     later = T0 + timedelta(minutes=3)
-    u = tk.attach_alarm(t, event(at=later), POLICY, {"subject:B1-E1-M"})
+    u = tk.attach_alarm(t, event(at=later), POLICY, {"incident:elevator:B1-E1-M"})
     assert u.life_safety and u.rule == "elevator_entrapment"
-    assert u.respond_by == later + timedelta(minutes=5) and u.resolve_by == later + timedelta(minutes=30)
-    assert "subject:B1-E1-M" in u.keys and u.last_alarm_at == later
+    # the incident began when its ticket did: the tighter targets count from then, not from the joining alarm
+    assert u.respond_by == T0 + timedelta(minutes=5) and u.resolve_by == T0 + timedelta(minutes=30)
+    assert "incident:elevator:B1-E1-M" in u.keys and u.last_alarm_at == later
 
 
 def test_a_ticket_runs_on_server_time_and_keeps_the_device_time() -> None:
@@ -172,12 +173,12 @@ def test_a_ticket_runs_on_server_time_and_keeps_the_device_time() -> None:
     assert manual.occurred_at == manual.received_at == T0
 
 
-def test_an_attached_alarm_tightens_from_when_it_was_received_not_from_its_device_time() -> None:
+def test_an_attached_alarm_tightens_from_the_tickets_start_not_from_its_device_time() -> None:
     t = dispatched(ticket(Priority.URGENT, "elevator_stop_outside_door_zone"))
     arrived = T0 + timedelta(minutes=3)
     u = tk.attach_alarm(t, replace(event(at=T0 - timedelta(hours=1)), received_at=arrived), POLICY,
-                        {"subject:B1-E1-M"})
-    assert u.respond_by == arrived + timedelta(minutes=5) and u.last_alarm_at == arrived
+                        {"incident:elevator:B1-E1-M"})
+    assert u.respond_by == t.clock_start + timedelta(minutes=5) and u.last_alarm_at == arrived
     assert tk.received_time(event(), T0 + S) == T0 + S  # an event that does not say: the caller's now
 
 
@@ -310,20 +311,13 @@ def test_unknown_building_has_nobody(community: Community) -> None:
 # -- incidents --------------------------------------------------------------------------------------------------
 
 
-def test_incident_keys_and_correlation(community: Community) -> None:
-    e = event()
-    keys = tk.event_keys(community, e)
-    assert keys == {"subject:B1-E1-M", "floor:B1/1"}
-    care = tk.event_keys(community, event("care_inactivity", subject="B1-1201", subject_type="care_unit",
-                                          floor=12, device=None))
-    assert "care:B1-1201" in care
-    door = tk.incident_keys(community, subject="B1-1201-DOOR", device="B1-1201-DOOR", building="B1", floor=12)
-    assert "care:B1-1201" in door  # a care sensor's alarm belongs to its unit's incident
+def test_correlation_window_and_state() -> None:
+    keys = frozenset({"incident:elevator:B1-E1-M"})
     t = replace(dispatched(ticket()), keys=keys, last_alarm_at=T0)
     w = timedelta(minutes=30)
-    assert tk.correlates(t, frozenset({"floor:B1/1"}), T0 + timedelta(minutes=30), w)
-    assert not tk.correlates(t, frozenset({"floor:B1/1"}), T0 + timedelta(minutes=30) + S, w)
-    assert not tk.correlates(t, frozenset({"floor:B1/2"}), T0, w)
+    assert tk.correlates(t, keys, T0 + timedelta(minutes=30), w)
+    assert not tk.correlates(t, keys, T0 + timedelta(minutes=30) + S, w)
+    assert not tk.correlates(t, frozenset({"incident:elevator:B1-E2-M"}), T0, w)
     assert not tk.correlates(tk.cancel(t, "误报", T0), keys, T0, w)
 
 

@@ -72,9 +72,10 @@ def known_people(community: Community) -> dict[str, str]:
 
 def assign(community: Community, building: str | None, at: datetime, *, offset: timedelta = timedelta(hours=8),
            load: Mapping[str, int] | None = None, category: str | None = None,
-           partners: Mapping[str, str] | None = None) -> Assignment:
-    """The grid holding the building → its on-duty worker (the least loaded if several) → the grid's
-    backup if on duty → the grid supervisor. ``partners``: category → collaborator (elevator company...)."""
+           partners: Mapping[str, str] | None = None, prefer: str | None = None) -> Assignment:
+    """The grid holding the building → its on-duty worker (``prefer`` if they are one of them, e.g. the worker
+    of a reopened incident; else the least loaded) → the grid's backup if on duty → the grid supervisor.
+    ``partners``: category → collaborator (elevator company...)."""
     collaborator = (partners or {}).get(category or "")
     b = community.building(building) if building else None
     if b is None:
@@ -87,7 +88,8 @@ def assign(community: Community, building: str | None, at: datetime, *, offset: 
     loads = load or {}
     duty = [w for w in grid.workers if on_duty(w, at, offset)]
     if duty:
-        w = min(duty, key=lambda w: (loads.get(w.id, 0), grid.workers.index(w)))
+        w = next((w for w in duty if w.id == prefer), None) or min(
+            duty, key=lambda w: (loads.get(w.id, 0), grid.workers.index(w)))
         return Assignment(grid.id, w.id, "on_duty", f"{w.name} is on duty in {grid.name}", collaborator)
     if grid.backup:
         found = find_worker(community, grid.backup)

@@ -102,3 +102,46 @@ def _number_cell(v: float | None) -> str:
 
 def _percent_cell(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.1f}%"
+
+
+# -- false alarms -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FalseAlarmRow:
+    """What the alarms of one device and rule turned out to be, by the reasons workers gave when they resolved or
+    closed tickets while those alarms were active (twin.tickets.CLOSE_REASONS)."""
+
+    device: str  # the device (or the subject of an alarm without one)
+    kind: str | None  # the device's kind (catalogue), if known
+    rule: str
+    alarms: int  # alarms of this device and rule on tickets of the period
+    false_alarm: int
+    device_fault: int
+    other: int
+
+    @property
+    def false_alarm_rate(self) -> float | None:
+        return _ratio(self.false_alarm, self.alarms)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"device": self.device, "kind": self.kind, "rule": self.rule, "alarms": self.alarms,
+                "false_alarm": self.false_alarm, "device_fault": self.device_fault, "other": self.other,
+                "false_alarm_rate": self.false_alarm_rate}
+
+
+def false_alarm_stats(records: Iterable[tuple[str, str | None, str, str | None]]) -> list[FalseAlarmRow]:
+    """Per device and rule, from ``(device, kind, rule, reason)`` per alarm of a ticket (reason None: none given):
+    the rows with at least one reason, most false alarms first."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    kinds: dict[str, str | None] = {}
+    for device, kind, rule, reason in records:
+        c = counts.setdefault((device, rule), {"alarms": 0, "false_alarm": 0, "device_fault": 0, "other": 0})
+        c["alarms"] += 1
+        if reason in ("false_alarm", "device_fault", "other"):
+            c[reason] += 1
+        kinds[device] = kinds.get(device) or kind
+    rows = [FalseAlarmRow(device, kinds.get(device), rule, c["alarms"], c["false_alarm"], c["device_fault"],
+                          c["other"]) for (device, rule), c in counts.items()
+            if c["false_alarm"] or c["device_fault"] or c["other"]]
+    return sorted(rows, key=lambda r: (-r.false_alarm, -r.device_fault, -r.other, r.device, r.rule))

@@ -52,6 +52,11 @@ class Priority(StrEnum):
     def label_zh(self) -> str:
         return {"urgent": "紧急", "general": "一般", "complex": "复杂"}[self.value]
 
+    @property
+    def rank(self) -> int:
+        """How pressing: general < complex < urgent (a ticket's priority is raised, never lowered)."""
+        return {"general": 0, "complex": 1, "urgent": 2}[self.value]
+
     @classmethod
     def of(cls, dispatch: Dispatch) -> Priority | None:
         """The priority a rule's ``dispatch`` asks for; None for ``none`` (no ticket)."""
@@ -66,10 +71,34 @@ class InvalidInput(TicketError):
     """The action is allowed, but its input is not (a rating of 7, a cancel without a reason)."""
 
 
+class AlarmsStillActive(TicketError):
+    """Resolving or closing a ticket whose life-safety alarms are still active, without a stated reason."""
+
+    def __init__(self, message: str, alarms: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.alarms = alarms
+
+
+# Why a ticket was resolved or closed while its life-safety alarms were active (or what the alarm turned out
+# to be): the false-alarm statistics per device and rule count these (twin.tickets.kpi.false_alarm_stats).
+CLOSE_REASONS: dict[str, str] = {
+    "false_alarm": "误报 / false alarm",
+    "device_fault": "设备故障 / device fault",
+    "other": "其他 / other (say what)",
+}
+
+
 class Clock(StrEnum):
     RESPOND = "respond"  # accept (签收) the ticket
     RESOLVE = "resolve"  # report it resolved
     PROGRESS = "progress"  # complex tickets: the handling plan, then progress feedback at a cadence
+    ARRIVE = "arrive"  # life-safety targets that time arrival on site (entrapment: TSG T5002-2017)
+    RELEASE = "release"  # entrapment: the trapped people released
+
+    @property
+    def label_zh(self) -> str:
+        return {"respond": "响应", "resolve": "办结", "progress": "进展反馈", "arrive": "到场",
+                "release": "解困"}[self.value]
 
 
 AlertLevel = Literal["warn", "breach"]
@@ -128,6 +157,12 @@ class Ticket:
     version: int = 1
     occurred_at: datetime | None = None  # device time of the (first) alarm, or the reported time of a call
     received_at: datetime | None = None  # server time the gateway got the alarm (or the call was taken)
+    arrive_by: datetime | None = None  # life-safety arrival target (到场), if the incident's alarms time one
+    arrived_at: datetime | None = None
+    release_by: datetime | None = None  # entrapment: the trapped people out (解困)
+    released_at: datetime | None = None
+    close_reason: str | None = None  # false_alarm | device_fault | other: why it was resolved or cancelled
+    close_note: str | None = None  # ... while life-safety alarms were active (or the worker said so anyway)
 
     @property
     def open(self) -> bool:

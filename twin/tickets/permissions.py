@@ -25,7 +25,7 @@ def permission_problem(user: User, t: Ticket | None, action: str) -> str | None:
         if user.role is Role.SUPERVISOR and action != "create":
             return None
         return f"only an operator{'' if action == 'create' else ' or a grid supervisor'} may {action} tickets"
-    if action in ("accept", "progress", "resolve"):
+    if action in ("accept", "progress", "resolve", "arrive", "release"):
         if user.role is Role.SUPERVISOR:
             return None
         if t is not None and user.worker_id is not None and user.worker_id == t.assignee:

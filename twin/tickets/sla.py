@@ -19,6 +19,8 @@ class Target:
     resolve_s: float | None
     progress_every_s: float | None = None  # complex: plan due with the response, then feedback this often
     source: str = ""
+    arrive_s: float | None = None  # life-safety: someone on site (到场), e.g. entrapment rescuers (TSG T5002-2017)
+    release_s: float | None = None  # entrapment: the trapped people out (解困)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class Deadlines:
     respond_by: datetime
     resolve_by: datetime | None
     progress_by: datetime | None
+    arrive_by: datetime | None = None
+    release_by: datetime | None = None
 
 
 HOUR = 3600.0
@@ -66,7 +70,8 @@ class SlaPolicy:
         else:
             resolve = min(base.resolve_s, strict.resolve_s)
         return Target(min(base.respond_s, strict.respond_s), resolve,
-                      base.progress_every_s if resolve is None else None, strict.source or base.source)
+                      base.progress_every_s if resolve is None else None, strict.source or base.source,
+                      strict.arrive_s, strict.release_s)
 
     def deadlines(self, priority: Priority, rule: str | None, start: datetime) -> Deadlines:
         t = self.target(priority, rule)
@@ -74,7 +79,11 @@ class SlaPolicy:
         resolve_by = None if t.resolve_s is None else start + timedelta(seconds=t.resolve_s)
         # complex: the handling plan is due with the response; progress feedback then follows every N h
         progress_by = respond_by if t.resolve_s is None and t.progress_every_s is not None else None
-        return Deadlines(respond_by, resolve_by, progress_by)
+        return Deadlines(respond_by, resolve_by, progress_by, _after(start, t.arrive_s), _after(start, t.release_s))
+
+
+def _after(start: datetime, seconds: float | None) -> datetime | None:
+    return None if seconds is None else start + timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,10 @@ def running_clocks(t: Ticket) -> list[RunningClock]:
     out: list[RunningClock] = []
     if t.state in _AWAITING_RESPONSE or (t.state is TicketState.ESCALATED and t.accepted_at is None):
         out.append(RunningClock(Clock.RESPOND, t.clock_start, t.respond_by))
+    if t.arrive_by is not None and t.arrived_at is None:
+        out.append(RunningClock(Clock.ARRIVE, t.clock_start, t.arrive_by))
+    if t.release_by is not None and t.released_at is None:
+        out.append(RunningClock(Clock.RELEASE, t.clock_start, t.release_by))
     if t.resolve_by is not None:
         out.append(RunningClock(Clock.RESOLVE, t.clock_start, t.resolve_by))
     if t.progress_by is not None and t.progress_from is not None:
