@@ -116,8 +116,8 @@ class Communities:
             out = events.setdefault(item.device.community, [])
             if item.samples:
                 out += svc.on_readings(code, item.samples)
-            for ts, _dev, ev, st, _detail, _seq in item.events:
-                out += svc.on_event(code, ts, ev, st)
+            for ts, _dev, ev, st, detail, _seq in item.events:
+                out += svc.on_event(code, ts, ev, st, detail)
             if not item.samples and not item.events:
                 for _dev, st, _reason, at in item.statuses:
                     out += svc.on_status(code, at, st == "online")

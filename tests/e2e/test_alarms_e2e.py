@@ -152,9 +152,6 @@ def test_bad_site_rules_file_keeps_the_previous_rules(settings: Settings, storag
         gw.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/ingest does not pass an event's detail to the alarm service yet "
-                                       "(Gateway._run_rules calls svc.on_event(code, ts, ev, st)): the alarm stays "
-                                       "at the panel. Pass the detail, then drop this mark")
 def test_a_panel_fire_alarm_lands_at_the_component_through_the_gateway(settings: Settings, storage: Storage,
                                                                        sample: Community) -> None:
     assert settings.mqtt.url and settings.db.url
