@@ -571,15 +571,48 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     engine = Engine(rs, community)
     rejected: list[str] = []
     shown = raised = 0
+    events = []
     for ev in replay(engine, messages, root=root, until=start + duration, rejected=rejected):
         raised += ev.kind == "raised"
+        if args.incidents:
+            events.append(ev)
+            continue
         if args.raised_only and ev.kind != "raised":
             continue
         print(orjson.dumps(ev.to_json()).decode())
         shown += 1
+    if args.incidents:
+        incidents = _incidents(community, rs, events, args.incident_file or [])
+        for inc in incidents:
+            print(orjson.dumps(inc.as_dict()).decode())
+        print(f"scenario {args.scenario}: {raised} alarms raised, {len(incidents)} incidents (tickets), {len(rs)} "
+              f"rules, {len(rejected)} messages rejected by the contract", file=sys.stderr)
+        return 0
     print(f"scenario {args.scenario}: {raised} alarms raised, {shown} events shown, {len(rs)} rules, "
           f"{len(rejected)} messages rejected by the contract", file=sys.stderr)
     return 0
+
+
+def _incidents(community: Any, rs: Any, events: Sequence[Any], files: Sequence[Path]) -> list[Any]:
+    """The incidents (one ticket each) the dispatcher makes of ``events``, by the shipped incident policy with
+    ``files`` merged over it (twin.tickets.incidents_of)."""
+    from twin import tickets as tk
+
+    texts = []
+    for path in [tk.INCIDENTS_FILE, *files]:
+        try:
+            texts.append((str(path), path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise CliError(f"cannot read incident policy file {path}: {exc.strerror}", EXIT_USAGE) from None
+    known = {r.id for r in rs.rules} | set(rs.disabled)
+    try:
+        policy = tk.load_incident_policy(texts, known_rules=known)
+    except tk.IncidentPolicyError as exc:
+        n = len(exc.problems)
+        raise CliError(f"invalid incident policy ({n} problem{'s' if n > 1 else ''}):\n" + "\n".join(exc.problems),
+                       EXIT_USAGE) from None
+    names = {r.id: (r.name or r.id).split(" / ")[0].strip() for r in rs.rules}
+    return tk.incidents_of(community, events, policy, names=names)
 
 
 def _epoch_seconds(text: str) -> float:
@@ -848,6 +881,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--start", help=f"simulated start, ISO-8601 with offset or epoch s (default {RULES_TEST_START})")
     rt.add_argument("--seed", type=int, default=1)
     rt.add_argument("--raised-only", action="store_true", help="print only raised events")
+    rt.add_argument("--incidents", action="store_true",
+                    help="print the incidents (one ticket each: title, category, priority, alarms) as JSON lines")
+    rt.add_argument("--incident-file", type=Path, action="append", metavar="FILE",
+                    help="site incident policy merged over twin/incidents_defaults.yaml (with --incidents)")
     rt.set_defaults(fn=cmd_rules_test)
 
     rp = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)

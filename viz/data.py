@@ -71,7 +71,7 @@ class ActionRefused(Exception):
 # reported back, waiting for the resident's rating).
 CLOSED_STATES = frozenset({"feedback", "evaluated", "cancelled", "resolved", "closed"})
 REFUSAL_CODES = ("not_found", "forbidden", "already_acknowledged", "not_active", "illegal_transition",
-                 "conflict", "bad_input", "too_large")
+                 "conflict", "bad_input", "too_large", "alarms_active")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,7 @@ class AlarmView:
     acked_by: str | None = None
     ack_comment: str | None = None
     shelved_until: datetime | None = None
-    ticket: str | None = None  # the open ticket this alarm is attached to, if any
+    ticket: str | None = None  # the ticket of this alarm's incident (the newest holding it), if any
 
     def shelved(self, now: datetime) -> bool:
         return self.shelved_until is not None and self.shelved_until > now
@@ -134,6 +134,25 @@ class TicketStep:
     action: str
     note: str = ""
     photo_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketAlarm:
+    """One alarm of a ticket's incident (its timeline), and whether it is life-safety and still active."""
+
+    key: str
+    rule: str
+    rule_name: str
+    severity: str
+    device: str | None
+    first_at: datetime
+    count: int = 1
+    active: bool = True
+    life_safety: bool = False
+
+
+# Why a ticket may be resolved while a life-safety alarm of its incident is still active (twin.tickets.CLOSE_REASONS).
+CLOSE_REASONS = ("false_alarm", "device_fault", "other")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +183,7 @@ class TicketView:
     history: tuple[TicketStep, ...] = ()
     has_snapshot: bool = False
     clock_start: datetime | None = None  # when the SLA clocks started (creation, or the last reopening)
+    alarms: tuple[TicketAlarm, ...] = ()  # its incident's alarms, in order of arrival
 
     @property
     def open(self) -> bool:
@@ -268,7 +288,10 @@ class DashboardData(Protocol):
 
     def ticket_feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None: ...
 
-    def resolve_ticket(self, user: User, ticket_id: str, note: str) -> None: ...
+    def resolve_ticket(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None:
+        """Resolve; while a life-safety alarm of the incident is active it is refused (``alarms_active``) unless
+        ``reason`` (one of :data:`CLOSE_REASONS`) says why; ``other`` takes the note as its text."""
+        ...
 
     def ticket_snapshot(self, user: User, ticket_id: str) -> bytes | None:
         """The 3D snapshot PNG attached to the ticket (alarm location highlighted), if any."""

@@ -45,6 +45,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.api.pool import StoragePool
 from gateway.storage import Storage, StorageError
+from gateway.tickets.service import alarm_tickets
 from gateway.web.database import connection, first_line
 from gateway.web.sign_in import SignInService
 from gateway.web.ticket_desk import TicketDesk
@@ -265,24 +266,26 @@ class StorageDashboardData:
         cached = self._alarms
         if cached is not None and cached.key == tag:
             return cast(Sequence[AlarmView], cached.value)
-        with connection(self._pool, "reading alarms") as st, st.conn.cursor(row_factory=class_row(AlarmRow)) as cur:
-            rows = cur.execute(
-                f"SELECT {ALARM_COLUMNS} FROM alarms WHERE community = %s AND status = ANY(%s)",
-                (self._code, list(ACTIVE_STATUSES)),
-            ).fetchall()
-        alarms = [self._alarm_view(r) for r in rows]
+        with connection(self._pool, "reading alarms") as st:
+            with st.conn.cursor(row_factory=class_row(AlarmRow)) as cur:
+                rows = cur.execute(
+                    f"SELECT {ALARM_COLUMNS} FROM alarms WHERE community = %s AND status = ANY(%s)",
+                    (self._code, list(ACTIVE_STATUSES)),
+                ).fetchall()
+            tickets = alarm_tickets(st.conn, self._code, [r.key for r in rows]) if rows else {}
+        alarms = [self._alarm_view(r, tickets.get(r.key)) for r in rows]
         alarms.sort(key=lambda a: (not a.status.active, SEVERITY_RANK.get(a.severity.value, 9),
                                    -a.raised_at.timestamp()))
         self._alarms = _Cached(time.monotonic(), tag, alarms)
         return alarms
 
-    def _alarm_view(self, r: AlarmRow) -> AlarmView:
+    def _alarm_view(self, r: AlarmRow, ticket: int | None = None) -> AlarmView:
         return AlarmView(
             key=r.key, rule=r.rule, rule_name=self._rule_names.get(r.rule, r.rule), severity=Severity(r.severity),
             status=AlarmStatus(r.status), subject=r.subject, subject_type=r.subject_type, building=r.building,
             floor=r.floor, device=r.device, raised_at=r.raised_at, last_seen=r.last_seen, count=r.count,
             detail=r.detail, acked_at=r.acked_at, acked_by=r.acked_by, ack_comment=r.ack_comment,
-            shelved_until=r.shelved_until, dispatch=r.dispatch,
+            shelved_until=r.shelved_until, dispatch=r.dispatch, ticket=str(ticket) if ticket is not None else None,
         )
 
     def _alarm_row(self, st: Storage, key: str) -> AlarmRow | None:
@@ -384,8 +387,8 @@ class StorageDashboardData:
         self._need_desk().feedback(user, ticket_id, note, photo)
         self._version = None
 
-    def resolve_ticket(self, user: User, ticket_id: str, note: str) -> None:
-        self._need_desk().resolve(user, ticket_id, note)
+    def resolve_ticket(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None:
+        self._need_desk().resolve(user, ticket_id, note, reason)
         self._version = None
 
     def ticket_snapshot(self, user: User, ticket_id: str) -> bytes | None:

@@ -14,7 +14,7 @@ from gateway.web.database import connection
 from twin.alarms import AlarmEvent, Dispatch, EventKind, SubjectType
 from twin.community import Community
 from twin.people import Role, User
-from viz.data import ActionRefused, AlarmView, KpiRow, Photo, TicketStep, TicketView
+from viz.data import ActionRefused, AlarmView, KpiRow, Photo, TicketAlarm, TicketStep, TicketView
 
 
 class TicketDesk(Protocol):
@@ -30,7 +30,7 @@ class TicketDesk(Protocol):
 
     def feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None: ...
 
-    def resolve(self, user: User, ticket_id: str, note: str) -> None: ...
+    def resolve(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None: ...
 
     def snapshot(self, user: User, ticket_id: str) -> bytes | None: ...
 
@@ -60,7 +60,7 @@ class ServiceTicketDesk:
     @contextlib.contextmanager
     def _service(self, what: str) -> Iterator[Any]:
         from gateway.tickets.service import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
-        from twin.tickets import InvalidInput, TicketError
+        from twin.tickets import AlarmsStillActive, InvalidInput, TicketError
 
         with connection(self._pool, what) as st:
             try:
@@ -75,6 +75,8 @@ class ServiceTicketDesk:
                 raise ActionRefused("too_large" if exc.status == 413 else "bad_input", str(exc)) from exc
             except InvalidInput as exc:
                 raise ActionRefused("bad_input", str(exc)) from exc
+            except AlarmsStillActive as exc:
+                raise ActionRefused("alarms_active", ", ".join(exc.alarms)) from exc
             except TicketError as exc:
                 raise ActionRefused("illegal_transition", str(exc)) from exc
 
@@ -121,9 +123,13 @@ class ServiceTicketDesk:
         history = tuple(
             TicketStep(datetime.fromisoformat(s["at"]), str(s["by"]), str(s["action"]), str(s.get("note") or ""),
                        _photo_ref(t.id, s.get("photo_url"))) for s in steps if s.get("at"))
+        alarms = tuple(TicketAlarm(str(a["key"]), str(a["rule"]), str(a.get("rule_name") or a["rule"]),
+                                   str(a["severity"]), a.get("device"), datetime.fromisoformat(a["first_at"]),
+                                   int(a.get("count") or 1), bool(a.get("active")), bool(a.get("life_safety")))
+                       for a in view.get("alarms", []))
         return TicketView(**{**_fields(base), "sop": tuple(str(x) for x in sop.get("steps", ())), "latest": latest,
                              "history": history, "has_snapshot": bool(view.get("snapshot_url")),
-                             "alarm_key": next((a["key"] for a in view.get("alarms", [])), None)})
+                             "alarm_key": alarms[0].key if alarms else None, "alarms": alarms})
 
     def accept(self, user: User, ticket_id: str) -> None:
         with self._service(f"accepting ticket {ticket_id}") as svc:
@@ -136,9 +142,10 @@ class ServiceTicketDesk:
             svc.progress(user, _need_ticket_id(ticket_id), note,
                          photo=ServicePhoto(photo.content_type, photo.content) if photo else None)
 
-    def resolve(self, user: User, ticket_id: str, note: str) -> None:
+    def resolve(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None:
         with self._service(f"resolving ticket {ticket_id}") as svc:
-            svc.resolve(user, _need_ticket_id(ticket_id), note)
+            svc.resolve(user, _need_ticket_id(ticket_id), note, reason=reason,
+                        reason_note=note if reason == "other" else None)
 
     def snapshot(self, user: User, ticket_id: str) -> bytes | None:
         tid = _ticket_id(ticket_id)

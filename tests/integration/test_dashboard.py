@@ -329,6 +329,24 @@ def test_alarm_lifecycle_through_the_data_source(source: StorageDashboardData, l
 
 
 @DB_MARK
+def test_an_alarm_shows_the_ticket_of_its_incident(source: StorageDashboardData, loaded: Storage, sample: Community,
+                                                   settings: Any) -> None:
+    from gateway.tickets.service import TicketService
+    from twin.alarms import AlarmEvent, Dispatch, EventKind
+
+    at = datetime.now(UTC)
+    insert_alarm(loaded, sample.id, at=at)
+    source._version = None
+    assert [a.ticket for a in source.active_alarms()] == [None]
+    ev = AlarmEvent(EventKind.RAISED, "gas_level2", "B3-B1-GAS", "device", Severity.CRITICAL, AlarmStatus.ACTIVE_UNACK,
+                    at, at, 1, "B3", -1, "B3-B1-GAS", "lel=55", Dispatch.URGENT, received_at=at)
+    t = TicketService(loaded, settings, sample).on_alarm_event(sample, ev)
+    assert t is not None
+    source._version = source._alarms = None  # no ticket desk here: its version would have changed the tag
+    assert [(a.key, a.ticket) for a in source.active_alarms()] == [("gas_level2@B3-B1-GAS", str(t.id))]
+
+
+@DB_MARK
 def test_alarm_actions_go_to_the_alarm_service_when_it_runs(loaded: Storage, db_url: str, schema: str,
                                                             sample: Community) -> None:
     sent: list[tuple[str, bytes, int]] = []

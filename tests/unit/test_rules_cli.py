@@ -37,3 +37,19 @@ def test_rules_test_replays_a_scenario(capsys: pytest.CaptureFixture[str]) -> No
         ("gas_level2", "raised", "critical", "B1-B1-GAS")]
     assert all({"rule", "kind", "severity", "subject", "raised_at", "dispatch"} <= x.keys() for x in lines)
     assert main(["rules", "test", "--scenario", "no-such-scenario"]) == 2
+
+
+def test_rules_test_prints_the_incidents_of_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "test", "--scenario", "fire", "--incidents"]) == 0
+    out, err = capsys.readouterr()
+    (fire,) = [json.loads(x) for x in out.splitlines()]
+    assert (fire["title"], fire["category"], fire["priority"], fire["rule"]) == (
+        "火警确认(同层两路信号) · 阳光社区 1号楼 3层", "fire", "urgent", "fire_confirmed")
+    assert fire["alarms"][0]["rule"] == "fire_prealarm" and "1 incidents (tickets)" in err
+    site = tmp_path / "incidents.yaml"
+    site.write_text("version: 1\ngroups:\n  - {id: fire, scope: floor}\n", encoding="utf-8")
+    assert main(["rules", "test", "--scenario", "fire", "--incidents", "--incident-file", str(site)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # by floor: the detectors' floor and the basement's valve
+    site.write_text("version: 1\ngroups:\n  - {id: fire, scope: street}\n", encoding="utf-8")
+    assert main(["rules", "test", "--scenario", "fire", "--incidents", "--incident-file", str(site)]) == 2
+    assert f"{site}:3: groups.fire.scope: " in capsys.readouterr().err

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from viz.data import ActionRefused, DataUnavailable, Photo
+from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, Photo
 from viz.i18n import t
 from viz.paths import parse_path
 from viz.shell import (
@@ -45,6 +45,9 @@ def worker_ticket_page(req: Req, board: Dashboard, ticket_id: str | None = None)
             dcc.Upload(id="wt-photo", accept="image/jpeg,image/png,image/webp", max_size=MAX_PHOTO_BYTES,
                        children=html.Div(t(lang, "worker.photo")), className="upload"),
             html.Div(id="wt-photo-note", className="small"),
+            dcc.Dropdown(id="wt-reason", placeholder=t(lang, "worker.reason"), clearable=True, className="wide",
+                         options=[{"label": t(lang, "worker.reason_none"), "value": ""}]
+                         + [{"label": t(lang, f"reason.{r}"), "value": r} for r in CLOSE_REASONS]),
             html.Div([html.Button(t(lang, "worker.feedback"), id="wt-feedback"),
                       html.Button(t(lang, "worker.resolve"), id="wt-resolve", className="primary")],
                      className="buttons"),
@@ -85,9 +88,9 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
              Output("wt-note", "value"),
              Input("wt-accept", "n_clicks"), Input("wt-feedback", "n_clicks"), Input("wt-resolve", "n_clicks"),
              State("url", "pathname"), State("wt-note", "value"), State("wt-photo", "contents"),
-             State("wt-photo", "filename"))
+             State("wt-photo", "filename"), State("wt-reason", "value"))
     def worker_action(req: Req, _a: Any, _f: Any, _r: Any, path: str | None, note: Any, contents: Any,
-                      filename: Any) -> Any:
+                      filename: Any, reason: Any = None) -> Any:
         action = ctx.triggered_id
         if action not in ("wt-accept", "wt-feedback", "wt-resolve") or not ctx.triggered[0].get("value"):
             raise PreventUpdate
@@ -112,7 +115,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             else:
                 if not text:
                     return t(lang, "worker.note_needed"), "msg warn", no_update, no_update
-                data.resolve_ticket(req.user, tid, text)
+                data.resolve_ticket(req.user, tid, text, reason if reason in CLOSE_REASONS else None)
                 msg = t(lang, "worker.resolved")
         except ActionRefused as exc:
             return refusal_text(lang, exc), "msg warn", no_update, no_update
@@ -147,6 +150,14 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> Any:
     ]
     if tk.description:
         parts += [html.H3(t(lang, "worker.what")), html.P(tk.description)]
+    if tk.alarms:
+        parts += [html.H3(t(lang, "worker.alarms")),
+                  html.Ul([html.Li(f"{board.local(a.first_at)} · {a.rule_name.split(' / ')[0]}"
+                                   f"{' · ' + a.device if a.device else ''}{f' ×{a.count}' if a.count > 1 else ''}"
+                                   f" · {t(lang, 'worker.alarm_active' if a.active else 'worker.alarm_cleared')}"
+                                   f"{' · ' + t(lang, 'worker.life_safety') if a.life_safety else ''}",
+                                   className="alarm-active" if a.active and a.life_safety else None)
+                           for a in tk.alarms], className="alarms", id="wt-alarms")]
     if tk.latest:
         parts += [html.H3(t(lang, "worker.latest")),
                   html.Ul([html.Li(f"{k}: {v:g}") for k, v in sorted(tk.latest.items())])]
