@@ -6,7 +6,8 @@ Topic grammar (the only module that builds or parses topics)::
 
 ``channel`` is one of ``telemetry`` (readings), ``event`` (state changes and faults), ``status``
 (online/offline, also the last will), ``batch`` (many telemetry items in one message), ``error``
-(gateway -> device: why a message was rejected) and ``command`` (reserved, server -> device).
+(gateway -> device: why a message was rejected) and ``command`` (server -> device: interlock commands
+such as closing a gas valve; the payload and the device's answer are in :mod:`twin.commands`).
 
 Payloads are JSON objects with a schema version ``v`` (currently 1), a timestamp ``ts`` (epoch
 milliseconds or an ISO-8601 string with offset) and a per-device sequence number ``seq``.
