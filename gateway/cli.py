@@ -409,16 +409,18 @@ def _benchmarks_importable() -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run one benchmark; print progress to stderr and the result as JSON (stdout) and a results file."""
-    import json
 
     _benchmarks_importable()
-    from benchmarks import ingest as bench
-    s = _settings(args)
-    _, db_url, _ = _urls(s)
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.what in ("rules", "detection"):  # pure: no database or broker
+        result = _bench_pure(args)
+        return _bench_report(args, result)
+    from benchmarks import ingest as bench
+    s = _settings(args)
+    _, db_url, _ = _urls(s)
     if args.what == "ingest":
         result = bench.bench_ingest(db_url, messages=args.messages or 100_000, qos=args.qos, repeats=args.repeats,
                                     transport=args.transport, log=log)
@@ -447,6 +449,32 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = scale_rows  # a JSON list: one row per gateway count
     else:
         raise CliError(f"unknown benchmark {args.what!r}", EXIT_USAGE)
+    return _bench_report(args, result)
+
+
+def _bench_pure(args: argparse.Namespace) -> Any:
+    """The benchmarks that need no services: the rules engine's cost, and how soon a scenario is detected."""
+    if args.what == "rules":
+        from benchmarks import rules as bench_rules
+        return bench_rules.bench_rules(messages=args.messages or 100_000)
+    from benchmarks import detection as bench_detection
+    from simulators.scenario import parse_duration
+    try:
+        onset = parse_duration(args.onset)
+    except ValueError as e:
+        raise CliError(f"--onset {args.onset!r}: {e}", EXIT_USAGE) from None
+    return bench_detection.detection(args.scenario, onset, [_rules_defaults_file()])
+
+
+def _rules_defaults_file() -> Path:
+    from twin.rules import DEFAULTS_FILE
+    return Path(DEFAULTS_FILE)
+
+
+def _bench_report(args: argparse.Namespace, result: Any) -> int:
+    """Print a benchmark's result as JSON and keep a copy under benchmarks/results/."""
+    import json
+
     text = json.dumps(result, ensure_ascii=False, indent=None if args.json else 2)
     print(text)
     out_dir = Path("benchmarks") / "results"
@@ -830,7 +858,10 @@ def build_parser() -> argparse.ArgumentParser:
     dm.set_defaults(fn=cmd_demo)
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
-    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api", "scale"])
+    bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api", "scale", "rules",
+                                     "detection"])
+    bn.add_argument("--scenario", default="hydrant-pressure-loss", help="detection: the scenario to replay")
+    bn.add_argument("--onset", default="5m", help="detection: when the scenario's incident starts (e.g. 5m)")
     bn.add_argument("--json", action="store_true", help="one-line JSON")
     bn.add_argument("--gateways", type=_positive(int), action="append",
                     help="scale: run with this many cluster gateways (repeatable; default 1, 2 and 3)")
