@@ -161,13 +161,17 @@ def test_skewed_device_clocks_fake_no_alarm_and_no_breach(settings: Settings) ->
 
         row = st.conn.execute(
             "SELECT state, assignee, breaches, escalations, alerts, created_at, received_at, occurred_at, respond_by, "
-            "resolve_by FROM tickets WHERE rule = 'elevator_entrapment'").fetchone()
-        state, assignee, breaches, escalations, alerts, created, received, occurred, respond_by, resolve_by = row
+            "arrive_by, release_by FROM tickets WHERE rule = 'elevator_entrapment'").fetchone()
+        (state, assignee, breaches, escalations, alerts, created, received, occurred, respond_by, arrive_by,
+         release_by) = row
         assert (state, breaches, escalations, alerts) == ("dispatched", 0, 0, [])  # not breached at birth
         assert assignee == "w1-1"  # on duty now; w1-2 was on duty at the device's time
         assert created == received and abs((received - sent).total_seconds()) < 30
         assert occurred == slow_at + timedelta(seconds=1)
-        assert respond_by - received == timedelta(minutes=5) and resolve_by - received == timedelta(minutes=30)
+        # every clock runs from when the gateway received the alarm: accept in 5 min, on site in 30 (TSG T5002),
+        # the trapped people out in 1 h (twin/incidents_defaults.yaml)
+        assert respond_by - received == timedelta(minutes=5)
+        assert (arrive_by - received, release_by - received) == (timedelta(minutes=30), timedelta(hours=1))
         assert respond_by > datetime.now(UTC)
         assert st.conn.execute("SELECT count(*) FROM tickets").fetchone()[0] == 1
     finally:
