@@ -303,7 +303,12 @@ def test_worker_on_a_phone_accepts_and_resolves_a_ticket(browser: Any, system: S
         phone.page.wait_for_selector("text=已选照片", timeout=5_000)
         phone.page.click("#wt-feedback")
         phone.page.wait_for_selector("#wt-msg.ok:has-text('反馈已提交')", timeout=10_000)
-        phone.page.fill("#wt-note", "已复位，控制器恢复正常")
+        phone.page.fill("#wt-note", "厨房油烟误报，控制器已复位")
+        # the panel's fire alarm is still active: resolving needs a reason, and says so
+        phone.page.click("#wt-resolve")
+        phone.page.wait_for_selector("#wt-msg.warn:has-text('仍有生命安全报警未复位')", timeout=10_000)
+        phone.page.click("#wt-reason")
+        phone.page.locator(".Select-option, [role=option]", has_text="误报").first.click()
         phone.page.click("#wt-resolve")
         phone.page.wait_for_selector("#wt-status[data-status=feedback]", timeout=10_000)
         width = phone.page.evaluate("document.documentElement.scrollWidth")
@@ -312,6 +317,8 @@ def test_worker_on_a_phone_accepts_and_resolves_a_ticket(browser: Any, system: S
         phone.shot("worker_ticket_phone.png")
         [(state,)] = system.sql("SELECT state FROM tickets WHERE id = %s", int(tid))
         assert state == "feedback"
+        [(reason,)] = system.sql("SELECT close_reason FROM tickets WHERE id = %s", int(tid))
+        assert reason == "false_alarm"
         actions = [r[0] for r in system.sql("SELECT action FROM ticket_events WHERE ticket_id = %s ORDER BY id",
                                             int(tid))]
         assert actions[-3:] == ["accept", "progress", "resolve"]
