@@ -20,9 +20,29 @@ it). A fire panel's event may name the ``component`` role that tripped: the pane
 address from its address table (``component 1-23: ...`` in the detail), as GB 26875.3 transmission does.
 
 Roles never name device ids: a selector gives a kind plus constraints (building, floor, unit, same
-floor/building/unit as another role, in a care unit), and :func:`compile_plan` picks the first
+floor/building/unit as another role, in a care unit, of a care level), and :func:`compile_plan` picks the first
 devices of the community (in file order) that satisfy every role together, backtracking when a
-later role cannot be met. Two roles of one scenario are always two different devices.
+later role cannot be met. Two roles of one scenario are always two different devices. A role with
+``every: true`` is every device that fits (the kind may then be left out: any kind), the devices of the
+roles before it excepted: ``building: {every: true, same_building_as: panel}`` is the rest of the panel's
+building, and a step on it acts on each of them.
+
+``expect:`` states what the scenario must produce for a control room, checked by the tests offline
+(:func:`check_expect` on ``gridtwin rules test``'s replay) and through the real broker, gateway and database
+(the stored tickets)::
+
+    expect:
+      incidents:                   # exactly these, one ticket each, in any order; [] for none
+        - category: fire           # the ticket category
+          priority: urgent         # urgent, general or complex
+          title: 火警确认(同层两路信号) · 阳光社区 1号楼 3层    # exact; or title_prefix: 火警确认
+          rules: [fire_confirmed, panel_fire_alarm]             # among its alarms (at least these)
+          roles: [first, second]   # their devices are among its alarms' devices (included: fire.first)
+          subjects: [B1/F3]        # alarm subjects among its alarms
+          devices: 106             # exactly this many devices (storms)
+
+Titles name places of the community the roles resolved in: the shipped expectations are stated for the
+bundled sample community, the ``rules test`` defaults (start at a local midnight, seed 1).
 
 Every problem is reported as ``file:line: path: message`` before anything is published.
 """
@@ -52,6 +72,8 @@ from simulators.behaviour import RISER_SYSTEMS
 from simulators.errors import SimulationError
 from twin import catalogue
 from twin.community import Community, Device
+from twin.tickets.incidents import Incident
+from twin.tickets.policy import CATEGORIES
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 Value = bool | int | float
@@ -132,32 +154,36 @@ FieldSpec = Annotated[
 class Selector(_Strict):
     """Which device plays a role: a kind plus constraints, resolved against the loaded community."""
 
-    kind: str
+    kind: str | None = None  # required unless every: true (then: any kind)
     id: str | None = None  # pins one device; prefer constraints so files survive community changes
     building: str | None = None
     floor: int | None = None
     unit: str | None = None
     in_care_unit: bool | None = None
+    care_level: Literal["red", "yellow", "green"] | None = None  # a device of a care unit of this level
     same_floor_as: str | None = None
     same_building_as: str | None = None
     same_unit_as: str | None = None
     optional: bool = False  # if no device fits, the role and its timeline steps are skipped
+    every: bool = False  # every device that fits (the earlier roles' devices excepted), not the first
 
     @field_validator("kind")
     @classmethod
-    def _known_kind(cls, v: str) -> str:
-        if catalogue.kind(v) is None:
+    def _known_kind(cls, v: str | None) -> str | None:
+        if v is not None and catalogue.kind(v) is None:
             raise ValueError(f"unknown device kind {v!r}; known: {', '.join(sorted(catalogue.KINDS))}")
         return v
 
     def describe(self) -> str:
-        bits = [self.kind]
+        bits = [self.kind or "any kind"] + (["every device"] if self.every else [])
         for name in ("id", "building", "floor", "unit", "same_floor_as", "same_building_as", "same_unit_as"):
             value = getattr(self, name)
             if value is not None:
                 bits.append(f"{name.replace('_', ' ')} {value}")
         if self.in_care_unit:
             bits.append("in a care unit")
+        if self.care_level is not None:
+            bits.append(f"care level {self.care_level}")
         return ", ".join(bits)
 
 
@@ -201,6 +227,32 @@ IncludeItem = Annotated[
 ]
 
 
+class ExpectedIncident(_Strict):
+    """One incident (one ticket) the scenario must produce."""
+
+    category: str
+    priority: Literal["urgent", "general", "complex"]
+    title: str | None = Field(default=None, min_length=1, max_length=200)  # the exact title
+    title_prefix: str | None = Field(default=None, min_length=1, max_length=200)  # or how it starts
+    rules: list[str] = []  # rule ids among its alarms (at least these)
+    roles: list[str] = []  # roles whose devices are among its alarms' devices
+    subjects: list[str] = []  # alarm subjects among its alarms
+    devices: int | None = Field(default=None, ge=1)  # exactly this many devices (or subjects)
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, v: str) -> str:
+        if v not in CATEGORIES:
+            raise ValueError(f"{v!r} is not a ticket category ({', '.join(CATEGORIES)})")
+        return v
+
+
+class Expect(_Strict):
+    """What the scenario must produce: exactly these incidents (one ticket each), in any order."""
+
+    incidents: list[ExpectedIncident]
+
+
 class ScenarioFile(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")
     description: str = Field(min_length=1, max_length=160)
@@ -209,6 +261,7 @@ class ScenarioFile(_Strict):
     include: list[IncludeItem] = []
     roles: dict[str, Selector] = {}
     timeline: list[Step] = []
+    expect: Expect | None = None
 
 
 # --- loading with line numbers --------------------------------------------------------------------
@@ -315,12 +368,21 @@ def _check(f: Loaded) -> list[str]:
     s = f.spec
     problems: list[str] = []
     names = list(s.roles)
+    groups = {r for r, sel in s.roles.items() if sel.every}
     for i, (role, sel) in enumerate(s.roles.items()):
+        if sel.kind is None and not sel.every:
+            problems.append(f.problem(("roles", role), "a role needs a kind (or every: true: every device that "
+                                                       "fits, of any kind)"))
+        if sel.every and sel.id is not None:
+            problems.append(f.problem(("roles", role, "id"), "a role of every device that fits cannot pin one id"))
         for rel in ("same_floor_as", "same_building_as", "same_unit_as"):
             ref = getattr(sel, rel)
             if ref is not None and ref not in names[:i]:
                 why = "is defined later; define it first" if ref in names else "is not a role of this scenario"
                 problems.append(f.problem(("roles", role, rel), f"role {ref!r} {why}"))
+            elif ref in groups:
+                problems.append(f.problem(("roles", role, rel), f"role {ref!r} is every device that fits; "
+                                                                f"relate to a role of one device"))
     for i, step in enumerate(s.timeline):
         targets = step.targets()
         if not targets:
@@ -332,6 +394,9 @@ def _check(f: Loaded) -> list[str]:
         if step.event is not None and step.event.component is not None and step.event.component not in names:
             problems.append(f.problem(("timeline", i, "event", "component"),
                                       f"unknown role {step.event.component!r}; roles: {', '.join(names) or 'none'}"))
+        elif step.event is not None and step.event.component in groups:
+            problems.append(f.problem(("timeline", i, "event", "component"),
+                                      f"role {step.event.component!r} is every device that fits, not one component"))
         if step.until is not None and step.until <= step.at:
             problems.append(f.problem(("timeline", i, "until"), "until must be after at"))
         if s.duration is not None and step.at > s.duration:
@@ -345,6 +410,12 @@ def _check(f: Loaded) -> list[str]:
                 problems.append(f.problem(("timeline", i, "role"), f"unknown role {role!r}; roles: "
                                                                    f"{', '.join(names) or 'none'}"))
                 continue
+            if target.kind is None:
+                if step.set or step.event or step.leak is not None:
+                    problems.append(f.problem(("timeline", i), f"role {role!r} is of any kind: it can go offline, "
+                                                               f"come online, report or be quiet; give it a kind to "
+                                                               f"set fields, send events or leak"))
+                continue
             problems += _check_step_for_kind(f, i, step, catalogue.KINDS[target.kind])
             if step.leak is not None and target.kind not in RISER_SYSTEMS:
                 problems.append(f.problem(("timeline", i, "leak"), f"a leak needs a fire-water role "
@@ -353,6 +424,16 @@ def _check(f: Loaded) -> list[str]:
             if step.event is not None and step.event.component is not None and target.kind != "fire_panel":
                 problems.append(f.problem(("timeline", i, "event", "component"),
                                           f"only a fire_panel reports components, not a {target.kind}"))
+    if s.expect is not None:
+        for i, exp in enumerate(s.expect.incidents):
+            loc: tuple[str | int, ...] = ("expect", "incidents", i)
+            if (exp.title is None) == (exp.title_prefix is None):
+                problems.append(f.problem(loc, "give the incident's title (exact) or title_prefix, one of them"))
+            for j, role in enumerate(exp.roles):
+                if "." not in role and role not in names:  # an included scenario's role is checked with its plan
+                    problems.append(f.problem((*loc, "roles", j), f"unknown role {role!r}; roles: "
+                                                                  f"{', '.join(names) or 'none'} (an included "
+                                                                  f"scenario's as scenario.role)"))
     return problems
 
 
@@ -431,9 +512,18 @@ class Plan:
     devices: list[Device]
     scripts: dict[str, DeviceScript]
     roles: dict[str, str]  # role (included roles as "scenario.role") -> device id
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # every-device role -> its device ids
+    expect: Expect | None = None  # the top scenario's (not its includes')
+    source: Loaded | None = None  # the top scenario's file, for file:line in expectation problems
 
     def role(self, name: str) -> str:
         return self.roles[name]
+
+    def devices_of(self, role: str) -> tuple[str, ...]:
+        """The device ids playing ``role`` (one, every device of an every-device role, none if optional)."""
+        if role in self.groups:
+            return self.groups[role]
+        return (self.roles[role],) if role in self.roles else ()
 
 
 def describe_all() -> list[tuple[str, str]]:
@@ -459,11 +549,23 @@ def compile_plan(name: str, community: Community, *, pins: dict[str, str] | None
     if unknown:
         raise SimulationError(f"scenario {top.spec.name}: no role {unknown[0]!r} to pin; roles: "
                               f"{', '.join(sorted(known_roles)) or 'none'}")
+    every_roles = {prefix + r for f, _o, prefix, _e in layers for r, sel in f.spec.roles.items() if sel.every}
+    if set(pins) & every_roles:
+        raise SimulationError(f"scenario {top.spec.name}: role {sorted(set(pins) & every_roles)[0]!r} is every "
+                              f"device that fits; it cannot be pinned to one")
+    if top.spec.expect is not None:
+        for i, exp in enumerate(top.spec.expect.incidents):
+            for j, role in enumerate(exp.roles):
+                if role not in known_roles:
+                    raise SimulationError(top.problem(("expect", "incidents", i, "roles", j),
+                                                      f"unknown role {role!r}; roles: "
+                                                      f"{', '.join(sorted(known_roles)) or 'none'}"))
     by_id = {d.id: d for d in community.devices}
     for role, dev_id in pins.items():
         if dev_id not in by_id:
             raise SimulationError(f"unknown device {dev_id!r} (pinned to role {role!r}) in community {community.id}")
     roles: dict[str, str] = {}
+    groups: dict[str, tuple[str, ...]] = {}
     scripts: dict[str, DeviceScript] = {}
     everyone = False
     for f, offset, prefix, _own in layers:
@@ -471,15 +573,17 @@ def compile_plan(name: str, community: Community, *, pins: dict[str, str] | None
         local_pins = {r.removeprefix(prefix): d for r, d in pins.items() if r.startswith(prefix)
                       and "." not in r.removeprefix(prefix)}
         chosen = resolve_roles(f, community, local_pins)
-        for role, dev in chosen.items():
-            if dev is not None:
-                roles[prefix + role] = dev.id
+        for role, devs in chosen.items():
+            if f.spec.roles[role].every:
+                groups[prefix + role] = tuple(d.id for d in devs)
+            elif devs:
+                roles[prefix + role] = devs[0].id
         _script_layer(f, offset, total, chosen, scripts, community)
     ids = set(scripts) | set(roles.values())
     devices = [d for d in community.devices if everyone or d.id in ids]
     if not devices:
         raise SimulationError(f"scenario {top.spec.name} selects no devices in community {community.id}")
-    return Plan(top.spec.name, top.spec.description, total, devices, scripts, roles)
+    return Plan(top.spec.name, top.spec.description, total, devices, scripts, roles, groups, top.spec.expect, top)
 
 
 def _collect(f: Loaded, offset: float, prefix: str, out: list[tuple[Loaded, float, str, float | None]],
@@ -498,11 +602,13 @@ def _collect(f: Loaded, offset: float, prefix: str, out: list[tuple[Loaded, floa
     out.append((f, offset, prefix, None))
 
 
-def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None = None) -> dict[str, Device | None]:
-    """Pick a device for every role of one file: first fit in community order, backtracking."""
+def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None = None) -> dict[str, list[Device]]:
+    """Pick the devices of every role of one file: first fit in community order, backtracking. A role's list holds
+    its device (none: an optional role nothing fits; every fitting device for an ``every`` role)."""
     pins = pins or {}
     care = {s for c in community.care_units for s in c.sensors}
     unit_of = {s: c.unit for c in community.care_units for s in c.sensors}
+    level_of = {s: c.level for c in community.care_units for s in c.sensors}
     names = list(f.spec.roles)
     sels = [f.spec.roles[n] for n in names]
     by_kind: dict[str, list[Device]] = {}
@@ -520,18 +626,20 @@ def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None =
     def unit(d: Device) -> str | None:
         return d.unit or unit_of.get(d.id)
 
-    def fits(sel: Selector, d: Device, chosen: dict[str, Device | None]) -> bool:
+    def fits(sel: Selector, d: Device, chosen: dict[str, list[Device]]) -> bool:
         if (sel.id is not None and d.id != sel.id) or (sel.building is not None and d.building != sel.building):
             return False
         if (sel.floor is not None and d.floor != sel.floor) or (sel.unit is not None and unit(d) != sel.unit):
             return False
         if sel.in_care_unit is not None and (d.id in care) != sel.in_care_unit:
             return False
+        if sel.care_level is not None and level_of.get(d.id) != sel.care_level:
+            return False
         for rel in ("same_floor_as", "same_building_as", "same_unit_as"):
             ref = getattr(sel, rel)
             if ref is not None:
                 other = chosen.get(ref)
-                if other is None or not related(rel, d, other):
+                if not other or not related(rel, d, other[0]):
                     return False
         return True
 
@@ -542,18 +650,19 @@ def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None =
             return a.building == b.building and a.building is not None
         return unit(a) == unit(b) and unit(a) is not None
 
-    def search(limit: int, i: int, chosen: dict[str, Device | None], budget: list[int]) -> bool:
+    def search(limit: int, i: int, chosen: dict[str, list[Device]], budget: list[int]) -> bool:
         """Depth-first over roles[:limit]; fills ``chosen`` and returns True on success."""
         if i == limit:
             return True
         name, sel = names[i], sels[i]
-        used = {d.id for d in chosen.values() if d is not None}
-        pool = by_kind.get(sel.kind, [])
+        used = {d.id for devs in chosen.values() for d in devs}
+        pool = by_kind.get(sel.kind, []) if sel.kind is not None else community.devices
         if name in pins:
             pool = [d for d in pool if d.id == pins[name]]
-        options: list[Device | None] = [d for d in pool if d.id not in used and fits(sel, d, chosen)]
+        fitting = [d for d in pool if d.id not in used and fits(sel, d, chosen)]
+        options: list[list[Device]] = ([fitting] if fitting else []) if sel.every else [[d] for d in fitting]
         if sel.optional:
-            options.append(None)
+            options.append([])
         for d in options:
             budget[0] -= 1
             if budget[0] < 0:
@@ -564,7 +673,7 @@ def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None =
             del chosen[name]
         return False
 
-    result: dict[str, Device | None] = {}
+    result: dict[str, list[Device]] = {}
     if search(len(names), 0, result, [200_000]):
         return result
     # name the first role that cannot be met together with the roles before it
@@ -578,7 +687,7 @@ def resolve_roles(f: Loaded, community: Community, pins: dict[str, str] | None =
     raise SimulationError(f.problem(("roles",), f"the roles cannot all be met in community {community.id}"))
 
 
-def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, Device | None],
+def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, list[Device]],
                   scripts: dict[str, DeviceScript], community: Community) -> None:
     own_end = offset + f.spec.duration if f.spec.duration is not None else total
     end_default = min(own_end, total)
@@ -587,10 +696,7 @@ def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, Devi
         if at >= total:
             continue
         until = min(offset + step.until, total) if step.until is not None else end_default
-        for role in step.targets():
-            dev = chosen.get(role)
-            if dev is None:
-                continue  # an optional role nothing fitted
+        for dev in (d for role in step.targets() for d in chosen.get(role, ())):  # none: an optional role unmet
             sc = scripts.setdefault(dev.id, DeviceScript())
             for name, spec in step.set.items():
                 sc.overrides.append(FieldOverride(name, at, until, spec))
@@ -607,16 +713,17 @@ def _script_layer(f: Loaded, offset: float, total: float, chosen: dict[str, Devi
                 sc.presence.append((at, "online"))
             if step.quiet:
                 sc.quiet.append((at, until))
-    for dev in chosen.values():
-        if dev is not None:
+    for devs in chosen.values():
+        for dev in devs:
             scripts.setdefault(dev.id, DeviceScript())
 
 
-def _event_detail(f: Loaded, i: int, ev: EventSpec, dev: Device, chosen: dict[str, Device | None]) -> str | None:
+def _event_detail(f: Loaded, i: int, ev: EventSpec, dev: Device, chosen: dict[str, list[Device]]) -> str | None:
     """The event's detail; a panel's names the address of the ``component`` role's device in the panel's table."""
-    comp = chosen.get(ev.component) if ev.component is not None else None
-    if comp is None:
+    comps = chosen.get(ev.component, []) if ev.component is not None else []
+    if not comps:
         return ev.detail
+    comp = comps[0]
     address = next((a for a, d in (dev.components or {}).items() if d == comp.id), None)
     if address is None:
         raise SimulationError(f.problem(("timeline", i, "event", "component"),
@@ -629,3 +736,123 @@ def _riser_devices(community: Community, dev: Device) -> list[Device]:
     system = RISER_SYSTEMS[dev.kind]
     return [d for d in community.devices if RISER_SYSTEMS.get(d.kind) == system and d.building == dev.building
             and (d.building is not None or d.id == dev.id)]
+
+
+# --- expectations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Observed:
+    """An incident as the expectation sees it: offline (:func:`twin.tickets.incidents_of`) or a stored ticket
+    with its alarms. ``alarms``: (rule, subject, device) of each of its alarms."""
+
+    title: str
+    category: str
+    priority: str
+    alarms: tuple[tuple[str, str, str | None], ...]
+
+    @property
+    def rules(self) -> set[str]:
+        return {r for r, _s, _d in self.alarms}
+
+    @property
+    def subjects(self) -> set[str]:
+        return {s for _r, s, _d in self.alarms}
+
+    @property
+    def devices(self) -> set[str]:
+        """As the incident counts them: each alarm's device, else its subject."""
+        return {d or s for _r, s, d in self.alarms}
+
+    @classmethod
+    def of_incident(cls, inc: Incident) -> Observed:
+        return cls(inc.title, inc.category, inc.priority.value,
+                   tuple((a.rule, a.subject, a.device) for a in inc.alarms))
+
+    def describe(self) -> str:
+        return f"{self.title!r} ({self.category}, {self.priority}; {len(self.alarms)} alarms, rules " \
+               f"{', '.join(sorted(self.rules))})"
+
+
+def mismatches(plan: Plan, exp: ExpectedIncident, obs: Observed) -> list[str]:
+    """Why ``obs`` is not the expected incident (empty: it is)."""
+    out = []
+    if obs.category != exp.category:
+        out.append(f"category is {obs.category}, not {exp.category}")
+    if obs.priority != exp.priority:
+        out.append(f"priority is {obs.priority}, not {exp.priority}")
+    if exp.title is not None and obs.title != exp.title:
+        out.append(f"title is {obs.title!r}, not {exp.title!r}")
+    if exp.title_prefix is not None and not obs.title.startswith(exp.title_prefix):
+        out.append(f"title {obs.title!r} does not start with {exp.title_prefix!r}")
+    missing = [r for r in exp.rules if r not in obs.rules]
+    if missing:
+        out.append(f"no alarm of rule {', '.join(missing)}")
+    for role in exp.roles:
+        absent = [d for d in plan.devices_of(role) if d not in obs.devices]
+        if absent:
+            out.append(f"no alarm of role {role} ({', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''})")
+    absent_subjects = [x for x in exp.subjects if x not in obs.subjects]
+    if absent_subjects:
+        out.append(f"no alarm on {', '.join(absent_subjects)}")
+    if exp.devices is not None and len(obs.devices) != exp.devices:
+        out.append(f"{len(obs.devices)} devices, not {exp.devices}")
+    return out
+
+
+def check_expect(plan: Plan, observed: Iterable[Observed], *, known_rules: Iterable[str] | None = None) -> list[str]:
+    """How ``observed`` (the incidents or tickets a run of ``plan`` produced) falls short of the scenario's
+    ``expect:``, one ``file:line: expect.incidents.N: why`` per problem (empty: met). Every expected incident
+    must be a different observed one, and nothing else may be observed. ``known_rules``: the rule ids in force,
+    to name an expected rule that does not exist. A scenario without ``expect:`` has nothing to meet."""
+    if plan.expect is None:
+        return []
+    src = plan.source
+    obs = list(observed)
+    expected = plan.expect.incidents
+
+    def where(loc: tuple[str | int, ...], msg: str) -> str:
+        return src.problem(("expect", "incidents", *loc), msg) if src is not None else \
+            f"expect.incidents.{'.'.join(map(str, loc))}: {msg}"
+
+    problems: list[str] = []
+    if known_rules is not None:
+        known = set(known_rules)
+        for i, exp in enumerate(expected):
+            problems += [where((i, "rules", j), f"unknown rule {r!r}") for j, r in enumerate(exp.rules)
+                         if r not in known]
+        if problems:
+            return problems
+    pairs = _pairing([[not mismatches(plan, exp, o) for o in obs] for exp in expected])
+    taken = set(pairs.values())
+    free = [j for j in range(len(obs)) if j not in taken]
+    for i, exp in enumerate(expected):
+        if i in pairs:
+            continue
+        if not free:
+            problems.append(where((i,), f"no incident left for it: {len(obs)} observed, expected {len(expected)}"))
+            continue
+        close = min(free, key=lambda j: (obs[j].category != exp.category, len(mismatches(plan, exp, obs[j]))))
+        free.remove(close)
+        problems.append(where((i,), f"no incident matches; the closest, {obs[close].describe()}: "
+                                    + "; ".join(mismatches(plan, exp, obs[close]))))
+    problems += [where((), f"an incident not expected: {obs[j].describe()}") for j in free]
+    return problems
+
+
+def _pairing(fits: list[list[bool]]) -> dict[int, int]:
+    """A largest match of expected incidents (rows) to different observed ones (columns): row -> column."""
+    match: dict[int, int] = {}  # column -> row
+
+    def assign(row: int, seen: set[int]) -> bool:
+        for col, ok in enumerate(fits[row]):
+            if ok and col not in seen:
+                seen.add(col)
+                if col not in match or assign(match[col], seen):
+                    match[col] = row
+                    return True
+        return False
+
+    for row in range(len(fits)):
+        assign(row, set())
+    return {row: col for col, row in match.items()}

@@ -246,7 +246,7 @@ def test_models_are_pure_functions_of_time() -> None:
 def test_list_names_every_scenario_with_a_description() -> None:
     text = run.list_text()
     names = {"baseline", "fire", "gas-leak", "elevator-entrapment", "hydrant-pressure-loss", "device-offline",
-             "flapping-sensor", "care-inactivity"}
+             "flapping-sensor", "care-inactivity", "power-loss", "fire-and-entrapment", "gas-leak-and-hydrant-loss"}
     listed = {line.split()[0] for line in text.splitlines()}
     assert names <= listed
     assert all(len(line.split(None, 1)) == 2 for line in text.splitlines())
@@ -338,6 +338,29 @@ def test_device_offline_ends_with_the_last_will_and_silence() -> None:
     assert sum(m.action == "lastwill" for m in msgs) == 1
 
 
+def test_power_loss_silences_every_device_of_the_building_and_they_come_back() -> None:
+    plan, msgs = simulate("power-loss", per_kind=2)
+    panel = plan.role("panel")
+    building = {d.id for d in sample().devices if d.building == sample().device(panel).building}  # type: ignore[union-attr]
+    assert set(plan.groups["building"]) == building - {panel} and len(building) == 106  # every device, any kind
+    by_device: dict[str, list[Msg]] = defaultdict(list)
+    for m in msgs:
+        by_device[m.device].append(m)
+    assert building <= set(by_device)  # the building's devices run whatever the population per kind
+    for dev in building:
+        cut = START + (420 if dev == panel else 300)
+        gone = [m for m in by_device[dev] if m.action == "lastwill"]
+        assert [m.t for m in gone] == [cut], dev  # dropped without DISCONNECT: the broker's last will
+        assert not [m for m in by_device[dev] if cut < m.t < START + 2100], dev  # silent while the power is off
+        back = [m for m in by_device[dev] if m.t >= START + 2100]
+        assert back[0].channel == "status" and back[0].body["state"] == "online", dev  # reconnects at 35 min
+    mains = [(m.t - START, m.value("mains_ok")) for m in telemetry(msgs, panel) if m.has("mains_ok")]
+    assert [v for t, v in mains if 300 <= t <= 420] and not any(v for t, v in mains if 300 <= t <= 420)
+    assert all(v for t, v in mains if t < 300 or t >= 2100) and any(t >= 2100 for t, _v in mains)
+    others = {m.device for m in msgs if m.t > START + 600 and m.t < START + 2100}
+    assert others and not others & building  # the rest of the community carries on
+
+
 def test_flapping_sensor_toggles_inside_its_window_only() -> None:
     plan, msgs = simulate("flapping-sensor")
     series = [(m.t - START, m.value("leak")) for m in telemetry(msgs, plan.role("sensor"))]
@@ -352,6 +375,7 @@ def test_care_inactivity_has_no_door_or_water_activity_in_the_unit() -> None:
     door, water = plan.role("door"), plan.role("water")
     unit = {s: c.unit for c in sample().care_units for s in c.sensors}
     assert unit[door] == unit[water]
+    assert {c.level for c in sample().care_units if door in c.sensors} == {"red"}  # 16 h quiet passes its 12 h
     window = START + 16 * 3600
     door_msgs = [m for m in msgs if m.device == door and m.t < window]
     water_msgs = telemetry(msgs, water)
@@ -380,9 +404,16 @@ def test_scenarios_compose_with_offsets_and_namespaced_roles(tmp_path: Path) -> 
 def test_roles_follow_the_community_not_device_ids() -> None:
     """Selectors, not ids: the same scenarios resolve in another community, and pins move the incident."""
     other = community_mod.Community.model_validate(generate.generate(3, seed=11, community_id="elsewhere"))
-    for name in ("fire", "gas-leak", "elevator-entrapment", "care-inactivity", "device-offline"):
+    for name in ("fire", "gas-leak", "elevator-entrapment", "device-offline", "power-loss"):
         plan = scenario.compile_plan(name, other)
         assert set(plan.roles.values()) <= {d.id for d in other.devices}
+    # a scenario needing a red-level home says so where there is none, and runs where there is one
+    with pytest.raises(SimulationError, match=r"care-inactivity.yaml:\d+: roles.door: no device in community "
+                                              r"elsewhere fits role 'door' \(care_door, in a care unit, "
+                                              r"care level red\)"):
+        scenario.compile_plan("care-inactivity", other)
+    red = community_mod.Community.model_validate(generate.generate(3, seed=1, community_id="red"))
+    assert scenario.compile_plan("care-inactivity", red).role("door") == "B3-802-DOOR"
     devices = {d.id: d for d in sample().devices}
     pinned = next(d for d in sample().devices if d.kind == "smoke_detector" and d.building == "B5" and d.floor == 9)
     plan = scenario.compile_plan("fire", sample(), pins={"first": pinned.id})
@@ -432,6 +463,23 @@ GOOD_HEAD = "name: bad\ndescription: a broken scenario\nduration: 10m\n"
          "component: a}\n", 9, "only a fire_panel reports components"),
         ("roles:\n  a: {kind: fire_panel}\n  b: {kind: smoke_detector, building: B2}\ntimeline:\n  - at: 1m\n"
          "    role: a\n    event: {code: fire_alarm, component: b}\n", 10, "is not in B1-FACP's address table"),
+        ("roles:\n  a: {building: B1}\n", 5, "roles.a: a role needs a kind (or every: true"),
+        ("roles:\n  a: {kind: gas, care_level: purple}\n", 5, "roles.a.care_level: Input should be 'red'"),
+        ("roles:\n  a: {every: true, building: B1}\n  b: {kind: gas, same_floor_as: a}\n", 6,
+         "roles.b.same_floor_as: role 'a' is every device that fits"),
+        ("roles:\n  a: {every: true, building: B1}\ntimeline:\n  - {at: 1m, role: a, set: {lel: 3}}\n", 7,
+         "role 'a' is of any kind"),
+        ("roles:\n  a: {kind: gas}\nexpect:\n  incidents:\n    - {category: flood, priority: urgent, title: x}\n", 8,
+         "expect.incidents.0.category: 'flood' is not a ticket category"),
+        ("roles:\n  a: {kind: gas}\nexpect:\n  incidents:\n    - {category: gas, priority: asap, title: x}\n", 8,
+         "expect.incidents.0.priority: Input should be 'urgent', 'general' or 'complex'"),
+        ("roles:\n  a: {kind: gas}\nexpect:\n  incidents:\n    - {category: gas, priority: urgent}\n", 8,
+         "expect.incidents.0: give the incident's title (exact) or title_prefix"),
+        ("roles:\n  a: {kind: gas}\nexpect:\n  incidents:\n    - category: gas\n      priority: urgent\n"
+         "      title: x\n      roles: [a, b]\n", 11, "expect.incidents.0.roles.1: unknown role 'b'"),
+        ("expect:\n  incidents:\n    - {category: gas, priority: urgent, title: x, colour: red}\n", 6,
+         "expect.incidents.0.colour: unknown key"),
+        ("expect:\n  tickets: 1\n", 4, "expect.incidents: Field required"),
     ],
 )
 def test_bad_scenario_files_name_file_line_and_field(tmp_path: Path, body: str, line: int, fragment: str) -> None:
