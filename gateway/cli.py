@@ -21,6 +21,7 @@ from gateway.settings import Settings, SettingsError
 
 log = logging.getLogger("gridtwin")
 
+EXIT_UNMET = 1  # rules test --check: the scenario's incidents do not meet its expect: block
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_FAILED = 4  # a vital thread of a running service died (see the log for why)
@@ -562,9 +563,9 @@ def _load_rules(files: Sequence[Path], community: Any, *, defaults: bool = True)
 
 
 def _scenario_messages(name: str, community: Any, *, root: str, start: float,
-                       seed: int) -> tuple[Any, float]:
+                       seed: int) -> tuple[Any, Any]:
     """Adapter for `rules test`: an iterator of a scenario's messages as (simulated epoch s, topic, payload bytes),
-    time-ordered, and the scenario's length in seconds."""
+    time-ordered, and the scenario's plan (its length, roles and expectation)."""
     from simulators.engine import plan_messages
     from simulators.errors import SimulationError
     from simulators.scenario import compile_plan
@@ -573,8 +574,7 @@ def _scenario_messages(name: str, community: Any, *, root: str, start: float,
         plan = compile_plan(name, community)
     except SimulationError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    return ((m.t, m.topic, m.payload) for m in plan_messages(plan, community, root, start=start, seed=seed)), \
-        plan.duration
+    return ((m.t, m.topic, m.payload) for m in plan_messages(plan, community, root, start=start, seed=seed)), plan
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
@@ -587,38 +587,84 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_test(args: argparse.Namespace) -> int:
+    """Replay a scenario offline: its alarm events, the incidents (tickets) they make, and whether those meet the
+    scenario's ``expect:`` block. Text for people by default; ``--json-lines`` one JSON object per line, each with
+    its ``type`` (alarm_event, incident, expect)."""
     import orjson
 
+    from simulators.scenario import Observed, check_expect
     from twin.rules import Engine, replay
 
     community = _load_community(args.community)
     rs = _load_rules([args.file] if args.file else [], community, defaults=not args.no_defaults)
     start = _epoch_seconds(args.start or RULES_TEST_START)
     root = "gridtwin"
-    messages, duration = _scenario_messages(args.scenario, community, root=root, start=start, seed=args.seed)
+    messages, plan = _scenario_messages(args.scenario, community, root=root, start=start, seed=args.seed)
     engine = Engine(rs, community)
     rejected: list[str] = []
-    shown = raised = 0
-    events = []
-    for ev in replay(engine, messages, root=root, until=start + duration, rejected=rejected):
-        raised += ev.kind == "raised"
-        if args.incidents:
-            events.append(ev)
-            continue
-        if args.raised_only and ev.kind != "raised":
-            continue
-        print(orjson.dumps(ev.to_json()).decode())
-        shown += 1
-    if args.incidents:
-        incidents = _incidents(community, rs, events, args.incident_file or [])
+    events = list(replay(engine, messages, root=root, until=start + plan.duration, rejected=rejected))
+    incidents = _incidents(community, rs, events, args.incident_file or [])
+    raised = sum(ev.kind == "raised" for ev in events)
+    shown = [] if args.incidents else [ev for ev in events if not args.raised_only or ev.kind == "raised"]
+    problems = check_expect(plan, (Observed.of_incident(i) for i in incidents),
+                            known_rules={r.id for r in rs.rules} | set(rs.disabled))
+    expect = None if plan.expect is None else {"met": not problems, "incidents": len(plan.expect.incidents),
+                                               "problems": problems}
+    if args.json_lines:
+        for ev in shown:
+            print(orjson.dumps({"type": "alarm_event", **ev.to_json()}).decode())
         for inc in incidents:
-            print(orjson.dumps(inc.as_dict()).decode())
-        print(f"scenario {args.scenario}: {raised} alarms raised, {len(incidents)} incidents (tickets), {len(rs)} "
-              f"rules, {len(rejected)} messages rejected by the contract", file=sys.stderr)
-        return 0
-    print(f"scenario {args.scenario}: {raised} alarms raised, {shown} events shown, {len(rs)} rules, "
-          f"{len(rejected)} messages rejected by the contract", file=sys.stderr)
+            print(orjson.dumps({"type": "incident", **inc.as_dict()}).decode())
+        if expect is not None:
+            print(orjson.dumps({"type": "expect", **expect}).decode())
+    else:
+        print("\n".join(_rules_test_text(plan.name, start, shown, incidents, expect, alarms=not args.incidents)))
+    print(f"scenario {plan.name}: {raised} alarms raised, {len(incidents)} incidents (tickets), {len(rs)} rules, "
+          f"{len(rejected)} messages rejected by the contract; expect: "
+          + ("none stated" if expect is None else "met" if not problems else f"{len(problems)} problems"),
+          file=sys.stderr)
+    if args.check and (expect is None or problems):
+        if expect is None:
+            print(f"scenario {plan.name} states no expect: block; nothing to check", file=sys.stderr)
+        return EXIT_UNMET
     return 0
+
+
+def _rules_test_text(name: str, start: float, events: Sequence[Any], incidents: Sequence[Any],
+                     expect: dict[str, Any] | None, *, alarms: bool) -> list[str]:
+    """`rules test` for people: alarm events and incidents at their time into the scenario (+h:mm:ss)."""
+
+    def rel(at: Any) -> str:
+        s = max(0, round(at.timestamp() - start))
+        return f"+{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'' if count == 1 else 's'}"
+
+    out: list[str] = []
+    if alarms:
+        out.append(f"alarm events ({len(events)}):")
+        out += [f"  {rel(e.at)}  {e.kind.value:<9} {e.severity.value:<8} {e.rule:<32} {e.subject:<14} {e.detail}"
+                for e in events]
+    out.append(f"incidents ({len(incidents)}, one ticket each):")
+    for k, inc in enumerate(incidents, 1):
+        out.append(f"  {k}. {inc.title}")
+        out.append(f"     {inc.category}, {inc.priority.value}{', life-safety' if inc.life_safety else ''}; "
+                   f"worst {inc.rule}; {n(len(inc.alarms), 'alarm')} on {n(len(inc.devices), 'device')}; "
+                   f"opened {rel(inc.opened_at)}")
+        for a in inc.alarms[:12]:
+            cleared = f" (cleared {rel(a.cleared_at)})" if a.cleared_at else ""
+            out.append(f"     {rel(a.first_at)}  {a.rule:<32} {a.subject}{cleared}")
+        if len(inc.alarms) > 12:
+            out.append(f"     ... {len(inc.alarms) - 12} more alarms")
+    if expect is None:
+        out.append(f"expect: scenario {name} states none")
+    elif expect["met"]:
+        out.append(f"expect: met ({n(expect['incidents'], 'incident')} as stated)")
+    else:
+        out.append(f"expect: NOT met ({n(len(expect['problems']), 'problem')}):")
+        out += [f"  {p}" for p in expect["problems"]]
+    return out
 
 
 def _incidents(community: Any, rs: Any, events: Sequence[Any], files: Sequence[Path]) -> list[Any]:
@@ -904,18 +950,23 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
     rc.add_argument("--no-defaults", action="store_true", help="FILE alone, not merged over the shipped defaults")
     rc.set_defaults(fn=cmd_rules_check)
-    rt = ru.add_parser("test", help="replay a simulator scenario offline and print alarm events as JSON lines")
+    rt = ru.add_parser("test", help="replay a simulator scenario offline: its alarm events, the incidents (tickets) "
+                                    "they make and whether those meet the scenario's expect: block")
     rt.add_argument("file", type=Path, nargs="?", help="site rules merged over the shipped defaults")
     rt.add_argument("--scenario", required=True, help="fire, gas-leak, elevator-entrapment, ... or a .yaml file")
     rt.add_argument("--community", type=Path, help="community YAML (default: bundled sample)")
     rt.add_argument("--no-defaults", action="store_true", help="FILE alone, not merged over the shipped defaults")
     rt.add_argument("--start", help=f"simulated start, ISO-8601 with offset or epoch s (default {RULES_TEST_START})")
     rt.add_argument("--seed", type=int, default=1)
-    rt.add_argument("--raised-only", action="store_true", help="print only raised events")
+    rt.add_argument("--raised-only", action="store_true", help="of the alarm events, print only raised ones")
     rt.add_argument("--incidents", action="store_true",
-                    help="print the incidents (one ticket each: title, category, priority, alarms) as JSON lines")
+                    help="print only the incidents (one ticket each: title, category, priority, alarms)")
+    rt.add_argument("--json-lines", action="store_true",
+                    help="one JSON object per line with its type: alarm_event, incident, expect (the check)")
+    rt.add_argument("--check", action="store_true",
+                    help="exit 1 unless the incidents meet the scenario's expect: block")
     rt.add_argument("--incident-file", type=Path, action="append", metavar="FILE",
-                    help="site incident policy merged over twin/incidents_defaults.yaml (with --incidents)")
+                    help="site incident policy merged over twin/incidents_defaults.yaml")
     rt.set_defaults(fn=cmd_rules_test)
 
     rp = sub.add_parser("report", help="reports").add_subparsers(dest="action", required=True)
