@@ -260,6 +260,22 @@ def test_offline_status_raises_after_offline_for_and_online_clears() -> None:
     assert seen(e.on_status("LEAK", at(80), online=True)) == [("cleared", "offline", "LEAK")]
 
 
+def test_an_outage_between_two_ticks_is_raised_when_the_device_is_heard_again() -> None:
+    """Messages in a burst (a backlog after a restart, a scenario replayed flat out) may carry a device's whole
+    outage between two ticks: it is raised when it fell due, then cleared, as ticks every second would have."""
+    e = engine(NODATA)
+    e.on_reading("LEAK", at(0), {"leak": False})
+    e.on_reading("GAS", at(0), {"lel": 1})
+    assert e.on_status("LEAK", at(10), online=False) == []
+    ev = e.on_status("LEAK", at(600), online=True)  # no tick from 10 s to 600 s
+    assert seen(ev) == [("raised", "offline", "LEAK"), ("cleared", "offline", "LEAK")]
+    assert ev[0].at == at(70) and "reported offline for 1m" in ev[0].detail and ev[1].at == at(600)
+    silent = catalogue.KINDS["gas"].heartbeat_s * 2
+    ev = e.on_reading("GAS", at(silent + 5), {"lel": 1})  # silent past its limit, no tick in between
+    assert seen(ev) == [("raised", "offline", "GAS"), ("cleared", "offline", "GAS")] and ev[0].at == at(silent)
+    assert e.on_reading("GAS", at(silent + 6), {"lel": 1}) == []  # heard in time: nothing
+
+
 # --- count in window -------------------------------------------------------------------------------
 
 COUNT = """

@@ -394,6 +394,10 @@ class Engine:
             for care, _fields, _codes in dev.care_watches:
                 care.observed(self, dev.unit or "", t)
         if dev.last_seen is None or t > dev.last_seen:
+            # silent or offline past its rule's limit with no tick since (messages arriving in a burst: a backlog
+            # after a restart, a replay flat out): raised when it fell due, before it is heard again
+            for nd in dev.no_data:
+                nd.check(self, dev, t)
             dev.last_seen = t
             if dev.online is not True and (dev.offline_since is None or t >= dev.offline_since):
                 dev.online, dev.offline_since = True, None

@@ -22,24 +22,30 @@ class NoDataEvaluator(Evaluator):
 
     def due(self, eng: Engine, dev: TrackedDevice) -> tuple[float, str]:
         """When this device's alarm falls due (if nothing is heard), and why."""
+        due, offline = self._due(eng, dev)
+        if offline:
+            return due, "reported offline" + (
+                f" for {format_duration(self.no_data_rule.offline_for)}" if self.no_data_rule.offline_for else "")
+        return due, f"no message for {format_duration(self.after[dev.kind])}"
+
+    def _due(self, eng: Engine, dev: TrackedDevice) -> tuple[float, bool]:
+        """When this device's alarm falls due, and whether because it was reported offline."""
         base = dev.last_seen if dev.last_seen is not None else eng.epoch
-        after = self.after[dev.kind]
-        due, why = (base or 0.0) + after, f"no message for {format_duration(after)}"
+        due = (base or 0.0) + self.after[dev.kind]
         if dev.online is False and dev.offline_since is not None:
             off = dev.offline_since + self.no_data_rule.offline_for
             if off < due:
-                due, why = off, "reported offline" + (
-                    f" for {format_duration(self.no_data_rule.offline_for)}" if self.no_data_rule.offline_for else "")
-        return due, why
+                return off, True
+        return due, False
 
     def check(self, eng: Engine, dev: TrackedDevice, now: float) -> float:
         """Raise if due; return the next time worth checking again (inf while raised)."""
         if dev.id in self.on:
             return math.inf
-        due, why = self.due(eng, dev)
+        due = self._due(eng, dev)[0]
         if now >= due:
             self.on.add(dev.id)
-            eng._device_condition(self, dev, due, True, why)
+            eng._device_condition(self, dev, due, True, self.due(eng, dev)[1])
             return math.inf
         return due
 
