@@ -302,7 +302,8 @@ class ScenarioJob:
 
     def _summary(self, stats: RunStats, how: str) -> str:
         sim = (stats.last_t or self.start) - self.start
-        roles = ", ".join(f"{r}={d}" for r, d in self.plan.roles.items()) or "none"
+        roles = ", ".join([f"{r}={d}" for r, d in self.plan.roles.items()]
+                          + [f"{r}={len(ds)} devices" for r, ds in self.plan.groups.items()]) or "none"
         speed = "fast" if self.speed == 0 else f"x{self.speed:g}"
         extra = f", {stats.actions['lastwill']} last will(s)" if stats.actions.get("lastwill") else ""
         return (f"scenario {self.plan.name}: {stats.sent} messages from {len(self.plan.devices)} devices{extra}, "
