@@ -161,6 +161,11 @@ class AlarmCommand(BaseModel):
     @field_validator("until", mode="before")
     @classmethod
     def _until(cls, v: Any) -> datetime | None:
+        # The dashboard builds commands with a datetime; the wire carries an ISO-8601 string or epoch ms.
+        if isinstance(v, datetime):
+            if v.tzinfo is None:
+                raise ValueError("until must carry a UTC offset")
+            return v.astimezone(UTC)
         return None if v is None else _to_datetime(v)
 
 

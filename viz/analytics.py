@@ -22,6 +22,7 @@ LEVEL_CLASS: Mapping[Level, str] = {
     Level.MINOR: "minor", Level.MAJOR: "major", Level.CRITICAL: "critical",
 }
 SLA_WARN_AT = 0.75  # share of the time to a deadline after which the clock turns amber (issue 7: watchdog at 75%)
+SLA_WARN_LEFT = timedelta(minutes=5)  # ... and amber whenever less than this is left, whatever the target
 CARE_QUIET_AFTER = timedelta(hours=12)  # display hint: a care unit with no activity this long is flagged
 
 
@@ -107,7 +108,8 @@ class SlaClock:
 
 
 def sla_clock(ticket: TicketView, now: datetime) -> SlaClock:
-    """``warning`` from 75% of the time to the current deadline, ``breached`` at and after it."""
+    """``warning`` from 75% of the time to the current deadline or when less than 5 min are left (whichever
+    comes first: a clock that started late, or a short target, still turns amber), ``breached`` at and after it."""
     if not ticket.open:
         return SlaClock("none", None, None, 0.0, "done")
     if ticket.responded_at is None and ticket.respond_by is not None:
@@ -120,7 +122,8 @@ def sla_clock(ticket: TicketView, now: datetime) -> SlaClock:
     start = ticket.clock_start or ticket.created_at
     total = (deadline - start).total_seconds()
     used = 1.0 if total <= 0 else (now - start).total_seconds() / total
-    state: SlaState = "breached" if now >= deadline else "warning" if used >= SLA_WARN_AT else "ok"
+    state: SlaState = ("breached" if now >= deadline
+                       else "warning" if used >= SLA_WARN_AT or deadline - now < SLA_WARN_LEFT else "ok")
     return SlaClock(stage, deadline, deadline - now, max(0.0, used), state)
 
 

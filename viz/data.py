@@ -71,7 +71,8 @@ class ActionRefused(Exception):
 # reported back, waiting for the resident's rating).
 CLOSED_STATES = frozenset({"feedback", "evaluated", "cancelled", "resolved", "closed"})
 REFUSAL_CODES = ("not_found", "forbidden", "already_acknowledged", "not_active", "illegal_transition",
-                 "conflict", "bad_input", "too_large", "alarms_active")
+                 "conflict", "bad_input", "too_large", "alarms_active", "not_shelved",
+                 "not_confirmed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class AlarmView:
     acked_by: str | None = None
     ack_comment: str | None = None
     shelved_until: datetime | None = None
+    shelved_by: str | None = None  # who shelved it (the latest ``shelved`` event), when it is shelved
     ticket: str | None = None  # the ticket of this alarm's incident (the newest holding it), if any
 
     def shelved(self, now: datetime) -> bool:
@@ -272,6 +274,14 @@ class DashboardData(Protocol):
     def acknowledge(self, user: User, key: str, comment: str) -> None: ...
 
     def shelve(self, user: User, key: str, until: datetime) -> None: ...
+
+    def unshelve(self, user: User, key: str) -> None:
+        """End a shelving early; refused (``not_shelved``) when the alarm is not shelved."""
+        ...
+
+    def clear(self, user: User, key: str, comment: str) -> None:
+        """Clear an active alarm by hand (it stays listed until acknowledged)."""
+        ...
 
     def dispatch(self, user: User, key: str, note: str) -> str:
         """Open (or attach to) a ticket for the alarm; returns the ticket id."""

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import flask
 from dash import Dash
 from dash.exceptions import DependencyException
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Response as HttpResponse
 
 from twin.people import User
@@ -80,7 +81,10 @@ def register_routes(server: flask.Flask, board: Dashboard) -> None:
             h.setdefault("Strict-Transport-Security", "max-age=31536000")
         t0 = flask.g.get("t0")
         if t0 is not None and flask.request.path == "/_dash-update-component":
-            body = flask.request.get_json(silent=True)
+            try:
+                body = flask.request.get_json(silent=True)
+            except ClientDisconnected:  # the tab went away mid-request (navigation): nothing to time it by
+                body = None
             output = body.get("output", "?") if isinstance(body, dict) else "?"
             board.timings.add(str(output)[:80], time.perf_counter() - t0)
         return resp

@@ -132,13 +132,15 @@ class StorageDashboardData:
     def __init__(self, community: Community, db_url: str, *, schema: str = "gridtwin",
                  tickets: TicketDesk | None = None, sign_in: SignInService | None = None,
                  publish: Publish | None = None, topic_root: str = "gridtwin", live_refresh_s: float = 1.0,
-                 pool_size: int = 4, connect_timeout_s: float = 5.0, pool: StoragePool | None = None) -> None:
+                 pool_size: int = 4, connect_timeout_s: float = 5.0, pool: StoragePool | None = None,
+                 confirm_timeout_s: float = 3.0) -> None:
         self._community = community
         self._code = community.id
         self._desk = tickets
         self._auth = sign_in
         self._publish = publish
         self._root = topic_root
+        self._confirm_s = confirm_timeout_s  # how long an action sent to the alarm service waits to be seen applied
         self._rule_names = rule_names()
         self._own_pool = pool is None  # a shared pool is closed by its owner
         self._pool = pool or StoragePool(db_url, schema=schema, max_size=pool_size, connect_timeout_s=connect_timeout_s,
@@ -273,19 +275,24 @@ class StorageDashboardData:
                     (self._code, list(ACTIVE_STATUSES)),
                 ).fetchall()
             tickets = alarm_tickets(st.conn, self._code, [r.key for r in rows]) if rows else {}
-        alarms = [self._alarm_view(r, tickets.get(r.key)) for r in rows]
+            shelved = [r.key for r in rows if r.shelved_until is not None]
+            shelvers: dict[str, str] = dict(st.conn.execute(
+                "SELECT DISTINCT ON (key) key, by FROM alarm_events WHERE community = %s AND key = ANY(%s) "
+                "AND kind = 'shelved' ORDER BY key, at DESC", (self._code, shelved)).fetchall()) if shelved else {}
+        alarms = [self._alarm_view(r, tickets.get(r.key), shelvers.get(r.key)) for r in rows]
         alarms.sort(key=lambda a: (not a.status.active, SEVERITY_RANK.get(a.severity.value, 9),
                                    -a.raised_at.timestamp()))
         self._alarms = _Cached(time.monotonic(), tag, alarms)
         return alarms
 
-    def _alarm_view(self, r: AlarmRow, ticket: int | None = None) -> AlarmView:
+    def _alarm_view(self, r: AlarmRow, ticket: int | None = None, shelved_by: str | None = None) -> AlarmView:
         return AlarmView(
             key=r.key, rule=r.rule, rule_name=self._rule_names.get(r.rule, r.rule), severity=Severity(r.severity),
             status=AlarmStatus(r.status), subject=r.subject, subject_type=r.subject_type, building=r.building,
             floor=r.floor, device=r.device, raised_at=r.raised_at, last_seen=r.last_seen, count=r.count,
             detail=r.detail, acked_at=r.acked_at, acked_by=r.acked_by, ack_comment=r.ack_comment,
-            shelved_until=r.shelved_until, dispatch=r.dispatch, ticket=str(ticket) if ticket is not None else None,
+            shelved_until=r.shelved_until, shelved_by=shelved_by, dispatch=r.dispatch,
+            ticket=str(ticket) if ticket is not None else None,
         )
 
     def _alarm_row(self, st: Storage, key: str) -> AlarmRow | None:
@@ -304,6 +311,7 @@ class StorageDashboardData:
                 raise ActionRefused("already_acknowledged", f"{row.acked_by or '?'}")
             if self._publish is not None:
                 self._command("acknowledge", key, user, comment=comment)
+                self._confirm(st, key, lambda r: r is None or AlarmStatus(r.status).acknowledged)
                 return
             new = AlarmStatus.ACTIVE_ACK if status is AlarmStatus.ACTIVE_UNACK else AlarmStatus.CLEARED_ACK
             with st.conn.transaction():
@@ -326,6 +334,8 @@ class StorageDashboardData:
                 raise ActionRefused("not_active", key)
             if self._publish is not None:
                 self._command("shelve", key, user, until=until)
+                self._confirm(st, key, lambda r: r is None or (r.shelved_until is not None
+                                                               and r.shelved_until >= until - timedelta(seconds=1)))
                 return
             with st.conn.transaction():
                 done = st.conn.execute(
@@ -337,6 +347,70 @@ class StorageDashboardData:
                 self._history(st, row, EventKind.SHELVED, AlarmStatus(row.status), done[0], user.username,
                               f"shelved until {until.isoformat()}", shelved=True)
         self._version = None
+
+    def clear(self, user: User, key: str, comment: str) -> None:
+        _need_operator(user)
+        with connection(self._pool, "clearing an alarm") as st:
+            row = self._alarm_row(st, key)
+            if row is None:
+                raise ActionRefused("not_found", key)
+            status = AlarmStatus(row.status)
+            if not status.active:
+                raise ActionRefused("not_active", key)
+            if self._publish is not None:
+                self._command("clear", key, user, comment=comment or None)
+                self._confirm(st, key, lambda r: r is None or not AlarmStatus(r.status).active)
+                return
+            new = AlarmStatus.CLEARED_ACK if status.acknowledged else AlarmStatus.CLEARED_UNACK
+            with st.conn.transaction():
+                done = st.conn.execute(
+                    "UPDATE alarms SET status = %s, cleared_at = now(), cleared_by = %s, shelved_until = NULL, "
+                    "updated_at = now() WHERE community = %s AND key = %s AND status = %s RETURNING cleared_at",
+                    (new.value, user.username, self._code, key, status.value)).fetchone()
+                if done is None:
+                    raise ActionRefused("conflict", key)
+                self._history(st, row, EventKind.CLEARED, new, done[0], user.username, comment or "cleared by hand",
+                              shelved=False)
+        self._version = None
+
+    def unshelve(self, user: User, key: str) -> None:
+        _need_operator(user)
+        with connection(self._pool, "unshelving an alarm") as st:
+            row = self._alarm_row(st, key)
+            if row is None:
+                raise ActionRefused("not_found", key)
+            if row.shelved_until is None or row.shelved_until <= datetime.now(UTC):
+                raise ActionRefused("not_shelved", key)
+            if self._publish is not None:
+                self._command("unshelve", key, user)
+                self._confirm(st, key, lambda r: r is None or r.shelved_until is None
+                              or r.shelved_until <= datetime.now(UTC))
+                return
+            with st.conn.transaction():
+                done = st.conn.execute(
+                    "UPDATE alarms SET shelved_until = NULL, updated_at = now() WHERE community = %s AND key = %s "
+                    "AND shelved_until IS NOT NULL RETURNING now()", (self._code, key)).fetchone()
+                if done is None:
+                    raise ActionRefused("not_shelved", key)
+                self._history(st, row, EventKind.UNSHELVED, AlarmStatus(row.status), done[0], user.username,
+                              "unshelved", shelved=False)
+        self._version = None
+
+    def _confirm(self, st: Storage, key: str, applied: Callable[[AlarmRow | None], bool]) -> None:
+        """Wait (up to ``confirm_timeout_s``) until the alarm service has applied a command to the stored row, so the
+        operator reads its outcome: not seen in time (the service refused it, or is not running) is a refusal."""
+        self._version = None
+        if self._confirm_s <= 0:
+            return
+        end = time.monotonic() + self._confirm_s
+        while True:
+            row = self._alarm_row(st, key)  # read committed: each read sees what the service committed since
+            if applied(row):
+                self._version = None
+                return
+            if time.monotonic() >= end:
+                raise ActionRefused("not_confirmed", key)
+            time.sleep(0.05)
 
     def _command(self, action: str, key: str, user: User, *, comment: str | None = None,
                  until: datetime | None = None) -> None:

@@ -368,7 +368,8 @@ def test_a_worker_cannot_reach_operator_pages_or_data(browser: Any, system: Syst
                             {"id": "alarm-count", "property": "className"}],
                 "inputs": [{"id": i, "property": p, "value": None} for i, p in
                            (("version", "data"), ("alarms-bump", "data"), ("f-severity", "value"),
-                            ("f-category", "value"), ("f-building", "value"), ("alarm-selected-key", "data"))],
+                            ("f-category", "value"), ("f-building", "value"), ("alarm-selected-key", "data"),
+                            ("alarm-limit", "data"))],
                 "state": [], "changedPropIds": ["version.data"]}
         r = phone.page.request.post(system.url + "/_dash-update-component", data=orjson.dumps(body).decode(),
                                     headers={"Content-Type": "application/json"})

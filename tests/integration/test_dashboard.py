@@ -21,6 +21,7 @@ from gateway.storage import Storage
 from gateway.web.composition import seed_demo_users
 from gateway.web.dashboard_data import StorageDashboardData
 from gateway.web.sign_in import DatabaseSignIn
+from twin import contract
 from twin import geometry as geo
 from twin.alarms import AlarmStatus, Severity
 from twin.community import Community, parse
@@ -103,6 +104,16 @@ def test_sla_clock_follows_the_resolve_deadline_after_acceptance_and_stops_when_
     reopened = _ticket(status="reopened", clock_start=NOW + timedelta(hours=10),
                        respond_by=NOW + timedelta(hours=12))
     assert an.sla_clock(reopened, NOW + timedelta(hours=11)).state == "ok"  # 50% of the fresh clock
+
+
+def test_sla_clock_turns_amber_with_five_minutes_left_whatever_the_share_used() -> None:
+    """A life-safety ticket with a short or freshly restarted clock: 1 min left is amber, never green."""
+    short = _ticket(status="reopened", clock_start=NOW, respond_by=NOW + timedelta(minutes=2))
+    assert an.sla_clock(short, NOW + timedelta(minutes=1)).state == "warning"  # 50% used, 1 min left
+    long = _ticket(status="reopened", clock_start=NOW, respond_by=NOW + timedelta(minutes=40))
+    assert an.sla_clock(long, NOW + timedelta(minutes=20)).state == "ok"  # 20 min left
+    assert an.sla_clock(long, NOW + timedelta(minutes=36)).state == "warning"  # 4 min left
+    assert an.sla_clock(long, NOW + timedelta(minutes=40)).state == "breached"
 
 
 def test_format_remaining() -> None:
@@ -324,6 +335,22 @@ def test_alarm_lifecycle_through_the_data_source(source: StorageDashboardData, l
     kinds = [r[0] for r in loaded.conn.execute("SELECT kind FROM alarm_events WHERE key = %s ORDER BY id",
                                                (a.key,)).fetchall()]
     assert kinds == ["raised", "acknowledged", "shelved"]
+    assert a2.shelved_by == "op"
+    source.unshelve(OPERATOR, a.key)
+    [a3] = source.active_alarms()
+    assert not a3.shelved(datetime.now(UTC))
+    with pytest.raises(ActionRefused) as not_shelved:
+        source.unshelve(OPERATOR, a.key)
+    assert not_shelved.value.code == "not_shelved"
+    with pytest.raises(ActionRefused) as forbidden:
+        source.clear(WORKER, a.key, "no")
+    assert forbidden.value.code == "forbidden"
+    source.clear(OPERATOR, a.key, "现场复位")
+    assert loaded.conn.execute("SELECT status, cleared_by FROM alarms WHERE key = %s", (a.key,)).fetchone() == (
+        "cleared_ack", "op")
+    with pytest.raises(ActionRefused) as cleared:
+        source.clear(OPERATOR, a.key, "again")
+    assert cleared.value.code == "not_active"
     spots = source.hotspots(30)
     assert [(s.building, s.floor, s.rule, s.count) for s in spots] == [("B3", -1, "gas_level2", 1)]
 
@@ -350,7 +377,8 @@ def test_an_alarm_shows_the_ticket_of_its_incident(source: StorageDashboardData,
 def test_alarm_actions_go_to_the_alarm_service_when_it_runs(loaded: Storage, db_url: str, schema: str,
                                                             sample: Community) -> None:
     sent: list[tuple[str, bytes, int]] = []
-    data = StorageDashboardData(sample, db_url, schema=schema, publish=lambda *m: sent.append(m), topic_root="gt")
+    data = StorageDashboardData(sample, db_url, schema=schema, publish=lambda *m: sent.append(m), topic_root="gt",
+                                confirm_timeout_s=0)
     try:
         insert_alarm(loaded, sample.id)
         data.acknowledge(OPERATOR, "gas_level2@B3-B1-GAS", "ok")
@@ -359,6 +387,18 @@ def test_alarm_actions_go_to_the_alarm_service_when_it_runs(loaded: Storage, db_
     [(topic, payload, qos)] = sent
     assert topic == f"gt/v1/alarms/{sample.id}/commands" and qos == 1
     assert b'"action":"acknowledge"' in payload and b'"by":"op"' in payload
+    # a shelve command carries ``until`` on the wire as ISO-8601 (the dashboard hands over a datetime)
+    data = StorageDashboardData(sample, db_url, schema=schema, publish=lambda *m: sent.append(m), topic_root="gt",
+                                confirm_timeout_s=0)
+    until = datetime.now(UTC) + timedelta(hours=8)
+    try:
+        data.shelve(OPERATOR, "gas_level2@B3-B1-GAS", until)
+        data.clear(OPERATOR, "gas_level2@B3-B1-GAS", "")
+    finally:
+        data.close()
+    shelve, clear = (contract.AlarmCommand.model_validate_json(m[1]) for m in sent[1:])
+    assert (shelve.action, shelve.until) == ("shelve", until)
+    assert (clear.action, clear.comment) == ("clear", None)
     # the row is the alarm service's to change
     assert loaded.conn.execute("SELECT status FROM alarms").fetchone() == ("active_unack",)
 
@@ -433,7 +473,7 @@ def _sign_in(client: Any, username: str) -> None:
     assert app_mod.SESSION_COOKIE in r.headers.get("Set-Cookie", "")
 
 
-def _callback(client: Any, output: str, inputs: list[dict[str, Any]], state: list[dict[str, Any]] | None = None
+def _callback(client: Any, output: str, inputs: list[Any], state: list[dict[str, Any]] | None = None
               ) -> Any:
     outputs = [{"id": o.split(".")[0], "property": o.split(".")[1]} for o in output.strip(".").split("...")]
     body = {"output": output, "outputs": outputs if len(outputs) > 1 else outputs[0], "inputs": inputs,
@@ -448,7 +488,8 @@ ALARM_LIST_INPUTS = [{"id": "version", "property": "data", "value": "x"},
                      {"id": "f-severity", "property": "value", "value": None},
                      {"id": "f-category", "property": "value", "value": None},
                      {"id": "f-building", "property": "value", "value": None},
-                     {"id": "alarm-selected-key", "property": "data", "value": None}]
+                     {"id": "alarm-selected-key", "property": "data", "value": None},
+                     {"id": "alarm-limit", "property": "data", "value": 100}]
 
 
 @DB_MARK
@@ -490,7 +531,9 @@ def test_forged_and_stale_inputs_get_a_message(client: Any, loaded: Storage, sam
     out = "..action-msg.children...action-msg.className...ack-comment.value...alarms-bump.data.."
     buttons = [{"id": "ack-btn", "property": "n_clicks", "value": 1},
                {"id": "shelve-btn", "property": "n_clicks", "value": None},
-               {"id": "dispatch-btn", "property": "n_clicks", "value": None}]
+               {"id": "clear-btn", "property": "n_clicks", "value": None},
+               {"id": "dispatch-btn", "property": "n_clicks", "value": None},
+               [{"id": {"type": "unshelve-btn", "key": "x"}, "property": "n_clicks", "value": 0}]]
 
     def ack(key: object, comment: object) -> str:
         state = [{"id": "alarm-selected-key", "property": "data", "value": key},
@@ -498,7 +541,10 @@ def test_forged_and_stale_inputs_get_a_message(client: Any, loaded: Storage, sam
                  {"id": "shelve-for", "property": "value", "value": "1"}]
         r = _callback(client, out, buttons, state)
         assert r.status_code == 200
-        return str(r.get_json()["response"]["action-msg"]["children"])
+        text = str(r.get_json()["response"]["action-msg"]["children"])
+        stamp, _, msg = text.partition(" ")  # every answer starts with the time it was given
+        assert re.fullmatch(r"\d\d:\d\d:\d\d", stamp), text
+        return msg
 
     assert ack("forged@nothing", "x") == t("zh", "refused.not_found") + "：forged@nothing"
     assert ack({"not": "a string"}, "x") == t("zh", "alarms.select_first")

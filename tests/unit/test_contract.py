@@ -119,3 +119,17 @@ def test_broker_address(url: str, expected: tuple[object, ...]) -> None:
 def test_bad_broker_urls(url: str) -> None:
     with pytest.raises(ContractError):
         contract.BrokerAddress.parse(url)
+
+
+def test_alarm_command_takes_until_as_a_datetime_or_from_the_wire() -> None:
+    """The dashboard builds shelve commands with an aware datetime; the wire form round-trips."""
+    until = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    cmd = contract.AlarmCommand(v=1, action="shelve", key="fire_alarm@B3-FACP", by="op", until=until)
+    assert cmd.until == until
+    wire = cmd.model_dump(mode="json", exclude_none=True)
+    assert contract.AlarmCommand.model_validate(wire).until == until
+    assert contract.AlarmCommand.model_validate({**wire, "until": int(until.timestamp() * 1000)}).until == until
+    with pytest.raises(ValueError):
+        contract.AlarmCommand(v=1, action="shelve", key="fire_alarm@B3-FACP", by="op", until=datetime(2026, 12, 2))
+    for action in ("unshelve", "clear"):
+        assert contract.AlarmCommand(v=1, action=action, key="fire_alarm@B3-FACP", by="op").action == action

@@ -1,8 +1,14 @@
 """The control room (``/`` and ``/building/<id>``): the 3D community, one building's floors pulled apart,
-and the active alarms panel (filter, select, acknowledge, shelve, dispatch)."""
+and the active alarms panel (filter, select, acknowledge, shelve, clear, dispatch; the shelved alarms, with
+until when and by whom, each with its unshelve button).
+
+The list draws the worst :data:`PAGE_ROWS` alarms ("more" adds as many again), rows at their natural
+height in a scrolling list; every action's answer (success or refusal) replaces the last one and carries
+the time it was given."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -24,7 +30,11 @@ from viz.scene import DEVICE_UNKNOWN, Marker
 from viz.shell import ID_RE, MAX_TEXT, OPERATORS, Dashboard, Req, guarded_callbacks, notice, unavailable_text
 from viz.widgets import place_text, refusal_text, with_data
 
+log = logging.getLogger(__name__)
 SEVERITY_ORDER = (Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.WARNING)
+PAGE_ROWS = 100  # alarm rows drawn at first (worst first); "more" adds as many again
+MAX_ROWS = 1000
+ACTION_BUTTONS = ("ack-btn", "shelve-btn", "clear-btn", "dispatch-btn")
 
 
 # -- layout ----------------------------------------------------------------------------------------------
@@ -57,6 +67,9 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
         html.Aside(className="side-panel", children=[
             html.Div([html.H2(t(lang, "alarms.title")), html.Span(id="alarm-count", className="badge")],
                      className="panel-head"),
+            html.Div([html.Span(t(lang, "alarms.legend"), className="muted")]
+                     + [html.Span(t(lang, f"severity.{s.value}"), className=f"sev sev-{s.value}")
+                        for s in SEVERITY_ORDER], id="sev-legend", className="sev-legend small"),
             html.Div(className="filters", children=[
                 dcc.Dropdown(id="f-severity", options=severity_opts, multi=True,
                              placeholder=t(lang, "alarms.filter_severity")),
@@ -64,6 +77,7 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
                 dcc.Dropdown(id="f-building", options=[], multi=True, placeholder=t(lang, "alarms.filter_building")),
             ]),
             html.Div(id="alarm-list", className="alarm-list"),
+            dcc.Store(id="alarm-limit", data=PAGE_ROWS),
             html.Div(className="alarm-actions", children=[
                 html.Div(t(lang, "alarms.select_first"), id="alarm-selected", className="small"),
                 dcc.Input(id="ack-comment", type="text", placeholder=t(lang, "alarms.comment"), maxLength=MAX_TEXT,
@@ -74,9 +88,14 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
                                  options=[{"label": t(lang, f"shelve.{h}h"), "value": str(h)} for h in (1, 8, 24)],
                                  className="shelve-for"),
                     html.Button(t(lang, "alarms.shelve"), id="shelve-btn"),
+                    html.Button(t(lang, "alarms.clear"), id="clear-btn"),
                     html.Button(t(lang, "alarms.dispatch"), id="dispatch-btn"),
                 ]),
-                html.Div(id="action-msg", className="msg"),
+                html.Div(id="action-msg", className="msg", role="status"),
+            ]),
+            html.Details(className="shelved-box", open=True, children=[
+                html.Summary([t(lang, "alarms.shelved_title"), " ", html.Span(id="shelved-count", className="tag")]),
+                html.Div(id="shelved-list", className="shelved-list"),
             ]),
             dcc.Store(id="alarm-selected-key"),
             dcc.Store(id="alarms-bump"),
@@ -142,8 +161,8 @@ def _alarm_panel_callbacks(app: Dash, board: Dashboard) -> None:
              Output("f-building", "options"), Output("f-category", "options"), Output("alarm-count", "className"),
              Input("version", "data"), Input("alarms-bump", "data"), Input("f-severity", "value"),
              Input("f-category", "value"), Input("f-building", "value"), Input("alarm-selected-key", "data"),
-             roles=OPERATORS)
-    def alarm_list(req: Req, _v: Any, _bump: Any, sev: Any, cat: Any, bld: Any, selected: Any) -> Any:
+             Input("alarm-limit", "data"), roles=OPERATORS)
+    def alarm_list(req: Req, _v: Any, _bump: Any, sev: Any, cat: Any, bld: Any, selected: Any, limit: Any) -> Any:
         alarms = list(data.active_alarms())
         community = board.community()
         sevs, cats, blds = _str_set(sev), _str_set(cat), _str_set(bld)
@@ -152,13 +171,39 @@ def _alarm_panel_callbacks(app: Dash, board: Dashboard) -> None:
                  and (not cats or _category(a, community) in cats)
                  and (not blds or _alarm_building(a, community) in blds)]
         lang = req.lang
-        rows: list[Any] = [_alarm_row(a, req, board, selected == a.key) for a in shown[:300]]
+        n = min(max(int(limit), PAGE_ROWS), MAX_ROWS) if isinstance(limit, int) else PAGE_ROWS
+        rows: list[Any] = [_alarm_row(a, req, board, selected == a.key) for a in shown[:n]]
+        if len(shown) > n:
+            rows.append(html.Div([
+                html.Span(t(lang, "alarms.showing", shown=n, total=len(shown)), className="small muted"),
+                html.Button(t(lang, "alarms.more", n=min(PAGE_ROWS, len(shown) - n)), id="alarm-more", n_clicks=0)
+                if n < MAX_ROWS else None,
+            ], className="alarm-more"))
         b_opts = [{"label": b.name, "value": b.id} for b in community.buildings]
         c_opts = [{"label": t(lang, f"category.{c}"), "value": c}
                   for c in ("fire", "elevator", "environment", "water", "care", "other")]
         count = t(lang, "alarms.count", n=len(shown)) if len(shown) == len(alarms) else f"{len(shown)}/{len(alarms)}"
-        badge = "badge" if any(a.status.active for a in shown) else "badge zero"
+        worst = next((sv for sv in SEVERITY_ORDER
+                      if any(a.severity is sv and a.status.active and not a.shelved(req.now) for a in shown)), None)
+        badge = f"badge badge-{worst.value}" if worst is not None else "badge zero"
         return rows or [html.P(t(lang, "alarms.none"), className="muted")], count, b_opts, c_opts, badge
+
+    @guarded(Output("alarm-limit", "data"), Input("alarm-more", "n_clicks"), State("alarm-limit", "data"),
+             roles=OPERATORS)
+    def more_alarms(_req: Req, clicks: Any, limit: Any) -> Any:
+        if not clicks:
+            raise PreventUpdate
+        n = limit if isinstance(limit, int) else PAGE_ROWS
+        return min(n + PAGE_ROWS, MAX_ROWS)
+
+    @guarded(Output("shelved-list", "children"), Output("shelved-count", "children"),
+             Input("version", "data"), Input("alarms-bump", "data"), roles=OPERATORS)
+    def shelved_list(req: Req, _v: Any, _bump: Any) -> Any:
+        shelved = [a for a in data.active_alarms() if a.shelved(req.now)]
+        shelved.sort(key=lambda a: (a.shelved_until or req.now, a.key))
+        if not shelved:
+            return html.P(t(req.lang, "alarms.shelved_none"), className="muted small"), "0"
+        return [_shelved_row(a, req, board) for a in shelved[:MAX_ROWS]], str(len(shelved))
 
     @guarded(Output("alarm-selected-key", "data"), Output("alarm-selected", "children"),
              Input({"type": "alarm-row", "key": ALL}, "n_clicks"), roles=OPERATORS)
@@ -176,36 +221,60 @@ def _alarm_panel_callbacks(app: Dash, board: Dashboard) -> None:
 
     @guarded(Output("action-msg", "children"), Output("action-msg", "className"), Output("ack-comment", "value"),
              Output("alarms-bump", "data"),
-             Input("ack-btn", "n_clicks"), Input("shelve-btn", "n_clicks"), Input("dispatch-btn", "n_clicks"),
+             Input("ack-btn", "n_clicks"), Input("shelve-btn", "n_clicks"), Input("clear-btn", "n_clicks"),
+             Input("dispatch-btn", "n_clicks"), Input({"type": "unshelve-btn", "key": ALL}, "n_clicks"),
              State("alarm-selected-key", "data"), State("ack-comment", "value"), State("shelve-for", "value"),
              roles=OPERATORS)
-    def alarm_action(req: Req, _a: Any, _s: Any, _d: Any, key: Any, comment: Any, shelve_for: Any) -> Any:
-        action = ctx.triggered_id
-        if action not in ("ack-btn", "shelve-btn", "dispatch-btn") or not ctx.triggered[0].get("value"):
+    def alarm_action(req: Req, _a: Any, _s: Any, _c: Any, _d: Any, _u: Any, key: Any, comment: Any,
+                     shelve_for: Any) -> Any:
+        trig = ctx.triggered_id
+        if not ctx.triggered or not ctx.triggered[0].get("value"):
+            raise PreventUpdate
+        if isinstance(trig, Mapping) and trig.get("type") == "unshelve-btn":
+            action, key = "unshelve", trig.get("key")
+        elif trig in ACTION_BUTTONS:
+            action = str(trig).removesuffix("-btn")
+        else:
             raise PreventUpdate
         lang = req.lang
+
+        def said(text: str, cls: str, clear_comment: bool = False) -> Any:
+            # every answer carries the time it was given: a repeated refusal reads as new, never as stale
+            stamped = t(lang, "alarms.msg_at", time=board.local(req.now, "%H:%M:%S"), msg=text)
+            return (stamped, cls, "" if clear_comment else no_update,
+                    time.time() if cls == "msg ok" else no_update)
+
         if not isinstance(key, str) or not ID_RE.match(key):
-            return t(lang, "alarms.select_first"), "msg warn", no_update, no_update
+            return said(t(lang, "alarms.select_first"), "msg warn")
         note = (comment or "").strip()[:MAX_TEXT] if isinstance(comment, str) else ""
         try:
-            if action == "ack-btn":
+            if action == "ack":
                 if not note:
-                    return t(lang, "alarms.comment_needed"), "msg warn", no_update, no_update
+                    return said(t(lang, "alarms.comment_needed"), "msg warn")
                 data.acknowledge(req.user, key, note)
                 msg = t(lang, "alarms.acked", key=key)
-            elif action == "shelve-btn":
+            elif action == "shelve":
                 hours = {"1": 1, "8": 8, "24": 24}.get(str(shelve_for), 1)
                 until = req.now + timedelta(hours=hours)
                 data.shelve(req.user, key, until)
                 msg = t(lang, "alarms.shelved_ok", until=board.local(until))
+            elif action == "unshelve":
+                data.unshelve(req.user, key)
+                msg = t(lang, "alarms.unshelved_ok", key=key)
+            elif action == "clear":
+                data.clear(req.user, key, note)
+                msg = t(lang, "alarms.cleared_ok", key=key)
             else:
                 ticket = data.dispatch(req.user, key, note)
                 msg = t(lang, "alarms.dispatched", ticket=ticket)
         except ActionRefused as exc:
-            return refusal_text(lang, exc), "msg warn", no_update, no_update
+            return said(refusal_text(lang, exc), "msg warn")
         except DataUnavailable as exc:
-            return unavailable_text(lang, exc), "msg warn", no_update, no_update
-        return msg, "msg ok", "", time.time()
+            return said(unavailable_text(lang, exc), "msg warn")
+        except Exception:  # never leave the previous answer on screen as if it were this one's
+            log.exception("alarm action %s on %s failed", action, key)
+            return said(t(lang, "alarms.failed"), "msg warn")
+        return said(msg, "msg ok", clear_comment=True)
 
 
 # -- the 3D scene ----------------------------------------------------------------------------------------
@@ -378,3 +447,18 @@ def _alarm_row(a: AlarmView, req: Req, board: Dashboard, selected: bool) -> html
     cls = f"alarm-row sev-border-{a.severity.value}" + (" selected" if selected else "")
     return with_data(html.Button(lines, id={"type": "alarm-row", "key": a.key}, className=cls, n_clicks=0),
                  key=a.key, status=a.status.value)
+
+
+def _shelved_row(a: AlarmView, req: Req, board: Dashboard) -> html.Div:
+    lang = req.lang
+    return with_data(html.Div(className=f"shelved-row sev-border-{a.severity.value}", children=[
+        html.Div([
+            html.Div([html.Span(t(lang, f"severity.{a.severity.value}"), className=f"sev sev-{a.severity.value}"),
+                      html.Span(rule_label(lang, a.rule_name), className="title")], className="tags"),
+            html.Div(place_text(req, board, a.building, a.floor, a.device), className="small muted"),
+            html.Div(t(lang, "alarms.shelved_until_by", until=board.local(a.shelved_until),
+                       who=a.shelved_by or t(lang, "alarms.someone")), className="small until"),
+        ], className="grow"),
+        html.Button(t(lang, "alarms.unshelve"), id={"type": "unshelve-btn", "key": a.key}, n_clicks=0,
+                    className="unshelve"),
+    ]), key=a.key)
