@@ -75,7 +75,7 @@ def test_no_server_errors(fuzz_env: dict[str, Any]) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=50, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def run(case: schemathesis.Case) -> None:
             response = case.call_and_validate(headers=fuzz_env["headers"], checks=[not_a_server_error])
