@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
 from pydantic import ValidationError
 
 from twin import catalogue, hydraulics
-from twin.community import Community, _line_of
+from twin.community import Community
+from twin.datafiles import KeyPath, Locator, load_envelope, validation_message
 from twin.rules.schema import (
     CARE_LEVELS,
     RULE_MODELS,
@@ -39,8 +39,6 @@ from twin.rules.schema import (
 
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "rules_defaults.yaml"
 
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-KeyPath = tuple[str | int, ...]  # a place in a rules file, as pydantic's ``loc``: ("rules", 3, "raise")
 
 
 class ItemPosition(NamedTuple):
@@ -54,44 +52,17 @@ def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = N
     """Merge rule files (earlier first, later override by id) and validate them against the catalogue and
     ``community`` (filters; skipped when None). Raises :class:`RulesError` listing every problem."""
     problems: list[str] = []
-    roots: dict[int, yaml.Node | None] = {}
-
+    locator = Locator(texts)
+    at = locator.at
     sources = [source for source, _text in texts]
-
-    def root(file: int) -> yaml.Node | None:
-        """The YAML node tree of a file (for line numbers), composed once."""
-        if file not in roots:
-            try:
-                roots[file] = yaml.compose(texts[file][1], Loader=_YamlLoader)
-            except yaml.YAMLError:
-                roots[file] = None
-        return roots[file]
-
-    def at(file: int, loc: KeyPath) -> str:
-        """``source:line`` of a place in a file (``source`` alone when the line is unknown)."""
-        line = _line_of(root(file), loc)
-        return f"{sources[file]}:{line}" if line else sources[file]
 
     merged: dict[str, dict[str, Any]] = {}
     origin: dict[str, dict[str, ItemPosition]] = {}  # rule id -> key -> the item that set it
     home: dict[str, ItemPosition] = {}  # rule id -> the last item that mentioned it
-    for file, (source, text) in enumerate(texts):
-        try:
-            data = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}" if mark is not None else source
-            problems.append(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}")
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"{source}:1: a rules file is a mapping with version: 1 and rules: [...]")
-            continue
-        try:
-            envelope = RulesFile.model_validate(data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                problems.append(f"{at(file, loc)}: {'.'.join(map(str, loc))}: {_message(err)}")
+    for file in range(len(texts)):
+        envelope = load_envelope(RulesFile, locator, file, problems,
+                                 shape="a rules file is a mapping with version: 1 and rules: [...]")
+        if envelope is None:
             continue
         seen: set[str] = set()
         for index, item in enumerate(envelope.rules):
@@ -136,7 +107,7 @@ def load_rules(texts: Sequence[tuple[str, str]], community: Community | None = N
         try:
             rules[rid] = model.model_validate(data)  # type: ignore[assignment]
         except ValidationError as exc:
-            found = [rule_problem(rid, tuple(p for p in e["loc"] if p not in _TYPE_TAGS), _message(e))
+            found = [rule_problem(rid, tuple(p for p in e["loc"] if p not in _TYPE_TAGS), validation_message(e))
                      for e in exc.errors()]
             problems += list(dict.fromkeys(found))
     for rid, rule in rules.items():
@@ -158,14 +129,6 @@ def _problem_order(problem: str, texts: Sequence[tuple[str, str]]) -> tuple[int,
 
 # pydantic puts these type tags in an error's loc (the last one names schema._as_list): not keys of the file
 _TYPE_TAGS = {"bool", "float", "int", "str", "function-before[_as_list(), tuple[str, ...]]"}
-
-
-def _message(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required"
-    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _kinds(rule: DeviceRuleBase, out: list[tuple[KeyPath, str]]) -> list[catalogue.DeviceKind]:

@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from twin.community import _line_of
+from twin.datafiles import KeyPath, Locator, load_envelope, validation_message
 from twin.rules.schema import Duration
 from twin.tickets.sla import Target
 
@@ -29,8 +28,6 @@ Scope = Literal["building", "floor", "unit", "device", "subject", "care_unit", "
 SCOPES: tuple[str, ...] = ("building", "floor", "unit", "device", "subject", "care_unit", "panel")
 TITLE_FIELDS = frozenset({"worst", "where", "place", "devices", "alarms", "name"})
 DEFAULT_TITLE = "{worst} · {where}"
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-KeyPath = tuple[str | int, ...]
 
 
 class IncidentPolicyError(ValueError):
@@ -132,16 +129,8 @@ def load_incident_policy(texts: Sequence[tuple[str, str]], *,
     """Merge policy files (the shipped defaults first) and validate them; ``known_rules``: the rule ids of the rule
     set in force (an unknown rule is a problem; None skips that check). Raises :class:`IncidentPolicyError`."""
     problems: list[str] = []
-    roots: dict[int, yaml.Node | None] = {}
-
-    def at(file: int, loc: KeyPath) -> str:
-        if file not in roots:
-            try:
-                roots[file] = yaml.compose(texts[file][1], Loader=_YamlLoader)
-            except yaml.YAMLError:
-                roots[file] = None
-        line = _line_of(roots[file], loc)
-        return f"{texts[file][0]}:{line}" if line else texts[file][0]
+    locator = Locator(texts)
+    at = locator.at
 
     sections: dict[str, dict[str, dict[str, Any]]] = {"groups": {}, "life_safety": {}}
     origin: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}  # (section, id) -> key -> (file, item)
@@ -149,24 +138,11 @@ def load_incident_policy(texts: Sequence[tuple[str, str]], *,
     group_rank: dict[str, tuple[int, int]] = {}  # group id -> (-file, item): later files' new groups first
     reopen: tuple[float, str] | None = None
     sources: list[str] = []
-    for file, (source, text) in enumerate(texts):
+    for file, (source, _text) in enumerate(texts):
         sources.append(source)
-        try:
-            data = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problems.append(f"{f'{source}:{mark.line + 1}' if mark is not None else source}: not valid YAML: "
-                            f"{getattr(exc, 'problem', None) or exc}")
-            continue
-        if not isinstance(data, dict):
-            problems.append(f"{source}:1: an incident policy file is a mapping with version: 1, groups, life_safety")
-            continue
-        try:
-            envelope = _File.model_validate(data)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                problems.append(f"{at(file, loc)}: {'.'.join(map(str, loc))}: {_message(err)}")
+        envelope = load_envelope(_File, locator, file, problems,
+                                 shape="an incident policy file is a mapping with version: 1, groups, life_safety")
+        if envelope is None:
             continue
         if envelope.reopen_within is not None:
             reopen = (envelope.reopen_within, envelope.reopen_reason or (reopen[1] if reopen else ""))
@@ -203,7 +179,7 @@ def load_incident_policy(texts: Sequence[tuple[str, str]], *,
         try:
             g = Group.model_validate(sections["groups"][gid])
         except ValidationError as exc:
-            problems += list(dict.fromkeys(f"{where('groups', gid, tuple(e['loc']))}: {_message(e)}"
+            problems += list(dict.fromkeys(f"{where('groups', gid, tuple(e['loc']))}: {validation_message(e)}"
                                            for e in exc.errors()))
             continue
         problems += [f"{where('groups', gid, loc)}: {msg}" for loc, msg in _group_problems(g, known_rules)]
@@ -222,7 +198,7 @@ def load_incident_policy(texts: Sequence[tuple[str, str]], *,
         try:
             life[rule] = LifeSafety.model_validate(data)
         except ValidationError as exc:
-            problems += list(dict.fromkeys(f"{where('life_safety', rule, tuple(e['loc']))}: {_message(e)}"
+            problems += list(dict.fromkeys(f"{where('life_safety', rule, tuple(e['loc']))}: {validation_message(e)}"
                                            for e in exc.errors()))
             continue
         if known_rules is not None and rule not in known_rules:
@@ -274,9 +250,3 @@ def _group_problems(g: Group, known_rules: Collection[str] | None) -> list[tuple
     return out
 
 
-def _message(err: Any) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
-    if err["type"] == "missing":
-        return "required"
-    return str(err["msg"]).removeprefix("Value error, ")
