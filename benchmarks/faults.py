@@ -560,7 +560,7 @@ def bench_faults(db_url: str, *, repeats: int = 3, transport: str = "fast", mess
 
 
 def _sample_path() -> Path:
-    from gateway.cli import sample_community_path
+    from gateway.cli_base import sample_community_path
 
     return sample_community_path()
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from gateway import settings as settings_mod
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage

@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import settings as settings_mod
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ingest.pipeline import Gateway
 from gateway.storage import Storage
 from gateway.web.composition import seed_demo_users, start_dashboard

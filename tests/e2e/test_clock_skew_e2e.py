@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from gateway.alarms.service import EventClock
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage

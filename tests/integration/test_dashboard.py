@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from psycopg.types.json import Jsonb
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.storage import Storage
 from gateway.web.composition import seed_demo_users
 from gateway.web.dashboard_data import StorageDashboardData

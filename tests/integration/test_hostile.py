@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage

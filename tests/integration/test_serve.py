@@ -15,7 +15,7 @@ import pytest
 
 from gateway import settings as settings_mod
 from gateway.api.auth import Users
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ops.procs import free_port
 from gateway.settings import Settings
 from gateway.storage import Storage

@@ -18,7 +18,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ingest.pipeline import Gateway
 from gateway.settings import Settings
 from gateway.storage import Storage

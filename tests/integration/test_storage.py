@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.storage import MIGRATIONS, DatabaseUnavailable, Storage, StorageError, UnknownDevice
 from twin.community import parse
 

@@ -534,7 +534,7 @@ def test_gateway_picks_its_transport_and_stores_through_it(
     s = _settings(settings, transport=transport, protocol=protocol)
     st = Storage.connect(settings.db.url, schema=settings.db.schema_name)
     st.migrate()
-    from gateway.cli import sample_community_path
+    from gateway.cli_base import sample_community_path
     from twin import community as community_mod
 
     st.load_community(community_mod.parse(sample_community_path().read_text(encoding="utf-8")))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway.cli import RULES_TEST_START, sample_community_path
+from gateway.cli_base import sample_community_path
+from gateway.cli_rules import RULES_TEST_START
 from simulators.engine import plan_messages
 from simulators.scenario import Plan
 from twin import community as community_mod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from twin import catalogue
 from twin.community import CommunityError, parse
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from benchmarks.rules import bench_rules
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from twin import catalogue, contract
 from twin.alarms import AlarmError, AlarmStatus, EventKind, Severity
 from twin.community import Community, parse

@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.ingest.validate import Accepted, Registry, Rejected, Validator
 from gateway.storage import FLAG_LATE, DeviceRef
 from simulators import behaviour, engine, hostile, run, scenario

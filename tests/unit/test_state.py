@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.cli import sample_community_path
+from gateway.cli_base import sample_community_path
 from gateway.storage import Storage
 from twin import contract
 from twin.community import Community, parse
