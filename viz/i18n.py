@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from typing import Literal
 
 from twin import catalogue
+from viz.strings import control, devices, history, live, tickets
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
 DEFAULT_LANG: Lang = "zh"
 
-STRINGS: Mapping[str, tuple[str, str]] = {
+_CORE: Mapping[str, tuple[str, str]] = {
     # -- frame --------------------------------------------------------------------------------------
     "app.title": ("gridtwin 社区数字孪生", "gridtwin community digital twin"),
     "nav.control": ("三维总览", "3D overview"),
@@ -289,6 +290,20 @@ STRINGS: Mapping[str, tuple[str, str]] = {
     "time.hours": ("{n} 小时", "{n} h"),
     "time.days": ("{n} 天", "{n} d"),
 }
+
+
+def _merge(*tables: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    merged: dict[str, tuple[str, str]] = {}
+    for table in tables:
+        twice = merged.keys() & table.keys()
+        if twice:
+            raise ValueError(f"string keys defined twice: {sorted(twice)}")
+        merged.update(table)
+    return merged
+
+
+STRINGS: Mapping[str, tuple[str, str]] = _merge(
+    _CORE, control.STRINGS, tickets.STRINGS, devices.STRINGS, history.STRINGS, live.STRINGS)
 
 
 def t(lang: str, key: str, /, **values: object) -> str:
