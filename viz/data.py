@@ -136,6 +136,7 @@ class TicketStep:
     action: str
     note: str = ""
     photo_id: str | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)  # the service's structured facts (assignee, alarm, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,8 @@ class TicketAlarm:
     count: int = 1
     active: bool = True
     life_safety: bool = False
+    building: str | None = None
+    floor: int | None = None
 
 
 # Why a ticket may be resolved while a life-safety alarm of its incident is still active (twin.tickets.CLOSE_REASONS).
@@ -186,6 +189,12 @@ class TicketView:
     has_snapshot: bool = False
     clock_start: datetime | None = None  # when the SLA clocks started (creation, or the last reopening)
     alarms: tuple[TicketAlarm, ...] = ()  # its incident's alarms, in order of arrival
+    closed_at: datetime | None = None
+    close_reason: str | None = None  # one of CLOSE_REASONS, when it was resolved or cancelled with one
+    cancel_reason: str | None = None  # the text given when it was cancelled
+    rating: int | None = None  # the resident's rating 1..5
+    rating_comment: str | None = None
+    escalated_to: str | None = None
 
     @property
     def open(self) -> bool:
@@ -236,6 +245,60 @@ class IncidentCount:
     floor: int | None
     rule: str
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """One event a device reported (``device_events``): ``state`` is active, cleared or pulse."""
+
+    at: datetime
+    code: str
+    state: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAlarmEvent:
+    """One change to an alarm of a device (``alarm_events``): raised, acknowledged, cleared, shelved, ..."""
+
+    at: datetime
+    key: str
+    rule: str
+    rule_name: str  # "中文 / English" as in the rule files, or the rule id
+    kind: str  # twin.alarms.EventKind
+    severity: str
+    by: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSpan:
+    """A period in which an alarm of a device was active; ``end`` None: still active."""
+
+    key: str
+    rule_name: str
+    severity: str
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceTimeline:
+    """A device's alarms and events within a period, newest first, and its alarms' active periods in it."""
+
+    alarm_events: Sequence[DeviceAlarmEvent]
+    events: Sequence[DeviceEvent]
+    spans: Sequence[AlarmSpan]
+    truncated: bool = False  # more happened in the period than the limit let through
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSeen:
+    """One device of the inventory: its stored status and when it was last heard from (None: never)."""
+
+    device: str
+    last_seen: datetime | None
+    status: str | None  # online | offline (device_status), None when never reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +366,18 @@ class DashboardData(Protocol):
         ``reason`` (one of :data:`CLOSE_REASONS`) says why; ``other`` takes the note as its text."""
         ...
 
+    def cancel_ticket(self, user: User, ticket_id: str, reason: str, code: str | None = None) -> None:
+        """撤销 (operators, supervisors); while a life-safety alarm is active ``code`` (:data:`CLOSE_REASONS`)."""
+        ...
+
+    def reassign_ticket(self, user: User, ticket_id: str, assignee: str, reason: str) -> None: ...
+
+    def escalate_ticket(self, user: User, ticket_id: str, reason: str) -> None: ...
+
+    def reopen_ticket(self, user: User, ticket_id: str, reason: str) -> None:
+        """A resolved ticket was not solved after all: back to work with fresh clocks."""
+        ...
+
     def ticket_snapshot(self, user: User, ticket_id: str) -> bytes | None:
         """The 3D snapshot PNG attached to the ticket (alarm location highlighted), if any."""
         ...
@@ -314,6 +389,15 @@ class DashboardData(Protocol):
 
     def device_history(self, device_id: str, field: str, since: datetime, until: datetime,
                        bucket: timedelta) -> Sequence[HistoryPoint]: ...
+
+    def device_timeline(self, device_id: str, since: datetime, until: datetime, limit: int = 200) -> DeviceTimeline:
+        """The device's alarm changes and events in [since, until) (at most ``limit`` of each, newest first) and
+        the periods its alarms were active that overlap the range."""
+        ...
+
+    def device_inventory(self) -> Sequence[DeviceSeen]:
+        """Every device of the community with its last-heard time, in one query (the inventory page)."""
+        ...
 
     # -- analysis ------------------------------------------------------------------------------------
     def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]: ...

@@ -56,10 +56,15 @@ from twin.people import Role, User
 from twin.state import Level, LiveState, Rollup
 from viz.data import (
     ActionRefused,
+    AlarmSpan,
     AlarmView,
     CareUnitView,
     DatabaseDown,
     DataUnavailable,
+    DeviceAlarmEvent,
+    DeviceEvent,
+    DeviceSeen,
+    DeviceTimeline,
     HistoryPoint,
     IncidentCount,
     KpiRow,
@@ -77,6 +82,7 @@ SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
 RAW_HISTORY_MAX = timedelta(hours=2)  # longer ranges read the 1-minute rollup (plus the raw tail after it)
 VERSION_TTL_S = 0.05  # several browsers polling within this share one alarm digest query
 CARE_TTL_S = 10.0
+INVENTORY_TTL_S = 2.0  # paging and sorting the device inventory reuse one read for this long
 ACTIVITY_FIELDS = ("opened", "flow")  # care sensor fields whose positive value means someone is active
 CARE_LOOKBACK = timedelta(days=7)
 
@@ -157,6 +163,7 @@ class StorageDashboardData:
         self._version: _Cached | None = None
         self._alarms: _Cached | None = None
         self._care: _Cached | None = None
+        self._inventory: _Cached | None = None
         self._metric_ids: dict[str, int] | None = None
         self._device_ids: dict[str, int] | None = None
 
@@ -465,6 +472,22 @@ class StorageDashboardData:
         self._need_desk().resolve(user, ticket_id, note, reason)
         self._version = None
 
+    def cancel_ticket(self, user: User, ticket_id: str, reason: str, code: str | None = None) -> None:
+        self._need_desk().cancel(user, ticket_id, reason, code)
+        self._version = None
+
+    def reassign_ticket(self, user: User, ticket_id: str, assignee: str, reason: str) -> None:
+        self._need_desk().reassign(user, ticket_id, assignee, reason)
+        self._version = None
+
+    def escalate_ticket(self, user: User, ticket_id: str, reason: str) -> None:
+        self._need_desk().escalate(user, ticket_id, reason)
+        self._version = None
+
+    def reopen_ticket(self, user: User, ticket_id: str, reason: str) -> None:
+        self._need_desk().reopen(user, ticket_id, reason)
+        self._version = None
+
     def ticket_snapshot(self, user: User, ticket_id: str) -> bytes | None:
         return self._need_desk().snapshot(user, ticket_id)
 
@@ -529,6 +552,68 @@ class StorageDashboardData:
                     merged[b] = [cur[0] + float(total), min(cur[1], float(lo)), max(cur[2], float(hi)),
                                  cur[3] + float(n)]
         return [HistoryPoint(b, v[0] / v[3], v[1], v[2], int(v[3])) for b, v in sorted(merged.items()) if v[3] > 0]
+
+    def device_timeline(self, device_id: str, since: datetime, until: datetime, limit: int = 200) -> DeviceTimeline:
+        """Alarm changes (not the repeats) and device events of one device in [since, until), newest first, and
+        its alarms' active periods overlapping the range (from each alarm's last raise/clear before ``since`` on)."""
+        limit = max(1, min(int(limit), 1000))
+        if until <= since:
+            return DeviceTimeline((), (), ())
+        with connection(self._pool, f"reading alarms and events of {device_id}") as st:
+            devices, _metrics = self._ids(st)
+            changes = st.conn.execute(
+                "SELECT e.at, e.key, a.rule, e.kind, e.severity, e.by, e.detail FROM alarm_events e "
+                "JOIN alarms a ON a.key = e.key WHERE a.community = %s AND a.device = %s AND e.at >= %s "
+                "AND e.at < %s AND e.kind <> 'updated' ORDER BY e.at DESC, e.id DESC LIMIT %s",
+                (self._code, device_id, since, until, limit + 1)).fetchall()
+            edges = st.conn.execute(
+                "(SELECT DISTINCT ON (e.key) e.key, a.rule, e.kind, e.severity, e.at, e.id FROM alarm_events e "
+                " JOIN alarms a ON a.key = e.key WHERE a.community = %s AND a.device = %s "
+                " AND e.kind IN ('raised', 'cleared') AND e.at < %s ORDER BY e.key, e.at DESC, e.id DESC) "
+                "UNION ALL (SELECT e.key, a.rule, e.kind, e.severity, e.at, e.id FROM alarm_events e "
+                " JOIN alarms a ON a.key = e.key WHERE a.community = %s AND a.device = %s "
+                " AND e.kind IN ('raised', 'cleared') AND e.at >= %s AND e.at < %s) ORDER BY 5, 6",
+                (self._code, device_id, since, self._code, device_id, since, until)).fetchall()
+            dev = devices.get(device_id)
+            events = st.conn.execute(
+                "SELECT ts, code, state, coalesce(detail, '') FROM device_events WHERE device_id = %s "
+                "AND ts >= %s AND ts < %s ORDER BY ts DESC LIMIT %s", (dev, since, until, limit + 1),
+            ).fetchall() if dev is not None else []
+        spans: list[AlarmSpan] = []
+        open_: dict[str, tuple[str, str, datetime]] = {}
+        for key, rule, kind, severity, at, _id in edges:
+            if kind == "raised":
+                open_.setdefault(key, (rule, severity, at))
+            elif key in open_:
+                r, sev, start = open_.pop(key)
+                if at > since:
+                    spans.append(AlarmSpan(key, self._rule_names.get(r, r), sev, max(start, since), at))
+        for key, (r, sev, start) in open_.items():
+            spans.append(AlarmSpan(key, self._rule_names.get(r, r), sev, max(start, since), None))
+        spans.sort(key=lambda sp: sp.start)
+        return DeviceTimeline(
+            [DeviceAlarmEvent(r[0], r[1], r[2], self._rule_names.get(r[2], r[2]), r[3], r[4], r[5], r[6] or "")
+             for r in changes[:limit]],
+            [DeviceEvent(r[0], r[1], r[2], r[3]) for r in events[:limit]],
+            spans, truncated=len(changes) > limit or len(events) > limit)
+
+    def device_inventory(self) -> Sequence[DeviceSeen]:
+        """Every registered device with its stored status and its newest reading, event or status time: one query
+        (an index probe per device for its newest event), reused for ``INVENTORY_TTL_S``."""
+        now = time.monotonic()
+        cached = self._inventory
+        if cached is not None and now - cached.at < INVENTORY_TTL_S:
+            return cast(Sequence[DeviceSeen], cached.value)
+        with connection(self._pool, "reading the device inventory") as st:
+            rows = st.conn.execute(
+                "SELECT d.code, s.state, greatest(s.last_seen, lv.ts, ev.ts) FROM devices d "
+                "JOIN communities c ON c.id = d.community_id LEFT JOIN device_status s ON s.device_id = d.id "
+                "LEFT JOIN (SELECT device_id, max(ts) AS ts FROM latest_values GROUP BY 1) lv ON lv.device_id = d.id "
+                "LEFT JOIN LATERAL (SELECT e.ts FROM device_events e WHERE e.device_id = d.id ORDER BY e.ts DESC "
+                "LIMIT 1) ev ON true WHERE c.code = %s AND d.retired_at IS NULL", (self._code,)).fetchall()
+        out = [DeviceSeen(r[0], r[2], r[1]) for r in rows]
+        self._inventory = _Cached(now, "", out)
+        return out
 
     # -- analysis ------------------------------------------------------------------------------------
 

@@ -32,6 +32,14 @@ class TicketDesk(Protocol):
 
     def resolve(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None: ...
 
+    def cancel(self, user: User, ticket_id: str, reason: str, code: str | None = None) -> None: ...
+
+    def reassign(self, user: User, ticket_id: str, assignee: str, reason: str) -> None: ...
+
+    def escalate(self, user: User, ticket_id: str, reason: str) -> None: ...
+
+    def reopen(self, user: User, ticket_id: str, reason: str) -> None: ...
+
     def snapshot(self, user: User, ticket_id: str) -> bytes | None: ...
 
     def photo(self, user: User, photo_id: str) -> tuple[bytes, str] | None: ...
@@ -92,7 +100,9 @@ class ServiceTicketDesk:
             respond_by=t.respond_by, resolve_by=t.resolve_by, responded_at=t.accepted_at, resolved_at=t.resolved_at,
             grid=t.grid, building=t.building, floor=t.floor, unit=t.unit, device=t.device, assignee=t.assignee,
             assignee_name=names.get(t.assignee or "", t.assignee), category=t.category, description=t.description,
-            clock_start=t.clock_start,
+            clock_start=t.clock_start, closed_at=t.closed_at, close_reason=t.close_reason,
+            cancel_reason=t.cancel_reason, rating=t.rating, rating_comment=t.rating_comment,
+            escalated_to=t.escalated_to,
         )
 
     def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]:
@@ -122,10 +132,12 @@ class ServiceTicketDesk:
                   if isinstance(r.get("value"), int | float)}
         history = tuple(
             TicketStep(datetime.fromisoformat(s["at"]), str(s["by"]), str(s["action"]), str(s.get("note") or ""),
-                       _photo_ref(t.id, s.get("photo_url"))) for s in steps if s.get("at"))
+                       _photo_ref(t.id, s.get("photo_url")),
+                       s["detail"] if isinstance(s.get("detail"), dict) else {}) for s in steps if s.get("at"))
         alarms = tuple(TicketAlarm(str(a["key"]), str(a["rule"]), str(a.get("rule_name") or a["rule"]),
                                    str(a["severity"]), a.get("device"), datetime.fromisoformat(a["first_at"]),
-                                   int(a.get("count") or 1), bool(a.get("active")), bool(a.get("life_safety")))
+                                   int(a.get("count") or 1), bool(a.get("active")), bool(a.get("life_safety")),
+                                   a.get("building"), a.get("floor"))
                        for a in view.get("alarms", []))
         return TicketView(**{**_fields(base), "sop": tuple(str(x) for x in sop.get("steps", ())), "latest": latest,
                              "history": history, "has_snapshot": bool(view.get("snapshot_url")),
@@ -146,6 +158,22 @@ class ServiceTicketDesk:
         with self._service(f"resolving ticket {ticket_id}") as svc:
             svc.resolve(user, _need_ticket_id(ticket_id), note, reason=reason,
                         reason_note=note if reason == "other" else None)
+
+    def cancel(self, user: User, ticket_id: str, reason: str, code: str | None = None) -> None:
+        with self._service(f"cancelling ticket {ticket_id}") as svc:
+            svc.cancel(user, _need_ticket_id(ticket_id), reason, code=code)
+
+    def reassign(self, user: User, ticket_id: str, assignee: str, reason: str) -> None:
+        with self._service(f"reassigning ticket {ticket_id}") as svc:
+            svc.reassign(user, _need_ticket_id(ticket_id), assignee, reason)
+
+    def escalate(self, user: User, ticket_id: str, reason: str) -> None:
+        with self._service(f"escalating ticket {ticket_id}") as svc:
+            svc.escalate(user, _need_ticket_id(ticket_id), reason)
+
+    def reopen(self, user: User, ticket_id: str, reason: str) -> None:
+        with self._service(f"reopening ticket {ticket_id}") as svc:
+            svc.reopen(user, _need_ticket_id(ticket_id), reason)
 
     def snapshot(self, user: User, ticket_id: str) -> bytes | None:
         tid = _ticket_id(ticket_id)
