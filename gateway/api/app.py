@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.api.pool import StoragePool, pool_for
+from gateway.api.sign_in_log import record_sign_in
 from gateway.ratelimit import EveryFewSeconds
 from gateway.settings import Settings
 from gateway.storage import StorageError
@@ -66,6 +67,7 @@ LEAVE_ADMISSION = "gridtwin.leave_admission"  # ASGI scope key: see Admission
 SYNC_THREADS = 16  # requests handled at once; the server gives FastAPI's thread pool this many threads
 UNAVAILABLE = ("the service is temporarily unavailable: please try again shortly", "服务暂时不可用，请稍后再试")
 UNAVAILABLE_RETRY_S = 5
+SESSION_COOKIE = "gridtwin_session"  # the dashboard's session (viz.shell.SESSION_COOKIE): the stream accepts it
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
@@ -329,16 +331,19 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                        429: {"description": "too many attempts, or the account is locked (see Retry-After)"},
                        503: {"description": "sign-in is busy or the database is unavailable (see Retry-After)"}})
     def login(body: Login, request: Request) -> JSONResponse:
+        client = request.client.host if request.client else ""
+
         def check() -> tuple[User, str, datetime] | None:
             with db.storage() as st:
                 users = Users(st.conn)
                 user = users.authenticate(body.username, body.password)
+                record_sign_in(st.conn, body.username, user is not None, client, "api")
                 if user is None:
                     return None
                 token, expires = users.issue_token(user.username, now(), ttl)
                 return user, token, expires
 
-        got = guard.run(body.username, request.client.host if request.client else "", check)
+        got = guard.run(body.username, client, check)
         if got is None:
             return err(401, "wrong username or password", {"WWW-Authenticate": "Bearer"})
         user, token, expires = got
@@ -363,10 +368,15 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         hub = live
         community_ids = {c.id for c in cs}
 
-        def stream_user(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+        def stream_user(request: Request,
+                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
             """The same bearer token as every route, looked up on a pooled connection that goes back at once:
-            a stream open for hours must not hold one."""
-            token = bearer_token(creds)
+            a stream open for hours must not hold one. Without a bearer header, the dashboard's HttpOnly
+            session cookie (the same token; a browser's EventSource cannot send a header). The cookie is
+            SameSite=Lax and the stream is read-only, so another site can neither send nor read it."""
+            cookie = request.cookies.get(SESSION_COOKIE)
+            token = bearer_token(creds) if creds is not None or not cookie else bearer_token(
+                HTTPAuthorizationCredentials(scheme="Bearer", credentials=cookie))
             with db.storage() as st:
                 return Users(st.conn).user_for_token(token, now())
 
@@ -379,7 +389,8 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
                            "the alarms topic: an alarm event, a rejected command or a care unit's status, with its "
                            "`community`) and `ticket` (the worker's message) events "
                            "you may see, `status` when the server lost the broker and `resync` when you missed "
-                           "events (fetch the state again); a comment line every 15 s keeps the stream open. "
+                           "events (fetch the state again); a `heartbeat` event after 15 s without one (and a comment "
+                           "line) keeps the stream open; the dashboard's session cookie is accepted too. "
                            "Last-Event-ID is not replayed: a reconnect starts with `hello`.",
                responses={200: {"content": {"text/event-stream": {}}},
                           503: {"description": "the server is shutting down or too many streams are open"}})

@@ -246,9 +246,10 @@ class LiveHub:
 
     async def events(self, user: User, community: str | None = None) -> AsyncIterator[ServerSentEvent]:
         """One stream as Server-Sent Events: ``hello`` first, then ``alarm``, ``ticket``, ``status`` and
-        ``resync`` until the server ends it. It is subscribed only while the generator runs (from its first
-        step until it ends, or is closed when the browser goes away), so a stream that never starts leaves
-        nothing behind."""
+        ``resync`` until the server ends it, and a ``heartbeat`` after every ``keepalive_s`` without an event
+        (the dashboard's "last updated" indicator turns red when neither comes for a while). It is
+        subscribed only while the generator runs (from its first step until it ends, or is closed when the
+        browser goes away), so a stream that never starts leaves nothing behind."""
         try:
             sub = self.subscribe(user, community)
         except HubUnavailable:
@@ -258,7 +259,11 @@ class LiveHub:
                                          "user": user.username, "keepalive_s": self.keepalive_s}),
                                   event="hello", id=self._id(), retry=RETRY_MS)
             while True:
-                item = await sub.queue.get()
+                try:
+                    item = await asyncio.wait_for(sub.queue.get(), self.keepalive_s)
+                except TimeoutError:  # idle: a heartbeat the page can see (comments never reach EventSource)
+                    yield ServerSentEvent(_json({"v": 1, "connected": self.connected}), event="heartbeat")
+                    continue
                 if isinstance(item, End):
                     return
                 if isinstance(item, LiveEvent):

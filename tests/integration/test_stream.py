@@ -73,6 +73,7 @@ class Stream:
     base: str
     token: str | None
     params: dict[str, str] = field(default_factory=dict)
+    cookie: str | None = None  # the dashboard's session cookie instead of a bearer header
     status: int = 0
     content_type: str = ""
     body: str = ""
@@ -92,6 +93,8 @@ class Stream:
 
     def _read(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if self.cookie is not None:
+            headers["Cookie"] = f"gridtwin_session={self.cookie}"
         try:
             with httpx2.Client(timeout=httpx2.Timeout(15.0)) as client, client.stream(
                     "GET", f"{self.base}api/v1/stream", headers=headers, params=self.params) as r:
@@ -278,6 +281,20 @@ def test_the_stream_needs_a_token(web: Web) -> None:
     bad = web.stream("op", community="../etc")
     assert bad.status == 422
     assert web.hub.subscribers == 0  # nothing was subscribed for any of them
+
+
+def test_the_dashboard_session_cookie_opens_the_stream_and_heartbeats_come(web: Web) -> None:
+    """A browser's EventSource sends no header: the session cookie (the same token) opens the stream; a bad
+    one is refused like a bad bearer token. An idle stream gets `heartbeat` events the page can see."""
+    s = Stream(web.handle.url, None, cookie=web.tokens["op"])
+    web.streams.append(s)
+    assert s.status == 200
+    assert s.ready().data["user"] == "op"
+    beat = s.next("heartbeat", timeout=10)
+    assert beat.data == {"v": 1, "connected": True}
+    bad = Stream(web.handle.url, None, cookie="no-such-token")
+    web.streams.append(bad)
+    assert bad.status == 401, bad.status
 
 
 def test_each_user_sees_what_the_api_lets_them_see(web: Web, publish: Publisher, topic_root: str) -> None:
