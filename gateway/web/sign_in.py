@@ -9,6 +9,7 @@ from typing import Protocol
 
 from gateway.api.auth import AuthError, LoginGuard, LoginRefused, Users
 from gateway.api.pool import StoragePool
+from gateway.api.sign_in_log import record_sign_in
 from gateway.web.database import connection
 from twin.people import User
 from viz.data import Session, SignInRefused
@@ -45,7 +46,8 @@ class DatabaseSignIn:
                 try:
                     user = users.authenticate(username, password)
                 except AuthError:
-                    return None
+                    user = None
+                record_sign_in(st.conn, username, user is not None, client, "dashboard")
                 if user is None:
                     return None
                 token, expires = users.issue_token(user.username, self._clock(), self._ttl)
