@@ -208,6 +208,8 @@ class TicketSettings(_Section):
     utc_offset: str = Field(default="+08:00", pattern=r"^[+-]\d{2}:\d{2}$",
                             description="community local time for duty hours (China Standard Time)")
     watchdog_interval_s: float = Field(default=30.0, gt=0, le=3600, description="how often the SLA watchdog runs")
+    snapshots: bool = Field(default=True, description="the watchdog renders a 3D snapshot of each new ticket's spot "
+                                                      "(pyvista offscreen, about 1 s of CPU a ticket)")
     photo_max_bytes: int = Field(default=5 << 20, ge=1024, le=50 << 20, description="largest feedback photo")
     partners: dict[str, str] = Field(
         default={"elevator": "电梯维保单位", "gas": "燃气公司", "fire": "消防控制室"},

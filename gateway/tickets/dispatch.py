@@ -90,7 +90,8 @@ class DispatchWorker:
                                   partitions_ahead_days=db.partitions_ahead_days,
                                   connect_timeout_s=db.connect_timeout_s)
         return TicketService(storage, self.settings, self.communities, publish=self.publish,
-                             snapshot=render_snapshot(), render_on_create=False)
+                             snapshot=render_snapshot() if self.settings.tickets.snapshots else None,
+                             render_on_create=False)
 
     def _supervised(self) -> None:
         try:

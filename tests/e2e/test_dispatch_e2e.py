@@ -45,7 +45,7 @@ def test_entrapment_reaches_the_grid_worker(settings: Settings, broker: Mosquitt
     assert settings.db.url
     s = settings.model_copy(update={
         "mqtt": settings.mqtt.model_copy(update={"url": broker.url}),
-        "tickets": settings.tickets.model_copy(update={"watchdog_interval_s": 0.5}),
+        "tickets": settings.tickets.model_copy(update={"watchdog_interval_s": 0.5, "snapshots": True}),
     })
     root = s.mqtt.topic_root
     plan = compile_plan("elevator-entrapment", SAMPLE)
