@@ -21,6 +21,7 @@ from twin.alarms import AlarmStatus, Severity
 from twin.community import Community
 from twin.people import User
 from twin.state import Rollup
+from viz.history_model import HistoryData
 
 
 class DataUnavailable(Exception):
@@ -405,6 +406,11 @@ class DashboardData(Protocol):
     def hotspots(self, days: int) -> Sequence[IncidentCount]: ...
 
     def care_overview(self) -> Sequence[CareUnitView]: ...
+
+    # -- history and audit (viz/history_model.py) ----------------------------------------------------
+    def history(self) -> HistoryData:
+        """Incidents, alarms and the audit log over time (the /history, /incident and /audit pages)."""
+        ...
 
     # -- sign-in (shared with the REST API) ----------------------------------------------------------
     def sign_in(self, username: str, password: str, client: str = "") -> Session | None:

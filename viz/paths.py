@@ -13,10 +13,11 @@ def parse_path(path: str | None) -> tuple[str, str | None]:
     """(page kind, argument) of a URL path; unknown paths are kind ``notfound`` with the path."""
     p = (path or "/").rstrip("/") or "/"
     fixed = {"/": "control", "/tickets": "tickets", "/kpi": "kpi", "/hotspots": "hotspots", "/care": "care",
-             "/worker": "worker", "/login": "login"}
+             "/worker": "worker", "/login": "login", "/history": "history", "/audit": "audit"}
     if p in fixed:
         return fixed[p], None
-    for prefix, kind in (("/building/", "control"), ("/device/", "device"), ("/worker/ticket/", "wticket")):
+    for prefix, kind in (("/building/", "control"), ("/device/", "device"), ("/worker/ticket/", "wticket"),
+                         ("/incident/", "incident")):
         if p.startswith(prefix) and len(p) > len(prefix):
             return kind, p[len(prefix):]
     return "notfound", p

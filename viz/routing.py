@@ -14,7 +14,7 @@ from dash.exceptions import PreventUpdate
 
 from viz.data import DataUnavailable
 from viz.i18n import t
-from viz.pages import analytics, care, control, device, login, tickets, worker
+from viz.pages import analytics, audit, care, control, device, history, incident, login, tickets, worker
 from viz.paths import parse_path
 from viz.shell import PAGE_ROLES, Dashboard, Req, current_lang, notice, topbar, unavailable_text
 
@@ -31,6 +31,9 @@ PAGES: Mapping[str, PageBuilder] = {
     "care": care.care_page,
     "worker": tickets.my_tickets_page,
     "wticket": worker.worker_ticket_page,
+    "history": history.history_page,
+    "incident": incident.incident_page,
+    "audit": audit.audit_page,
 }
 
 

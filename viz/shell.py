@@ -47,12 +47,14 @@ EVERYONE = frozenset(Role)
 PAGE_ROLES: Mapping[str, frozenset[Role]] = {
     "control": OPERATORS, "device": OPERATORS, "tickets": SUPERVISORS, "kpi": SUPERVISORS,
     "hotspots": SUPERVISORS, "care": SUPERVISORS, "worker": EVERYONE, "wticket": EVERYONE,
+    "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS,
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}
 NAV: tuple[tuple[str, str, str], ...] = (
     ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("kpi", "/kpi", "nav.kpi"),
-    ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"), ("worker", "/worker", "nav.worker"),
+    ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"),
+    ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"), ("worker", "/worker", "nav.worker"),
 )
 
 

@@ -47,6 +47,7 @@ from gateway.api.pool import StoragePool
 from gateway.storage import Storage, StorageError
 from gateway.tickets.service import alarm_tickets
 from gateway.web.database import connection, first_line
+from gateway.web.history_data import StorageHistoryData
 from gateway.web.sign_in import SignInService
 from gateway.web.ticket_desk import TicketDesk
 from twin import contract
@@ -166,6 +167,7 @@ class StorageDashboardData:
         self._inventory: _Cached | None = None
         self._metric_ids: dict[str, int] | None = None
         self._device_ids: dict[str, int] | None = None
+        self._history_data: StorageHistoryData | None = None
 
     def close(self) -> None:
         """Stop the live refresh and close the connections, the ticket desk's and the sign-in's included."""
@@ -666,6 +668,13 @@ class StorageDashboardData:
                                     u.unit in flagged_units or any(s in flagged_devices for s in u.sensors), offline))
         self._care = _Cached(now, "", out)
         return out
+
+    # -- history and audit (gateway/web/history_data.py) ---------------------------------------------
+
+    def history(self) -> StorageHistoryData:
+        if self._history_data is None:
+            self._history_data = StorageHistoryData(self._community, self._pool, self._rule_names)
+        return self._history_data
 
     # -- sign-in -------------------------------------------------------------------------------------
 
