@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -305,8 +306,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Bring services up, migrate, load the sample community, run gateway + simulator + dashboard."""
+    from gateway.ops import demo
     from gateway.web import composition as dashboard_data
     s = _settings(args)
+    url = demo.served_url(s.demo.http_port)
+    s = demo.served_settings(s, url)  # the rating link points at the dashboard served here
     mqtt_url, db_url, mqtt5 = _urls(s, start=True)
     community = _load_community(s.demo.community_file)
     with _storage(s, db_url) as st:
@@ -324,26 +328,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     accounts = dashboard_data.seed_demo_users(db_url, community, dashboard_data.DEMO_PASSWORD,
                                               schema=s.db.schema_name)
     try:
-        server = dashboard_data.start_dashboard(s, community, db_url, mqtt_url, port=s.demo.http_port)
+        server = dashboard_data.start_dashboard(s, community, db_url, mqtt_url, host=demo.DEMO_HOST,
+                                                port=s.demo.http_port)
     except OSError as exc:
         stop.set()
         gw.stop()
-        raise CliError(f"cannot serve the dashboard on port {s.demo.http_port}: {exc.strerror}", EXIT_USAGE) from None
-    print(f"dashboard: http://127.0.0.1:{server.server_port}/  (Ctrl-C to stop)", flush=True)
-    print(f"sign in as {', '.join(accounts)} with password {dashboard_data.DEMO_PASSWORD}", flush=True)
-    while not stop.wait(5):
-        if gw.failed.is_set():
-            stop.set()
-            gw.stop()
-            server.shutdown()
-            raise CliError(f"gateway stopped: {gw.failure}", EXIT_FAILED)
-        print(f"demo: {gw.stats.snapshot()}", flush=True)
+        raise CliError(f"cannot serve the dashboard on port {s.demo.http_port}: {exc.strerror} "
+                       "(choose another with GRIDTWIN_DEMO_HTTP_PORT)", EXIT_USAGE) from None
+    print(f"\n  dashboard:  {url}/   (Ctrl-C stops the demo)\n"
+          f"  accounts:   {', '.join(accounts)}\n"
+          f"  password:   {dashboard_data.DEMO_PASSWORD}\n", flush=True)
+    status = demo.DemoStatus()
+    with _storage(s, db_url) as st:
+        while not stop.wait(5):
+            if gw.failed.is_set():
+                stop.set()
+                gw.stop()
+                server.shutdown()
+                raise CliError(f"gateway stopped: {gw.failure}", EXIT_FAILED)
+            try:
+                line = status.update(demo.read_counts(st.conn, gw.stats.snapshot()), datetime.now())
+            except Exception as exc:  # the database is away (the gateway spools): say so, once
+                line = status.update(demo.counts(gw.stats.snapshot(), None, 0, None), datetime.now())
+                log.debug("demo status: %s", exc)
+            if line:
+                print(line, flush=True)
     sim.join(timeout=10)
     gw.wait_idle(10)
     gw.stop()
     server.shutdown()
     snap = gw.stats.snapshot()
-    print(f"demo stopped: {snap}")
+    print(f"demo stopped: {snap['readings_written']:,} readings and {snap['events_written']:,} events stored, "
+          f"{snap['alarm_events']:,} alarm events")
     return 0 if snap["readings_written"] > 0 else 1
 
 

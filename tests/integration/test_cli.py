@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,13 +70,39 @@ def test_simulate_stdout_writes_contract_messages() -> None:
 
 
 def test_demo_runs_end_to_end_and_rows_arrive(db_url: str, mqtt_url: str, schema: str, topic_root: str) -> None:
+    """The demo serves on the port set, says where and who once, hands out rating links for that address,
+    and prints a status line only when something changed."""
+    port = _free_port()
     env = {"GRIDTWIN_DB_URL": db_url, "GRIDTWIN_MQTT_URL": mqtt_url, "GRIDTWIN_DB_SCHEMA": schema,
            "GRIDTWIN_MQTT_TOPIC_ROOT": topic_root, "GRIDTWIN_MQTT_CLIENT_ID": f"gw-{topic_root}",
-           "GRIDTWIN_DEMO_HTTP_PORT": str(_free_port())}
-    r = gridtwin("demo", "--duration", "4", env=env)
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert "dashboard: http://127.0.0.1:" in r.stdout
-    assert "mqtt: configured" in r.stderr and "db: configured" in r.stderr
+           "GRIDTWIN_DEMO_HTTP_PORT": str(port), "GRIDTWIN_TICKETS_SNAPSHOTS": "false"}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GRIDTWIN_")}
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--duration", "60"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**base, **env}, cwd=ROOT)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        rate_url = _rating_link_of_a_demo_ticket(proc, port, mqtt_url, topic_root, db_url, schema)
+        # the status line tells of the ticket (lines come every 5 s, and only when something changed)
+        deadline = time.monotonic() + 20
+        while not any(re.search(r"[1-9]\d* open tickets?", x) for x in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the demo stops cleanly
+        _out, err = proc.communicate(timeout=60)
+        reader.join(10)
+    out = "".join(lines)
+    assert proc.returncode == 0, err + out
+    assert rate_url.startswith(f"http://127.0.0.1:{port}/api/v1/rate/"), rate_url
+    assert out.count(f"http://127.0.0.1:{port}/") == 1 and out.count("gridtwin-demo") == 1, out
+    assert "operator" in out and "w1-1" in out
+    assert "demo: {" not in out, "the old status dump is back"
+    status = [line for line in out.splitlines() if re.match(r"^\d\d:\d\d:\d\d  ", line)]
+    assert any(re.search(r"[1-9]\d* open tickets?", x) for x in status), out
+    said = [line.split("  ", 1)[1].split(";")[0] for line in status]
+    assert all(a != b for a, b in itertools.pairwise(said)), f"a status line repeats the last one: {status}"
+    assert "mqtt: configured" in err and "db: configured" in err
     import psycopg
 
     with psycopg.connect(db_url) as conn:  # which devices reported depends on their heartbeat phase
@@ -85,6 +117,56 @@ def test_demo_runs_end_to_end_and_rows_arrive(db_url: str, mqtt_url: str, schema
     assert again.returncode == 0 and "nothing (already up to date)" in again.stdout
     unknown = gridtwin("db", "latest", "NOPE", env=env)
     assert unknown.returncode == 1 and "unknown device 'NOPE'" in unknown.stderr
+
+
+def _rating_link_of_a_demo_ticket(proc: subprocess.Popen[str], port: int, mqtt_url: str, root: str, db_url: str,
+                                  schema: str) -> str:
+    """Once the demo serves: a fire alarm through its broker, the ticket it opens, that ticket's rating link
+    as the REST API gives it to an operator."""
+    import urllib.error
+    import urllib.request
+
+    import orjson
+    import paho.mqtt.client as paho
+    import psycopg
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from twin import contract
+
+    api = f"http://127.0.0.1:{port}/api/v1"
+
+    def call(path: str, body: dict[str, str] | None = None, token: str | None = None) -> dict[str, Any]:
+        req = urllib.request.Request(api + path, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return dict(json.loads(r.read()))
+
+    deadline = time.monotonic() + 60
+    while True:  # the dashboard is up once login answers
+        assert proc.poll() is None and time.monotonic() < deadline, f"the demo did not serve on {port}"
+        try:
+            token = str(call("/auth/login", {"username": "operator", "password": "gridtwin-demo"})["token"])
+            break
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{root}", protocol=paho.MQTTv311)
+    client.connect("127.0.0.1", int(mqtt_url.rsplit(":", 1)[1]))
+    client.loop_start()
+    payload = orjson.dumps({"v": 1, "ts": int(time.time() * 1000), "seq": 1, "code": "fire_alarm", "state": "active"})
+    client.publish(contract.topic(root, "sunshine", "B3-FACP", contract.Channel.EVENT), payload, qos=1) \
+        .wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(f"SELECT id FROM {schema}.tickets ORDER BY id LIMIT 1").fetchone()
+            if row:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the fire alarm opened no ticket")
+    return str(call(f"/tickets/{row[0]}", token=token)["rate_url"])
 
 
 def test_community_generate_writes_a_loadable_file(tmp_path: Path) -> None:
