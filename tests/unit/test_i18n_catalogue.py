@@ -1,0 +1,61 @@
+"""The string catalogue (viz.i18n and viz/strings/) is complete and translated. No services.
+
+Every ``t(lang, "literal.key")`` in the dashboard and web server sources names a key of the catalogue;
+every entry has both languages, the same ``{placeholders}`` in both, and is not the same text twice when
+it has words to translate.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+from viz import i18n
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = [*sorted((ROOT / "viz").rglob("*.py")), *sorted((ROOT / "gateway" / "web").rglob("*.py"))]
+# t(<lang expression>, "key" ...): the key as a literal string
+CALL = re.compile(r"""\bt\(\s*[\w.\[\]"'()]+\s*,\s*(?:\n\s*)?["']([A-Za-z0-9_.\-]+)["'](?=\s*[,)])""")
+PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+# entries whose languages need different placeholders, and why
+OWN_PLACEHOLDERS = {
+    "tk.refused.alarms_active": "Chinese names the action again (再{verb}); English says 'try again'",
+}
+WORDS = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]")
+
+
+def _fields(text: str) -> set[str]:
+    return {f for _lit, f, _spec, _conv in string.Formatter().parse(text) if f is not None}
+
+
+def test_every_literal_key_the_sources_use_is_in_the_catalogue() -> None:
+    used: dict[str, list[str]] = {}
+    for path in SOURCES:
+        for m in CALL.finditer(path.read_text(encoding="utf-8")):
+            used.setdefault(m.group(1), []).append(str(path.relative_to(ROOT)))
+    assert len(used) > 100, f"the pattern found only {len(used)} keys: is it still right?"
+    missing = {k: sorted(set(v)) for k, v in used.items() if k not in i18n.STRINGS}
+    assert not missing, f"keys used but not in the catalogue: {missing}"
+
+
+def test_every_entry_is_translated_with_the_same_placeholders() -> None:
+    problems = []
+    for key, (zh, en) in i18n.STRINGS.items():
+        if not zh.strip() or not en.strip():
+            problems.append(f"{key}: empty ({zh!r}, {en!r})")
+        elif zh == en and WORDS.search(PLACEHOLDER.sub("", zh)):
+            problems.append(f"{key}: the same text in both languages: {zh!r}")
+        elif zh in (key, f"[{key}]") or en in (key, f"[{key}]"):
+            problems.append(f"{key}: the key itself stands in for the text")
+        if _fields(zh) != _fields(en) and key not in OWN_PLACEHOLDERS:
+            problems.append(f"{key}: placeholders differ: {sorted(_fields(zh))} vs {sorted(_fields(en))}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_checks_catch_a_bad_entry() -> None:
+    assert _fields("已搁置至 {until}") != _fields("Shelved until {when}")
+    assert WORDS.search("确认") and WORDS.search("Acknowledge") and not WORDS.search("{n}F")
+    assert CALL.search('x = t(req.lang, "alarms.ticket_tag", id=3)').group(1) == "alarms.ticket_tag"  # type: ignore[union-attr]
+    assert CALL.search("t(lang,\n    'kpi.title')").group(1) == "kpi.title"  # type: ignore[union-attr]
+    assert CALL.search('t(lang, "role." + r)') is None  # built keys are not checked here
