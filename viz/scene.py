@@ -32,6 +32,12 @@ DEVICE_UNKNOWN = "#CBD5E1"
 CLASS_ORDER = ("critical", "major", "minor", "offline", "warning", "normal")
 MAX_LABELS = 40  # beyond this many buildings, only buildings with something to see are named
 MARKER_LIFT = 0.6  # metres a device marker floats above its floor slab in the exploded view
+BEACON_BASE = 8.0  # metres above the roof of the lowest beacon of a building in the overview
+BEACON_STEP = 9.0  # metres between the beacons stacked over one building (the worst is the highest)
+BAND_OUT = 0.8  # metres a floor band (an affected floor's outline) stands off the building's walls
+LABEL_OUT = 2.5  # metres a floor label stands off its slab's screen-left corner in the exploded view
+SELECTED = "#D63AF9"  # the selected alarm: twin.geometry.PALETTE["selected"], unlike every alarm colour
+BAND_COLOUR = "#FFFFFF"
 
 
 def typed(a: npt.NDArray[Any]) -> dict[str, str]:
@@ -54,6 +60,17 @@ class Marker:
     text: str
     symbol: str = "circle"
     size: int = 6
+    label: str = ""  # text drawn beside the marker (e.g. the floor an alarm is on); none when empty
+    building: str = ""  # the building it stands for, if any (a beacon names its building)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """An outline around one floor of a building in the overview: the floor an alarm is on."""
+
+    building: str
+    floor: int
+    colour: str = BAND_COLOUR
 
 
 class Scene:
@@ -118,16 +135,23 @@ class Scene:
     # -- figures ------------------------------------------------------------------------------------
 
     def overview(self, building_class: Mapping[str, str], labels: Mapping[str, str], *,
-                 beacons: Sequence[Marker] = (), names: Mapping[str, str] | None = None) -> Figure:
-        """The whole community, each building in the colour of its class (default ``normal``)."""
+                 beacons: Sequence[Marker] = (), names: Mapping[str, str] | None = None,
+                 bands: Sequence[Band] = (), selected: Sequence[Marker] = ()) -> Figure:
+        """The whole community, each building in the colour of its class (default ``normal``).
+
+        ``beacons``: alarm markers over the roofs (their ``label`` beside them); a building with a beacon
+        is named by its beacons' labels, not again by its name. ``bands``: outlines around the floors the
+        alarms are on. ``selected``: the selected alarm's markers (a big ring with its label).
+        """
 
         def classify(key: geo.FloorKey) -> str:
             return "ground" if key == geo.GROUND_KEY else building_class.get(key[0], "normal")
 
         traces = self._mesh_traces(self._mesh, classify, labels)
         named = names or {}
-        show = [b for b in self.buildings
-                if len(self.buildings) <= MAX_LABELS or building_class.get(b.id, "normal") != "normal"]
+        beaconed = {m.building for m in beacons if m.building}
+        show = [b for b in self.buildings if b.id not in beaconed
+                and (len(self.buildings) <= MAX_LABELS or building_class.get(b.id, "normal") != "normal")]
         if show and named:
             traces.append({
                 "type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
@@ -135,14 +159,38 @@ class Scene:
                 "z": [self.tops[b.id] + 4 for b in show], "text": [named.get(b.id, b.id) for b in show],
                 "textfont": {"color": "#E2E8F0", "size": 12},
             })
+        rings = [self._band(band) for band in bands if band.building in self.index]
+        for colour in dict.fromkeys(band.colour for band in bands if band.building in self.index):
+            traces.append(_lines_trace([r for r, band in zip(rings, bands, strict=True) if band.colour == colour],
+                                       colour, width=7 if colour == SELECTED else 5))
         if beacons:
             traces.append(_marker_trace(beacons, labels.get("beacon", "beacon"), showlegend=True))
-        return _figure(traces, "overview", _bounds(self._mesh))
+        if selected:
+            traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
+        return _figure(traces, "overview", _bounds(self._mesh), "scene")
+
+    def _band(self, band: Band) -> list[tuple[float, float, float]]:
+        """A closed outline around the walls of one floor (at its mid-height) of a building."""
+        b = self.buildings[self.index[band.building]]
+        cx, cy = self.centres[band.building]
+        z = sum(geo.floor_span(b, band.floor)) / 2
+        ring = []
+        for x, y in [*b.footprint, b.footprint[0]]:
+            dx, dy = x - cx, y - cy
+            d = max((dx * dx + dy * dy) ** 0.5, 1e-6)
+            ring.append((x + dx / d * BAND_OUT, y + dy / d * BAND_OUT, z))
+        return ring
 
     def exploded(self, building: str, floor_class: Mapping[int, str], labels: Mapping[str, str], *,
                  devices: Sequence[Marker] = (), cars: Sequence[Marker] = (),
-                 floor_names: Mapping[int, str] | None = None) -> Figure:
-        """One building with its floors pulled apart, floors coloured on their own, devices and cars."""
+                 floor_names: Mapping[int, str] | None = None, selected: Sequence[Marker] = (),
+                 selected_floor: int | None = None) -> Figure:
+        """One building with its floors pulled apart, floors coloured on their own, devices and cars.
+
+        Each floor is named beside its own slab, at the slab's mid-height, off the corner that is leftmost
+        on screen from the default camera (the label runs leftwards, away from the slab), in the colour
+        of the floor's class. ``selected``: the selected alarm's markers; ``selected_floor``: its floor
+        (outlined, its label in the selection colour)."""
         if building not in self.index:
             raise KeyError(building)
 
@@ -155,21 +203,35 @@ class Scene:
         traces = self._mesh_traces(mesh, classify, labels, opacity={"shaft": 0.25})
         b = self.buildings[self.index[building]]
         if floor_names:
-            xs = [p[0] for p in b.footprint]
-            ys = [p[1] for p in b.footprint]
-            x0, y0 = min(xs) - 3.0, min(ys) - 3.0
+            x0, y0 = _label_anchor(b.footprint)
             floors = list(b.floors)
+
+            def colour(f: int) -> str:
+                if f == selected_floor:
+                    return SELECTED
+                cls = floor_class.get(f, "normal")
+                return "#CBD5E1" if cls == "normal" else geo.PALETTE.get(cls, "#CBD5E1")
+
             traces.append({
                 "type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
                 "x": [x0] * len(floors), "y": [y0] * len(floors),
                 "z": [sum(geo.floor_span(b, f, exploded=True)) / 2 for f in floors],
-                "text": [floor_names.get(f, str(f)) for f in floors], "textfont": {"color": "#CBD5E1", "size": 10},
+                "text": [floor_names.get(f, str(f)) for f in floors], "textposition": "middle left",
+                "textfont": {"color": [colour(f) for f in floors], "size": 11},
             })
+        if selected_floor is not None and selected_floor in b.floors:
+            z = geo.floor_span(b, selected_floor, exploded=True).top + 0.1
+            ring = [(x, y, z) for x, y in [*b.footprint, b.footprint[0]]]
+            traces.append(_lines_trace([ring], SELECTED, width=7))
         if devices:
             traces.append(_marker_trace(devices, labels.get("devices", "devices"), showlegend=True))
         if cars:
             traces.append(_marker_trace(cars, labels.get("cars", "cars"), showlegend=True))
-        return _figure(traces, f"building:{building}", _bounds(mesh))
+        if selected:
+            traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
+        # each building its own 3D subplot: Plotly then builds a fresh WebGL scene when the view changes
+        # (as a reload does) instead of reusing the previous one, whose markers and texts it draws at half size
+        return _figure(traces, f"building:{building}", _bounds(mesh), f"scene{self.index[building] + 2}")
 
     # -- positions ----------------------------------------------------------------------------------
 
@@ -200,13 +262,46 @@ class Scene:
         z_hi = sum(geo.floor_span(b, hi, exploded=True)) / 2
         return z_lo + (z_hi - z_lo) * (f - lo) / (hi - lo)
 
-    def beacon_z(self, building: str | None) -> float:
-        return (self.tops.get(building, 0.0) if building else 0.0) + 6.0
+    def beacon_z(self, building: str | None, slot: int = 0) -> float:
+        """Height of the ``slot``-th beacon (from the bottom) stacked over a building's roof."""
+        return (self.tops.get(building, 0.0) if building else 0.0) + BEACON_BASE + slot * BEACON_STEP
+
+
+def _label_anchor(footprint: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Where a floor's label stands: off the footprint corner leftmost on screen from the default camera."""
+    ex, ey = EYE_DIRECTION[0], EYE_DIRECTION[1]
+    left = (ey, -ex)  # screen-left of a camera looking along -EYE_DIRECTION (horizontal part)
+    n = (left[0] ** 2 + left[1] ** 2) ** 0.5
+    lx, ly = left[0] / n, left[1] / n
+    x, y = max(footprint, key=lambda p: p[0] * lx + p[1] * ly)
+    return x + lx * LABEL_OUT, y + ly * LABEL_OUT
+
+
+def _lines_trace(rings: Sequence[Sequence[tuple[float, float, float]]], colour: str, *, width: int) -> dict[str, Any]:
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    zs: list[float | None] = []
+    for ring in rings:
+        for x, y, z in ring:
+            xs.append(x)
+            ys.append(y)
+            zs.append(z)
+        xs.append(None)
+        ys.append(None)
+        zs.append(None)
+    return {"type": "scatter3d", "mode": "lines", "showlegend": False, "hoverinfo": "skip", "connectgaps": False,
+            "x": xs, "y": ys, "z": zs, "line": {"color": colour, "width": width}}
 
 
 def _marker_trace(markers: Sequence[Marker], name: str, *, showlegend: bool) -> dict[str, Any]:
+    labelled = any(m.label for m in markers)
+    text: dict[str, Any] = {}
+    if labelled:
+        text = {"text": [m.label for m in markers], "textposition": "middle right",
+                "textfont": {"color": [m.colour for m in markers], "size": 13}}
     return {
-        "type": "scatter3d", "mode": "markers", "name": name, "showlegend": showlegend,
+        "type": "scatter3d", "mode": "markers+text" if labelled else "markers", "name": name,
+        "showlegend": showlegend, **text,
         "x": [m.x for m in markers], "y": [m.y for m in markers], "z": [m.z for m in markers],
         "customdata": [m.id for m in markers], "hovertext": [m.text for m in markers], "hoverinfo": "text",
         "marker": {"color": [m.colour for m in markers], "size": [m.size for m in markers],
@@ -225,8 +320,12 @@ EYE_NEAR, EYE_FAR = 1.15, 1.0  # eye distance = near + far * (second largest sid
 
 
 def _figure(traces: list[dict[str, Any]], revision: str,
-            bounds: tuple[tuple[float, float, float], tuple[float, float, float]]) -> Figure:
-    """True proportions (a 33-storey tower is tall and thin), with the camera far enough to see it all."""
+            bounds: tuple[tuple[float, float, float], tuple[float, float, float]], scene_id: str) -> Figure:
+    """True proportions (a 33-storey tower is tall and thin), with the camera far enough to see it all.
+
+    Every trace is drawn in the 3D subplot ``scene_id`` (``scene``, ``scene2``, ...)."""
+    for tr in traces:
+        tr["scene"] = scene_id
     axis = {"visible": False, "showspikes": False}
     lo, hi = bounds
     span = [max(h - low, 1.0) for low, h in zip(lo, hi, strict=True)]
@@ -242,7 +341,7 @@ def _figure(traces: list[dict[str, Any]], revision: str,
             "paper_bgcolor": BACKGROUND, "plot_bgcolor": BACKGROUND, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
             "uirevision": revision, "hovermode": "closest", "font": {"color": "#E2E8F0"},
             "legend": {"x": 0.01, "y": 0.02, "bgcolor": "rgba(15,23,42,0.7)", "font": {"size": 12}},
-            "scene": {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "manual", "aspectratio": ratio,
+            scene_id: {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "manual", "aspectratio": ratio,
                       "bgcolor": BACKGROUND, "dragmode": "turntable", "camera": {"eye": eye}},
         },
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
@@ -21,12 +22,12 @@ from twin import catalogue
 from twin import geometry as geo
 from twin.alarms import Severity
 from twin.community import Community
-from twin.state import Level
+from twin.state import Level, Rollup
 from viz import analytics as an
 from viz.data import ActionRefused, AlarmView, DataUnavailable
 from viz.i18n import floor_label, kind_label, rule_label, t
 from viz.paths import parse_path
-from viz.scene import DEVICE_UNKNOWN, Marker
+from viz.scene import BAND_COLOUR, DEVICE_UNKNOWN, MARKER_LIFT, SELECTED, Band, Marker
 from viz.shell import ID_RE, MAX_TEXT, OPERATORS, Dashboard, Req, guarded_callbacks, notice, unavailable_text
 from viz.widgets import place_text, refusal_text, with_data
 
@@ -35,6 +36,8 @@ SEVERITY_ORDER = (Severity.CRITICAL, Severity.MAJOR, Severity.MINOR, Severity.WA
 PAGE_ROWS = 100  # alarm rows drawn at first (worst first); "more" adds as many again
 MAX_ROWS = 1000
 ACTION_BUTTONS = ("ack-btn", "shelve-btn", "clear-btn", "dispatch-btn")
+MAX_BEACONS = 200  # beacons over the overview's roofs, at most
+STACK = 4  # beacons stacked over one building (its worst floors; the lowest says how many more)
 
 
 # -- layout ----------------------------------------------------------------------------------------------
@@ -117,12 +120,17 @@ def _scene_callbacks(app: Dash, board: Dashboard) -> None:
 
     @guarded(Output("scene", "figure"), Output("scene-title", "children"), Output("scene-buildings", "data"),
              Output("scene-note", "children"),
-             Input("version", "data"), Input("url", "pathname"), Input("colour-mode", "value"), roles=OPERATORS)
-    def draw_scene(req: Req, _v: str | None, path: str | None, mode: str | None) -> Any:
+             Input("version", "data"), Input("url", "pathname"), Input("colour-mode", "value"),
+             Input("f-severity", "value"), Input("f-category", "value"), Input("f-building", "value"),
+             Input("alarm-selected-key", "data"), roles=OPERATORS)
+    def draw_scene(req: Req, _v: str | None, path: str | None, mode: Any, sev: Any, cat: Any, bld: Any,
+                   selected: Any) -> Any:
         kind, building = parse_path(path)
         if kind != "control":
             raise PreventUpdate
-        return _scene_figure(req, board, building, mode or "alarm")
+        filters = SceneFilter(frozenset(_str_set(sev)), frozenset(_str_set(cat)), frozenset(_str_set(bld)))
+        key = selected if isinstance(selected, str) and ID_RE.match(selected) else None
+        return _scene_figure(req, board, building, mode if mode in ("alarm", "sla") else "alarm", filters, key)
 
     @guarded(Output("url", "pathname"), Input("scene", "clickData"), State("url", "pathname"), roles=OPERATORS)
     def click_scene(req: Req, click: Mapping[str, Any] | None, path: str | None) -> Any:
@@ -285,7 +293,8 @@ def _class_labels(lang: str, mode: str) -> dict[str, str]:
                                                   "ground", "shaft")}
     if mode == "sla":
         labels.update({c: t(lang, f"sla_class.{c}") for c in ("normal", "minor", "critical")})
-    labels.update(devices=t(lang, "scene.devices"), cars=t(lang, "scene.cars"), beacon=t(lang, "scene.beacon"))
+    labels.update(devices=t(lang, "scene.devices"), cars=t(lang, "scene.cars"), beacon=t(lang, "scene.beacon"),
+                  selected=t(lang, "scene.selected"))
     return labels
 
 
@@ -295,66 +304,166 @@ def _floors_text(lang: str, b: Any) -> str:
     return t(lang, "scene.floors", above=b.floors_above)
 
 
-def _scene_figure(req: Req, board: Dashboard, building: str | None, mode: str) -> tuple[Any, Any, Any, Any]:
+@dataclass(frozen=True, slots=True)
+class SceneFilter:
+    """The alarm panel's filters, which the scene follows: severities, categories, buildings (empty: all)."""
+
+    severities: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    buildings: frozenset[str] = frozenset()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.severities or self.categories or self.buildings)
+
+    def passes(self, a: AlarmView, community: Community) -> bool:
+        return ((not self.severities or a.severity.value in self.severities)
+                and (not self.categories or _category(a, community) in self.categories)
+                and (not self.buildings or _alarm_building(a, community) in self.buildings))
+
+
+def _capped(rollup: Rollup) -> Rollup:
+    """The live roll-up with every level above normal taken down to normal: while the panel filters the
+    alarms, the colours come from the alarms that pass, not from live states no filter can see."""
+    def cap(levels: Mapping[Any, Level]) -> dict[Any, Level]:
+        return {k: min(v, Level.NORMAL) for k, v in levels.items()}
+    return Rollup(devices=cap(rollup.devices), floors=cap(rollup.floors), buildings=cap(rollup.buildings),
+                  grids=cap(rollup.grids), community=min(rollup.community, Level.NORMAL))
+
+
+def _scene_figure(req: Req, board: Dashboard, building: str | None, mode: str,
+                  filters: SceneFilter = SceneFilter(), selected: str | None = None) -> tuple[Any, Any, Any, Any]:
     lang = req.lang
     data = board.data
     community = board.community()
     scene = board.scene()
     live = data.live()
-    alarms = list(data.active_alarms())
+    everything = list(data.active_alarms())
+    alarms = [a for a in everything if filters.passes(a, community)]
+    rollup = _capped(live.rollup) if filters.active else live.rollup
     note = ""
     if mode == "sla":
         try:
             classes = an.building_sla_classes(data.tickets(req.user), community, req.now)
         except DataUnavailable as exc:
-            classes = an.building_classes(live.rollup, alarms, community, req.now)
+            classes = an.building_classes(rollup, alarms, community, req.now)
             note = unavailable_text(lang, exc)
             mode = "alarm"
     else:
-        classes = an.building_classes(live.rollup, alarms, community, req.now)
+        classes = an.building_classes(rollup, alarms, community, req.now)
     labels = _class_labels(lang, mode)
     grids = {g.id: g.name for g in community.grids}
     hover = [t(lang, "scene.hover", name=b.name, floors=_floors_text(lang, b),
                grid=grids.get(community.grid_of(b) or "", t(lang, "scene.no_grid")),
                state=labels[classes.get(b.id, "normal")]) for b in scene.buildings]
+    chosen = next((a for a in alarms if a.key == selected and a.status.active and not a.shelved(req.now)), None)
     if building is None:
-        beacons = _beacons(req, board, alarms)
-        fig = scene.overview(classes, labels, beacons=beacons, names={b.id: b.name for b in scene.buildings})
+        beacons, bands, rings = _beacons(req, board, alarms, chosen)
+        fig = scene.overview(classes, labels, beacons=beacons, names={b.id: b.name for b in scene.buildings},
+                             bands=bands, selected=rings)
         title: Any = t(lang, "scene.community", name=community.name, buildings=len(community.buildings),
                        devices=len(community.devices))
     else:
         b = community.building(building)
         if b is None:
             raise PreventUpdate
-        floor_cls = an.floor_classes(building, live.rollup, alarms, community, req.now)
-        levels = an.device_levels(live.rollup, alarms, community, req.now)
+        floor_cls = an.floor_classes(building, rollup, alarms, community, req.now)
+        levels = an.device_levels(rollup, alarms, community, req.now)
         devices, cars = _building_markers(req, board, building, levels, live.elevator_floors, labels)
+        rings, ring_floor = _selected_in_building(req, board, building, chosen)
         fig = scene.exploded(building, floor_cls, labels, devices=devices, cars=cars,
-                             floor_names={f: floor_label(lang, f) for f in b.floors})
+                             floor_names={f: floor_label(lang, f) for f in b.floors}, selected=rings,
+                             selected_floor=ring_floor)
         title = [dcc.Link(t(lang, "scene.back"), href="/", id="scene-back", className="back"),
                  html.Span(t(lang, "scene.building", name=b.name, floors=_floors_text(lang, b)))]
+    if filters.active and not note:
+        live_count = sum(1 for a in everything if a.status.active and not a.shelved(req.now))
+        shown = sum(1 for a in alarms if a.status.active and not a.shelved(req.now))
+        note = t(lang, "scene.filtered", shown=shown, total=live_count)
     return fig, title, hover, note or t(lang, "scene.hint")
 
 
-def _beacons(req: Req, board: Dashboard, alarms: Sequence[AlarmView]) -> list[Marker]:
+def _alarm_place(a: AlarmView, community: Community) -> tuple[str | None, int | None]:
+    """(building, floor) an alarm is on: its own, else its device's."""
+    building = _alarm_building(a, community)
+    floor = a.floor
+    if floor is None and a.device:
+        dev = community.device(a.device)
+        floor = dev.floor if dev is not None else None
+    return building, floor
+
+
+def _beacons(req: Req, board: Dashboard, alarms: Sequence[AlarmView], chosen: AlarmView | None = None,
+             ) -> tuple[list[Marker], list[Band], list[Marker]]:
+    """The overview's alarm markers: per building, one beacon per affected floor stacked over the roof,
+    the worst highest (drawn in front of the others), each labelled with its floor (the top one with the
+    building's name too); an outline around each of those floors; a ring on the selected alarm's beacon."""
+    lang = req.lang
     scene = board.scene()
     community = board.community()
-    out = []
+    by_place: dict[str, dict[int | None, list[AlarmView]]] = {}
     for a in alarms:
         if not a.status.active or a.shelved(req.now):
             continue
-        building = _alarm_building(a, community)
-        pos = scene.device_xyz(a.device) if a.device else None
-        if pos is None and building in scene.centres:
-            c = scene.centres[building]
-            pos = (c[0], c[1], 0.0)
-        if pos is None:
+        building, floor = _alarm_place(a, community)
+        if building is None or building not in scene.index:
             continue
-        out.append(Marker(a.device or a.subject, pos[0], pos[1], scene.beacon_z(building),
-                          geo.PALETTE[a.severity.value], _alarm_title(a, req, board), "diamond", 9))
-        if len(out) >= 200:
+        by_place.setdefault(building, {}).setdefault(floor, []).append(a)
+    beacons: list[Marker] = []
+    bands: list[Band] = []
+    rings: list[Marker] = []
+    chosen_place = _alarm_place(chosen, community) if chosen is not None else None
+    for building, floors in by_place.items():
+        if len(beacons) >= MAX_BEACONS:
             break
-    return out
+        b = community.building(building)
+        name = b.name if b is not None else building
+        ordered = sorted(floors.items(), key=lambda kv: (-max(a.severity.rank for a in kv[1]),
+                                                          kv[0] if kv[0] is not None else -999))
+        shown = ordered[:STACK]
+        cx, cy = scene.centres[building]
+        for i, (floor, items) in enumerate(shown):
+            items.sort(key=lambda a: -a.severity.rank)
+            worst = items[0]
+            slot = len(shown) - 1 - i
+            where = floor_label(lang, floor) if floor is not None else ""
+            label = f"{name} {where}".strip() if i == 0 else where
+            if i == len(shown) - 1 and len(ordered) > len(shown):
+                label = f"{label} {t(lang, 'scene.more_floors', n=len(ordered) - len(shown))}".strip()
+            if chosen is not None and chosen_place == (building, floor):
+                label = f"{label} · {rule_label(lang, chosen.rule_name)}"
+                rings.append(Marker(chosen.key, cx, cy, scene.beacon_z(building, slot), SELECTED,
+                                    _alarm_title(chosen, req, board), "circle-open", 26))
+            hover = "<br>".join(_alarm_title(a, req, board) for a in items[:6])
+            if len(items) > 6:
+                hover += "<br>" + t(lang, "scene.more_alarms", n=len(items) - 6)
+            beacons.append(Marker(worst.device or worst.subject, cx, cy, scene.beacon_z(building, slot),
+                                  geo.PALETTE[worst.severity.value], hover, "diamond", 11 if slot == len(shown) - 1
+                                  else 9, label=label, building=building))
+            if floor is not None:
+                bands.append(Band(building, floor, SELECTED if chosen_place == (building, floor) else BAND_COLOUR))
+    return beacons, bands, rings
+
+
+def _selected_in_building(req: Req, board: Dashboard, building: str, chosen: AlarmView | None,
+                          ) -> tuple[list[Marker], int | None]:
+    """The selected alarm in the exploded building: a ring on its device (or its floor), its floor."""
+    if chosen is None:
+        return [], None
+    community = board.community()
+    scene = board.scene()
+    where, floor = _alarm_place(chosen, community)
+    if where != building:
+        return [], None
+    pos = scene.device_xyz(chosen.device, exploded=building) if chosen.device else None
+    b = community.building(building)
+    if pos is None and b is not None and floor is not None and floor in b.floors:
+        cx, cy = scene.centres[building]
+        pos = (cx, cy, geo.floor_span(b, floor, exploded=True).top + MARKER_LIFT)
+    if pos is None:
+        return [], floor
+    return [Marker(chosen.key, pos[0], pos[1], pos[2], SELECTED, _alarm_title(chosen, req, board), "circle-open",
+                   24, label=rule_label(req.lang, chosen.rule_name))], floor
 
 
 def _building_markers(req: Req, board: Dashboard, building: str, levels: Mapping[str, Level],
@@ -386,7 +495,8 @@ def _building_markers(req: Req, board: Dashboard, building: str, levels: Mapping
             continue
         where = floor_label(lang, d.floor) if d.floor is not None else ""
         devices.append(Marker(d.id, pos[0], pos[1], pos[2], colour,
-                              f"{d.id} · {kind_label(lang, d.kind)} · {where} · {state}"))
+                              f"{d.id} · {kind_label(lang, d.kind)} · {where} · {state}",
+                              size=9 if lv >= Level.MINOR else 6))
     return devices, cars
 
 
