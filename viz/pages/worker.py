@@ -79,15 +79,16 @@ def dispatch_panel(req: Req, board: Dashboard) -> html.Div:
                for g in community.grids if req.user.may_see_grid(g.id) for w in g.workers]
     return html.Div(className="wt-actions wt-sup", id="wt-sup", children=[
         html.H3(t(lang, "tk.sup.title")),
-        dcc.Dropdown(id={"type": "wt-sup-in", "name": "assignee"}, options=options, clearable=True, className="wide",
+        dcc.Dropdown(id={"type": "wt-sup-in", "name": "assignee"}, options=options, clearable=True,
+                     className="wide sup-assignee",
                      placeholder=t(lang, "tk.sup.assignee")),
         dcc.Textarea(id={"type": "wt-sup-in", "name": "reason"}, placeholder=t(lang, "tk.sup.reason"),
-                     maxLength=MAX_TEXT, className="wide"),
-        dcc.Dropdown(id={"type": "wt-sup-in", "name": "code"}, clearable=True, className="wide",
+                     maxLength=MAX_TEXT, className="wide sup-reason"),
+        dcc.Dropdown(id={"type": "wt-sup-in", "name": "code"}, clearable=True, className="wide sup-code",
                      placeholder=t(lang, "tk.sup.code"),
                      options=[{"label": t(lang, f"reason.{r}"), "value": r} for r in CLOSE_REASONS]),
         html.Div([html.Button(t(lang, f"tk.sup.{a}"), id={"type": "wt-sup-act", "action": a}, n_clicks=0,
-                              disabled=True, className="danger" if a == "cancel" else None)
+                              disabled=True, className=f"sup-{a}" + (" danger" if a == "cancel" else ""))
                   for a in SUP_ACTIONS], className="buttons"),
         html.Div(id={"type": "wt-sup-msg", "n": 0}, className="msg"),
     ])
