@@ -1,11 +1,13 @@
 """Fuzz the REST API with schemathesis against its own OpenAPI spec: whatever arrives, never a 5xx.
 
 Requests carry an admin's token (the role that reaches every route); a few tickets exist so that ids,
-actions and the rating link meet real rows. Bounded: 50 examples per operation, about ten seconds.
+actions and the rating link meet real rows. Bounded: 12 examples per operation in the suite;
+``GRIDTWIN_FUZZ_EXAMPLES=500`` runs a deeper search on demand.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,8 @@ from tests.conftest import DB_URL, MQTT_URL
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity
 from twin.community import parse
 from twin.people import Role
+
+FUZZ_EXAMPLES = int(os.environ.get("GRIDTWIN_FUZZ_EXAMPLES", "12"))
 
 if TYPE_CHECKING:
     import schemathesis
@@ -75,7 +79,7 @@ def test_no_server_errors(fuzz_env: dict[str, Any]) -> None:
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def run(case: schemathesis.Case) -> None:
             response = case.call_and_validate(headers=fuzz_env["headers"], checks=[not_a_server_error])
@@ -83,4 +87,5 @@ def test_no_server_errors(fuzz_env: dict[str, Any]) -> None:
 
         run()
     assert len(seen) >= 20, sorted(seen)
-    assert sum(code < 300 for codes in seen.values() for code in codes) > 100  # not only refusals
+    # not only refusals: a good share of the cases reach a handler and succeed
+    assert sum(code < 300 for codes in seen.values() for code in codes) >= 4 * FUZZ_EXAMPLES
