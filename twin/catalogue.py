@@ -28,6 +28,35 @@ class FieldType(StrEnum):
     BOOL = "bool"
 
 
+# What people call each telemetry field (Chinese, English); the unit is the field's own. A field name means the same
+# quantity in every kind that has it (``pressure`` is a pipe or vessel pressure in MPa wherever it appears).
+FIELD_LABELS: dict[str, tuple[str, str]] = {
+    "mains_ok": ("主电正常", "mains power OK"),
+    "battery_ok": ("备电正常", "backup battery OK"),
+    "obscuration": ("烟雾减光率", "smoke obscuration"),
+    "battery": ("电池电量", "battery"),
+    "temperature": ("温度", "temperature"),
+    "pressure": ("压力", "pressure"),
+    "running": ("运行中", "running"),
+    "outlet_pressure": ("出口压力", "outlet pressure"),
+    "closed": ("已关闭", "closed"),
+    "floor": ("所在楼层", "car floor"),
+    "direction": ("运行方向", "direction"),
+    "door_open": ("轿门打开", "car door open"),
+    "load": ("载重", "load"),
+    "in_service": ("正常服务", "in service"),
+    "lel": ("可燃气体浓度", "combustible gas"),
+    "co": ("一氧化碳浓度", "carbon monoxide"),
+    "leak": ("漏水", "water leak"),
+    "humidity": ("相对湿度", "relative humidity"),
+    "level": ("液位", "water level"),
+    "laeq": ("等效声级", "noise level (LAeq)"),
+    "opened": ("门已打开", "door opened"),
+    "flow": ("用水流量", "water flow"),
+    "total": ("累计用水量", "total water used"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class TelemetryField:
     name: str
@@ -36,6 +65,15 @@ class TelemetryField:
     valid: tuple[float, float] = (float("-inf"), float("inf"))
     normal: tuple[float, float] | None = None
     source: str = ""
+
+    @property
+    def label_zh(self) -> str:
+        """What people call this field, in Chinese (:data:`FIELD_LABELS`; the raw name if it has none)."""
+        return FIELD_LABELS.get(self.name, (self.name, self.name))[0]
+
+    @property
+    def label_en(self) -> str:
+        return FIELD_LABELS.get(self.name, (self.name, self.name))[1]
 
     def check(self, value: bool | int | float) -> tuple[str, str] | None:
         """None if ``value`` is acceptable for this field, else (reason code, explanation)."""

@@ -14,7 +14,7 @@ from dash.exceptions import PreventUpdate
 
 from viz.data import DataUnavailable
 from viz.i18n import t
-from viz.pages import analytics, audit, care, control, device, history, incident, login, tickets, worker
+from viz.pages import analytics, audit, care, control, device, devices, history, incident, login, tickets, worker
 from viz.paths import parse_path
 from viz.shell import PAGE_ROLES, Dashboard, Req, current_lang, notice, topbar, unavailable_text
 
@@ -25,6 +25,7 @@ PageBuilder = Callable[[Req, Dashboard, str | None], Any]
 PAGES: Mapping[str, PageBuilder] = {
     "control": control.control_page,
     "device": device.device_page,
+    "devices": devices.inventory_page,
     "tickets": tickets.board_page,
     "kpi": analytics.kpi_page,
     "hotspots": analytics.hotspots_page,

@@ -45,7 +45,7 @@ OPERATORS = frozenset({Role.OPERATOR, Role.ADMIN})
 SUPERVISORS = frozenset({Role.OPERATOR, Role.ADMIN, Role.SUPERVISOR})
 EVERYONE = frozenset(Role)
 PAGE_ROLES: Mapping[str, frozenset[Role]] = {
-    "control": OPERATORS, "device": OPERATORS, "tickets": SUPERVISORS, "kpi": SUPERVISORS,
+    "control": OPERATORS, "device": SUPERVISORS, "devices": SUPERVISORS, "tickets": SUPERVISORS, "kpi": SUPERVISORS,
     "hotspots": SUPERVISORS, "care": SUPERVISORS, "worker": EVERYONE, "wticket": EVERYONE,
     "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS,
 }
@@ -54,7 +54,8 @@ HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets",
 NAV: tuple[tuple[str, str, str], ...] = (
     ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("kpi", "/kpi", "nav.kpi"),
     ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"),
-    ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"), ("worker", "/worker", "nav.worker"),
+    ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"),
+    ("devices", "/devices", "nav.devices"), ("worker", "/worker", "nav.worker"),
 )
 
 
