@@ -84,10 +84,10 @@ def test_fire_ticket_opens_from_its_alarm_and_the_board_and_the_operator_acts_on
         tag = op.page.locator(f".alarm-row[data-key$='@{FIRE_PANEL}'] a.ticket-link")
         tag.wait_for(timeout=20_000)
         assert "工单" in tag.inner_text() and tid in tag.inner_text()
-        # a mouse click where the tag is (Playwright's own click waits forever on a link inside the row's button)
-        box = tag.bounding_box()
-        assert box is not None
-        op.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        # clicked from the page's side: Playwright's own click (its actionability checks) can wait forever on a
+        # link inside the row's button while the 3D scene keeps the page busy
+        op.page.evaluate("(s) => document.querySelector(s).click()",
+                         f".alarm-row[data-key$='@{FIRE_PANEL}'] a.ticket-link")
         op.page.wait_for_url(f"{system.url}/worker/ticket/{tid}", timeout=10_000)
         op.page.wait_for_selector("#wt-history li", timeout=10_000)
         assert f"#{tid}" in op.page.inner_text("#wt-title")
