@@ -11,7 +11,9 @@ bootstrap installs (``libegl1``, ``libgl1-mesa-dri``, ``libosmesa6``). An explic
 
 Labels: VTK's built-in fonts have no CJK glyphs, so Chinese building names are drawn with a CJK font
 file when one is installed (``fonts-wqy-microhei`` or ``fonts-noto-cjk``); without one, labels fall
-back to building ids ("B1") so nothing renders as missing glyphs.
+back to building ids ("B1") so nothing renders as missing glyphs. The legend and the title's words come
+from the dashboard's string catalogue in the requested language (Chinese by default when a CJK font is
+there to draw it, else English).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pyvista as pv
 
 from twin import geometry as geo
 from twin.community import Building, Community
+from viz.i18n import kind_label, t
 
 Highlight = tuple[str | None, int | None, str | None]  # (building, floor, device id)
 
@@ -169,6 +172,7 @@ def render_png(
     floor: int | None = None,
     size: tuple[int, int] = (1280, 900),
     font_file: Path | None = None,
+    lang: str | None = None,
 ) -> Path:
     """Render the community to a PNG of ``size`` (width, height) pixels and return its path.
 
@@ -177,14 +181,15 @@ def render_png(
     to show: that floor is drawn in its class (or "selected" when it has none) and the device gets a
     pin and a label. ``building`` / ``floor``: zoom to a building, and to one floor of it (the floors
     above it are drawn see-through so the floor's devices show). ``font_file``: a CJK font for labels
-    (default: found on the machine; labels use ids when there is none).
+    (default: found on the machine; labels use ids when there is none). ``lang``: ``zh`` or ``en`` for the
+    legend and the title (default ``zh`` when there is a CJK font, else ``en``).
     """
     if len(size) != 2 or not all(isinstance(n, int) and 16 <= n <= 8192 for n in size):
         raise RenderError(f"image size {size!r} must be two whole numbers of pixels, 16..8192")
     view = plan_view(community, building=building, floor=floor, highlight=highlight)
     _check_output(out)
     plotter = build_scene(community, view, floor_class=floor_class or {}, device_class=device_class or {},
-                          size=size, font_file=font_file)
+                          size=size, font_file=font_file, lang=lang)
     try:
         image = plotter.screenshot(return_img=True)
     finally:
@@ -238,11 +243,17 @@ def _new_plotter(size: tuple[int, int]) -> Any:
 def build_scene(
     community: Community, view: View, *, floor_class: Mapping[geo.FloorKey, str],
     device_class: Mapping[str, str], size: tuple[int, int], font_file: Path | None = None,
+    lang: str | None = None,
 ) -> Any:
     """A ready-to-screenshot offscreen ``pyvista.Plotter`` (the caller closes it)."""
+    if lang not in (None, "zh", "en"):
+        raise RenderError(f"unknown language {lang!r}; known: zh, en")
     font = font_file or find_cjk_font()
     classes = _floor_classes(community, view, floor_class)
-    scene = _Scene(community, view, device_class, font, geo.device_points(community), classes)
+    words = lang or ("zh" if font is not None else "en")
+    if words == "zh" and font is None:
+        words = "en"  # no font to draw Chinese with: English rather than missing glyphs
+    scene = _Scene(community, view, device_class, font, geo.device_points(community), classes, words)
     bad = sorted({c for c in [*classes.values(), *device_class.values()] if c not in geo.PALETTE})
     if bad:
         raise RenderError(f"unknown colour class {', '.join(map(repr, bad))}; known: {', '.join(geo.PALETTE)}")
@@ -256,7 +267,7 @@ def build_scene(
         beacons = _add_beacons(p, scene)
         _add_labels(p, scene, beacons)
         _add_title(p, scene)
-        _add_legend(p, present | {device_class.get(d, "critical") for d in beacons})
+        _add_legend(p, present | {device_class.get(d, "critical") for d in beacons}, scene, size)
         _fit_camera(p, community, view, size)
         p.enable_anti_aliasing("ssaa")  # FXAA is not supported by VTK's EGL/OSMesa builds
     except BaseException:
@@ -273,6 +284,7 @@ class _Scene:
     font: Path | None
     points: geo.DevicePoints
     classes: Mapping[geo.FloorKey, str]
+    lang: str = "zh"  # of the legend and the title's words
 
     @property
     def cjk(self) -> bool:
@@ -473,18 +485,40 @@ def _add_title(p: Any, scene: _Scene) -> None:
         where = ""
         if b is not None and dev is not None:
             where = scene.building_name(b) + (f" {floor_label(dev.floor, cjk=cjk)}" if dev.floor is not None else "")
-        kind = dev.kind if dev is not None else ""
-        lines.append(("告警: " if cjk else "ALARM: ") + (f"{where} · " if where else "") + f"{hd} ({kind})")
+        kind = kind_label(scene.lang, dev.kind) if dev is not None else ""
+        lines.append(t(scene.lang, "render.alarm") + (f"{where} · " if where else "") + f"{hd} ({kind})")
     p.add_text("\n".join(lines), position="upper_left", font_size=13, color="white", font_file=scene.font_arg,
                shadow=True)
 
 
-def _add_legend(p: Any, present: set[str]) -> None:
-    order = [c for c in geo.PALETTE if c in present and c != "ground"]
+LEGEND_ORDER = ("critical", "major", "minor", "warning", "offline", "selected", "normal")
+
+
+def _add_legend(p: Any, present: set[str], scene: _Scene, size: tuple[int, int]) -> None:
+    """A swatch and the class's name (from the catalogue, in the scene's language) per colour in the picture,
+    worst first, in the upper right corner. Drawn as texts: VTK's legend box cannot take a CJK font file."""
+    order = [c for c in LEGEND_ORDER if c in present]
     if len(order) < 2:
         return  # all normal: nothing to explain
-    p.add_legend(labels=[[c, geo.PALETTE[c]] for c in order], bcolor=LABEL_BG, border=False,
-                 size=(0.12, 0.035 * len(order)), loc="upper right", face="rectangle", background_opacity=0.8)
+    if scene.font is None:  # VTK's own font: no CJK glyphs, no swatch glyph; its legend box does (English)
+        p.add_legend(labels=[[_legend_label(scene.lang, c), geo.PALETTE[c]] for c in order], bcolor=LABEL_BG,
+                     border=False, size=(0.14, 0.035 * len(order)), loc="upper right", face="rectangle",
+                     background_opacity=0.8)
+        return
+    font_size = max(7, min(11, size[1] // 80))
+    px = font_size * 1.6  # VTK draws a font_size of n about 1.6 n pixels high
+    line = int(px * 1.5)
+    width = max(len(_legend_label(scene.lang, c)) for c in order) * px * (1.0 if scene.lang == "zh" else 0.6)
+    x = max(8, int(size[0] - width - px * 2.5))
+    for n, cls in enumerate(order):
+        y = int(size[1] - line * (n + 1) - px)
+        p.add_text("■", position=(x, y), font_size=font_size, color=geo.PALETTE[cls], font_file=scene.font_arg)
+        p.add_text(_legend_label(scene.lang, cls), position=(x + int(px * 1.4), y), font_size=font_size,
+                   color="white", font_file=scene.font_arg, shadow=True)
+
+
+def _legend_label(lang: str, cls: str) -> str:
+    return t(lang, "scene.selected") if cls == "selected" else t(lang, f"class.{cls}")
 
 
 def _view_box(community: Community, view: View) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

@@ -167,6 +167,8 @@ class Scene:
             traces.append(_marker_trace(beacons, labels.get("beacon", "beacon"), showlegend=True))
         if selected:
             traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
+        if any(m.label for m in (*beacons, *selected)):
+            traces.append(_label_trace([*beacons, *selected]))
         return _figure(traces, "overview", _bounds(self._mesh), "scene")
 
     def _band(self, band: Band) -> list[tuple[float, float, float]]:
@@ -229,6 +231,8 @@ class Scene:
             traces.append(_marker_trace(cars, labels.get("cars", "cars"), showlegend=True))
         if selected:
             traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
+            if any(m.label for m in selected):
+                traces.append(_label_trace(selected))
         # each building its own 3D subplot: Plotly then builds a fresh WebGL scene when the view changes
         # (as a reload does) instead of reusing the previous one, whose markers and texts it draws at half size
         return _figure(traces, f"building:{building}", _bounds(mesh), f"scene{self.index[building] + 2}")
@@ -293,15 +297,21 @@ def _lines_trace(rings: Sequence[Sequence[tuple[float, float, float]]], colour: 
             "x": xs, "y": ys, "z": zs, "line": {"color": colour, "width": width}}
 
 
+def _label_trace(markers: Sequence[Marker]) -> dict[str, Any]:
+    """The markers' labels, each a little to the right on screen of its marker (not over it)."""
+    rx, ry = -EYE_DIRECTION[1], EYE_DIRECTION[0]  # screen-right of the default camera (horizontal part)
+    n = (rx * rx + ry * ry) ** 0.5
+    dx, dy = rx / n * LABEL_OUT, ry / n * LABEL_OUT
+    shown = [m for m in markers if m.label]
+    return {"type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
+            "x": [m.x + dx for m in shown], "y": [m.y + dy for m in shown], "z": [m.z for m in shown],
+            "text": [m.label for m in shown], "textposition": "middle right",
+            "textfont": {"color": [m.colour for m in shown], "size": 13}}
+
+
 def _marker_trace(markers: Sequence[Marker], name: str, *, showlegend: bool) -> dict[str, Any]:
-    labelled = any(m.label for m in markers)
-    text: dict[str, Any] = {}
-    if labelled:
-        text = {"text": [m.label for m in markers], "textposition": "middle right",
-                "textfont": {"color": [m.colour for m in markers], "size": 13}}
     return {
-        "type": "scatter3d", "mode": "markers+text" if labelled else "markers", "name": name,
-        "showlegend": showlegend, **text,
+        "type": "scatter3d", "mode": "markers", "name": name, "showlegend": showlegend,
         "x": [m.x for m in markers], "y": [m.y for m in markers], "z": [m.z for m in markers],
         "customdata": [m.id for m in markers], "hovertext": [m.text for m in markers], "hoverinfo": "text",
         "marker": {"color": [m.colour for m in markers], "size": [m.size for m in markers],

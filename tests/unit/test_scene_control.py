@@ -82,6 +82,15 @@ def _trace(fig: dict[str, Any], name: str) -> dict[str, Any]:
     return tr
 
 
+def _beacons(fig: dict[str, Any], name: str) -> list[tuple[str, float, str, int]]:
+    """(label, z, colour, size) of each beacon; a label is the text beside it (same height, its colour)."""
+    tr = _trace(fig, name)
+    [labels] = [t for t in fig["data"] if t.get("mode") == "text" and t.get("textposition") == "middle right"]
+    text = {(z, c): s for s, z, c in zip(labels["text"], labels["z"], labels["textfont"]["color"], strict=True)}
+    return [(text.get((z, c), ""), z, c, size)
+            for z, c, size in zip(tr["z"], tr["marker"]["color"], tr["marker"]["size"], strict=True)]
+
+
 def _texts(fig: dict[str, Any]) -> dict[str, Any]:
     [tr] = [tr for tr in fig["data"] if tr.get("mode") == "text" and tr.get("textposition") == "middle left"]
     return tr
@@ -120,14 +129,15 @@ def test_every_view_draws_in_its_own_3d_subplot(sample: Community) -> None:
 
 def test_overview_stacks_one_beacon_per_affected_floor_worst_on_top_and_names_the_floor(board: Dashboard) -> None:
     fig, *_ = control._scene_figure(_req(), board, None, "alarm")
-    beacons = _trace(fig, "告警位置")
-    b3 = [i for i, x in enumerate(beacons["x"]) if beacons["text"][i].startswith(("3号楼", "4F", "5F"))]
+    beacons = _beacons(fig, "告警位置")
+    b3 = [bc for bc in beacons if bc[0].startswith(("3号楼", "4F", "5F"))]
     assert len(b3) == 3  # floors 3, 4 and 5: the minor fault on 3F shares the critical's beacon
-    top = max(b3, key=lambda i: beacons["z"][i])
-    assert beacons["text"][top] == "3号楼 3F" and beacons["marker"]["color"][top] == geo.PALETTE["critical"]
-    zs = sorted(beacons["z"][i] for i in b3)
+    top = max(b3, key=lambda bc: bc[1])
+    assert top[0] == "3号楼 3F" and top[2] == geo.PALETTE["critical"]
+    assert top[3] > max(bc[3] for bc in b3 if bc is not top)
+    zs = sorted(bc[1] for bc in b3)
     assert all(hi - lo >= BEACON_STEP - 1e-9 for lo, hi in itertools.pairwise(zs)), "beacons overlap"
-    assert {beacons["text"][i] for i in b3} == {"3号楼 3F", "4F", "5F"}
+    assert {bc[0] for bc in b3} == {"3号楼 3F", "4F", "5F"}
     # the affected floors are outlined on the building; the building is not named twice
     [bands] = [tr for tr in fig["data"] if tr.get("mode") == "lines"]
     b = board.community().building("B3")
@@ -143,17 +153,16 @@ def test_the_selected_alarm_is_ringed_in_the_overview_and_in_its_building(board:
     fig, *_ = control._scene_figure(_req("en"), board, None, "alarm", selected=key)
     ring = _trace(fig, "selected alarm")
     assert ring["marker"]["color"] == [SELECTED] and ring["marker"]["symbol"] == ["circle-open"]
-    beacons = _trace(fig, "alarm location")
-    [i] = [n for n, t in enumerate(beacons["text"]) if t.startswith("4F")]
-    assert ring["z"] == [beacons["z"][i]] and ring["marker"]["size"][0] > beacons["marker"]["size"][i]
-    assert "fire_shielded en" in beacons["text"][i]
+    [four] = [bc for bc in _beacons(fig, "alarm location") if bc[0].startswith("4F")]
+    assert ring["z"] == [four[1]] and ring["marker"]["size"][0] > four[3]
+    assert four[0] == "4F · fire_shielded en"
     assert any(tr.get("mode") == "lines" and tr["line"]["color"] == SELECTED for tr in fig["data"])
 
     fig, *_ = control._scene_figure(_req("en"), board, "B3", "alarm", selected=key)
     ring = _trace(fig, "selected alarm")
     xyz = board.scene().device_xyz("B3-F4-SD1", exploded="B3")
     assert xyz is not None and (ring["x"][0], ring["y"][0], ring["z"][0]) == pytest.approx(xyz)
-    assert ring["text"] == ["fire_shielded en"]
+    assert [tr["text"] for tr in fig["data"] if tr.get("textposition") == "middle right"] == [["fire_shielded en"]]
     labels = _texts(fig)
     assert labels["textfont"]["color"][labels["text"].index("4F")] == SELECTED
     # nothing selected, or an unknown key: no ring
@@ -164,9 +173,9 @@ def test_the_selected_alarm_is_ringed_in_the_overview_and_in_its_building(board:
 def test_the_scene_shows_only_the_alarms_that_pass_the_panel_filters(board: Dashboard) -> None:
     warn = control.SceneFilter(severities=frozenset({"warning"}))
     fig, _title, _hover, note = control._scene_figure(_req("en"), board, None, "alarm", warn)
-    beacons = _trace(fig, "alarm location")
-    assert set(beacons["marker"]["color"]) == {geo.PALETTE["warning"]}
-    assert sorted(beacons["text"]) == ["3号楼 4F", "5F", "7号楼 1F"]
+    beacons = _beacons(fig, "alarm location")
+    assert {bc[2] for bc in beacons} == {geo.PALETTE["warning"]}
+    assert sorted(bc[0] for bc in beacons) == ["3号楼 4F", "5F", "7号楼 1F"]
     meshes = {tr["name"] for tr in fig["data"] if tr["type"] == "mesh3d"}
     assert "critical" not in meshes and "warning" in meshes  # the live critical state is filtered out too
     assert note == "3D view follows the alarm filters: 3 of 5 alarms"
@@ -179,3 +188,25 @@ def test_the_scene_shows_only_the_alarms_that_pass_the_panel_filters(board: Dash
     assert len(_trace(fig, "告警位置")["x"]) == 3  # B3's three floors; B7's lift is not a fire alarm
     fig, _t, _h, note = control._scene_figure(_req(), board, None, "alarm")
     assert len(_trace(fig, "告警位置")["x"]) == 4 and "筛选" not in note
+
+
+def test_the_offscreen_render_legend_speaks_the_requested_language(sample: Community) -> None:
+    from viz import render
+
+    if render.find_cjk_font() is None:
+        pytest.skip("no CJK font on this machine: Chinese cannot be drawn")
+    view = render.plan_view(sample, building=None, floor=None, highlight=("B3", 3, "B3-F3-SD1"))
+
+    def texts(lang: str | None) -> list[str]:
+        p = render.build_scene(sample, view, floor_class={("B3", 3): "critical", ("B3", 4): "warning"},
+                               device_class={"B3-F3-SD1": "critical"}, size=(320, 240), lang=lang)
+        try:
+            return [a.input for a in p.actors.values() if isinstance(getattr(a, "input", None), str)]
+        finally:
+            p.close()
+
+    zh, en = texts(None), texts("en")  # Chinese unless asked otherwise
+    assert {"紧急", "提示", "正常"} <= set(zh) and not {"critical", "warning", "normal"} & set(zh)
+    assert {"critical", "warning", "normal"} <= set(en) and not {"紧急", "提示", "正常"} & set(en)
+    with pytest.raises(render.RenderError, match="unknown language"):
+        texts("fr")
