@@ -196,6 +196,7 @@ class TicketView:
     rating: int | None = None  # the resident's rating 1..5
     rating_comment: str | None = None
     escalated_to: str | None = None
+    rule_name: str | None = None  # its worst alarm's rule, "中文 / English" (alarm tickets), for a title in English
 
     @property
     def open(self) -> bool:

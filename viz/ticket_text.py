@@ -20,13 +20,26 @@ _PERSON_NOTES = frozenset({"accept", "progress", "arrive", "release", "resolve",
                            "reopen", "rate"})
 
 
-def people(community: Community) -> dict[str, str]:
-    """Worker, backup and supervisor ids of the community -> the name to show."""
+def people(community: Community, lang: str = "zh") -> dict[str, str]:
+    """Worker and supervisor ids of the community -> the name to show."""
     out: dict[str, str] = {}
     for g in community.grids:
         for w in g.workers:
             out[w.id] = w.name
+        out.setdefault(g.supervisor, t(lang, "tk.supervisor_of", grid=g.name))
     return out
+
+
+def ticket_title(req: Req, board: Dashboard, ticket: TicketView) -> str:
+    """The ticket's title: the service writes Chinese ("控制器火警 · 阳光社区 3号楼 1层"); in English an alarm
+    ticket is titled from its rule and place instead."""
+    if req.lang == "zh" or not ticket.rule_name:
+        return ticket.title
+    community = board.community()
+    b = community.building(ticket.building) if ticket.building else None
+    place = " ".join([b.name if b else (ticket.building or ""),
+                      floor_label(req.lang, ticket.floor) if ticket.floor is not None else ""]).strip()
+    return f"{rule_label(req.lang, ticket.rule_name)}{' · ' + place if place else ''}"
 
 
 def person(lang: str, who: str | None, names: Mapping[str, str]) -> str:

@@ -4,6 +4,7 @@ tickets, their actions and KPIs in the dashboard's terms (:mod:`viz.data`). Does
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -102,7 +103,7 @@ class ServiceTicketDesk:
             assignee_name=names.get(t.assignee or "", t.assignee), category=t.category, description=t.description,
             clock_start=t.clock_start, closed_at=t.closed_at, close_reason=t.close_reason,
             cancel_reason=t.cancel_reason, rating=t.rating, rating_comment=t.rating_comment,
-            escalated_to=t.escalated_to,
+            escalated_to=t.escalated_to, rule_name=_rule_names().get(t.rule) if t.rule else None,
         )
 
     def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]:
@@ -134,7 +135,8 @@ class ServiceTicketDesk:
             TicketStep(datetime.fromisoformat(s["at"]), str(s["by"]), str(s["action"]), str(s.get("note") or ""),
                        _photo_ref(t.id, s.get("photo_url")),
                        s["detail"] if isinstance(s.get("detail"), dict) else {}) for s in steps if s.get("at"))
-        alarms = tuple(TicketAlarm(str(a["key"]), str(a["rule"]), str(a.get("rule_name") or a["rule"]),
+        alarms = tuple(TicketAlarm(str(a["key"]), str(a["rule"]),
+                                   _rule_names().get(str(a["rule"])) or str(a.get("rule_name") or a["rule"]),
                                    str(a["severity"]), a.get("device"), datetime.fromisoformat(a["first_at"]),
                                    int(a.get("count") or 1), bool(a.get("active")), bool(a.get("life_safety")),
                                    a.get("building"), a.get("floor"))
@@ -223,6 +225,14 @@ class ServiceTicketDesk:
     def close(self) -> None:
         if self._own_pool:
             self._pool.close()
+
+
+@functools.cache
+def _rule_names() -> dict[str, str]:
+    """Rule id -> "中文 / English" (the service's views carry only the Chinese half)."""
+    from gateway.web.dashboard_data import rule_names
+
+    return rule_names()
 
 
 def _ticket_id(text: str) -> int | None:

@@ -108,9 +108,10 @@ def test_fire_ticket_opens_from_its_alarm_and_the_board_and_the_operator_acts_on
         _act(op, "reassign")
         _msg(op, "请填写原因", "warn")
         _, before = _state(system, tid)
-        grid = next(g for g in system.community.grids if any(w.id == before for w in g.workers)
-                    or g.supervisor == before or g.backup == before)
-        other = next(w for w in grid.workers if w.id != before)
+        # another worker: the grid's own first (its only worker may hold it already), else another grid's
+        [(grid_id,)] = system.sql("SELECT grid FROM tickets WHERE id = %s", int(tid))
+        grids = sorted(system.community.grids, key=lambda g: g.id != grid_id)
+        other = next(w for g in grids for w in g.workers if w.id != before)
         op.page.fill(".wt-sup textarea", "白班网格员就近处置")
         _pick(op, "sup-assignee", other.name)
         _act(op, "reassign")

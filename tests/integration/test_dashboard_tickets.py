@@ -126,7 +126,7 @@ def test_dispatch_actions_answer_staff_only_and_speak_the_catalogue(data: Storag
     v = data.ticket(OPERATOR, str(tid))
     assert v is not None and v.history
     req = Req(OPERATOR, "en", board.clock())
-    lines = [step_text(req, board, v, s, people(sample)) for s in v.history]
+    lines = [step_text(req, board, v, s, people(sample, "en")) for s in v.history]
     assert "registered by hand" in lines[0], lines
     assert any("dispatched to" in x for x in lines), lines
     assert "cancelled · 重复报修" in lines[-1], lines

@@ -14,7 +14,7 @@ from viz import analytics as an
 from viz.data import DataUnavailable
 from viz.i18n import t
 from viz.shell import SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
-from viz.ticket_text import outcome_text
+from viz.ticket_text import outcome_text, ticket_title
 from viz.widgets import may_see_ticket, place_text, priority_label, sla_cell, status_label, with_data
 
 # -- layouts ---------------------------------------------------------------------------------------------
@@ -87,9 +87,10 @@ def _ticket_board(req: Req, board: Dashboard, scope: Any = "open", state: Any = 
     tickets = [tk for tk in tickets if (scope == "all" or tk.open == (scope == "open"))
                and (not state or tk.status == state)]
     places = {tk.id: place_text(req, board, tk.building, tk.floor, tk.device, tk.unit) for tk in tickets}
+    titles = {tk.id: ticket_title(req, board, tk) for tk in tickets}
     if needle:
-        tickets = [tk for tk in tickets
-                   if needle == tk.id or needle in tk.title.casefold() or needle in places[tk.id].casefold()]
+        tickets = [tk for tk in tickets if needle == tk.id or needle in tk.title.casefold()
+                   or needle in titles[tk.id].casefold() or needle in places[tk.id].casefold()]
     if not tickets:
         none = "tickets.none" if scope == "open" and not state and not needle else "tk.none_match"
         return html.P(t(lang, none), className="muted", id="board-empty")
@@ -102,7 +103,7 @@ def _ticket_board(req: Req, board: Dashboard, scope: Any = "open", state: Any = 
                    + ([html.Th(t(lang, "tk.col.outcome"))] if scope != "open" else []))
 
     def cells(tk: Any) -> list[Any]:
-        out: list[Any] = [f"#{tk.id}", tk.title, priority_label(lang, tk.priority), status_label(lang, tk.status),
+        out: list[Any] = [f"#{tk.id}", titles[tk.id], priority_label(lang, tk.priority), status_label(lang, tk.status),
                           places[tk.id], tk.assignee_name or tk.assignee or t(lang, "tickets.unassigned"),
                           sla_cell(req, tk), board.local(tk.created_at)]
         if scope != "open":
@@ -135,6 +136,6 @@ def _my_tickets(req: Req, board: Dashboard) -> Any:
                        html.Div([html.Span(priority_label(lang, tk.priority), className=f"prio prio-{tk.priority}"),
                                  html.Span(status_label(lang, tk.status), className="status"),
                                  sla_cell(req, tk)], className="tags"),
-                       html.Div(tk.title, className="title"),
+                       html.Div(ticket_title(req, board, tk), className="title"),
                        html.Div(place_text(req, board, tk.building, tk.floor, tk.device, tk.unit), className="small"),
                    ]) for tk in tickets]

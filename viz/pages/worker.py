@@ -28,7 +28,7 @@ from viz.shell import (
     notice,
     unavailable_text,
 )
-from viz.ticket_text import alarm_text, outcome_text, people, person, refusal, step_text
+from viz.ticket_text import alarm_text, outcome_text, people, person, refusal, step_text, ticket_title
 from viz.widgets import may_see_ticket, place_text, priority_label, sla_cell, status_label, with_data
 
 SUP_ACTIONS = ("reassign", "escalate", "cancel", "reopen")
@@ -104,7 +104,7 @@ def _dispatch(req: Req, board: Dashboard, action: str, path: str | None, form: d
     text = reason.strip()[:MAX_TEXT] if isinstance(reason, str) else ""
     if not text:
         return t(lang, "tk.sup.need_reason"), False
-    names = people(board.community())
+    names = people(board.community(), lang)
     data = board.data
     try:
         if action == "reassign":
@@ -237,9 +237,9 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> tuple[Any, str |
         tk = None
     if tk is None or not may_see_ticket(req.user, board, tk):
         return notice(t(lang, "err.unknown_ticket", id=ticket_id), req, "unknown-ticket"), None
-    names = people(board.community())
+    names = people(board.community(), lang)
     parts: list[Any] = [
-        html.H2([html.Span(f"#{tk.id} ", className="muted"), tk.title], id="wt-title"),
+        html.H2([html.Span(f"#{tk.id} ", className="muted"), ticket_title(req, board, tk)], id="wt-title"),
         html.Div([html.Span(priority_label(lang, tk.priority), className=f"prio prio-{tk.priority}"),
                   with_data(html.Span(status_label(lang, tk.status), className="status", id="wt-status"),
                         status=tk.status),
@@ -256,7 +256,7 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> tuple[Any, str |
             parts.append(html.P(tk.rating_comment, className="small"))
     parts += [html.H3(t(lang, "worker.where")),
               html.P(place_text(req, board, tk.building, tk.floor, tk.device, tk.unit))]
-    if tk.description:
+    if tk.description and not tk.alarms:  # a report's own words; an alarm's is the device's raw detail
         parts += [html.H3(t(lang, "worker.what")), html.P(tk.description)]
     if tk.alarms:
         parts += [html.H3(t(lang, "worker.alarms")),
@@ -286,7 +286,7 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> tuple[Any, str |
                   html.Ul([with_data(html.Li([step_text(req, board, tk, s, names),
                                               *([html.Img(src=f"/media/photos/{quote(s.photo_id)}", className="photo")]
                                                 if s.photo_id else [])]), action=s.action)
-                           for s in tk.history], className="history", id="wt-history")]
+                           for s in tk.history], className="ticket-history", id="wt-history")]
     return parts, tk.status
 
 

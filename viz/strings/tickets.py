@@ -23,6 +23,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tk.assignee": ("处理人：{name}", "Assignee: {name}"),
     "tk.escalated_to": ("已升级至：{name}", "Escalated to: {name}"),
     "tk.outcome": ("结果", "Outcome"),
+    "tk.supervisor_of": ("{grid}网格长", "{grid} supervisor"),
     "tk.alarm_unknown": ("一条报警", "an alarm"),
     "tk.more_alarms": ("等 {n} 条", "and {n} more"),
     # -- supervisor / operator actions --------------------------------------------------------------
