@@ -165,6 +165,7 @@ class AuditEntry:
     target: str
     detail: str
     ticket: int | None = None
+    target_name: str = ""  # an alarm's rule name ("中文 / English")
 
 
 class HistoryData(Protocol):

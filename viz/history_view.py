@@ -25,10 +25,21 @@ def label(lang: str, prefix: str, value: str) -> str:
 
 def who(lang: str, user: str | None, names: Mapping[str, str]) -> str:
     """A user by name: ``值班员 (operator)``; ``system``/``watchdog`` as the system; unknown ids as they are."""
-    if not user or user in ("system", "watchdog"):
+    if not user or user in SYSTEM_ACTORS:
         return t(lang, "inc.system")
     name = names.get(user)
     return f"{name} ({user})" if name and name != user else user
+
+
+SYSTEM_ACTORS = frozenset({"", "system", "watchdog"})
+MACHINE_NOTES = frozenset({"cleared by hand", "unshelved", "cleared"})  # what the alarm service writes by itself
+
+
+def person_note(by: str | None, note: str | None) -> str:
+    """A note a person wrote; the system's own notes (stored in English, the action already says it) are left out."""
+    if not note or (by or "") in SYSTEM_ACTORS or note in MACHINE_NOTES:
+        return ""
+    return note
 
 
 def error_text(lang: str, exc: QueryError) -> str:

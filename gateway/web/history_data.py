@@ -274,7 +274,9 @@ class StorageHistoryData:
 
             total = self.audit(replace(q, page=0, size=1)).total
         return Paged(tuple(AuditEntry(r[0], r[1] or "", r[2], r[3], r[4] or "", r[5] or "",
-                                      int(r[6]) if r[6] is not None else None) for r in rows), total)
+                                      int(r[6]) if r[6] is not None else None,
+                                      self._rule_names.get((r[4] or "").partition("@")[0], "") if r[3] == "alarm"
+                                      else "") for r in rows), total)
 
     def people(self) -> Mapping[str, str]:
         names = dict(known_people(self._community))

@@ -12,8 +12,19 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from viz.data import DataUnavailable
 from viz.history_model import AUDIT_ACTIONS, AuditEntry, QueryError, audit_query, pages
-from viz.history_view import error_text, export_href, label, pager, params, range_controls, size_control, step_page, who
-from viz.i18n import t
+from viz.history_view import (
+    error_text,
+    export_href,
+    label,
+    pager,
+    params,
+    person_note,
+    range_controls,
+    size_control,
+    step_page,
+    who,
+)
+from viz.i18n import rule_label, t
 from viz.shell import OPERATORS, Dashboard, Req, guarded_callbacks, unavailable_text
 from viz.widgets import with_data
 
@@ -83,6 +94,9 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
 def target_text(lang: str, e: AuditEntry) -> str:
     if e.source == "ticket" and e.ticket is not None:
         return t(lang, "audit.target.ticket", id=e.ticket)
+    if e.source == "alarm":
+        _rule, _, subject = e.target.partition("@")
+        return f"{rule_label(lang, e.target_name)} · {subject}" if e.target_name and subject else e.target
     return e.target
 
 
@@ -90,7 +104,9 @@ def detail_text(lang: str, e: AuditEntry) -> str:
     if e.source == "sign_in":
         via, _, client = e.detail.partition(" ")
         return f"{label(lang, 'audit.via.', via)} {client}".strip()
-    return e.detail
+    if e.source == "alarm" and e.action == "shelved":
+        return ""  # the alarm service's own words (English); the action says it
+    return person_note(e.user, e.detail)
 
 
 def _row(req: Req, board: Dashboard, e: AuditEntry, names: Mapping[str, str]) -> html.Tr:

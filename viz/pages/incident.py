@@ -17,7 +17,7 @@ from dash import Dash, dcc, html
 from twin import catalogue
 from viz.data import ActionRefused, DataUnavailable, HistoryPoint, TicketView
 from viz.history_model import AlarmStep
-from viz.history_view import label, who
+from viz.history_view import label, person_note, who
 from viz.i18n import duration, rule_label, t
 from viz.shell import Dashboard, Req, notice, unavailable_text
 from viz.widgets import place_text, priority_label, status_label, with_data
@@ -168,7 +168,8 @@ def _ticket_history(req: Req, board: Dashboard, tk: TicketView, names: Mapping[s
     items = [html.Li([html.Span(board.local(s.at, TIME), className="nowrap muted"),
                       html.Span(label(lang, "audit.action.", s.action), className="tag"),
                       html.Span(who(lang, s.by, names), className="who"),
-                      html.Span(s.note, className="note") if s.note else None], className="step")
+                      html.Span(person_note(s.by, s.note), className="note") if person_note(s.by, s.note) else None],
+                     className="step")
              for s in tk.history]
     return html.Div([
         html.P([html.Span(status_label(lang, tk.status), className="status"), " ",
@@ -182,10 +183,10 @@ def _comments(req: Req, board: Dashboard, tk: TicketView, steps: Sequence[AlarmS
     lang = req.lang
     found: list[tuple[datetime, str, str]] = []
     for s in steps:
-        if s.kind in ("acknowledged", "shelved", "cleared") and s.by and s.detail:
+        if s.kind in ("acknowledged", "cleared") and person_note(s.by, s.detail):
             found.append((s.at, who(lang, s.by, names), s.detail))
     for h in tk.history:
-        if h.note:
+        if person_note(h.by, h.note):
             found.append((h.at, who(lang, h.by, names), h.note))
     if not found:
         return html.P(t(lang, "inc.comments_none"), className="muted")

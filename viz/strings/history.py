@@ -133,6 +133,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "audit.action.reassign": ("改派", "reassigned"),
     "audit.action.rate": ("评价", "rated"),
     "audit.action.upgrade": ("升级时限", "upgraded the clocks"),
+    "audit.action.attach": ("并入告警", "alarm joined"),
+    "audit.action.alarm_cleared": ("告警复位", "alarm cleared"),
+    "audit.action.alarm_escalated": ("告警升级", "alarm escalated"),
+    "audit.action.warn": ("时限预警", "deadline warning"),
     "audit.action.sign_in": ("登录", "signed in"),
     "audit.action.sign_in_failed": ("登录失败", "failed to sign in"),
 }
