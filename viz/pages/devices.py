@@ -6,6 +6,7 @@ briefly) and the active alarms it already holds; filtering, sorting and paging h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,7 @@ STATES = ("online", "offline", "never")
 ALARMS = ("yes", "no")
 SEVERITY_ORDER = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
 ANY = "all"
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +98,22 @@ def select(rows: Sequence[Row], *, query: str = "", kind: str = ANY, building: s
     return out
 
 
+def natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """A key that orders numbers inside names by value: B1-F2 before B1-F10, 2号楼 before 10号楼."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in _DIGITS.split(text) if p)
+
+
 def sort_rows(rows: list[Row], col: str, desc: bool, lang: str) -> list[Row]:
-    """Sorted by ``col``, ties by id; never-heard devices are the oldest."""
+    """Sorted by ``col``, ties by id (numbers in names by value); never-heard devices are the oldest."""
     state_rank = {"offline": 0, "never": 1, "online": 2}
     keys: dict[str, Any] = {
-        "id": lambda r: r.id,
-        "kind": lambda r: (kind_label(lang, r.kind), r.id),
-        "place": lambda r: (r.building_name, r.floor if r.floor is not None else -99, r.unit or "", r.id),
-        "state": lambda r: (state_rank[r.state], r.id),
-        "alarm": lambda r: (-SEVERITY_ORDER.get(r.alarm, 9) if r.alarm else -99, r.id),
-        "seen": lambda r: (r.last_seen.timestamp() if r.last_seen else float("-inf"), r.id),
+        "id": lambda r: natural(r.id),
+        "kind": lambda r: (kind_label(lang, r.kind), natural(r.id)),
+        "place": lambda r: (natural(r.building_name), r.floor if r.floor is not None else -99, natural(r.unit or ""),
+                            natural(r.id)),
+        "state": lambda r: (state_rank[r.state], natural(r.id)),
+        "alarm": lambda r: (-SEVERITY_ORDER.get(r.alarm, 9) if r.alarm else -99, natural(r.id)),
+        "seen": lambda r: (r.last_seen.timestamp() if r.last_seen else float("-inf"), natural(r.id)),
     }
     return sorted(rows, key=keys.get(col, keys["id"]), reverse=desc)
 
