@@ -32,8 +32,9 @@ Security: the session is an HttpOnly, SameSite=Lax cookie holding the token the 
 when a proxy sends ``X-Forwarded-Proto: https``). A Flask hook sends page requests without a valid
 session to the sign-in page and refuses pages a role may not open; *every* callback resolves the user
 again from the cookie and checks the role before touching data (a forged callback request gets
-nothing: HTTP 204). The 2 Hz poll notices an expired session and sends the browser to the sign-in
-page. Unexpected errors in a callback are logged and swallowed, so a browser never sees a stack trace.
+nothing: HTTP 204). Changes are pushed (``/api/v1/stream``, see :mod:`viz.live`); the slow poll
+notices an expired session and sends the browser to the sign-in page. Unexpected errors in a callback
+are logged and swallowed, so a browser never sees a stack trace.
 
 Sign-in attempts are throttled by the data source (per address and account, with a lockout): a
 refused attempt gets 429 (503 when the server is busy hashing passwords) with ``Retry-After`` and a
@@ -59,6 +60,7 @@ from dash import Dash, dcc, html
 from viz import routing, security
 from viz.data import DashboardData
 from viz.i18n import DEFAULT_LANG, t
+from viz.live import SLOW_POLL_MS, bump_button
 from viz.pages import PAGE_MODULES
 from viz.paths import parse_path, safe_next
 from viz.shell import (
@@ -77,12 +79,13 @@ __all__ = [
 ]
 
 
-def create_app(data: DashboardData, *, poll_ms: int = 500, tz: tzinfo = CHINA, secure_cookies: bool = False,
+def create_app(data: DashboardData, *, poll_ms: int = SLOW_POLL_MS, tz: tzinfo = CHINA, secure_cookies: bool = False,
                clock: Callable[[], datetime] | None = None) -> Dash:
     """The dashboard as a Dash app; ``app.server`` is its Flask (WSGI) app.
 
     ``data``: the data source (see :class:`viz.data.DashboardData`). ``poll_ms``: how often browsers
-    ask whether anything changed. ``secure_cookies``: mark cookies Secure (behind HTTPS).
+    ask whether anything changed while the live stream pushes changes (``viz/assets/live.js`` makes it
+    :data:`viz.live.FAST_POLL_MS` while the stream is down). ``secure_cookies``: mark cookies Secure (behind HTTPS).
     ``callback_timings(app)`` gives the server time of callbacks (the benchmark uses it).
     """
     dash_board = Dashboard(data, poll_ms=poll_ms, tz=tz, secure_cookies=secure_cookies,
@@ -102,6 +105,8 @@ def create_app(data: DashboardData, *, poll_ms: int = 500, tz: tzinfo = CHINA, s
         dcc.Location(id="url", refresh="callback-nav"),
         dcc.Location(id="redirect", refresh=True),
         dcc.Store(id="version"),
+        dcc.Store(id="db-version"),  # what the poll last read from the database (live.js bumps "version")
+        bump_button(),
         dcc.Store(id="page-kind"),
         dcc.Interval(id="poll", interval=poll_ms),
         html.Header(id="topbar", className="topbar"),

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, quote
 from dash import Dash, Input, Output, State, no_update
 from dash.exceptions import PreventUpdate
 
+from viz import live
 from viz.data import DataUnavailable
 from viz.i18n import t
 from viz.pages import analytics, audit, care, control, device, devices, history, incident, login, tickets, worker
@@ -47,8 +48,9 @@ def render_page(kind: str, arg: str | None, req: Req, board: Dashboard) -> Any:
 
 
 def register_callbacks(app: Dash, board: Dashboard) -> None:
-    """The frame's callbacks: the router (top bar and page for the URL) and the poll."""
+    """The frame's callbacks: the router (top bar and page for the URL), the poll and the live bump."""
     data = board.data
+    live.register_callbacks(app)
 
     @app.callback(Output("topbar", "children"), Output("page", "children"), Output("page-kind", "data"),
                   Input("url", "pathname"), Input("url", "search"), State("page-kind", "data"))
@@ -80,10 +82,12 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             return [], notice(t(lang, "err.internal"), None, "internal"), "error"
         return top, page, kind
 
-    @app.callback(Output("version", "data"), Output("redirect", "href"),
-                  Input("poll", "n_intervals"), State("version", "data"), State("url", "pathname"),
+    @app.callback(Output("version", "data"), Output("redirect", "href"), Output("db-version", "data"),
+                  Input("poll", "n_intervals"), State("db-version", "data"), State("url", "pathname"),
                   State("url", "search"))
     def poll(_n: int | None, current: str | None, path: str | None, _search: str | None) -> Any:
+        # "current": what this poll last read; live.js bumps "version" on pushed changes, so a poll that finds
+        # the database where it was redraws nothing even though "version" moved on
         if parse_path(path)[0] == "login":
             raise PreventUpdate
         try:
@@ -91,7 +95,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
         except DataUnavailable:  # the database is down: keep the screen (and the session) until it is back
             raise PreventUpdate from None
         if not signed_in:
-            return no_update, f"/login?expired=1&next={quote(path or '/')}"
+            return no_update, f"/login?expired=1&next={quote(path or '/')}", no_update
         try:
             v = data.version()
         except DataUnavailable:  # the database is down: nothing new to show (the data source logs it)
@@ -101,4 +105,4 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             raise PreventUpdate from None
         if v == current:
             raise PreventUpdate
-        return v, no_update
+        return v, no_update, v

@@ -26,6 +26,7 @@ from twin.community import Community
 from twin.people import Role, User
 from viz.data import DashboardData, DatabaseDown, DataUnavailable
 from viz.i18n import DEFAULT_LANG, norm_lang, t
+from viz.live import live_indicator
 from viz.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def topbar(req: Req, path: str, board: Dashboard) -> list[Any]:
                  className="brand-box"),
         html.Nav(links, className="nav"),
         html.Div([
+            live_indicator(lang, board.tz),
             html.Span(f"{req.user.display_name} · {t(lang, 'role.' + req.user.role.value)}", id="whoami"),
             html.A(t(lang, "nav.lang"), href=f"/lang/{other}?next={quote(path)}", id="lang-switch"),
             html.A(t(lang, "nav.signout"), href="/auth/logout", id="signout"),

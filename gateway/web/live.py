@@ -207,16 +207,18 @@ class LiveHub:
                 await task
         self.connected = False
 
-    def end_streams(self) -> None:
-        """From any thread: end every open stream now and refuse new ones (a server about to shut down)."""
+    def end_streams(self, *, refuse_new: bool = True) -> None:
+        """From any thread: end every open stream now and refuse new ones (a server about to shut down);
+        ``refuse_new=False``: browsers may come back at once (a network cut, as the browser tests make)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop stopped meanwhile: nothing streams any more
-            loop.call_soon_threadsafe(self._end_all)
+            loop.call_soon_threadsafe(self._end_all, refuse_new)
 
-    def _end_all(self) -> None:
-        self._closing = True
+    def _end_all(self, refuse_new: bool = True) -> None:
+        if refuse_new:
+            self._closing = True
         for sub in list(self._subs):
             sub.offer(End())
 

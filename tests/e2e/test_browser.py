@@ -55,6 +55,7 @@ class System:
         self.root = root
         self.url = url
         self.settings = settings
+        self.live: Any = None  # the dashboard server's LiveHub (test_browser_live cuts its streams)
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(DB_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
@@ -78,7 +79,9 @@ def system() -> Iterator[System]:
     server = start_dashboard(s, community, DB_URL, MQTT_URL, port=0)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        yield System(community, schema, root, server.url.rstrip("/"), s)
+        system = System(community, schema, root, server.url.rstrip("/"), s)
+        system.live = server.live
+        yield system
     finally:
         server.shutdown()
         gw.stop()
@@ -384,7 +387,7 @@ def test_an_expired_session_goes_back_to_sign_in(browser: Any, system: System) -
         p.sign_in("operator", "/care")
         p.page.wait_for_selector("#care-summary", timeout=10_000)
         system.sql("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE username = 'operator'")
-        p.page.wait_for_selector("#login-expired", timeout=10_000)
+        p.page.wait_for_selector("#login-expired", timeout=25_000)  # the slow poll (viz.live.SLOW_POLL_MS) notices
         assert "/login" in p.page.url
         assert "Traceback" not in p.page.content()
     finally:

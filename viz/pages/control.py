@@ -26,6 +26,7 @@ from twin.state import Level, Rollup
 from viz import analytics as an
 from viz.data import ActionRefused, AlarmView, DataUnavailable
 from viz.i18n import floor_label, kind_label, rule_label, t
+from viz.live import alert_toggles
 from viz.paths import parse_path
 from viz.scene import BAND_COLOUR, DEVICE_UNKNOWN, MARKER_LIFT, SELECTED, Band, Marker
 from viz.shell import ID_RE, MAX_TEXT, OPERATORS, Dashboard, Req, guarded_callbacks, notice, unavailable_text
@@ -70,6 +71,7 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
         html.Aside(className="side-panel", children=[
             html.Div([html.H2(t(lang, "alarms.title")), html.Span(id="alarm-count", className="badge")],
                      className="panel-head"),
+            alert_toggles(lang),
             html.Div([html.Span(t(lang, "alarms.legend"), className="muted")]
                      + [html.Span(t(lang, f"severity.{s.value}"), className=f"sev sev-{s.value}")
                         for s in SEVERITY_ORDER], id="sev-legend", className="sev-legend small"),
@@ -555,6 +557,8 @@ def _alarm_row(a: AlarmView, req: Req, board: Dashboard, selected: bool) -> html
         lines.append(html.Div(t(lang, "alarms.acked_by", who=a.acked_by, comment=a.ack_comment or ""),
                               className="small muted"))
     cls = f"alarm-row sev-border-{a.severity.value}" + (" selected" if selected else "")
+    if a.severity is Severity.CRITICAL and a.status.value == "active_unack" and not a.shelved(req.now):
+        cls += " flash"  # a new critical alarm flashes until someone acknowledges it (viz/assets/live.css)
     return with_data(html.Button(lines, id={"type": "alarm-row", "key": a.key}, className=cls, n_clicks=0),
                  key=a.key, status=a.status.value)
 
