@@ -113,7 +113,8 @@ def _ticket_board(req: Req, board: Dashboard, scope: Any = "open", state: Any = 
     rows = [with_data(html.Tr([html.Td(_link(tk.id, c, lang)) for c in cells(tk)], className="ticket-row"),
                       ticket=tk.id, status=tk.status) for tk in tickets]
     return [html.P(t(lang, "tk.count", n=len(tickets)), className="small muted", id="board-count"),
-            html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="ticket-table")]
+            html.Div(html.Table([html.Thead(head), html.Tbody(rows)], className="table", id="ticket-table"),
+                     className="table-scroll")]  # a phone scrolls the table, not the page
 
 
 def _link(ticket_id: str, content: str | Component, lang: str) -> dcc.Link:

@@ -34,7 +34,9 @@ from viz.widgets import may_see_ticket, place_text, priority_label, sla_cell, st
 SUP_ACTIONS = ("reassign", "escalate", "cancel", "reopen")
 # which dispatch actions a ticket's state allows (twin.tickets.lifecycle: reopen only once resolved)
 _OPEN = frozenset({"accepted", "dispatched", "handling", "escalated", "reopened"})
-_ALLOWED = {"reassign": _OPEN, "escalate": _OPEN, "cancel": _OPEN, "reopen": frozenset({"feedback", "evaluated"})}
+_ALLOWED = {"reassign": _OPEN, "escalate": _OPEN, "cancel": _OPEN, "reopen": frozenset({"feedback", "evaluated"}),
+            "wt-accept": frozenset({"dispatched", "escalated", "reopened"}),
+            "wt-feedback": frozenset({"handling", "escalated"}), "wt-resolve": frozenset({"handling", "escalated"})}
 
 # -- layout ----------------------------------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
     guarded = guarded_callbacks(app, board)
 
     @guarded(Output("wt-body", "children"), Output({"type": "wt-sup-act", "action": ALL}, "disabled"),
+             Output("wt-accept", "disabled"), Output("wt-feedback", "disabled"), Output("wt-resolve", "disabled"),
              Input("version", "data"), Input("wt-bump", "data"), Input("wt-clock", "n_intervals"),
              State("url", "pathname"))
     def worker_ticket(req: Req, _v: Any, _b: Any, _n: Any, path: str | None) -> Any:
@@ -149,7 +152,11 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             raise PreventUpdate
         body, status = _ticket_body(req, board, tid)
         actions = [o["id"]["action"] for o in ctx.outputs_list[1]]
-        return body, [status is None or status not in _ALLOWED.get(a, ()) for a in actions]
+
+        def off(a: str) -> bool:
+            return status is None or status not in _ALLOWED.get(a, ())
+
+        return body, [off(a) for a in actions], off("wt-accept"), off("wt-feedback"), off("wt-resolve")
 
     msg = {"type": "wt-sup-msg", "n": ALL}
 

@@ -15,7 +15,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tk.count": ("共 {n} 张工单", "{n} tickets"),
     "tk.col.outcome": ("结果", "Outcome"),
     "tk.open_ticket": ("打开工单 #{id}", "Open ticket #{id}"),
-    "tk.rating": ("评分 {n}/5", "rated {n}/5"),
+    "tk.rating": ("评分 {n}/5", "rating {n}/5"),
     "tk.reason": ("原因：{r}", "reason: {r}"),
     "tk.closed_at": ("关闭于 {at}", "closed {at}"),
     # -- one ticket ---------------------------------------------------------------------------------
