@@ -22,6 +22,9 @@ path                  what                                        roles
 ``/kpi``              KPIs per worker and grid                    operator, admin, supervisor
 ``/hotspots``         incidents per building/floor/kind, outliers operator, admin, supervisor
 ``/care``             care homes red/yellow/green, inactivity     operator, admin, supervisor
+``/history``          incidents and alarms over time, CSV export  operator, admin, supervisor
+``/incident/<id>``    one incident: alarms, readings, ticket      operator, admin, supervisor
+``/audit``            who did what, sign-ins, CSV export          operator, admin
 ``/worker``           my tickets (phone)                          everyone signed in
 ``/worker/ticket/<id>`` one ticket: SOP, snapshot, accept/feedback/resolve  everyone signed in
 ``/login``            sign-in form                                anyone
