@@ -81,13 +81,14 @@ def test_fire_ticket_opens_from_its_alarm_and_the_board_and_the_operator_acts_on
     try:
         # the alarm's ticket tag is a link to its ticket
         op.sign_in("operator")
-        tag = op.page.locator(f".alarm-row[data-key$='@{FIRE_PANEL}'] a.ticket-link")
-        tag.wait_for(timeout=20_000)
-        assert "工单" in tag.inner_text() and tid in tag.inner_text()
-        # clicked from the page's side: Playwright's own click (its actionability checks) can wait forever on a
-        # link inside the row's button while the 3D scene keeps the page busy
-        op.page.evaluate("(s) => document.querySelector(s).click()",
-                         f".alarm-row[data-key$='@{FIRE_PANEL}'] a.ticket-link")
+        # read and clicked from the page's side: the control page redraws the list on every live event and its
+        # rows flash, so Playwright's locator actions (waiting for a stable element) can wait forever there
+        sel = f".alarm-row[data-key$='@{FIRE_PANEL}'] a.ticket-link"
+        op.page.wait_for_function(
+            "([s, id]) => { const a = document.querySelector(s); return a && a.innerText.includes('工单')"
+            " && a.innerText.includes(id) && a.getAttribute('href') === '/worker/ticket/' + id; }",
+            arg=[sel, tid], timeout=20_000, polling=100)
+        op.page.evaluate("(s) => document.querySelector(s).click()", sel)
         op.page.wait_for_url(f"{system.url}/worker/ticket/{tid}", timeout=10_000)
         op.page.wait_for_selector("#wt-history li", timeout=10_000)
         assert f"#{tid}" in op.page.inner_text("#wt-title")
