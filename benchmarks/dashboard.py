@@ -97,13 +97,15 @@ def _session_cookie(browser: Any, url: str, username: str, password: str) -> str
 
 
 def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int | None = None, runs: int = 3,
-                    live_s: float = 15.0, log: Callable[[str], None] = print) -> dict[str, Any]:
+                    live_s: float = 15.0, plotly_gl3d: bool = True,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """First render, page weight and callback server time of the dashboard on a real database.
 
     ``buildings`` None: the bundled sample community; else ``twin.generate.generate(buildings, devices=...)``.
     Loads it into a scratch schema (dropped afterwards), serves the dashboard on a free port and measures
     it in headless Chromium (:func:`benchmarks.dashboard.measure`). While the page is open an alarm is raised
-    or cleared every second, so the numbers include the scene and alarm-panel redraws.
+    or cleared every second, so the numbers include the scene and alarm-panel redraws. ``plotly_gl3d``
+    False: the full plotly.js bundle, as before :class:`gateway.web.asgi.PlotlyBundle` (for before/after).
     """
     import uuid
 
@@ -125,7 +127,7 @@ def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int |
     auth = DatabaseSignIn(db_url, schema=schema)
     data = StorageDashboardData(community, db_url, schema=schema, sign_in=auth)
     app = dashboard.create_app(data)
-    server = BackgroundServer(WebApp(_no_api, app.server), port=0)
+    server = BackgroundServer(WebApp(_no_api, app.server, plotly_gl3d=plotly_gl3d), port=0)
     targets = [d for d in community.devices if d.building is not None][:: max(1, len(community.devices) // 50)]
 
     def change(n: int) -> None:
@@ -149,7 +151,7 @@ def bench_dashboard(db_url: str, *, buildings: int | None = None, devices: int |
         with Storage.connect(db_url, schema=schema) as st:
             st.conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
     return {"community": community.id, "buildings": len(community.buildings), "devices": len(community.devices),
-            **result}
+            "plotly": "gl3d" if plotly_gl3d else "full", **result}
 
 
 async def _no_api(scope: Any, receive: Any, send: Any) -> None:

@@ -413,10 +413,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_report(args, result)
     from benchmarks import ingest as bench
     s = _settings(args)
-    _, db_url, _ = _urls(s)
+    mqtt_url, db_url, _ = _urls(s)
     if args.what == "ingest":
         result = bench.bench_ingest(db_url, messages=args.messages or 100_000, qos=args.qos, repeats=args.repeats,
                                     transport=args.transport, log=log)
+    elif args.what == "dashboard":
+        from benchmarks import dashboard as bench_dashboard
+        result = bench_dashboard.bench_dashboard(db_url, buildings=args.buildings, devices=args.devices,
+                                                 runs=args.repeats, live_s=args.seconds or 15.0,
+                                                 plotly_gl3d=not args.full_plotly, log=log)
+    elif args.what == "live":
+        from benchmarks import live as bench_live
+        result = bench_live.bench_live(db_url, mqtt_url, rate=args.rate or 50.0, seconds=args.seconds or 30.0, log=log)
     elif args.what == "writer":
         result = bench.bench_writer(db_url, rows=args.messages or 500_000, repeats=args.repeats)
     elif args.what == "latency":
@@ -728,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
     bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api", "scale", "rules",
-                                     "detection"])
+                                     "detection", "dashboard", "live"])
     bn.add_argument("--scenario", default="hydrant-pressure-loss", help="detection: the scenario to replay")
     bn.add_argument("--onset", default="5m", help="detection: when the scenario's incident starts (e.g. 5m)")
     bn.add_argument("--json", action="store_true", help="one-line JSON")
@@ -744,11 +752,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="faults: run only this one (repeatable)")
     bn.add_argument("--minutes", type=_positive(float), default=10.0, help="memory: run length")
     bn.add_argument("--rate", type=_positive(float),
-                    help="memory: publish rate msg/s; latency: the sustained ingest rate the load is a fraction of")
+                    help="memory: publish rate msg/s; latency: the sustained ingest rate the load is a fraction of; "
+                         "live: alarm events/s (default 50)")
     bn.add_argument("--load", type=_positive(float), default=0.5, help="latency: fraction of --rate as load")
-    bn.add_argument("--seconds", type=_positive(float), help="run length: latency (default 30), api (default 60)")
+    bn.add_argument("--seconds", type=_positive(float),
+                    help="run length: latency (default 30), api (default 60), live (default 30); "
+                         "dashboard: how long the page stays open after the first renders (default 15)")
     bn.add_argument("--clients", type=_positive(int), default=50, help="api: concurrent clients")
     bn.add_argument("--workers", type=_positive(int), help="api: server worker processes (gridtwin serve --workers)")
+    bn.add_argument("--buildings", type=_positive(int),
+                    help="dashboard: a generated community of this many buildings (default: the sample)")
+    bn.add_argument("--devices", type=_positive(int), help="dashboard: devices of the generated community")
+    bn.add_argument("--full-plotly", action="store_true",
+                    help="dashboard: serve the full plotly.js bundle (before the gl3d one, for comparison)")
     bn.set_defaults(fn=cmd_bench)
 
     se = sub.add_parser("serve", help="serve the dashboard and the REST API")
