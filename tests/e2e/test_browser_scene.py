@@ -129,7 +129,7 @@ def test_the_scene_opens_a_building_at_full_size_names_floors_rings_the_selectio
 
     # the overview: one beacon per affected floor of 3号楼, labelled with the floor, the worst the highest
     tab.page.click("#scene-back")
-    _figure_has(tab, "gd.data.some(t => t.name === '告警位置') && gd.data.some(t => t.mode === 'lines')")
+    _figure_has(tab, "gd.data.some(t => t.name === '告警位置') && gd.data.some(t => t.mode === 'lines')", 90_000)
     b3 = [b for b in _beacons(tab) if b["label"].startswith(("3号楼", "3F", "4F", "5F"))]
     assert sorted(b["label"] for b in b3) == ["3号楼 3F", "4F", "5F"], b3
     top = max(b3, key=lambda b: b["z"])
@@ -140,7 +140,7 @@ def test_the_scene_opens_a_building_at_full_size_names_floors_rings_the_selectio
     for _ in range(10):  # the list may be redrawn under the first click
         tab.page.locator(".alarm-row[data-key='fire_shielded@B3-F4-SD1']").click()
         try:
-            _figure_has(tab, "gd.data.some(t => t.name === '选中的告警')", 5_000)
+            _figure_has(tab, "gd.data.some(t => t.name === '选中的告警')", 20_000)
             break
         except Exception:  # playwright's TimeoutError: click again
             continue
@@ -153,7 +153,7 @@ def test_the_scene_opens_a_building_at_full_size_names_floors_rings_the_selectio
     tab.page.locator(".dash-dropdown-option, [role=option]", has_text="提示").first.click()
     _figure_has(tab, f"gd.data.filter(t => t.name === '告警位置').every(t => t.marker.color.every("
                      f"c => c === '{geo.PALETTE['warning']}')) && !gd.data.some(t => t.type === 'mesh3d'"
-                     f" && t.color === '{geo.PALETTE['critical']}')")
+                     f" && t.color === '{geo.PALETTE['critical']}')", 60_000)
     assert "筛选" in tab.page.inner_text("#scene-note")
     assert sorted(b["label"] for b in _beacons(tab)) == ["3号楼 4F · 部件屏蔽", "5F"]
     assert tab.errors == []
