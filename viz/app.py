@@ -17,7 +17,8 @@ path                  what                                        roles
 ====================  ==========================================  =========================
 ``/``                 3D community + active alarms panel          operator, admin
 ``/building/<id>``    the same with one building's floors apart   operator, admin
-``/device/<id>``      device detail with history charts           operator, admin
+``/device/<id>``      device detail: readings, history, alarms    operator, admin, supervisor
+``/devices``          device inventory: search, filter, sort      operator, admin, supervisor
 ``/tickets``          ticket board with SLA countdowns            operator, admin, supervisor
 ``/kpi``              KPIs per worker and grid                    operator, admin, supervisor
 ``/hotspots``         incidents per building/floor/kind, outliers operator, admin, supervisor
@@ -74,6 +75,7 @@ from viz.shell import (
     USER_CACHE_S,
     CallbackTimings,
     Dashboard,
+    localise_index,
 )
 
 __all__ = [
@@ -103,7 +105,7 @@ def create_app(data: DashboardData, *, poll_ms: int = SLOW_POLL_MS, tz: tzinfo =
         "meta_tags": [{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     }
     app = Dash(__name__, **options)
-    app.index_string = app.index_string.replace("<html>", '<html lang="zh-CN">')
+    localise_index(app)  # <title> and <html lang> in the request's language
     app.layout = html.Div(id="root", children=[
         dcc.Location(id="url", refresh="callback-nav"),
         dcc.Location(id="redirect", refresh=True),

@@ -101,6 +101,8 @@ def test_the_state_timeline_shows_active_periods_marks_and_alarms() -> None:
     pulse = ch.state_figure([DeviceEvent(NOW, "door_cycle", "pulse")], [], "care_door", lang="en", tz=CHINA,
                             since=NOW - timedelta(hours=1), until=NOW)
     assert pulse["data"][0]["type"] == "scatter" and pulse["data"][0]["y"] == ["door cycle"]
+    assert ch.short("fire alarm reported by the control panel") == "fire alarm reported by…"  # room on a phone
+    assert ch.short("控制器火警") == "控制器火警" and len(ch.short("很" * 20)) == 12
 
 
 def _alarm(device: str, severity: str, status: str = "active_unack") -> AlarmView:

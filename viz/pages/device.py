@@ -187,7 +187,7 @@ def _log(req: Req, board: Dashboard, dev: Device, timeline: DeviceTimeline) -> A
         sev = _label(lang, "severity.", a.severity)
         rows.append((a.at, with_data(html.Tr([
             html.Td(board.local(a.at, "%m-%d %H:%M:%S")), html.Td(html.Span(t(lang, "dev.log.alarm"),
-                                                                            className=f"tag sev-{a.severity}")),
+                                                                            className=f"sev sev-{a.severity}")),
             html.Td(f"{what}（{sev}）" if lang != "en" else f"{what} ({sev})"), html.Td(a.by or "")],
             className=f"log-alarm log-{a.kind}"), kind=a.kind)))
     for e in timeline.events:

@@ -74,7 +74,7 @@ def _xaxis(lang: str, since: datetime, until: datetime, tz: tzinfo) -> dict[str,
 
 def _layout(**extra: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"paper_bgcolor": "#0F172A", "plot_bgcolor": "#111C33", "font": {"color": "#E2E8F0"},
-                            "margin": {"l": 56, "r": 12, "t": 24, "b": 48}, "legend": {"orientation": "h", "y": -0.2},
+                            "margin": {"l": 56, "r": 12, "t": 34, "b": 48}, "legend": {"orientation": "h", "y": -0.2},
                             "hovermode": "x unified"}
     base.update(extra)
     return base
@@ -151,19 +151,30 @@ def state_figure(events: Sequence[DeviceEvent], spans: Sequence[AlarmSpan], kind
     traces: list[dict[str, Any]] = []
     for label, _sev, start, end, colour in rows:
         stop = end or until
-        traces.append({"type": "bar", "orientation": "h", "y": [label],
+        traces.append({"type": "bar", "orientation": "h", "y": [short(label)],
                        "base": [start.astimezone(tz).strftime(PLOT_FMT)],
                        "x": [max(1000.0, (stop - start).total_seconds() * 1000)], "marker": {"color": colour},
-                       "showlegend": False, "name": label, "hovertemplate": "%{base}<extra>%{y}</extra>"})
+                       "showlegend": False, "name": label, "hovertemplate": "%{base}<extra>%{fullData.name}</extra>"})
     for label, ats in marks.items():
-        traces.append({"type": "scatter", "mode": "markers", "y": [label] * len(ats),
+        traces.append({"type": "scatter", "mode": "markers", "y": [short(label)] * len(ats),
                        "x": [a.astimezone(tz).strftime(PLOT_FMT) for a in ats], "showlegend": False, "name": label,
                        "marker": {"symbol": "diamond", "size": 10, "color": "#F2E35C"},
-                       "hovertemplate": "%{x}<extra>%{y}</extra>"})
+                       "hovertemplate": "%{x}<extra>%{fullData.name}</extra>"})
     n = len({r[0] for r in rows} | set(marks))
     return {"data": traces, "layout": _layout(
         xaxis=_xaxis(lang, since, until, tz), barmode="overlay", hovermode="closest", height=max(180, 70 + 44 * n),
         yaxis={"type": "category", "gridcolor": "#1E293B", "automargin": True}, showlegend=False)}
+
+
+def short(label: str, width: int = 22) -> str:
+    """``label`` cut to about ``width`` columns (a Chinese character takes two), "…" where it was cut: row names
+    of the timeline must leave a phone's chart room to draw."""
+    used = 0
+    for i, c in enumerate(label):
+        used += 2 if ord(c) > 0x2E80 else 1
+        if used > width:
+            return label[:i].rstrip() + "…"
+    return label
 
 
 def _by_code(events: Sequence[DeviceEvent]) -> dict[str, list[DeviceEvent]]:

@@ -108,14 +108,14 @@ def sort_rows(rows: list[Row], col: str, desc: bool, lang: str) -> list[Row]:
     state_rank = {"offline": 0, "never": 1, "online": 2}
     keys: dict[str, Any] = {
         "id": lambda r: natural(r.id),
-        "kind": lambda r: (kind_label(lang, r.kind), natural(r.id)),
-        "place": lambda r: (natural(r.building_name), r.floor if r.floor is not None else -99, natural(r.unit or ""),
-                            natural(r.id)),
-        "state": lambda r: (state_rank[r.state], natural(r.id)),
-        "alarm": lambda r: (-SEVERITY_ORDER.get(r.alarm, 9) if r.alarm else -99, natural(r.id)),
-        "seen": lambda r: (r.last_seen.timestamp() if r.last_seen else float("-inf"), natural(r.id)),
+        "kind": lambda r: kind_label(lang, r.kind),
+        "place": lambda r: (natural(r.building_name), r.floor if r.floor is not None else -99, natural(r.unit or "")),
+        "state": lambda r: state_rank[r.state],
+        "alarm": lambda r: -SEVERITY_ORDER.get(r.alarm, 9) if r.alarm else -99,
+        "seen": lambda r: r.last_seen.timestamp() if r.last_seen else float("-inf"),
     }
-    return sorted(rows, key=keys.get(col, keys["id"]), reverse=desc)
+    by_id = sorted(rows, key=lambda r: natural(r.id), reverse=desc and col == "id")
+    return sorted(by_id, key=keys.get(col, keys["id"]), reverse=desc)  # stable: ties stay in id order
 
 
 # -- layout ----------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def _row(req: Req, board: Dashboard, r: Row) -> Any:
     return with_data(html.Tr([
         html.Td(dcc.Link(r.id, href=f"/device/{r.id}", className="inv-link")),
         html.Td(kind_label(lang, r.kind)),
-        html.Td(r.place),
+        html.Td(r.place or html.Span("—", className="muted")),
         html.Td(html.Span(t(lang, state_text), className=f"st-{r.state}")),
         html.Td(alarm),
         html.Td(html.Span(ago(lang, req.now, r.last_seen),
