@@ -539,14 +539,15 @@ def _alarm_title(a: AlarmView, req: Req, board: Dashboard) -> str:
 
 def _alarm_row(a: AlarmView, req: Req, board: Dashboard, selected: bool) -> html.Button:
     lang = req.lang
-    tags = [html.Span(t(lang, f"severity.{a.severity.value}"), className=f"sev sev-{a.severity.value}"),
-            html.Span(t(lang, f"alarms.status.{a.status.value}"), className=f"status st-{a.status.value}")]
+    tags: list[Any] = [html.Span(t(lang, f"severity.{a.severity.value}"), className=f"sev sev-{a.severity.value}"),
+                       html.Span(t(lang, f"alarms.status.{a.status.value}"), className=f"status st-{a.status.value}")]
     if a.count > 1:
         tags.append(html.Span(t(lang, "alarms.count_tag", n=a.count), className="tag"))
     if a.shelved(req.now):
         tags.append(html.Span(t(lang, "alarms.shelved_tag"), className="tag"))
     if a.ticket:
-        tags.append(html.Span(t(lang, "alarms.ticket_tag", id=a.ticket), className="tag"))
+        tags.append(dcc.Link(t(lang, "alarms.ticket_tag", id=a.ticket), href=f"/worker/ticket/{a.ticket}",
+                             className="tag ticket-link"))  # opens the ticket (tickets' owner: viz/pages/worker.py)
     lines: list[Any] = [
         html.Div(tags, className="tags"),
         html.Div(rule_label(lang, a.rule_name), className="title"),
