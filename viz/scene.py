@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -231,8 +231,9 @@ class Scene:
             traces.append(_marker_trace(cars, labels.get("cars", "cars"), showlegend=True))
         if selected:
             traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
-            if any(m.label for m in selected):
-                traces.append(_label_trace(selected))
+            if any(m.label for m in selected):  # beside the building, not over its slabs
+                ax, ay = _label_anchor(b.footprint, right=True)
+                traces.append(_label_trace([replace(m, x=ax, y=ay) for m in selected], offset=False))
         # each building its own 3D subplot: Plotly then builds a fresh WebGL scene when the view changes
         # (as a reload does) instead of reusing the previous one, whose markers and texts it draws at half size
         return _figure(traces, f"building:{building}", _bounds(mesh), f"scene{self.index[building] + 2}")
@@ -271,10 +272,11 @@ class Scene:
         return (self.tops.get(building, 0.0) if building else 0.0) + BEACON_BASE + slot * BEACON_STEP
 
 
-def _label_anchor(footprint: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """Where a floor's label stands: off the footprint corner leftmost on screen from the default camera."""
+def _label_anchor(footprint: Sequence[tuple[float, float]], *, right: bool = False) -> tuple[float, float]:
+    """Where a floor's label stands: off the footprint corner leftmost (``right``: rightmost) on screen
+    from the default camera."""
     ex, ey = EYE_DIRECTION[0], EYE_DIRECTION[1]
-    left = (ey, -ex)  # screen-left of a camera looking along -EYE_DIRECTION (horizontal part)
+    left = (-ey, ex) if right else (ey, -ex)  # screen-left of a camera looking along -EYE_DIRECTION
     n = (left[0] ** 2 + left[1] ** 2) ** 0.5
     lx, ly = left[0] / n, left[1] / n
     x, y = max(footprint, key=lambda p: p[0] * lx + p[1] * ly)
@@ -297,11 +299,11 @@ def _lines_trace(rings: Sequence[Sequence[tuple[float, float, float]]], colour: 
             "x": xs, "y": ys, "z": zs, "line": {"color": colour, "width": width}}
 
 
-def _label_trace(markers: Sequence[Marker]) -> dict[str, Any]:
+def _label_trace(markers: Sequence[Marker], *, offset: bool = True) -> dict[str, Any]:
     """The markers' labels, each a little to the right on screen of its marker (not over it)."""
     rx, ry = -EYE_DIRECTION[1], EYE_DIRECTION[0]  # screen-right of the default camera (horizontal part)
     n = (rx * rx + ry * ry) ** 0.5
-    dx, dy = rx / n * LABEL_OUT, ry / n * LABEL_OUT
+    dx, dy = (rx / n * LABEL_OUT, ry / n * LABEL_OUT) if offset else (0.0, 0.0)
     shown = [m for m in markers if m.label]
     return {"type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
             "x": [m.x + dx for m in shown], "y": [m.y + dy for m in shown], "z": [m.z for m in shown],
