@@ -75,6 +75,7 @@ from viz.shell import (
     USER_CACHE_S,
     CallbackTimings,
     Dashboard,
+    localise_index,
 )
 
 __all__ = [
@@ -104,7 +105,7 @@ def create_app(data: DashboardData, *, poll_ms: int = SLOW_POLL_MS, tz: tzinfo =
         "meta_tags": [{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     }
     app = Dash(__name__, **options)
-    app.index_string = app.index_string.replace("<html>", '<html lang="zh-CN">')
+    localise_index(app)  # <title> and <html lang> in the request's language
     app.layout = html.Div(id="root", children=[
         dcc.Location(id="url", refresh="callback-nav"),
         dcc.Location(id="redirect", refresh=True),

@@ -332,6 +332,19 @@ def rule_label(lang: str, name: str) -> str:
     return name
 
 
+ROLE_WORDS = ("worker", "supervisor", "operator", "admin")
+
+
+def person_label(lang: str, name: str) -> str:
+    """A user's display name for ``lang``: accounts named after their role (the demo's 值班员, 管理员,
+    网格长 s-1) get the role word in ``lang``; a person's own name stays as it is."""
+    for role in ROLE_WORDS:
+        word = t("zh", "role." + role)
+        if name == word or name.startswith(word + " "):
+            return (t(lang, "role." + role) + name[len(word):]).strip()
+    return name
+
+
 def floor_label(lang: str, floor: int) -> str:
     return t(lang, "scene.basement_label", n=-floor) if floor < 0 else t(lang, "scene.floor_label", n=floor)
 

@@ -25,7 +25,7 @@ from dash.exceptions import PreventUpdate
 from twin.community import Community
 from twin.people import Role, User
 from viz.data import DashboardData, DatabaseDown, DataUnavailable
-from viz.i18n import DEFAULT_LANG, norm_lang, t
+from viz.i18n import DEFAULT_LANG, norm_lang, person_label, t
 from viz.live import live_indicator
 from viz.scene import Scene
 
@@ -254,11 +254,31 @@ def topbar(req: Req, path: str, board: Dashboard) -> list[Any]:
         html.Nav(links, className="nav"),
         html.Div([
             live_indicator(lang, board.tz),
-            html.Span(f"{req.user.display_name} · {t(lang, 'role.' + req.user.role.value)}", id="whoami"),
+            html.Span(whoami(req), id="whoami"),
             html.A(t(lang, "nav.lang"), href=f"/lang/{other}?next={quote(path)}", id="lang-switch"),
             html.A(t(lang, "nav.signout"), href="/auth/logout", id="signout"),
         ], className="user-box"),
     ]
+
+
+def whoami(req: Req) -> str:
+    """``name · role``. Accounts named after a role (the demo's 值班员, 网格长 s-1) read in the user's
+    language: the role word is translated, and not said twice."""
+    name, role = person_label(req.lang, req.user.display_name), t(req.lang, "role." + req.user.role.value)
+    return role if name == role else f"{name} · {role}"
+
+
+def localise_index(app: Dash) -> None:
+    """The page's ``<title>`` and ``<html lang>`` in the language of the request (the cookie)."""
+    plain: Callable[..., str] = app.interpolate_index
+
+    def interpolate_index(**kw: Any) -> str:
+        lang = current_lang()
+        kw["title"] = t(lang, "app.title")
+        page: str = plain(**kw)
+        return page.replace("<html>", f'<html lang="{"en" if lang == "en" else "zh-CN"}">', 1)
+
+    app.interpolate_index = interpolate_index  # type: ignore[method-assign,assignment]
 
 
 def _active(path: str, href: str) -> bool:

@@ -59,3 +59,12 @@ def test_the_checks_catch_a_bad_entry() -> None:
     assert CALL.search('x = t(req.lang, "alarms.ticket_tag", id=3)').group(1) == "alarms.ticket_tag"  # type: ignore[union-attr]
     assert CALL.search("t(lang,\n    'kpi.title')").group(1) == "kpi.title"  # type: ignore[union-attr]
     assert CALL.search('t(lang, "role." + r)') is None  # built keys are not checked here
+
+
+def test_accounts_named_after_their_role_read_in_the_users_language() -> None:
+    from twin.people import Role
+
+    assert set(i18n.ROLE_WORDS) == {r.value for r in Role}
+    assert i18n.person_label("en", "值班员") == "operator"
+    assert i18n.person_label("en", "网格长 s-1") == "supervisor s-1"
+    assert i18n.person_label("en", "马刚") == "马刚" and i18n.person_label("zh", "值班员") == "值班员"
