@@ -20,6 +20,7 @@ from twin.community import Community
 from twin.people import Role, User
 from viz import app as app_mod
 from viz.i18n import t
+from viz.pages import tickets as tickets_page
 from viz.shell import Dashboard, Req
 from viz.ticket_text import people, step_text
 
@@ -132,3 +133,12 @@ def test_dispatch_actions_answer_staff_only_and_speak_the_catalogue(data: Storag
     assert "cancelled · 重复报修" in lines[-1], lines
     for x in lines:
         assert "is on duty in" not in x and "T" not in x.split(" · ")[0], x
+
+    # the board's filter: bad values fall back or are refused with a message, never an error
+    bad = tickets_page._ticket_board(req, board, "bogus", {"x": 1}, "x" * 101)
+    assert bad.id == "board-bad-search" and bad.children == t("en", "tk.filter.search_long", n=100)
+    assert tickets_page._ticket_board(req, board, "bogus", ["x"], None).children == t("en", "tickets.none")
+    count, table = tickets_page._ticket_board(req, board, "closed", "cancelled", f"#{tid}")
+    assert count.children == t("en", "tk.count", n=1)
+    row = table.children.children[1].children[0]
+    assert getattr(row, "data-ticket") == str(tid) and "cancelled · 重复报修" in str(row.children[-1].children)
