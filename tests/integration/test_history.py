@@ -174,8 +174,10 @@ def _sign_in(client: Any, username: str) -> None:
 def test_csv_exports_check_session_role_and_parameters(client: Any) -> None:
     client.delete_cookie(app_mod.SESSION_COOKIE)
     assert client.get("/export/history.csv").status_code == 302  # the page guard: to the sign-in page
-    _sign_in(client, "w1-1")
+    _sign_in(client, "w1-1")  # a worker: neither the pages nor the exports
     assert client.get("/export/history.csv").status_code == 403
+    assert client.get("/history").status_code == 403 and client.get("/audit").status_code == 403
+    assert client.get("/incident/1").status_code == 403
     _sign_in(client, "operator")
     for bad, says in (("range=1y", "未知的时间范围"), ("range=custom&start=2026-02-30&end=2026-03-01", "无效"),
                       ("range=custom&start=2026-03-02&end=2026-03-01", "结束日期不能早于"),
@@ -203,7 +205,8 @@ def test_csv_exports_check_session_role_and_parameters(client: Any) -> None:
     assert lines[1][1] == "值班员 (operator)"
     assert client.get("/export/audit.csv?action=nope").status_code == 400
     _sign_in(client, "sup-g1")  # a supervisor: history of their grid, no audit log
-    assert client.get("/export/audit.csv").status_code == 403
+    assert client.get("/export/audit.csv").status_code == 403 and client.get("/audit").status_code == 403
+    assert client.get("/history").status_code == 200
     mine = list(csv.reader(io.StringIO(client.get("/export/history.csv").get_data().decode("utf-8-sig"))))
     assert len(mine) == 31  # header + G1's 30 gas incidents, not B3's fire
 
