@@ -111,7 +111,7 @@ def test_the_scene_opens_a_building_at_full_size_names_floors_rings_the_selectio
         tab: Page, system: System) -> None:
     _publish(system, EVENTS)
     assert _wait(lambda: {"fire_confirmed", "fire_shielded", "device_fault"} <= {
-        r[0] for r in system.sql("SELECT rule FROM alarms WHERE status = 'active_unack'")}, 30)
+        r[0] for r in system.sql("SELECT rule FROM alarms WHERE status = 'active_unack'")}, 90)
     tab.sign_in("operator")
     _figure_has(tab, "gd.data.some(t => t.mode === 'text' && (t.text || []).includes('3号楼 3F'))", 150_000)
 
