@@ -44,6 +44,7 @@ ALARM_ORDER: Mapping[str, str] = {
     "raised": "raised_at", "rule": "rule", "severity": "sev_rank", "state": "cleared_at IS NULL",
     "place": "building, floor", "cleared": "cleared_at", "count": "count",
 }
+FATE_SORTS = ("state", "cleared", "count")  # sorting by these needs every row's fate before the page
 STEP_MARGIN = timedelta(minutes=30)  # an incident's alarm events: from this long before it opened to after it closed
 
 
@@ -173,27 +174,34 @@ class StorageHistoryData:
         order = ALARM_ORDER.get(q.sort, "raised_at")
         direction = "DESC" if q.desc else "ASC"
         sev = SEV_RANK_SQL.format(col="e.severity")
-        sql = (
-            "SELECT *, count(*) OVER () AS total FROM ("
-            f"SELECT e.id, e.key, {rule} AS rule, e.severity, e.at AS raised_at, c.at AS cleared_at, "
-            "c.by AS cleared_by, k.at AS acked_at, k.by AS acked_by, e.event->>'building' AS building, "
-            "(e.event->>'floor')::int AS floor, "
-            "e.event->>'device' AS device, "
-            "greatest(coalesce((SELECT max((u.event->>'count')::int) FROM alarm_events u WHERE u.key = e.key "
-            "AND u.at >= e.at AND u.at < coalesce(n.at, 'infinity')), 1), coalesce((e.event->>'count')::int, 1)) "
-            f"AS count, {sev} AS sev_rank, "
-            "(SELECT max(ta.ticket_id) FROM ticket_alarms ta WHERE ta.alarm_key = e.key AND ta.first_at <= "
-            "coalesce(c.at, 'infinity') AND ta.last_at >= e.at - interval '1 minute') AS ticket "
-            "FROM alarm_events e "
-            "LEFT JOIN LATERAL (SELECT at FROM alarm_events x WHERE x.key = e.key AND x.kind = 'raised' "
-            "AND x.at > e.at ORDER BY x.at LIMIT 1) n ON true "
-            "LEFT JOIN LATERAL (SELECT at, by FROM alarm_events x WHERE x.key = e.key AND x.kind = 'cleared' "
-            "AND x.at >= e.at AND x.at < coalesce(n.at, 'infinity') ORDER BY x.at LIMIT 1) c ON true "
-            "LEFT JOIN LATERAL (SELECT at, by FROM alarm_events x WHERE x.key = e.key AND x.kind = 'acknowledged' "
-            "AND x.at >= e.at AND x.at < coalesce(n.at, 'infinity') ORDER BY x.at LIMIT 1) k ON true "
-            f"WHERE {' AND '.join(where)}) a {outer} "
-            f"ORDER BY {', '.join(f'{c.strip()} {direction} NULLS LAST' for c in order.split(','))}, id {direction} "
-            "LIMIT %s OFFSET %s")
+        ordering = (f"ORDER BY {', '.join(f'{c.strip()} {direction} NULLS LAST' for c in order.split(','))}, "
+                    f"id {direction}")
+        base = (f"WITH base AS (SELECT e.id, e.key, {rule} AS rule, e.severity, e.at AS raised_at, "
+                "e.event->>'building' AS building, (e.event->>'floor')::int AS floor, e.event->>'device' AS device, "
+                f"coalesce((e.event->>'count')::int, 1) AS first_count, {sev} AS sev_rank FROM alarm_events e "
+                f"WHERE {' AND '.join(where)})")
+        # what became of each raising: the next raising of the same alarm bounds its acknowledgement and clearing
+        fates = (
+            "SELECT b.id, b.key, b.rule, b.severity, b.raised_at, c.at AS cleared_at, c.by AS cleared_by, "
+            "k.at AS acked_at, k.by AS acked_by, b.building, b.floor, b.device, "
+            "greatest(coalesce((SELECT max((u.event->>'count')::int) FROM alarm_events u WHERE u.key = b.key "
+            "AND u.at >= b.raised_at AND u.at < coalesce(n.at, 'infinity')), 1), b.first_count) AS count, "
+            "b.sev_rank, (SELECT max(ta.ticket_id) FROM ticket_alarms ta WHERE ta.alarm_key = b.key AND ta.first_at "
+            "<= coalesce(c.at, 'infinity') AND ta.last_at >= b.raised_at - interval '1 minute') AS ticket "
+            "FROM {src} b "
+            "LEFT JOIN LATERAL (SELECT at FROM alarm_events x WHERE x.key = b.key AND x.kind = 'raised' "
+            "AND x.at > b.raised_at ORDER BY x.at LIMIT 1) n ON true "
+            "LEFT JOIN LATERAL (SELECT at, by FROM alarm_events x WHERE x.key = b.key AND x.kind = 'cleared' "
+            "AND x.at >= b.raised_at AND x.at < coalesce(n.at, 'infinity') ORDER BY x.at LIMIT 1) c ON true "
+            "LEFT JOIN LATERAL (SELECT at, by FROM alarm_events x WHERE x.key = b.key AND x.kind = 'acknowledged' "
+            "AND x.at >= b.raised_at AND x.at < coalesce(n.at, 'infinity') ORDER BY x.at LIMIT 1) k ON true")
+        if not outer and q.sort not in FATE_SORTS:
+            # the page first (on the stored columns), then the fate of its rows only
+            sql = (f"{base}, page AS (SELECT * FROM base {ordering} LIMIT %s OFFSET %s) "
+                   f"SELECT *, (SELECT count(*) FROM base) FROM ({fates.format(src='page')}) a {ordering}")
+        else:
+            sql = (f"{base} SELECT *, count(*) OVER () AS total FROM ({fates.format(src='base')}) a {outer} "
+                   f"{ordering} LIMIT %s OFFSET %s")
         args += [q.size, q.page * q.size]
         with connection(self._pool, "reading the alarm history") as st:
             rows = st.conn.execute(sql, args).fetchall()
