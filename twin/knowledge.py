@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SOP_DIR = Path(__file__).resolve().parent / "sop"
 DocType = Literal["sop", "policy", "case"]
@@ -50,8 +50,19 @@ class Document(BaseModel):
     categories: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     steps: tuple[str, ...] = Field(min_length=1)
+    steps_en: tuple[str, ...] = ()  # the steps in English, one for each (none: shown in Chinese)
     notes: str = ""
     source: str = ""
+
+    @model_validator(mode="after")
+    def _steps_en_match(self) -> Document:
+        if self.steps_en and len(self.steps_en) != len(self.steps):
+            raise ValueError(f"steps_en: {len(self.steps_en)} steps, steps has {len(self.steps)}: one for each")
+        return self
+
+    def steps_for(self, lang: str) -> tuple[str, ...]:
+        """The steps in ``lang`` (``en``: English where the document has it)."""
+        return self.steps_en if lang == "en" and self.steps_en else self.steps
 
     def summary(self) -> dict[str, object]:
         return {"id": self.id, "type": self.type, "title": self.title, "title_zh": self.title_zh}

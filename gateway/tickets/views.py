@@ -74,8 +74,8 @@ def render_snapshot(size: tuple[int, int] = (960, 680)) -> SnapshotFn:
 def sop_json(d: Document | None) -> dict[str, Any] | None:
     if d is None:
         return None
-    return {"id": d.id, "title": d.title, "title_zh": d.title_zh, "steps": list(d.steps), "notes": d.notes,
-            "source": d.source, "url": f"{API_PREFIX}/knowledge/{d.id}"}
+    return {"id": d.id, "title": d.title, "title_zh": d.title_zh, "steps": list(d.steps), "steps_en": list(d.steps_en),
+            "notes": d.notes, "source": d.source, "url": f"{API_PREFIX}/knowledge/{d.id}"}
 
 
 

@@ -68,3 +68,22 @@ def test_accounts_named_after_their_role_read_in_the_users_language() -> None:
     assert i18n.person_label("en", "值班员") == "operator"
     assert i18n.person_label("en", "网格长 s-1") == "supervisor s-1"
     assert i18n.person_label("en", "马刚") == "马刚" and i18n.person_label("zh", "值班员") == "值班员"
+
+
+def test_every_sop_has_its_steps_in_english() -> None:
+    from twin.knowledge import SOP_DIR, KnowledgeBase, KnowledgeError
+
+    kb = KnowledgeBase.parse([(p.name, p.read_text(encoding="utf-8")) for p in sorted(SOP_DIR.glob("*.yaml"))])
+    for d in kb.documents.values():
+        if d.type != "sop":
+            continue
+        assert len(d.steps_en) == len(d.steps), d.id
+        assert not any(re.search(r"[\u4e00-\u9fff]", s) for s in d.steps_en), d.id
+        assert d.steps_for("en") == d.steps_en and d.steps_for("zh") == d.steps
+    bad = "id: x\ntype: sop\ntitle: X\ntitle_zh: 甲\nsteps: [一, 二]\nsteps_en: [one]\n"
+    try:
+        KnowledgeBase.parse([("x.yaml", bad)])
+    except KnowledgeError as exc:
+        assert "steps_en" in str(exc)
+    else:
+        raise AssertionError("a steps_en list of the wrong length was accepted")
