@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+import PIL.Image  # noqa: F401  # plotly's JSON encoder imports it lazily: two threads doing that at once break it
+
 from twin import catalogue
 from viz.data import AlarmSpan, DeviceEvent, HistoryPoint
 from viz.i18n import rule_label, t

@@ -24,6 +24,7 @@ from viz.shell import SUPERVISORS, Dashboard, Req, guarded_callbacks
 from viz.widgets import with_data
 
 PAGE_SIZE = 50
+REFRESH_MS = 30_000  # redraw the open page this often (not on every alarm change: a redraw reads every device)
 MAX_QUERY = 100
 COLUMNS = ("id", "kind", "place", "state", "alarm", "seen")
 SILENT = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -157,6 +158,7 @@ def inventory_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
                   html.Button(t(lang, "inv.next"), id="inv-next")], className="inv-pager"),
         dcc.Store(id="inv-sort", data={"col": "id", "desc": False}),
         dcc.Store(id="inv-page", data=0),
+        dcc.Interval(id="inv-tick", interval=REFRESH_MS),  # "3 分钟前" and the alarm column stay current
     ], className="panel wide inventory")
 
 
@@ -164,7 +166,7 @@ def inventory_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
 
 
 def register_callbacks(app: Dash, board: Dashboard) -> None:
-    """One callback: filters, sort clicks and the pager all redraw the table (and it follows alarm changes)."""
+    """One callback: filters, sort clicks, the pager and a slow timer all redraw the table."""
     data = board.data
     guarded = guarded_callbacks(app, board)
 
@@ -174,7 +176,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
              Input("inv-q", "value"), Input("inv-kind", "value"), Input("inv-building", "value"),
              Input("inv-state", "value"), Input("inv-alarm", "value"), Input("inv-silent", "value"),
              *(Input(f"inv-sort-{c}", "n_clicks") for c in COLUMNS), Input("inv-prev", "n_clicks"),
-             Input("inv-next", "n_clicks"), Input("version", "data"), State("inv-sort", "data"),
+             Input("inv-next", "n_clicks"), Input("inv-tick", "n_intervals"), State("inv-sort", "data"),
              State("inv-page", "data"), roles=SUPERVISORS)
     def inventory(req: Req, q: Any, kind: Any, building: Any, state: Any, alarm: Any, silent: Any, *rest: Any) -> Any:
         sort, page = rest[-2], rest[-1]
@@ -203,7 +205,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             page = max(0, page - 1)
         elif trig == "inv-next":
             page += 1
-        elif trig not in ("version", ""):
+        elif trig not in ("inv-tick", ""):
             page = 0
         rows = inventory_rows(community, data.device_inventory(), data.active_alarms(), req.now, lang)
         chosen = sort_rows(select(rows, query=query, kind=kind, building=building, state=state, alarm=alarm,
