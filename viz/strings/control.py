@@ -10,5 +10,4 @@ STRINGS: dict[str, tuple[str, str]] = {
     "scene.more_floors": ("另{n}层", "+{n} floors"),
     "scene.more_alarms": ("另有 {n} 条告警", "{n} more alarms"),
     "render.alarm": ("告警：", "ALARM: "),
-    "render.legend_title": ("图例", "Legend"),
 }
