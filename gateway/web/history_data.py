@@ -167,10 +167,10 @@ class StorageHistoryData:
                          f"OR e.detail ILIKE %s OR {building} = ANY(%s) OR {rule} = ANY(%s))")
             args += [pattern] * 5 + [buildings, rules]
         outer = ""
-        if q.state == "active":
-            outer = "WHERE cleared_at IS NULL"
-        elif q.state == "cleared":
-            outer = "WHERE cleared_at IS NOT NULL"
+        if q.state:  # ended: a clearing (or, had one been lost, a later raising) of the same alarm followed it
+            ended = ("EXISTS (SELECT 1 FROM alarm_events x WHERE x.key = e.key AND x.kind IN ('cleared', 'raised') "
+                     "AND (x.at > e.at OR (x.at = e.at AND x.id > e.id)))")
+            where.append(ended if q.state == "cleared" else f"NOT {ended}")
         order = ALARM_ORDER.get(q.sort, "raised_at")
         direction = "DESC" if q.desc else "ASC"
         sev = SEV_RANK_SQL.format(col="e.severity")

@@ -137,7 +137,12 @@ def test_alarm_history_pairs_each_raising_with_its_ack_and_clear(world: tuple[St
     first_fire = next(r for r in got.rows if r.key == "fire_alarm@B3-FACP")
     assert first_fire.acked_by == "operator" and first_fire.cleared_at is not None and first_fire.state == "cleared"
     assert first_fire.ticket is not None
-    assert hist.alarm_history(_q(kind="alarms", state="active")).total == 2
+    active = hist.alarm_history(_q(kind="alarms", state="active"))
+    assert active.total == 2 and all(r.state == "active" for r in active.rows)
+    cleared = hist.alarm_history(_q(kind="alarms", state="cleared"))
+    assert [r.id for r in cleared.rows] == [first_fire.id]
+    by_state = hist.alarm_history(_q(kind="alarms", sort="state", desc=False))  # every row's fate, then the page
+    assert by_state.total == 3 and [r.state for r in by_state.rows] == ["cleared", "active", "active"]
     assert hist.alarm_history(_q(kind="alarms", category="fire")).total == 2
     assert hist.alarm_history(_q(kind="alarms", severity="warning")).total == 1
     steps = hist.incident_steps(first_fire.ticket)
