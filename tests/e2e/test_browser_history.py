@@ -119,7 +119,7 @@ def test_operator_finds_sorts_exports_and_opens_an_incident_and_reads_the_audit_
     history = tab.page.inner_text("#incident-ticket-history")
     assert "改派" in history and "值班员 (operator)" in history, history
     assert "换人处理" in tab.page.inner_text("#incident-comments")
-    assert tab.page.is_visible("#incident-no-readings")  # a fire panel reports events, no numeric readings
+    assert tab.page.is_visible("#incident-no-readings")  # the panel sent its fire event, no readings
 
     # the audit log: the failed and the successful sign-in, the reassignment
     tab.page.goto(system.url + "/audit")
