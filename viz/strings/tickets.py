@@ -47,7 +47,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     # -- refusals, by code ----------------------------------------------------------------------------
     "tk.refused.state": ("工单当前为「{state}」，现在不能{verb}。", "The ticket is {state}: it cannot be {verb} now."),
     "tk.refused.alarms_active": ("仍有生命安全报警未复位：{alarms}。请等设备复位，或选择原因后再{verb}。",
-                                 "Life-safety alarms are still active: {alarms}. Wait for the devices to reset, or choose a reason and try again."),
+                                 "Life-safety alarms are still active: {alarms}. Wait for the devices to reset, or choose a reason before it can be {verb}."),
     "tk.refused.forbidden": ("无权对此工单执行此操作。", "You may not do this on this ticket."),
     "tk.refused.not_found": ("工单 #{id} 不存在。", "There is no ticket #{id}."),
     "tk.verb.accept": ("受理", "accepted"),
