@@ -123,7 +123,8 @@ def _kpi_tables(req: Req, board: Dashboard, days: int) -> Any:
                          html.Td(dur(r.mean_resolve_s)), html.Td(_pct(r.on_time_rate)),
                          html.Td("—" if r.satisfaction is None else f"{r.satisfaction:.1f}"),
                          html.Td(_pct(r.reopen_rate))]) for r in rows if r.scope == scope]
-        return html.Table([html.Thead(head), html.Tbody(body)], className="table")
+        return html.Div(html.Table([html.Thead(head), html.Tbody(body)], className="table kpi-table"),
+                        className="table-scroll")  # a phone scrolls the columns sideways
 
     return [html.H3(t(lang, "kpi.workers")), table("worker"), html.H3(t(lang, "kpi.grids")), table("grid")]
 

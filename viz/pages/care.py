@@ -76,4 +76,5 @@ def _care_body(req: Req, board: Dashboard) -> Any:
                      html.Td(last(u)), html.Td(alert(u))], className="alert" if alerts[u.unit] else "")
             for u in units]
     return [html.P(t(lang, "care.summary", alerts=sum(alerts.values()), **counts), id="care-summary"),
-            html.Table([html.Thead(head), html.Tbody(body)], className="table", id="care-table")]
+            html.Div(html.Table([html.Thead(head), html.Tbody(body)], className="table", id="care-table"),
+                     className="table-scroll")]  # a phone scrolls the columns sideways
