@@ -2,8 +2,8 @@
  *
  * Opens GET /api/v1/stream (Server-Sent Events; the HttpOnly session cookie authenticates it) and, on each
  * alarm or ticket event, bumps the frame's `version` store (a click on the hidden #live-bump), so the scene
- * and the alarm list refresh at once (bumps are coalesced: one refresh at a time, see bump()). `hello` after a
- * reconnect and `resync` refetch the same way. The Dash poll stays as a slow fallback (session expiry,
+ * and the alarm list refresh at once (bumps are coalesced: one refresh at a time, see bump()). `hello` (the first
+ * one once the page has loaded, a reconnect at once) and `resync` refetch the same way. The Dash poll stays as a slow fallback (session expiry,
  * resync); while the stream is down it is made fast again so the page keeps working without push.
  * The stream is reopened with exponential backoff and jitter.
  *
@@ -16,7 +16,7 @@
     "use strict";
     var STREAM = "/api/v1/stream";
     var BUMP_GAP_MS = 100;
-    var BUSY_MAX_MS = 5000;
+    var BUSY_MAX_MS = 800;  // a callback that stays pending (a slow page, a lost answer) must not hold pushes back
     var RETRY_MIN_MS = 1000;
     var RETRY_MAX_MS = 30000;
     var KEYS = {"alert-sound": "gridtwin.alert.sound", "alert-notify": "gridtwin.alert.notify"};
@@ -24,7 +24,7 @@
         events: 0, bumps: 0, alerts: 0, beeps: 0, notified: 0, opened: 0, lastAt: 0, connected: false,
         brokerUp: true, stallMs: 45000, pollMs: null, stalled: false, es: null
     };
-    var retryMs = RETRY_MIN_MS, retryTimer = null, bumpTimer = null, lastBump = 0, audio = null;
+    var retryMs = RETRY_MIN_MS, retryTimer = null, bumpTimer = null, lastBump = 0, bumpDeadline = 0, audio = null;
 
     function setProps(id, props) {
         var dc = window.dash_clientside;
@@ -40,17 +40,21 @@
         return false;
     }
 
-    function bump() {
+    function bump(patienceMs) {
         // Coalesce: one refresh at a time. A bump while the last one's callbacks run would make Dash drop
         // their answers, and a steady stream of events would then starve the scene; this bump waits until
-        // they are done (at most BUSY_MAX_MS) and then fetches every change that came meanwhile.
+        // they are done (at most patienceMs, BUSY_MAX_MS by default) and then fetches every change that came
+        // meanwhile.
+        var deadline = Date.now() + (patienceMs || BUSY_MAX_MS);
+        if (bumpDeadline === 0 || deadline < bumpDeadline) { bumpDeadline = deadline; }
         if (bumpTimer !== null) { return; }
         bumpTimer = setTimeout(fire, Math.max(0, lastBump + BUMP_GAP_MS - Date.now()));
     }
 
     function fire() {
         bumpTimer = null;
-        if (busy() && Date.now() - lastBump < BUSY_MAX_MS) { bumpTimer = setTimeout(fire, 40); return; }
+        if (busy() && Date.now() < bumpDeadline) { bumpTimer = setTimeout(fire, 40); return; }
+        bumpDeadline = 0;
         lastBump = Date.now();
         live.bumps += 1;
         var button = document.getElementById("live-bump");  // its callback moves the `version` store
@@ -76,8 +80,7 @@
     }
 
     function signedOut() {
-        return location.pathname.indexOf("/login") === 0 || !document.getElementById("topbar") ||
-            !document.getElementById("live-status");
+        return location.pathname.indexOf("/login") === 0;
     }
 
     function connect() {
@@ -94,7 +97,9 @@
             retryMs = RETRY_MIN_MS;
             seen(e);
             setPoll();
-            if (live.opened++ > 0) { bump(); }  // events may have been missed while it was away
+            // what changed between the page's first data and now (or while the stream was away) came by no event:
+            // refetch once the page's own first callbacks are done
+            bump(live.opened++ > 0 ? BUSY_MAX_MS : 15000);
         });
         es.addEventListener("alarm", function (e) { seen(e); live.alarmAt = Date.now(); alarm(parse(e)); bump(); });
         es.addEventListener("ticket", function (e) { seen(e); bump(); });
