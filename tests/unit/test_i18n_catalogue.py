@@ -18,10 +18,8 @@ SOURCES = [*sorted((ROOT / "viz").rglob("*.py")), *sorted((ROOT / "gateway" / "w
 # t(<lang expression>, "key" ...): the key as a literal string
 CALL = re.compile(r"""\bt\(\s*[\w.\[\]"'()]+\s*,\s*(?:\n\s*)?["']([A-Za-z0-9_.\-]+)["'](?=\s*[,)])""")
 PLACEHOLDER = re.compile(r"\{[^{}]*\}")
-# entries whose languages need different placeholders, and why
-OWN_PLACEHOLDERS = {
-    "tk.refused.alarms_active": "Chinese names the action again (再{verb}); English says 'try again'",
-}
+# entries whose languages need different placeholders, and why (none so far)
+OWN_PLACEHOLDERS: dict[str, str] = {}
 WORDS = re.compile(r"[A-Za-z]{3,}|[\u4e00-\u9fff]")
 
 
