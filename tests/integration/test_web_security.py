@@ -419,10 +419,11 @@ def test_a_database_outage_answers_503_at_once_without_internals(
         time.sleep(app_mod.USER_CACHE_S)  # once the session is no longer cached: the server cannot tell who it is
         status, h, body = _request(hp, "GET", "/kpi", headers=cookie)
         assert status == 503 and "location" not in h and clean(body) and h["retry-after"] == "5"
-        poll = {"output": "..version.data...redirect.href..",
-                "outputs": [{"id": "version", "property": "data"}, {"id": "redirect", "property": "href"}],
+        poll = {"output": "..version.data...redirect.href...db-version.data..",
+                "outputs": [{"id": "version", "property": "data"}, {"id": "redirect", "property": "href"},
+                            {"id": "db-version", "property": "data"}],
                 "inputs": [{"id": "poll", "property": "n_intervals", "value": 3}],
-                "state": [{"id": "version", "property": "data", "value": "v1"},
+                "state": [{"id": "db-version", "property": "data", "value": "v1"},
                           {"id": "url", "property": "pathname", "value": "/kpi"},
                           {"id": "url", "property": "search", "value": ""}],
                 "changedPropIds": ["poll.n_intervals"]}
