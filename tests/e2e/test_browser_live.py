@@ -76,7 +76,7 @@ def test_an_alarm_arrives_by_push_and_its_critical_row_flashes_until_acknowledge
     assert _live(tab, "beeps") == 0, "beeped with the sound toggle off"
     tab.page.wait_for_function(  # the CSS animation runs on it (the list may be redrawn meanwhile: look again)
         "(s) => { const el = document.querySelector(s);"
-        " return !!el && getComputedStyle(el).animationName === 'gridtwin-critical-flash'; }",
+        " return !!el && getComputedStyle(el, '::after').animationName === 'gridtwin-critical-flash'; }",
         arg=f"{FIRE_ROW}.flash", timeout=5_000, polling=50)
 
     tab.page.click("#alert-sound")  # opt in: remembered by this browser, beeps once as a confirmation
