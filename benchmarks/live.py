@@ -4,17 +4,18 @@
 ``/api/v1/stream``, the live hub on the broker, the dashboard) on a scratch schema with the sample community,
 signs an operator in and, while the page is open, plays the alarm service's part at ``rate`` alarm events
 per second: each event is committed to the ``alarms`` table and then published on the community's alarms
-topic, as :meth:`gateway.alarms.service.AlarmService.announce` does. Most of them raise and clear critical
-alarms on every building but one (the load); the remaining one (the probe) raises a critical alarm on that
-building, and the time until the page's scene paints it red (its building index in the red mesh trace,
-seen by a ``requestAnimationFrame`` watcher in the page) is one sample; then the probe is cleared, and once the
-page shows it so, the next probe follows. No asserts: the numbers go to BENCHMARKS.md.
+topic, as :meth:`gateway.alarms.service.AlarmService.announce` does. A thread raises and clears critical
+alarms on every building but one at that rate (the load); meanwhile the probe raises a critical alarm on the
+remaining building, and the time until the page's scene paints it red (its building index in the red mesh
+trace, checked by a ``requestAnimationFrame`` watcher in the page on each new figure) is one sample; then the
+probe is cleared, and once the page shows it so, the next probe follows. No asserts: the numbers go to BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import secrets
 import statistics
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -35,11 +36,15 @@ from twin.people import Role
 RED = "#E3161B"
 WATCH_JS = """([idx, red]) => {
     window.__probe = {red: false, changedAt: 0};
+    let seen = null;
     const look = () => {
         const gd = document.querySelector('#scene .js-plotly-plot');
-        const isRed = !!(gd && (gd.data || []).some(tr => tr.type === 'mesh3d' && tr.color === red
-            && Array.prototype.indexOf.call(tr.customdata || [], idx) >= 0));
-        if (isRed !== window.__probe.red) { window.__probe = {red: isRed, changedAt: Date.now()}; }
+        if (gd && gd.data && gd.data !== seen) {  // a new figure was plotted: is the probe building red in it?
+            seen = gd.data;
+            const isRed = gd.data.some(tr => tr.type === 'mesh3d' && tr.color === red
+                && Array.prototype.indexOf.call(tr.customdata || [], idx) >= 0);
+            if (isRed !== window.__probe.red) { window.__probe = {red: isRed, changedAt: Date.now()}; }
+        }
         requestAnimationFrame(look);
     };
     requestAnimationFrame(look);
@@ -80,8 +85,9 @@ def bench_live(db_url: str, mqtt_url: str, *, rate: float = 50.0, seconds: float
     try:
         with Storage.connect(db_url, schema=schema) as st, sync_playwright() as p:
             conn = st.conn
+            lock = threading.Lock()
 
-            def announce(building: str, raise_it: bool, key: str) -> None:
+            def announce(conn: Any, building: str, raise_it: bool, key: str) -> None:
                 nonlocal sent
                 now = datetime.now(UTC)
                 status = "active_unack" if raise_it else "cleared_ack"
@@ -91,7 +97,8 @@ def bench_live(db_url: str, mqtt_url: str, *, rate: float = 50.0, seconds: float
                          "at": now.isoformat(), "raised_at": now.isoformat(), "count": 1, "building": building,
                          "floor": None, "device": None, "detail": "bench", "dispatch": "none", "by": None}
                 pub.publish(topic, orjson.dumps(event), qos=1).wait_for_publish(5)
-                sent += 1
+                with lock:
+                    sent += 1
 
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1600, "height": 900})
@@ -103,34 +110,34 @@ def bench_live(db_url: str, mqtt_url: str, *, rate: float = 50.0, seconds: float
             page.wait_for_function("() => window.gridtwinLive && window.gridtwinLive.connected", timeout=30_000)
             page.evaluate(WATCH_JS, [probe_index, RED])
             log(f"page ready; {rate:g} alarm events/s for {seconds:g} s, probe building {probe}")
-            gap = 1.0 / rate
+            stop = threading.Event()
+
+            def load_thread() -> None:  # the load, at its own pace: `rate` less the probe's share
+                with Storage.connect(db_url, schema=schema) as st2:
+                    gap, k, next_at = 1.0 / rate, 0, time.monotonic()
+                    while not stop.is_set():
+                        now = time.monotonic()
+                        if now < next_at:
+                            time.sleep(next_at - now)
+                        next_at += gap
+                        b = load[k % len(load)]
+                        announce(st2.conn, b, (k // len(load)) % 2 == 0, f"bench@{b}")
+                        k += 1
+
+            loader = threading.Thread(target=load_thread, daemon=True)
+            loader.start()
             end = time.monotonic() + seconds
-            next_at = time.monotonic()
-            k = 0
-            state = "idle"  # idle -> raised (waiting for red) -> cleared (waiting for not red)
-            probe_ms = 0.0
-            wait_until = 0.0
-            while time.monotonic() < end:
-                now = time.monotonic()
-                if now < next_at:
-                    time.sleep(next_at - now)
-                next_at += gap
-                watch = page.evaluate("() => window.__probe")
-                if state == "idle" and not watch["red"] and time.monotonic() >= wait_until:
+            try:
+                while time.monotonic() < end:
                     probe_ms = time.time() * 1000
-                    announce(probe, True, f"bench@{probe}")
-                    state = "raised"
-                    continue
-                if state == "raised" and watch["red"]:
-                    samples.append((watch["changedAt"] - probe_ms) / 1000)
-                    announce(probe, False, f"bench@{probe}")
-                    state = "cleared"
-                    continue
-                if state == "cleared" and not watch["red"]:
-                    state, wait_until = "idle", time.monotonic() + 0.2
-                b = load[k % len(load)]
-                announce(b, (k // len(load)) % 2 == 0, f"bench@{b}")
-                k += 1
+                    announce(conn, probe, True, f"bench@{probe}")
+                    page.wait_for_function("() => window.__probe.red", timeout=30_000, polling=100)
+                    samples.append((page.evaluate("() => window.__probe.changedAt") - probe_ms) / 1000)
+                    announce(conn, probe, False, f"bench@{probe}")
+                    page.wait_for_function("() => !window.__probe.red", timeout=30_000, polling=100)
+            finally:
+                stop.set()
+                loader.join(10)
             browser.close()
     finally:
         pub.loop_stop()
