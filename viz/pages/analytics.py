@@ -116,7 +116,7 @@ def _kpi_tables(req: Req, board: Dashboard, days: int) -> Any:
     def dur(s: float | None) -> str:
         return "—" if s is None else duration(lang, s)
 
-    def table(scope: str) -> html.Table:
+    def table(scope: str) -> html.Div:
         head = html.Tr([html.Th(t(lang, f"kpi.col.{c}")) for c in
                         ("name", "tickets", "open", "respond", "resolve", "on_time", "satisfaction", "reopen")])
         body = [html.Tr([html.Td(r.name), html.Td(r.tickets), html.Td(r.open), html.Td(dur(r.mean_respond_s)),
