@@ -185,6 +185,7 @@ class TicketView:
     category: str | None = None  # alarm rule or report category, picks the SOP
     description: str = ""
     sop: tuple[str, ...] = ()
+    sop_en: tuple[str, ...] = ()  # the same steps in English (empty: the SOP has none)
     latest: Mapping[str, float] = field(default_factory=dict)
     history: tuple[TicketStep, ...] = ()
     has_snapshot: bool = False

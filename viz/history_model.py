@@ -112,6 +112,7 @@ class IncidentRow:
     assignee: str | None
     resolved_at: datetime | None
     alarms: int
+    rule_name: str = ""  # its rule's name, "中文 / English" (empty: a resident's report)
 
 
 @dataclass(frozen=True, slots=True)

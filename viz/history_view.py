@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from dash import dcc, html
 
 from viz.history_model import PAGE_SIZES, PRESETS, QueryError
-from viz.i18n import t
+from viz.i18n import person_label, t
 
 DATE_HINT = "YYYY-MM-DD"
 
@@ -27,7 +27,7 @@ def who(lang: str, user: str | None, names: Mapping[str, str]) -> str:
     """A user by name: ``值班员 (operator)``; ``system``/``watchdog`` as the system; unknown ids as they are."""
     if not user or user in SYSTEM_ACTORS:
         return t(lang, "inc.system")
-    name = names.get(user)
+    name = person_label(lang, names.get(user) or "")
     return f"{name} ({user})" if name and name != user else user
 
 

@@ -117,7 +117,7 @@ class StorageHistoryData:
             "SELECT t.id, t.created_at, t.title, t.category, t.priority, t.state, t.building, t.floor, t.device, "
             "t.assignee, coalesce(t.resolved_at, t.closed_at) AS resolved_at, "
             f"(SELECT min({sev}) FROM ticket_alarms a WHERE a.ticket_id = t.id) AS sev_rank, "
-            "(SELECT count(*) FROM ticket_alarms a WHERE a.ticket_id = t.id) AS alarms "
+            "(SELECT count(*) FROM ticket_alarms a WHERE a.ticket_id = t.id) AS alarms, t.rule "
             f"FROM tickets t WHERE {' AND '.join(where)}) i {outer} "
             f"ORDER BY {', '.join(f'{c.strip()} {direction} NULLS LAST' for c in order.split(','))}, id {direction} "
             "LIMIT %s OFFSET %s")
@@ -131,6 +131,7 @@ class StorageHistoryData:
             id=int(r[0]), created_at=r[1], title=r[2], category=r[3], priority=r[4], state=r[5], building=r[6],
             floor=r[7], device=r[8], assignee=r[9], resolved_at=r[10],
             severity=SEV_NAMES[r[11]] if r[11] is not None and r[11] < len(SEV_NAMES) else "", alarms=int(r[12]),
+            rule_name=self._rule_names.get(r[13] or "", ""),
         ) for r in rows)
         return Paged(out, total)
 

@@ -141,7 +141,8 @@ class ServiceTicketDesk:
                                    int(a.get("count") or 1), bool(a.get("active")), bool(a.get("life_safety")),
                                    a.get("building"), a.get("floor"))
                        for a in view.get("alarms", []))
-        return TicketView(**{**_fields(base), "sop": tuple(str(x) for x in sop.get("steps", ())), "latest": latest,
+        return TicketView(**{**_fields(base), "sop": tuple(str(x) for x in sop.get("steps", ())),
+                             "sop_en": tuple(str(x) for x in sop.get("steps_en", ())), "latest": latest,
                              "history": history, "has_snapshot": bool(view.get("snapshot_url")),
                              "alarm_key": alarms[0].key if alarms else None, "alarms": alarms})
 

@@ -27,6 +27,7 @@ from viz import analytics as an
 from viz.data import ActionRefused, AlarmView, DataUnavailable
 from viz.i18n import floor_label, kind_label, rule_label, t
 from viz.live import alert_toggles
+from viz.pages.device_charts import locale_config
 from viz.paths import parse_path
 from viz.scene import BAND_COLOUR, DEVICE_UNKNOWN, MARKER_LIFT, SELECTED, Band, Marker
 from viz.shell import ID_RE, MAX_TEXT, OPERATORS, Dashboard, Req, guarded_callbacks, notice, unavailable_text
@@ -61,8 +62,9 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
                          className="mode"),
             ]),
             html.Div(className="scene-wrap", children=[
-                dcc.Graph(id="scene", className="scene", config={"displaylogo": False, "scrollZoom": True,
-                                                                  "modeBarButtonsToRemove": ["toImage"]}),
+                dcc.Graph(id="scene", className="scene", config=cast(Any, {
+                    "displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"],
+                    **locale_config(lang)})),  # the mode bar in the reader's language
                 html.Div(id="hover-card", className="hover-card", style={"display": "none"}),
             ]),
             html.Div(id="scene-note", className="muted small"),

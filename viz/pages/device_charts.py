@@ -41,6 +41,9 @@ ZH_LOCALE: dict[str, Any] = {
         "Toggle show closest data on hover": "切换显示最近的数据", "Show closest data on hover": "显示最近的数据",
         "Compare data on hover": "比较数据", "Zoom": "缩放", "Zoom in": "放大", "Zoom out": "缩小",
         "Snapshot succeeded": "生成快照成功", "Taking snapshot - this may take a few seconds": "正在生成快照，请稍候",
+        "Download plot as a PNG": "下载图片 (PNG)", "Download plot as JSON": "下载数据 (JSON)", "Share chart...": "分享图表…",
+        "Orbital rotation": "轨道旋转", "Turntable rotation": "转盘旋转", "Reset camera to default": "视角复位",
+        "Reset camera to last save": "恢复上次保存的视角", "Reset": "复位", "Reset views": "重置视图",
     },
     "format": {
         "days": ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"],
@@ -52,12 +55,14 @@ ZH_LOCALE: dict[str, Any] = {
 }
 
 
+def locale_config(lang: str) -> dict[str, Any]:
+    """The part of a ``dcc.Graph`` config that puts Plotly's own words (mode bar, dates) in ``lang``."""
+    return {} if lang == "en" else {"locale": "zh-CN", "locales": {"zh-CN": ZH_LOCALE}}
+
+
 def graph_config(lang: str) -> dict[str, Any]:
     """``dcc.Graph`` config: Chinese axes, hover and mode bar in Chinese mode."""
-    cfg: dict[str, Any] = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
-    if lang != "en":
-        cfg.update(locale="zh-CN", locales={"zh-CN": ZH_LOCALE})
-    return cfg
+    return {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], **locale_config(lang)}
 
 
 def _xaxis(lang: str, since: datetime, until: datetime, tz: tzinfo) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from viz.history_view import (
     step_page,
     who,
 )
-from viz.i18n import rule_label, t
+from viz.i18n import floor_label, rule_label, t
 from viz.shell import SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
 from viz.widgets import place_text, priority_label, status_label, with_data
 
@@ -183,13 +183,20 @@ def _sev(lang: str, severity: str) -> Any:
     return html.Span(label(lang, "severity.", severity), className=f"sev sev-{severity}")
 
 
+def incident_title(lang: str, r: IncidentRow) -> str:
+    """The service titles tickets in Chinese; in English an alarm's incident is its rule's name and floor."""
+    if lang == "zh" or not r.rule_name:
+        return r.title
+    return rule_label(lang, r.rule_name) + (f" · {floor_label(lang, r.floor)}" if r.floor is not None else "")
+
+
 def _incident_row(req: Req, board: Dashboard, r: IncidentRow, names: dict[str, str] | Any) -> html.Tr:
     lang = req.lang
     href = f"/incident/{r.id}"
     return with_data(html.Tr([
         html.Td(dcc.Link(str(r.id), href=href)),
         html.Td(board.local(r.created_at, TIME), className="nowrap"),
-        html.Td(dcc.Link(r.title, href=href, className="inc-link")),
+        html.Td(dcc.Link(incident_title(lang, r), href=href, className="inc-link")),
         html.Td(label(lang, "hist.cat.", r.category)),
         html.Td(_sev(lang, r.severity)),
         html.Td(html.Span(status_label(lang, r.state), className="status")),

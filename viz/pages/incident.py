@@ -19,7 +19,9 @@ from viz.data import ActionRefused, DataUnavailable, HistoryPoint, TicketView
 from viz.history_model import AlarmStep
 from viz.history_view import label, person_note, who
 from viz.i18n import duration, rule_label, t
+from viz.pages.device_charts import field_label, locale_config
 from viz.shell import Dashboard, Req, notice, unavailable_text
+from viz.ticket_text import ticket_title
 from viz.widgets import place_text, priority_label, status_label, with_data
 
 BEFORE = timedelta(minutes=30)  # readings from this long before the first alarm
@@ -51,7 +53,7 @@ def incident_page(req: Req, board: Dashboard, arg: str | None = None) -> Any:
     closed = ticket.resolved_at if not ticket.open else None
     return html.Div(className="panel wide incident", id="incident", children=[
         dcc.Link(t(lang, "inc.back"), href="/history", className="back"),
-        html.H2(t(lang, "inc.title", id=ticket.id, title=ticket.title), id="incident-title"),
+        html.H2(t(lang, "inc.title", id=ticket.id, title=ticket_title(req, board, ticket)), id="incident-title"),
         _summary(req, board, ticket, opened, closed, names),
         html.H3(t(lang, "inc.timeline")),
         _timeline(req, board, steps, names),
@@ -136,10 +138,10 @@ def _readings(req: Req, board: Dashboard, tk: TicketView, steps: Sequence[AlarmS
         if not points:
             continue
         marks = [s.at for s in steps if s.device == device and s.kind in ("raised", "cleared")]
-        title = f"{dev.id} {field.name} {field.unit}".strip()
+        title = f"{dev.id} {field_label(lang, field)}"
         figure = _figure(req, board, points, title, COLOURS[len(charts) % len(COLOURS)], marks)
-        charts.append(with_data(dcc.Graph(figure=figure, config={"displaylogo": False, "displayModeBar": False},
-                                          className="inc-chart"), device=dev.id))
+        config = cast(Any, {"displaylogo": False, "displayModeBar": False, **locale_config(lang)})
+        charts.append(with_data(dcc.Graph(figure=figure, config=config, className="inc-chart"), device=dev.id))
     if not charts:
         return html.P(t(lang, "inc.readings_none"), className="muted", id="incident-no-readings")
     note = t(lang, "inc.readings_note", before=duration(lang, BEFORE.total_seconds()),
@@ -159,7 +161,8 @@ def _figure(req: Req, board: Dashboard, points: Sequence[HistoryPoint], title: s
             "layout": {"title": {"text": title, "font": {"size": 13}}, "height": 220,
                        "paper_bgcolor": "#0F172A", "plot_bgcolor": "#111C33", "font": {"color": "#E2E8F0"},
                        "margin": {"l": 45, "r": 10, "t": 30, "b": 35}, "shapes": shapes,
-                       "xaxis": {"gridcolor": "#1E293B", "type": "date"}, "yaxis": {"gridcolor": "#1E293B"},
+                       "xaxis": {"gridcolor": "#1E293B", "type": "date", "tickformat": "%H:%M",
+                                 "hoverformat": "%Y-%m-%d %H:%M:%S"}, "yaxis": {"gridcolor": "#1E293B"},
                        "showlegend": False}}
 
 

@@ -13,8 +13,10 @@ from urllib.parse import quote
 from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from twin import catalogue
 from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, Photo
 from viz.i18n import t
+from viz.pages.device_charts import field_label, value_text
 from viz.paths import parse_path
 from viz.shell import (
     ID_RE,
@@ -275,10 +277,11 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> tuple[Any, str |
                            for a in tk.alarms], className="alarms", id="wt-alarms")]
     if tk.latest:
         parts += [html.H3(t(lang, "worker.latest")),
-                  html.Ul([html.Li(f"{k}: {v:g}") for k, v in sorted(tk.latest.items())])]
+                  html.Ul([html.Li(reading_text(lang, board, k, v)) for k, v in sorted(tk.latest.items())])]
     parts.append(html.H3(t(lang, "worker.sop")))
-    if tk.sop:
-        parts.append(dcc.Checklist(id="wt-sop", options=[{"label": s, "value": str(n)} for n, s in enumerate(tk.sop)],
+    sop = tk.sop_en if lang == "en" and len(tk.sop_en) == len(tk.sop) else tk.sop
+    if sop:
+        parts.append(dcc.Checklist(id="wt-sop", options=[{"label": s, "value": str(n)} for n, s in enumerate(sop)],
                                    value=[], className="sop"))
     else:
         parts.append(html.P(t(lang, "worker.no_sop"), className="muted"))
@@ -295,6 +298,18 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> tuple[Any, str |
                                                 if s.photo_id else [])]), action=s.action)
                            for s in tk.history], className="ticket-history", id="wt-history")]
     return parts, tk.status
+
+
+def reading_text(lang: str, board: Dashboard, key: str, value: float) -> str:
+    """A latest reading (``key``: "device field") with the field's name and unit, e.g.
+    ``B2-B1-GAS 可燃气体浓度: 60 %LEL``."""
+    device, _, name = key.rpartition(" ")
+    dev = board.community().device(device) if device else None
+    spec = catalogue.KINDS.get(dev.kind) if dev is not None else None
+    f = next((x for x in spec.fields if x.name == name), None) if spec is not None else None
+    if f is None:
+        return f"{key}: {value:g}"
+    return f"{device} {field_label(lang, f, unit=False)}: {value_text(lang, f, value)}"
 
 
 def photo_from_upload(contents: Any, filename: Any) -> Photo | None:
