@@ -161,7 +161,7 @@ def _figure(req: Req, board: Dashboard, points: Sequence[HistoryPoint], title: s
             "layout": {"title": {"text": title, "font": {"size": 13}}, "height": 220,
                        "paper_bgcolor": "#0F172A", "plot_bgcolor": "#111C33", "font": {"color": "#E2E8F0"},
                        "margin": {"l": 45, "r": 10, "t": 30, "b": 35}, "shapes": shapes,
-                       "xaxis": {"gridcolor": "#1E293B", "type": "date", "tickformat": "%H:%M",
+                       "xaxis": {"gridcolor": "#1E293B", "type": "date", "tickformat": "%H:%M:%S",
                                  "hoverformat": "%Y-%m-%d %H:%M:%S"}, "yaxis": {"gridcolor": "#1E293B"},
                        "showlegend": False}}
 
