@@ -181,6 +181,11 @@ def protect(app: Dash, server: flask.Flask) -> None:
                 or not isinstance(body.get("inputs"), list) or not isinstance(body.get("state", []), list) \
                 or not isinstance(body.get("outputs"), dict | list):
             return flask.Response("malformed callback request", status=400, mimetype="text/plain")
+        spec = known[body["output"]]
+        if len(body["inputs"]) != len(spec.get("inputs", [])) \
+                or len(body.get("state", [])) != len(spec.get("state", [])):
+            return flask.Response("malformed callback request: wrong number of inputs or states", status=400,
+                                  mimetype="text/plain")
         return None
 
 

@@ -517,8 +517,16 @@ def test_every_callback_checks_the_user(client: Any, loaded: Storage, sample: Co
     r = _callback(client, "..scene.figure...scene-title.children...scene-buildings.data...scene-note.children..",
                   [{"id": "version", "property": "data", "value": "x"},
                    {"id": "url", "property": "pathname", "value": "/"},
-                   {"id": "colour-mode", "property": "value", "value": "alarm"}])
+                   {"id": "colour-mode", "property": "value", "value": "alarm"},
+                   {"id": "f-severity", "property": "value", "value": []},
+                   {"id": "f-category", "property": "value", "value": []},
+                   {"id": "f-building", "property": "value", "value": []},
+                   {"id": "alarm-selected-key", "property": "data", "value": None}])
     assert r.status_code == 204
+    # a request with fewer inputs than the callback has is malformed: 400, not Dash's 500
+    r = _callback(client, "..scene.figure...scene-title.children...scene-buildings.data...scene-note.children..",
+                  [{"id": "version", "property": "data", "value": "x"}])
+    assert r.status_code == 400
     client.get("/auth/logout")
     _sign_in(client, "operator")
     r = _callback(client, ALARM_LIST, ALARM_LIST_INPUTS)
