@@ -606,14 +606,15 @@ class StorageDashboardData:
         cached = self._inventory
         if cached is not None and now - cached.at < INVENTORY_TTL_S:
             return cast(Sequence[DeviceSeen], cached.value)
-        with connection(self._pool, "reading the device inventory") as st:
-            rows = st.conn.execute(
-                "SELECT d.code, s.state, greatest(s.last_seen, lv.ts, ev.ts) FROM devices d "
-                "JOIN communities c ON c.id = d.community_id LEFT JOIN device_status s ON s.device_id = d.id "
+        with connection(self._pool, "reading the device inventory") as st, \
+                st.conn.cursor(row_factory=class_row(DeviceSeen)) as cur:
+            out = cur.execute(
+                "SELECT d.code AS device, greatest(s.last_seen, lv.ts, ev.ts) AS last_seen, s.state AS status "
+                "FROM devices d JOIN communities c ON c.id = d.community_id "
+                "LEFT JOIN device_status s ON s.device_id = d.id "
                 "LEFT JOIN (SELECT device_id, max(ts) AS ts FROM latest_values GROUP BY 1) lv ON lv.device_id = d.id "
                 "LEFT JOIN LATERAL (SELECT e.ts FROM device_events e WHERE e.device_id = d.id ORDER BY e.ts DESC "
                 "LIMIT 1) ev ON true WHERE c.code = %s AND d.retired_at IS NULL", (self._code,)).fetchall()
-        out = [DeviceSeen(r[0], r[2], r[1]) for r in rows]
         self._inventory = _Cached(now, "", out)
         return out
 
