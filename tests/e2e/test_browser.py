@@ -158,18 +158,23 @@ def _scene_pixels(page: Any) -> tuple[int, int, int]:
     return drawn, red, len(px)
 
 
-def _fire(system: System, state: str, seq: int) -> None:
-    """The B3 fire panel reports a fire alarm (or its end) through the broker, as a device would."""
+def publish(system: System, device: str, channel: contract.Channel, messages: list[dict[str, Any]]) -> None:
+    """Publish as the device would, through the broker; returns once the broker has every message (PUBACK)."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}",
                          protocol=paho.MQTTv311)
     client.connect("127.0.0.1", int(MQTT_URL.rsplit(":", 1)[1]))
     client.loop_start()
-    payload = orjson.dumps({"v": 1, "ts": int(datetime.now(UTC).timestamp() * 1000), "seq": seq,
-                            "code": "fire_alarm", "state": state})
-    topic = contract.topic(system.root, system.community.id, FIRE_PANEL, contract.Channel.EVENT)
-    client.publish(topic, payload, qos=1).wait_for_publish(5)
+    topic = contract.topic(system.root, system.community.id, device, channel)
+    for m in messages:
+        client.publish(topic, orjson.dumps(m), qos=1).wait_for_publish(5)
     client.loop_stop()
     client.disconnect()
+
+
+def _fire(system: System, state: str, seq: int) -> None:
+    """The B3 fire panel reports a fire alarm (or its end) through the broker, as a device would."""
+    publish(system, FIRE_PANEL, contract.Channel.EVENT, [{"v": 1, "ts": int(datetime.now(UTC).timestamp() * 1000),
+                                                          "seq": seq, "code": "fire_alarm", "state": state}])
 
 
 # -- the control room --------------------------------------------------------------------------------------

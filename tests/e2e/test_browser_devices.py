@@ -9,19 +9,14 @@ Screenshots go to ``/tmp/shots-devices/`` for a person to look at.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import MQTT_URL
 from tests.e2e import test_browser as tb
-from tests.e2e.test_browser import FIRE_PANEL, Page, System, _fire, _wait
+from tests.e2e.test_browser import FIRE_PANEL, Page, System, _fire, _wait, publish
 from twin import contract
 from viz.shell import CHINA
 
@@ -36,26 +31,13 @@ SHOTS = Path("/tmp/shots-devices")
 SMOKE = "B3-F1-SD1"
 
 
-def _publish(system: System, device: str, channel: contract.Channel, messages: list[dict[str, Any]]) -> None:
-    """Publish as the device would, through the broker; returns once the broker has every message."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv311)
-    client.connect("127.0.0.1", int(MQTT_URL.rsplit(":", 1)[1]))
-    client.loop_start()
-    topic = contract.topic(system.root, system.community.id, device, channel)
-    for m in messages:
-        client.publish(topic, orjson.dumps(m), qos=1).wait_for_publish(5)
-    client.loop_stop()
-    client.disconnect()
-
-
 def _smoke_history(system: System) -> None:
     """Half an hour of smoke readings with one excursion above 2 %/m (the smoke_rising alarm: raised, cleared)."""
     now = datetime.now(UTC)
     values = [0.4, 0.5, 0.5, 3.1, 3.4, 3.0, 0.6, 0.5, 0.4, 0.4]
     items = [{"v": 1, "ts": int((now - timedelta(minutes=30 - 3 * i)).timestamp() * 1000), "seq": 10 + i,
               "values": {"obscuration": v, "battery": 87.0}} for i, v in enumerate(values)]
-    _publish(system, SMOKE, contract.Channel.TELEMETRY, items)
+    publish(system, SMOKE, contract.Channel.TELEMETRY, items)
     assert _wait(lambda: bool(system.sql(
         "SELECT 1 FROM alarm_events e JOIN alarms a ON a.key = e.key WHERE a.device = %s AND e.kind = 'cleared'",
         SMOKE)), 10), "the smoke_rising alarm was not raised and cleared"

@@ -21,20 +21,15 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import MQTT_URL
 from tests.e2e import test_browser as tb
-from tests.e2e.test_browser import FIRE_PANEL, PASSWORD, Page, System, _fire, _wait
+from tests.e2e.test_browser import FIRE_PANEL, PASSWORD, Page, System, _fire, _wait, publish
 from twin import catalogue, contract
 from twin.community import Community
 from viz import i18n, routing, shell
@@ -243,16 +238,8 @@ def _slug(path: str) -> str:
 
 def _gas(system: System, lel: float, seq: int) -> None:
     """A gas detector reports a combustible gas level through the broker, as a device would."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv311)
-    client.connect("127.0.0.1", int(MQTT_URL.rsplit(":", 1)[1]))
-    client.loop_start()
-    payload = orjson.dumps({"v": 1, "ts": int(datetime.now(UTC).timestamp() * 1000), "seq": seq,
-                            "values": {"lel": lel}})
-    client.publish(contract.topic(system.root, system.community.id, GAS, contract.Channel.TELEMETRY), payload,
-                   qos=1).wait_for_publish(5)
-    client.loop_stop()
-    client.disconnect()
+    publish(system, GAS, contract.Channel.TELEMETRY, [{"v": 1, "ts": int(datetime.now(UTC).timestamp() * 1000),
+                                                       "seq": seq, "values": {"lel": lel}}])
 
 
 def _alarms_and_a_ticket(system: System) -> tuple[str, str]:

@@ -9,20 +9,15 @@ The devices report through the real broker; the alarms come from the real alarm 
 from __future__ import annotations
 
 import io
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
-from tests.conftest import MQTT_URL
 from tests.e2e import test_browser as tb
-from tests.e2e.test_browser import Page, System, _wait
+from tests.e2e.test_browser import Page, System, _wait, publish
 from twin import contract
 from twin import geometry as geo
 
@@ -41,19 +36,12 @@ PLOT = "document.querySelector('#scene .js-plotly-plot')"
 
 
 def _publish(system: System, events: list[tuple[str, str, str | None]]) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}",
-                         protocol=paho.MQTTv311)
-    client.connect("127.0.0.1", int(MQTT_URL.rsplit(":", 1)[1]))
-    client.loop_start()
     for n, (device, code, component) in enumerate(events):
         body: dict[str, Any] = {"v": 1, "ts": int(datetime.now(UTC).timestamp() * 1000), "seq": 10 + n,
                                 "code": code, "state": "active"}
         if component:
             body["component"] = component
-        topic = contract.topic(system.root, system.community.id, device, contract.Channel.EVENT)
-        client.publish(topic, orjson.dumps(body), qos=1).wait_for_publish(5)
-    client.loop_stop()
-    client.disconnect()
+        publish(system, device, contract.Channel.EVENT, [body])
 
 
 def _canvas(tab: Page) -> np.ndarray:
