@@ -17,7 +17,7 @@ from viz.widgets import place_text, priority_label, status_label
 _ACTORS = {"system": "tk.by.system", "watchdog": "tk.by.watchdog", "resident": "tk.by.resident"}
 # actions whose note is what a person typed (shown as written, after the translated label)
 _PERSON_NOTES = frozenset({"accept", "progress", "arrive", "release", "resolve", "cancel", "reassign", "escalate",
-                           "reopen", "rate"})
+                           "reopen", "rate", "verify_pass", "verify_fail"})
 
 
 def people(community: Community, lang: str = "zh") -> dict[str, str]:
@@ -139,6 +139,8 @@ def step_text(req: Req, board: Dashboard, ticket: TicketView, step: TicketStep, 
         what = t(lang, "tk.hist.reassign", name=person(lang, who if isinstance(who, str) else None, names))
     elif action == "rate":
         what = t(lang, "tk.hist.rate", n=d.get("rating", "?"))
+    elif action in ("verify_pass", "verify_fail"):  # a one-click report's check (核查)
+        what = t(lang, f"report.hist.{action}")
     elif action == "progress" and d.get("plan"):
         what = t(lang, "tk.hist.plan")
     elif action in ("accept", "progress", "arrive", "release", "resolve", "cancel", "reopen", "snapshot"):

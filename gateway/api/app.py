@@ -18,6 +18,7 @@ No ``from __future__ import annotations`` here: FastAPI reads the route signatur
 run time, and the dependency aliases (``Svc``, ``Me``) are local to :func:`create_api`.
 """
 
+import contextlib
 import html
 import logging
 import secrets
@@ -40,6 +41,8 @@ from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, 
 from gateway.api.pool import StoragePool, pool_for
 from gateway.api.sign_in_log import record_sign_in
 from gateway.ratelimit import EveryFewSeconds
+from gateway.reports import api as reports_api
+from gateway.reports import public as reports_public
 from gateway.settings import Settings
 from gateway.storage import StorageError
 from gateway.tickets.service import (
@@ -583,6 +586,8 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         return {"created": created, "user": _user_json(u) if u else None}
 
     app.include_router(r)
+    app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks
+    app.include_router(reports_public.router(settings, cs, contextlib.contextmanager(service)))  # residents: /r/...
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:

@@ -37,6 +37,7 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from gateway.reports.checks import report_rate_problem
 from gateway.settings import Settings
 from gateway.storage import Storage, StorageError, UnknownDevice, fetch_rows, fetch_value, fetch_values
 from gateway.tickets.config import incident_policy, sla_policy
@@ -395,6 +396,16 @@ class TicketService:
         self._deliver(t, "created")
         return (self.attach_snapshot(t.id) if self.render_on_create else None) or t
 
+    def open_ticket(self, c: Community, t: Ticket, context: dict[str, Any], then: Callable[[Ticket], None]) -> Ticket:
+        """Store and dispatch a ticket built elsewhere (a one-click report, gateway/reports/); ``then`` in the same
+        transaction."""
+        with self._db("creating a ticket"), self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
+            t = self._insert_and_dispatch(c, t, context)
+            then(t)
+        self._deliver(t, "created")
+        return t
+
     # -- people act on tickets ----------------------------------------------------------------------
 
     def accept(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
@@ -535,6 +546,8 @@ class TicketService:
                 raise TicketError("this ticket has already been rated: thank you")
             if before.state is not TicketState.FEEDBACK:
                 raise TicketError(f"this ticket is {before.state.label_zh}; it can be rated once it is resolved")
+            if (why := report_rate_problem(self.conn, before)) is not None:  # a report's check (核查) is pending
+                raise TicketError(why)
             t = self._write(before, tk.rate(before, rating, comment, now), "rate", "resident", comment or "", at=now,
                             detail={"rating": rating})
         self._deliver(t, "rated")

@@ -1,6 +1,7 @@
 """The web process as one ASGI app: the REST API (FastAPI) and the dashboard (Dash on Flask). Does I/O.
 
-:class:`WebApp` routes ``/api/...`` and ``/healthz`` to the FastAPI app, everything else to the
+:class:`WebApp` routes ``/api/...``, ``/healthz`` and the residents' report pages ``/r/...``
+(``gateway/reports/public.py``) to the FastAPI app, everything else to the
 dashboard's Flask app through a2wsgi's :class:`~a2wsgi.WSGIMiddleware` (a thread pool of its own).
 It answers the ASGI lifespan: at startup it sizes the thread pool FastAPI runs sync routes in and
 starts the live-updates hub (:class:`gateway.web.live.LiveHub`, on the server's event loop), at
@@ -130,7 +131,7 @@ class WebApp:
             await self._lifespan(receive, send)
             return
         path = str(scope.get("path", ""))
-        if path.startswith("/api/") or path in ("/api", "/healthz"):
+        if path.startswith(("/api/", "/r/")) or path in ("/api", "/healthz"):  # /r/: residents' report pages
             await self.api(scope, receive, send)
         elif kind == "http" and self.plotly is not None and path.startswith(PLOTLY_PREFIX):
             await self.plotly(scope, receive, send)
