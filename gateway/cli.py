@@ -25,6 +25,7 @@ from gateway.cli_base import (
     CliError,
     _load_community,
 )
+from gateway.cli_reports import add_parser as add_qr_sheet_parser
 from gateway.cli_rules import RULES_TEST_START, cmd_rules_check, cmd_rules_test
 from gateway.settings import Settings, SettingsError
 
@@ -827,6 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--password-file", type=Path, help="read the password from the first line of this file")
     ua.add_argument("--update", action="store_true", help="change an existing user")
     ua.set_defaults(fn=cmd_users_add)
+
+    add_qr_sheet_parser(sub)  # gridtwin qr-sheet (gateway/cli_reports.py)
     return p
 
 
