@@ -152,13 +152,10 @@ class Scene:
         beaconed = {m.building for m in beacons if m.building}
         show = [b for b in self.buildings if b.id not in beaconed
                 and (len(self.buildings) <= MAX_LABELS or building_class.get(b.id, "normal") != "normal")]
+        notes: list[dict[str, Any]] = []
         if show and named:
-            traces.append({
-                "type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
-                "x": [self.centres[b.id][0] for b in show], "y": [self.centres[b.id][1] for b in show],
-                "z": [self.tops[b.id] + 4 for b in show], "text": [named.get(b.id, b.id) for b in show],
-                "textfont": {"color": "#E2E8F0", "size": 12},
-            })
+            notes += [_note(self.centres[b.id][0], self.centres[b.id][1], self.tops[b.id] + 4, named.get(b.id, b.id),
+                            "#E2E8F0", 12, "center") for b in show]
         rings = [self._band(band) for band in bands if band.building in self.index]
         for colour in dict.fromkeys(band.colour for band in bands if band.building in self.index):
             traces.append(_lines_trace([r for r, band in zip(rings, bands, strict=True) if band.colour == colour],
@@ -167,9 +164,8 @@ class Scene:
             traces.append(_marker_trace(beacons, labels.get("beacon", "beacon"), showlegend=True))
         if selected:
             traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
-        if any(m.label for m in (*beacons, *selected)):
-            traces.append(_label_trace([*beacons, *selected]))
-        return _figure(traces, "overview", _bounds(self._mesh), "scene")
+        notes += _marker_notes([*beacons, *selected])
+        return _figure(traces, "overview", _bounds(self._mesh), "scene", notes)
 
     def _band(self, band: Band) -> list[tuple[float, float, float]]:
         """A closed outline around the walls of one floor (at its mid-height) of a building."""
@@ -204,6 +200,7 @@ class Scene:
         mesh = self._exploded_mesh(building)
         traces = self._mesh_traces(mesh, classify, labels, opacity={"shaft": 0.25})
         b = self.buildings[self.index[building]]
+        notes: list[dict[str, Any]] = []
         if floor_names:
             x0, y0 = _label_anchor(b.footprint)
             floors = list(b.floors)
@@ -214,13 +211,8 @@ class Scene:
                 cls = floor_class.get(f, "normal")
                 return "#CBD5E1" if cls == "normal" else geo.PALETTE.get(cls, "#CBD5E1")
 
-            traces.append({
-                "type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
-                "x": [x0] * len(floors), "y": [y0] * len(floors),
-                "z": [sum(geo.floor_span(b, f, exploded=True)) / 2 for f in floors],
-                "text": [floor_names.get(f, str(f)) for f in floors], "textposition": "middle left",
-                "textfont": {"color": [colour(f) for f in floors], "size": 11},
-            })
+            notes += [_note(x0, y0, sum(geo.floor_span(b, f, exploded=True)) / 2, floor_names.get(f, str(f)),
+                            colour(f), 11, "right") for f in floors]
         if selected_floor is not None and selected_floor in b.floors:
             z = geo.floor_span(b, selected_floor, exploded=True).top + 0.1
             ring = [(x, y, z) for x, y in [*b.footprint, b.footprint[0]]]
@@ -231,12 +223,11 @@ class Scene:
             traces.append(_marker_trace(cars, labels.get("cars", "cars"), showlegend=True))
         if selected:
             traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
-            if any(m.label for m in selected):  # beside the building, not over its slabs
-                ax, ay = _label_anchor(b.footprint, right=True)
-                traces.append(_label_trace([replace(m, x=ax, y=ay) for m in selected], offset=False))
+            ax, ay = _label_anchor(b.footprint, right=True)  # beside the building, not over its slabs
+            notes += _marker_notes([replace(m, x=ax, y=ay) for m in selected], offset=False)
         # each building its own 3D subplot: Plotly then builds a fresh WebGL scene when the view changes
         # (as a reload does) instead of reusing the previous one, whose markers and texts it draws at half size
-        return _figure(traces, f"building:{building}", _bounds(mesh), f"scene{self.index[building] + 2}")
+        return _figure(traces, f"building:{building}", _bounds(mesh), f"scene{self.index[building] + 2}", notes)
 
     # -- positions ----------------------------------------------------------------------------------
 
@@ -299,16 +290,21 @@ def _lines_trace(rings: Sequence[Sequence[tuple[float, float, float]]], colour: 
             "x": xs, "y": ys, "z": zs, "line": {"color": colour, "width": width}}
 
 
-def _label_trace(markers: Sequence[Marker], *, offset: bool = True) -> dict[str, Any]:
+def _note(x: float, y: float, z: float, text: str, colour: str, size: int, anchor: str) -> dict[str, Any]:
+    """A text label at a point of the 3D scene: a scene annotation, which Plotly draws as SVG over the
+    WebGL canvas (a ``scatter3d`` text trace is tessellated glyph by glyph into WebGL meshes, which took
+    about half of the first draw of the sample community on software WebGL). ``anchor``: which side of
+    the text is at the point (``left``: the text runs to the right of it)."""
+    return {"x": x, "y": y, "z": z, "text": text, "showarrow": False, "xanchor": anchor,
+            "font": {"color": colour, "size": size}}
+
+
+def _marker_notes(markers: Sequence[Marker], *, offset: bool = True) -> list[dict[str, Any]]:
     """The markers' labels, each a little to the right on screen of its marker (not over it)."""
     rx, ry = -EYE_DIRECTION[1], EYE_DIRECTION[0]  # screen-right of the default camera (horizontal part)
     n = (rx * rx + ry * ry) ** 0.5
     dx, dy = (rx / n * LABEL_OUT, ry / n * LABEL_OUT) if offset else (0.0, 0.0)
-    shown = [m for m in markers if m.label]
-    return {"type": "scatter3d", "mode": "text", "showlegend": False, "hoverinfo": "skip",
-            "x": [m.x + dx for m in shown], "y": [m.y + dy for m in shown], "z": [m.z for m in shown],
-            "text": [m.label for m in shown], "textposition": "middle right",
-            "textfont": {"color": [m.colour for m in shown], "size": 13}}
+    return [_note(m.x + dx, m.y + dy, m.z, m.label, m.colour, 13, "left") for m in markers if m.label]
 
 
 def _marker_trace(markers: Sequence[Marker], name: str, *, showlegend: bool) -> dict[str, Any]:
@@ -332,10 +328,12 @@ EYE_NEAR, EYE_FAR = 1.15, 1.0  # eye distance = near + far * (second largest sid
 
 
 def _figure(traces: list[dict[str, Any]], revision: str,
-            bounds: tuple[tuple[float, float, float], tuple[float, float, float]], scene_id: str) -> Figure:
+            bounds: tuple[tuple[float, float, float], tuple[float, float, float]], scene_id: str,
+            notes: Sequence[dict[str, Any]] = ()) -> Figure:
     """True proportions (a 33-storey tower is tall and thin), with the camera far enough to see it all.
 
-    Every trace is drawn in the 3D subplot ``scene_id`` (``scene``, ``scene2``, ...)."""
+    Every trace is drawn in the 3D subplot ``scene_id`` (``scene``, ``scene2``, ...); ``notes`` are its
+    text labels (:func:`_note`)."""
     for tr in traces:
         tr["scene"] = scene_id
     axis = {"visible": False, "showspikes": False}
@@ -354,6 +352,7 @@ def _figure(traces: list[dict[str, Any]], revision: str,
             "uirevision": revision, "hovermode": "closest", "font": {"color": "#E2E8F0"},
             "legend": {"x": 0.01, "y": 0.02, "bgcolor": "rgba(15,23,42,0.7)", "font": {"size": 12}},
             scene_id: {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "manual", "aspectratio": ratio,
-                      "bgcolor": BACKGROUND, "dragmode": "turntable", "camera": {"eye": eye}},
+                      "bgcolor": BACKGROUND, "dragmode": "turntable", "camera": {"eye": eye},
+                      "annotations": list(notes)},
         },
     }

@@ -33,6 +33,8 @@ EVENTS = [("B3-F4-SD1", "shielded", None), ("B3-F5-SD1", "shielded", None), ("B3
           ("B3-F3-SD1", "fire_alarm", None), ("B3-FACP", "fire_alarm", "B3-F3-SD1"), ("B3-F3-SD2", "fire_alarm", None)]
 WORST_FIRST = [geo.PALETTE[c] for c in ("critical", "major", "minor", "warning")]
 PLOT = "document.querySelector('#scene .js-plotly-plot')"
+# the scene's text labels (annotations of its 3D subplot), anchored on a side: left = beacon labels, right = floors
+NOTES = "Object.keys(gd.layout).filter(k => k.startsWith('scene')).flatMap(k => gd.layout[k].annotations || [])"
 
 
 def _publish(system: System, events: list[tuple[str, str, str | None]]) -> None:
@@ -84,12 +86,12 @@ def _beacons(tab: Page) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = tab.page.evaluate(f"""() => {{
         const gd = {PLOT};
         const b = gd.data.find(t => t.name === '告警位置');
-        const l = gd.data.find(t => t.mode === 'text' && t.textposition === 'middle right');
+        const l = ({NOTES}).filter(n => n.xanchor === 'left');
         if (!b) {{ return []; }}
         return b.z.map((z, i) => {{
             const c = b.marker.color[i];
-            const j = l ? l.z.findIndex((lz, k) => lz === z && l.textfont.color[k] === c) : -1;
-            return {{z: z, colour: c, label: j >= 0 ? l.text[j] : ''}};
+            const n = l.find(n => n.z === z && n.font.color === c);
+            return {{z: z, colour: c, label: n ? n.text : ''}};
         }});
     }}""")
     return got
@@ -101,15 +103,15 @@ def test_the_scene_opens_a_building_at_full_size_names_floors_rings_the_selectio
     assert _wait(lambda: {"fire_confirmed", "fire_shielded", "device_fault"} <= {
         r[0] for r in system.sql("SELECT rule FROM alarms WHERE status = 'active_unack'")}, 90)
     tab.sign_in("operator")
-    _figure_has(tab, "gd.data.some(t => t.mode === 'text' && (t.text || []).includes('3号楼 3F'))", 150_000)
+    _figure_has(tab, f"({NOTES}).some(n => n.text === '3号楼 3F')", 150_000)
 
     # a building opened from the overview (the path a click on it sets) is drawn exactly as after a reload
     tab.page.evaluate("() => { window.history.pushState({}, '', '/building/B3');"
                       " window.dispatchEvent(new PopStateEvent('popstate')); }")
-    _figure_has(tab, "gd.data.some(t => t.textposition === 'middle left')", 120_000)
+    _figure_has(tab, f"({NOTES}).some(n => n.xanchor === 'right')", 120_000)
     opened = _settled(tab)
     tab.page.reload()
-    _figure_has(tab, "gd.data.some(t => t.textposition === 'middle left')", 120_000)
+    _figure_has(tab, f"({NOTES}).some(n => n.xanchor === 'right')", 120_000)
     reloaded = _settled(tab)
     ratio = _light(opened) / max(_light(reloaded), 1)
     print(f"building opened from the overview vs reloaded: {ratio:.2f} times the marker and label pixels")

@@ -82,18 +82,25 @@ def _trace(fig: dict[str, Any], name: str) -> dict[str, Any]:
     return tr
 
 
+def _notes(fig: dict[str, Any], anchor: str) -> dict[str, list[Any]]:
+    """The figure's text labels (scene annotations) anchored on ``anchor`` as columns: text, x, y, z, colour."""
+    [sid] = [k for k in fig["layout"] if k.startswith("scene")]
+    notes = [n for n in fig["layout"][sid].get("annotations", []) if n["xanchor"] == anchor]
+    return {"text": [n["text"] for n in notes], "x": [n["x"] for n in notes], "y": [n["y"] for n in notes],
+            "z": [n["z"] for n in notes], "colour": [n["font"]["color"] for n in notes]}
+
+
 def _beacons(fig: dict[str, Any], name: str) -> list[tuple[str, float, str, int]]:
     """(label, z, colour, size) of each beacon; a label is the text beside it (same height, its colour)."""
     tr = _trace(fig, name)
-    [labels] = [t for t in fig["data"] if t.get("mode") == "text" and t.get("textposition") == "middle right"]
-    text = {(z, c): s for s, z, c in zip(labels["text"], labels["z"], labels["textfont"]["color"], strict=True)}
+    labels = _notes(fig, "left")
+    text = {(z, c): s for s, z, c in zip(labels["text"], labels["z"], labels["colour"], strict=True)}
     return [(text.get((z, c), ""), z, c, size)
             for z, c, size in zip(tr["z"], tr["marker"]["color"], tr["marker"]["size"], strict=True)]
 
 
-def _texts(fig: dict[str, Any]) -> dict[str, Any]:
-    [tr] = [tr for tr in fig["data"] if tr.get("mode") == "text" and tr.get("textposition") == "middle left"]
-    return tr
+def _texts(fig: dict[str, Any]) -> dict[str, list[Any]]:
+    return _notes(fig, "right")
 
 
 def test_each_floor_label_sits_at_the_middle_of_its_own_slab_beside_it(sample: Community) -> None:
@@ -102,7 +109,7 @@ def test_each_floor_label_sits_at_the_middle_of_its_own_slab_beside_it(sample: C
     assert b is not None
     fig = scene.exploded("B3", {3: "critical"}, {}, floor_names={f: f"{f}F" for f in b.floors})
     labels = _texts(fig)
-    for f, text, z, colour in zip(b.floors, labels["text"], labels["z"], labels["textfont"]["color"], strict=True):
+    for f, text, z, colour in zip(b.floors, labels["text"], labels["z"], labels["colour"], strict=True):
         span = geo.floor_span(b, f, exploded=True)
         assert text == f"{f}F"
         assert span.bottom < z < span.top, f"{text} at z={z} is not within its slab {span}"
@@ -144,8 +151,8 @@ def test_overview_stacks_one_beacon_per_affected_floor_worst_on_top_and_names_th
     assert b is not None
     band_z = {round(z, 3) for z in bands["z"] if z is not None}
     assert band_z >= {round(sum(geo.floor_span(b, f)) / 2, 3) for f in (3, 4, 5)}
-    names = [tr for tr in fig["data"] if tr.get("mode") == "text"]
-    assert "3号楼" not in names[0]["text"] and "1号楼" in names[0]["text"]
+    names = _notes(fig, "center")["text"]
+    assert "3号楼" not in names and "1号楼" in names
 
 
 def test_the_selected_alarm_is_ringed_in_the_overview_and_in_its_building(board: Dashboard) -> None:
@@ -162,9 +169,9 @@ def test_the_selected_alarm_is_ringed_in_the_overview_and_in_its_building(board:
     ring = _trace(fig, "selected alarm")
     xyz = board.scene().device_xyz("B3-F4-SD1", exploded="B3")
     assert xyz is not None and (ring["x"][0], ring["y"][0], ring["z"][0]) == pytest.approx(xyz)
-    assert [tr["text"] for tr in fig["data"] if tr.get("textposition") == "middle right"] == [["fire_shielded en"]]
+    assert _notes(fig, "left")["text"] == ["fire_shielded en"]
     labels = _texts(fig)
-    assert labels["textfont"]["color"][labels["text"].index("4F")] == SELECTED
+    assert labels["colour"][labels["text"].index("4F")] == SELECTED
     # nothing selected, or an unknown key: no ring
     fig, *_ = control._scene_figure(_req("en"), board, "B3", "alarm", selected="nope@x")
     assert not [tr for tr in fig["data"] if tr.get("name") == "selected alarm"]
