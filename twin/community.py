@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from twin import catalogue
+from twin import care, catalogue
 from twin.contract import valid_id
 
 Point = tuple[float, float]
@@ -197,6 +197,11 @@ class CareUnit(_Model):
     floor: int
     level: Literal["red", "yellow", "green"]
     sensors: list[str] = Field(min_length=1)
+    # the resident on record (optional; personal data: twin/care.py, docs/care.md)
+    name: care.ResidentName | None = None
+    category: care.Category | None = None
+    mobility_limited: bool = False
+    phone: care.Phone | None = None
 
 
 class Community(_Model):

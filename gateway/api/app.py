@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.api.pool import StoragePool, pool_for
 from gateway.api.sign_in_log import record_sign_in
+from gateway.care import api as care_api
 from gateway.ratelimit import EveryFewSeconds
 from gateway.reports import api as reports_api
 from gateway.reports import public as reports_public
@@ -586,6 +587,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         return {"created": created, "user": _user_json(u) if u else None}
 
     app.include_router(r)
+    app.include_router(care_api.router(cs, service, current_user, settings))  # the care register
     app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks
     app.include_router(reports_public.router(settings, cs, contextlib.contextmanager(service)))  # residents: /r/...
 

@@ -572,6 +572,8 @@ class TicketService:
                 continue  # changed meanwhile: the next tick looks again
         if self.snapshot is not None and not self.render_on_create:
             self.attach_missing_snapshots()
+        from gateway.care.overdue import raise_overdue  # (it imports this module) overdue care visits: tickets
+        raise_overdue(self, now)
         return done
 
     def attach_missing_snapshots(self, limit: int = 3) -> list[int]:
