@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from twin.alarms import AlarmStatus, Severity
 from twin.community import Community
 from twin.people import User
 from twin.state import Rollup
 from viz.history_model import HistoryData
+
+if TYPE_CHECKING:  # viz.report_model imports this module
+    from viz.report_model import ReportsData
 
 
 class DataUnavailable(Exception):
@@ -412,6 +415,10 @@ class DashboardData(Protocol):
     # -- history and audit (viz/history_model.py) ----------------------------------------------------
     def history(self) -> HistoryData:
         """Incidents, alarms and the audit log over time (the /history, /incident and /audit pages)."""
+        ...
+
+    def reports(self) -> ReportsData:
+        """One-click reports (/report) and the supervisor's check (核查) of resolved ones (viz/report_model.py)."""
         ...
 
     # -- sign-in (shared with the REST API) ----------------------------------------------------------

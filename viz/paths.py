@@ -13,7 +13,8 @@ def parse_path(path: str | None) -> tuple[str, str | None]:
     """(page kind, argument) of a URL path; unknown paths are kind ``notfound`` with the path."""
     p = (path or "/").rstrip("/") or "/"
     fixed = {"/": "control", "/tickets": "tickets", "/kpi": "kpi", "/hotspots": "hotspots", "/care": "care",
-             "/devices": "devices", "/worker": "worker", "/login": "login", "/history": "history", "/audit": "audit"}
+             "/devices": "devices", "/worker": "worker", "/login": "login", "/history": "history", "/audit": "audit",
+             "/report": "report"}
     if p in fixed:
         return fixed[p], None
     for prefix, kind in (("/building/", "control"), ("/device/", "device"), ("/worker/ticket/", "wticket"),

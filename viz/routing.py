@@ -15,7 +15,20 @@ from dash.exceptions import PreventUpdate
 from viz import live
 from viz.data import DataUnavailable
 from viz.i18n import t
-from viz.pages import analytics, audit, care, control, device, devices, history, incident, login, tickets, worker
+from viz.pages import (
+    analytics,
+    audit,
+    care,
+    control,
+    device,
+    devices,
+    history,
+    incident,
+    login,
+    report,
+    tickets,
+    worker,
+)
 from viz.paths import parse_path
 from viz.shell import PAGE_ROLES, Dashboard, Req, current_lang, notice, topbar, unavailable_text
 
@@ -36,6 +49,7 @@ PAGES: Mapping[str, PageBuilder] = {
     "history": history.history_page,
     "incident": incident.incident_page,
     "audit": audit.audit_page,
+    "report": report.report_page,
 }
 
 

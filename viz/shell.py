@@ -48,7 +48,7 @@ EVERYONE = frozenset(Role)
 PAGE_ROLES: Mapping[str, frozenset[Role]] = {
     "control": OPERATORS, "device": SUPERVISORS, "devices": SUPERVISORS, "tickets": SUPERVISORS, "kpi": SUPERVISORS,
     "hotspots": SUPERVISORS, "care": SUPERVISORS, "worker": EVERYONE, "wticket": EVERYONE,
-    "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS,
+    "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS, "report": EVERYONE,
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}
@@ -56,7 +56,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("kpi", "/kpi", "nav.kpi"),
     ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"),
     ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"),
-    ("devices", "/devices", "nav.devices"), ("worker", "/worker", "nav.worker"),
+    ("devices", "/devices", "nav.devices"), ("worker", "/worker", "nav.worker"), ("report", "/report", "nav.report"),
 )
 
 

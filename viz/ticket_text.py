@@ -10,6 +10,7 @@ from datetime import datetime
 from twin.community import Community
 from viz.data import ActionRefused, TicketAlarm, TicketStep, TicketView
 from viz.i18n import floor_label, rule_label, t
+from viz.report_model import report_title
 from viz.shell import Dashboard, Req
 from viz.widgets import place_text, priority_label, status_label
 
@@ -33,6 +34,8 @@ def people(community: Community, lang: str = "zh") -> dict[str, str]:
 def ticket_title(req: Req, board: Dashboard, ticket: TicketView) -> str:
     """The ticket's title: the service writes Chinese ("控制器火警 · 阳光社区 3号楼 1层"); in English an alarm
     ticket is titled from its rule and place instead."""
+    if req.lang != "zh" and (report := report_title(req.lang, ticket.title)) is not None:  # a one-click report
+        return report
     if req.lang == "zh" or not ticket.rule_name:
         return ticket.title
     community = board.community()

@@ -149,12 +149,8 @@ def router(settings: Settings, communities: Iterable[Community],
                             secure=request.url.scheme == "https")
 
     def check_post(request: Request, form: FormData) -> None:
-        origin = request.headers.get("origin")
-        if origin is not None and origin != "null":
-            host = request.headers.get("host", "")
-            if urlsplit(origin).netloc != host:
-                raise Refused(403, "pub.err.form")
-        elif origin == "null":
+        origin = request.headers.get("origin")  # "null" from privacy settings: the form token still decides
+        if origin is not None and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
             raise Refused(403, "pub.err.form")
         sent = form.get("form_token")
         have = request.cookies.get(FORM_COOKIE, "")
@@ -341,12 +337,14 @@ def _html(lang: str, title: str, body: str, nonce: str, status: int = 200, *, sw
         f'<a id="pub-lang" href="{_e(switch)}?lang={other}">{_e(t(lang, "pub.lang"))}</a>' if switch else "") + "</div>"
     page = (f'<!doctype html><html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" '
-            f'content="no-referrer"><title>{_e(title)}</title><style nonce="{nonce}">{STYLE}</style></head>'
+            f'content="same-origin"><title>{_e(title)}</title><style nonce="{nonce}">{STYLE}</style></head>'
             f"<body><main>{top}{body}</main></body></html>")
     csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
            "frame-ancestors 'none'; base-uri 'none'")
+    # same-origin: the browser sends its Origin with the form (no-referrer would make it "null"), and no page
+    # elsewhere ever learns a tracking link
     return HTMLResponse(page, status_code=status, headers={"Content-Security-Policy": csp, "Cache-Control": "no-store",
-                                                           **(headers or {})})
+                                                           "Referrer-Policy": "same-origin", **(headers or {})})
 
 
 def _form_page(lang: str, c: Community, b: Any, token: str, max_photo: int, path: str, *, error: str | None = None,

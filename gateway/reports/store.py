@@ -35,6 +35,7 @@ from twin.tickets.reports import (
     verify_pass,
     verify_problem,
 )
+from viz.i18n import t as text
 
 MAX_TEXT = 1000
 MAX_UNIT = 32
@@ -110,8 +111,10 @@ def submit(svc: TicketService, c: Community, report: NewReport, *, reporter: Use
     cat, r = check_report(c, cats, report, resident=resident, photo_max_bytes=svc.cfg.photo_max_bytes)
     now = at or svc.clock()
     who = "resident" if reporter is None else reporter.username
-    keys = tk.place_keys(svc.incidents, c, cat.category, building=r.building, floor=r.floor, unit=r.unit)
-    t = tk.new_ticket(community=c.id, title=f"{cat.zh}（{'居民上报' if resident else '网格员上报'}）",
+    keys = tk.place_keys(svc.incidents, c, cat.category, building=r.building, floor=r.floor,
+                         unit=r.unit) if cat.collect else frozenset()
+    title = text("zh", f"report.ticket.{'resident' if resident else 'staff'}", label=cat.zh)  # 消防通道堵塞（居民上报）
+    t = tk.new_ticket(community=c.id, title=title,
                       category=cat.category, priority=cat.priority, source="manual", at=now, policy=svc.policy,
                       rate_token=secrets.token_urlsafe(18), building=r.building, floor=r.floor, unit=r.unit,
                       description=r.text, reporter=who, contact=r.contact, keys=keys)

@@ -25,6 +25,7 @@ from gateway.web.asgi import WebApp
 from gateway.web.dashboard_data import Publish, StorageDashboardData
 from gateway.web.live import LiveHub
 from gateway.web.publisher import MqttPublisher
+from gateway.web.report_data import StorageReports
 from gateway.web.server import BackgroundServer
 from gateway.web.sign_in import DatabaseSignIn
 from gateway.web.ticket_desk import ServiceTicketDesk
@@ -57,8 +58,9 @@ def build_dashboard_data(settings: Settings, community: Community, db_url: str, 
     desk = ServiceTicketDesk(community, db_url, make_service, schema=schema, pool=pool)
     auth = DatabaseSignIn(db_url, schema=schema, ttl=timedelta(minutes=settings.api.token_ttl_min),
                           guard=login_guard, pool=pool)
+    reports = StorageReports(community, make_service, pool=pool, db_url=db_url, schema=schema)
     return StorageDashboardData(community, db_url, schema=schema, tickets=desk, sign_in=auth, publish=publish,
-                                topic_root=settings.mqtt.topic_root, pool=pool)
+                                topic_root=settings.mqtt.topic_root, pool=pool, reports=reports)
 
 
 @dataclass

@@ -74,6 +74,7 @@ from viz.data import (
     Session,
     TicketView,
 )
+from viz.report_model import ReportsData
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class StorageDashboardData:
                  tickets: TicketDesk | None = None, sign_in: SignInService | None = None,
                  publish: Publish | None = None, topic_root: str = "gridtwin", live_refresh_s: float = 1.0,
                  pool_size: int = 4, connect_timeout_s: float = 5.0, pool: StoragePool | None = None,
-                 confirm_timeout_s: float = 3.0) -> None:
+                 confirm_timeout_s: float = 3.0, reports: ReportsData | None = None) -> None:
         self._community = community
         self._code = community.id
         self._desk = tickets
@@ -168,6 +169,7 @@ class StorageDashboardData:
         self._metric_ids: dict[str, int] | None = None
         self._device_ids: dict[str, int] | None = None
         self._history_data: StorageHistoryData | None = None
+        self._reports = reports  # one-click reports and checks (gateway/web/report_data.py)
 
     def close(self) -> None:
         """Stop the live refresh and close the connections, the ticket desk's and the sign-in's included."""
@@ -176,7 +178,7 @@ class StorageDashboardData:
             self._thread.join(timeout=10)
         if self._own_pool:
             self._pool.close()
-        for part in (self._desk, self._auth):
+        for part in (self._desk, self._auth, self._reports):
             close = getattr(part, "close", None)
             if callable(close):
                 close()
@@ -676,6 +678,11 @@ class StorageDashboardData:
         if self._history_data is None:
             self._history_data = StorageHistoryData(self._community, self._pool, self._rule_names)
         return self._history_data
+
+    def reports(self) -> ReportsData:
+        if self._reports is None:
+            raise DataUnavailable("one-click reports (gateway/web/report_data.py) are not connected")
+        return self._reports
 
     # -- sign-in -------------------------------------------------------------------------------------
 

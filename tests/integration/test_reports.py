@@ -240,7 +240,7 @@ def test_staff_report_through_the_api(env: Env) -> None:
     api = TestClient(env.app)
     cats = api.get("/api/v1/reports/categories", headers=env.auth("ma")).json()["categories"]
     assert {"id": "corridor_light", "zh": "楼道灯损坏", "en": "Broken corridor light", "category": "other",
-            "priority": "general", "verify": False, "public": True} in cats
+            "priority": "general", "verify": False, "public": True, "collect": False} in cats
     r = api.post("/api/v1/reports", headers=env.auth("ma"),
                  json={"category": "hazard_inspection", "building": "B2", "floor": 3, "text": "楼道堆放纸箱"})
     assert r.status_code == 201, r.text

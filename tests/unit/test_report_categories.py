@@ -42,7 +42,8 @@ def test_the_shipped_categories_load_with_both_labels_a_priority_and_a_check_fla
     assert len(ids) == len(set(ids))
     lane = cats.get("fire_lane")
     assert lane is not None and lane.zh == "消防通道堵塞" and lane.en == "Blocked fire lane"
-    assert lane.priority is Priority.URGENT and lane.verify and lane.category == "fire"
+    assert lane.priority is Priority.URGENT and lane.verify and lane.category == "other"  # no fire SOP (119)
+    assert not lane.collect and cats.need("gas_smell").collect  # a gas smell joins the floor's gas alarm
     assert cats.get("corridor_light") is not None and not cats.need("corridor_light").verify
     assert all(c.label("en") == c.en and c.label("zh") == c.zh for c in cats.items)
     staff_only = [c for c in cats.items if not c.public]

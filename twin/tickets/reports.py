@@ -3,7 +3,8 @@
 A grid worker or a resident reports what no sensor sees (a blocked fire lane, a broken corridor light, objects
 thrown from height, a resident in need). The categories are data (``twin/report_categories.yaml``,
 :data:`CATEGORIES_FILE`): labels in Chinese and English, the ticket category, the SLA class (priority), whether a
-resolved report waits for the grid supervisor's check (``verify``) and whether residents may pick it (``public``).
+resolved report waits for the grid supervisor's check (``verify``), whether residents may pick it (``public``) and
+whether later alarms of its category at the place join its ticket (``collect``).
 
 The check is a step between the worker's 办结 and the ticket's close, for categories with ``verify: true``::
 
@@ -51,6 +52,7 @@ class ReportCategory(_Model):
     priority: Priority
     verify: bool = False
     public: bool = True
+    collect: bool = False  # later alarms of the category at the place join the report's ticket
 
     def label(self, lang: str) -> str:
         return self.en if lang == "en" else self.zh

@@ -4,6 +4,21 @@ callbacks of every module in :data:`PAGE_MODULES`."""
 
 from __future__ import annotations
 
-from viz.pages import analytics, audit, care, control, device, devices, history, incident, login, tickets, worker
+from viz.pages import (
+    analytics,
+    audit,
+    care,
+    control,
+    device,
+    devices,
+    history,
+    incident,
+    login,
+    report,
+    tickets,
+    verify,
+    worker,
+)
 
-PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login)
+PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
+                verify)

@@ -40,7 +40,9 @@ def board_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
 def my_tickets_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
     """The signed-in user's open tickets as cards (phone layout)."""
     lang = req.lang
-    return html.Div([html.H2(t(lang, "worker.title")), html.Div(id="my-tickets"),
+    return html.Div([html.H2(t(lang, "worker.title")),
+                     dcc.Link(t(lang, "report.worker_link"), href="/report", id="report-link", className="report-link"),
+                     html.Div(id="my-tickets"),
                      dcc.Interval(id="worker-clock", interval=30_000)], className="phone")
 
 

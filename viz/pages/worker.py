@@ -17,6 +17,7 @@ from twin import catalogue
 from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, Photo
 from viz.i18n import t
 from viz.pages.device_charts import field_label, value_text
+from viz.pages.verify import verify_panel
 from viz.paths import parse_path
 from viz.shell import (
     ID_RE,
@@ -67,7 +68,7 @@ def worker_ticket_page(req: Req, board: Dashboard, ticket_id: str | None = None)
                      className="buttons"),
             html.Div(id="wt-msg", className="msg"),
         ]),
-        *([dispatch_panel(req, board)] if staff else []),
+        *([verify_panel(req), dispatch_panel(req, board)] if staff else []),  # 核查: viz/pages/verify.py
         dcc.Store(id="wt-bump"),
         dcc.Interval(id="wt-clock", interval=30_000),
         html.Span(ticket_id, id="wt-id", hidden=True),

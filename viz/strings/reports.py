@@ -25,6 +25,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "report.need_text": ("请填写情况说明。", "Say what you see."),
     "report.verify_tag": ("办结后需网格长核查", "checked by the supervisor once resolved"),
     "report.worker_link": ("＋ 一键上报", "+ Report a problem"),
+    "report.ticket.resident": ("{label}（居民上报）", "{label} (resident's report)"),
+    "report.ticket.staff": ("{label}（网格员上报）", "{label} (staff report)"),
     "report.any_floor": ("整栋 / 不确定", "whole building / not sure"),
     # -- the supervisor's check (核查) ----------------------------------------------------------------
     "verify.title": ("核查（网格长）", "Check (supervisor)"),
