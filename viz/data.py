@@ -24,6 +24,7 @@ from twin.state import Rollup
 from viz.history_model import HistoryData
 
 if TYPE_CHECKING:  # viz.report_model imports this module
+    from viz.care_model import CareRegisterData
     from viz.report_model import ReportsData
 
 
@@ -419,6 +420,10 @@ class DashboardData(Protocol):
 
     def reports(self) -> ReportsData:
         """One-click reports (/report) and the supervisor's check (核查) of resolved ones (viz/report_model.py)."""
+        ...
+
+    def care_register(self) -> CareRegisterData:
+        """The care register (/residents; personal data: viz/care_model.py)."""
         ...
 
     # -- sign-in (shared with the REST API) ----------------------------------------------------------

@@ -19,6 +19,7 @@ from viz.pages import (
     analytics,
     audit,
     care,
+    care_register,
     control,
     device,
     devices,
@@ -50,6 +51,8 @@ PAGES: Mapping[str, PageBuilder] = {
     "incident": incident.incident_page,
     "audit": audit.audit_page,
     "report": report.report_page,
+    "residents": care_register.register_page,
+    "resident": care_register.resident_page,
 }
 
 

@@ -49,12 +49,14 @@ PAGE_ROLES: Mapping[str, frozenset[Role]] = {
     "control": OPERATORS, "device": SUPERVISORS, "devices": SUPERVISORS, "tickets": SUPERVISORS, "kpi": SUPERVISORS,
     "hotspots": SUPERVISORS, "care": SUPERVISORS, "worker": EVERYONE, "wticket": EVERYONE,
     "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS, "report": EVERYONE,
+    "residents": EVERYONE, "resident": EVERYONE,  # the care register: the data source masks what a role may not see
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}
 NAV: tuple[tuple[str, str, str], ...] = (
     ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("kpi", "/kpi", "nav.kpi"),
     ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"),
+    ("residents", "/residents", "nav.residents"),  # the care register (关爱台账)
     ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"),
     ("devices", "/devices", "nav.devices"), ("worker", "/worker", "nav.worker"), ("report", "/report", "nav.report"),
 )

@@ -44,6 +44,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from gateway.api.pool import StoragePool
+from gateway.care.dashboard import DashboardCareRegister
 from gateway.storage import Storage, StorageError
 from gateway.tickets.service import alarm_tickets
 from gateway.web.database import connection, first_line
@@ -683,6 +684,9 @@ class StorageDashboardData:
         if self._reports is None:
             raise DataUnavailable("one-click reports (gateway/web/report_data.py) are not connected")
         return self._reports
+
+    def care_register(self) -> DashboardCareRegister:
+        return DashboardCareRegister(self._community, self._pool)
 
     # -- sign-in -------------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import pytest
 from tests.e2e import test_browser as tb
 from tests.e2e.test_browser import FIRE_PANEL, PASSWORD, Page, System, _fire, _wait, publish
 from twin import catalogue, contract
+from twin.care import mask_name
 from twin.community import Community
 from viz import i18n, routing, shell
 from viz.paths import parse_path
@@ -78,7 +79,8 @@ def _units() -> set[str]:
 def data_names(community: Community) -> tuple[list[str], set[str]]:
     """(Chinese strings that are data, longest first; English words that are data) of ``community``."""
     names = {community.name, *(g.name for g in community.grids), *(b.name for b in community.buildings),
-             *(w.name for g in community.grids for w in g.workers), *EN_ALLOWED}
+             *(w.name for g in community.grids for w in g.workers), *EN_ALLOWED,
+             *(n for u in community.care_units if u.name for n in (u.name, mask_name(u.name)))}  # care register
     ids = {community.id, *(g.id for g in community.grids), *(g.supervisor for g in community.grids),
            *(b.id for b in community.buildings), *(d.id for d in community.devices),
            *(w.id for g in community.grids for w in g.workers), *(u.unit for u in community.care_units)}

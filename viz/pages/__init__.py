@@ -8,6 +8,7 @@ from viz.pages import (
     analytics,
     audit,
     care,
+    care_register,
     control,
     device,
     devices,
@@ -21,4 +22,4 @@ from viz.pages import (
 )
 
 PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
-                verify)
+                verify, care_register)

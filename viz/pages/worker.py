@@ -16,6 +16,7 @@ from dash.exceptions import PreventUpdate
 from twin import catalogue
 from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, Photo
 from viz.i18n import t
+from viz.pages.care_register import ticket_section as care_section
 from viz.pages.device_charts import field_label, value_text
 from viz.pages.verify import verify_panel
 from viz.paths import parse_path
@@ -266,6 +267,7 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> tuple[Any, str |
             parts.append(html.P(tk.rating_comment, className="small"))
     parts += [html.H3(t(lang, "worker.where")),
               html.P(place_text(req, board, tk.building, tk.floor, tk.device, tk.unit))]
+    parts += care_section(req, board, tk)  # fire: who to evacuate first; care: the resident's record
     if tk.description and not tk.alarms:  # a report's own words; an alarm's is the device's raw detail
         parts += [html.H3(t(lang, "worker.what")), html.P(tk.description)]
     if tk.alarms:
