@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import ctypes.util
 import os
-import shutil
 import struct
-import subprocess
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ import pyvista as pv
 
 from twin import geometry as geo
 from twin.community import Building, Community
+from viz.fonts import find_cjk_font
 from viz.i18n import kind_label, t
 
 Highlight = tuple[str | None, int | None, str | None]  # (building, floor, device id)
@@ -50,15 +48,6 @@ BEACON_CLASSES = ("critical", "major")  # device states that get a pin above the
 MAX_BEACONS = 60
 MAX_BUILDING_LABELS = 60  # beyond this, only buildings with an alarm (or in view) are named
 
-# Where Debian/Ubuntu/Fedora packages put CJK fonts (fonts-wqy-microhei, fonts-wqy-zenhei, fonts-noto-cjk).
-CJK_FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-)
 
 
 class RenderError(ValueError):
@@ -85,26 +74,6 @@ def configure_offscreen() -> str | None:
         return None
     os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = chosen
     return chosen
-
-
-@cache
-def find_cjk_font() -> Path | None:
-    """A font file with Chinese glyphs: known package paths first, then fontconfig's ``fc-list``."""
-    for p in CJK_FONT_CANDIDATES:
-        if Path(p).is_file():
-            return Path(p)
-    fc_list = shutil.which("fc-list")
-    if fc_list is None:
-        return None
-    try:
-        out = subprocess.run([fc_list, ":lang=zh", "file"], capture_output=True, text=True, timeout=10,
-                             check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    files = sorted(line.split(":")[0].strip() for line in out.splitlines() if line.strip())
-    # VTK's FreeType reader takes .ttf/.ttc/.otf (first face of a collection, which has the Han glyphs).
-    usable = [f for f in files if f.lower().endswith((".ttf", ".ttc", ".otf"))]
-    return Path(usable[0]) if usable else None
 
 
 # -- the request -----------------------------------------------------------------------------------

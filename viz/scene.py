@@ -348,7 +348,9 @@ def _figure(traces: list[dict[str, Any]], revision: str,
     return {
         "data": traces,
         "layout": {
-            "paper_bgcolor": BACKGROUND, "plot_bgcolor": BACKGROUND, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
+            # a transparent paper: the server-drawn first frame (viz.poster) under the graph shows until the
+            # scene's own background (bgcolor, drawn by WebGL with the meshes) covers it
+            "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": BACKGROUND, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
             "uirevision": revision, "hovermode": "closest", "font": {"color": "#E2E8F0"},
             "legend": {"x": 0.01, "y": 0.02, "bgcolor": "rgba(15,23,42,0.7)", "font": {"size": 12}},
             scene_id: {"xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "manual", "aspectratio": ratio,

@@ -10,6 +10,7 @@ again (:func:`viz.shell.guarded_callbacks`).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from viz.shell import (
     current_lang,
 )
 
+POSTER_KEY_RE = re.compile(r"^[0-9a-f]{32}$")  # viz.poster.Posters keys
 OPEN_PATHS = ("/login", "/auth/", "/lang/", "/assets/", "/_dash", "/_favicon", "/_reload", "/favicon.ico")
 
 
@@ -151,6 +153,17 @@ def register_routes(server: flask.Flask, board: Dashboard) -> None:
         if png is None:
             return flask.Response(status=404)
         return flask.Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+    @server.get("/media/scene/<key>.png")
+    def _scene_poster(key: str) -> flask.Response:
+        user = media_user()
+        if user is None or user.role not in OPERATORS or not POSTER_KEY_RE.match(key):
+            return flask.Response(status=404)
+        png = board.posters.png(key)
+        if png is None:
+            return flask.Response(status=404)
+        # the key is the picture's content hash: the same key is always the same picture
+        return flask.Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @server.get("/media/photos/<photo_id>")
     def _photo(photo_id: str) -> flask.Response:

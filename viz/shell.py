@@ -27,6 +27,7 @@ from twin.people import Role, User
 from viz.data import DashboardData, DatabaseDown, DataUnavailable
 from viz.i18n import DEFAULT_LANG, norm_lang, person_label, t
 from viz.live import live_indicator
+from viz.poster import Posters
 from viz.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class Dashboard:
         self._scene: Scene | None = None
         self._scene_for: Community | None = None
         self._scene_lock = threading.Lock()
+        self.posters = Posters()  # the 3D scene's first frames, drawn on the server (viz.poster)
         self._users: dict[str, tuple[float, User | None]] = {}
         self._users_lock = threading.Lock()
         self._down_at = -DOWN_CACHE_S

@@ -180,16 +180,47 @@ def _fire(system: System, state: str, seq: int) -> None:
 # -- the control room --------------------------------------------------------------------------------------
 
 
-def test_overview_renders_3d_without_console_errors(tab: Page) -> None:
+def test_overview_renders_3d_without_console_errors(tab: Page, browser: Any, system: System) -> None:
     tab.sign_in("operator")
     tab.page.wait_for_selector("#scene .gl-container canvas", timeout=20_000)
     tab.page.wait_for_selector("#scene .legend", timeout=20_000)
-    tab.page.wait_for_timeout(800)
+    # the server-drawn first frame was loaded under the graph and is hidden once WebGL has drawn
+    tab.page.wait_for_selector(".scene-wrap.drawn", timeout=20_000)
+    assert tab.page.evaluate("() => document.querySelector('.scene-poster').naturalWidth") > 0
+    assert not tab.page.locator(".scene-poster").is_visible()
+    webgl = _scene_image(tab.page)
     drawn, _red, total = _scene_pixels(tab.page)
     assert drawn > total * 0.05, f"the 3D canvas looks blank ({drawn} of {total} pixels drawn)"
     assert "阳光社区" in tab.page.inner_text("#scene-title")
     tab.shot("overview.png")
+    # the first frame is the same picture: same camera, colours and labels (the legend is WebGL's alone)
+    tab.page.evaluate("() => { document.querySelector('.scene-wrap').classList.remove('drawn');"
+                      " document.querySelector('#scene').style.visibility = 'hidden'; }")
+    poster = _scene_image(tab.page)
+    tab.shot("overview-first-frame.png")
+    differ = float((np.abs(webgl - poster).sum(axis=2) > 60).mean())
+    print(f"first frame vs WebGL: {differ:.1%} of the pixels differ")
+    assert differ < 0.05, f"the first frame differs from the WebGL scene in {differ:.1%} of its pixels"
     assert tab.errors == []
+    # the picture is for signed-in operators, by a key the page got: anything else is not found
+    src = tab.page.get_attribute(".scene-poster", "src")
+    assert src and tab.page.request.get(system.url + src).status == 200
+    assert tab.page.request.get(system.url + "/media/scene/" + "0" * 32 + ".png").status == 404
+    assert tab.page.request.get(system.url + "/media/scene/..%2f..%2fetc.png").status == 404
+    stranger = browser.new_context()
+    try:
+        assert stranger.request.get(system.url + src).status == 404
+    finally:
+        stranger.close()
+
+
+def _scene_image(page: Any) -> Any:
+    import io
+
+    from PIL import Image
+
+    png = page.locator(".scene-wrap").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int32)
 
 
 def test_alarm_through_the_broker_turns_the_building_red_and_is_acknowledged(tab: Page, system: System) -> None:

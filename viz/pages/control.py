@@ -44,6 +44,23 @@ STACK = 4  # beacons stacked over one building (its worst floors; the lowest say
 
 # -- layout ----------------------------------------------------------------------------------------------
 
+# what the graph shows before its figure arrives: nothing, so the first frame under it shows through
+EMPTY_FIGURE = {"data": [], "layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+                                       "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                       "margin": {"l": 0, "r": 0, "t": 0, "b": 0}}}
+
+
+def _poster(req: Req, board: Dashboard, building: str | None) -> list[Any]:
+    """The scene's first frame, drawn on the server from the figure the scene callback is about to send
+    (no filter, nothing selected), under the graph until WebGL has drawn (``viz/assets/poster.js``)."""
+    try:
+        fig = _scene_figure(req, board, building, "alarm")[0]
+    except DataUnavailable:
+        return []
+    key = board.posters.add(fig)
+    return [html.Img(src=f"/media/scene/{key}.png", id="scene-poster", className="scene-poster", alt="")]
+
+
 
 def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any:
     """The control room; ``building``: the one whose floors are pulled apart (the scene callback draws it)."""
@@ -62,7 +79,8 @@ def control_page(req: Req, board: Dashboard, building: str | None = None) -> Any
                          className="mode"),
             ]),
             html.Div(className="scene-wrap", children=[
-                dcc.Graph(id="scene", className="scene", config=cast(Any, {
+                *_poster(req, board, building),
+                dcc.Graph(id="scene", className="scene", figure=EMPTY_FIGURE, config=cast(Any, {
                     "displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["toImage"],
                     **locale_config(lang)})),  # the mode bar in the reader's language
                 html.Div(id="hover-card", className="hover-card", style={"display": "none"}),
