@@ -326,6 +326,11 @@ async def _report_of(form: FormData, b: Any, max_photo: int) -> NewReport:
 # -- rendering --------------------------------------------------------------------------------------------
 
 
+def _q(lang: str) -> str:
+    """The query that keeps the page's language through a form (Chinese is the default)."""
+    return "?lang=en" if lang == "en" else ""
+
+
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
@@ -362,7 +367,7 @@ def _form_page(lang: str, c: Community, b: Any, token: str, max_photo: int, path
     body = (
         f'<p class="muted">{_e(t(lang, "pub.lead", community=c.name, building=b.name))}</p>'
         + (f'<div class="err" id="pub-error" role="alert">{_e(error)}</div>' if error else "")
-        + f'<form class="card" id="pub-form" method="post" action="{_e(path)}" enctype="multipart/form-data">'
+        + f'<form class="card" id="pub-form" method="post" action="{_e(path)}{_q(lang)}" enctype="multipart/form-data">'
         f'<input type="hidden" name="form_token" value="{_e(token)}">'
         f'<label>{_e(t(lang, "report.category"))}</label><div class="cats">{cats}</div>'
         f'<label for="floor">{_e(t(lang, "pub.floor"))}</label><select id="floor" name="floor">{floors}</select>'
@@ -402,7 +407,7 @@ def _track_page(lang: str, info: dict[str, Any], token: str, form: str, path: st
     elif info["can_rate"]:
         stars = "".join(f'<label><input type="radio" name="rating" value="{i}" required{" checked" if i == 5 else ""}>'
                         f'{_e(t(lang, "pub.rate.n", n=i))}</label>' for i in range(1, 6))
-        rate = (f'<form id="pub-rate" method="post" action="{_e(path)}/rate">'
+        rate = (f'<form id="pub-rate" method="post" action="{_e(path)}/rate{_q(lang)}">'
                 f'<input type="hidden" name="form_token" value="{_e(form)}"><div class="stars">{stars}</div>'
                 f'<div class="scale muted"><span>{_e(t(lang, "pub.rate.low"))}</span>'
                 f'<span>{_e(t(lang, "pub.rate.high"))}</span></div>'

@@ -251,3 +251,25 @@ def test_staff_report_through_the_api(env: Env) -> None:
     assert api.post("/api/v1/reports", headers=env.auth("ma"),
                     json={"category": "noise", "building": "B2", "floor": 0, "text": "x"}).status_code == 422
     assert api.post("/api/v1/reports", json={"category": "noise", "building": "B2", "text": "x"}).status_code == 401
+    keys = dict(env.storage.conn.execute(
+        "SELECT r.category, t.keys FROM ticket_reports r JOIN tickets t ON t.id = r.ticket_id").fetchall())
+    assert keys["hazard_inspection"] == []  # a report is a ticket of its own ...
+    gas = api.post("/api/v1/reports", headers=env.auth("ma"),
+                   json={"category": "gas_smell", "building": "B2", "floor": 3, "text": "楼道有燃气味"})
+    assert gas.status_code == 201
+    (gas_keys,), = env.storage.conn.execute("SELECT keys FROM tickets WHERE id = %s", (gas.json()["id"],)).fetchall()
+    assert any(k.startswith("incident:gas:") for k in gas_keys)  # ... unless its category collects the place's alarms
+
+
+def test_the_language_stays_through_the_form(env: Env) -> None:
+    c = env.resident()
+    page = c.get("/r/sunshine/B2?lang=en")
+    token = open_form(c, "/r/sunshine/B2?lang=en")
+    assert 'action="/r/sunshine/B2?lang=en"' in page.text
+    r = post(c, "x" * 32, path="/r/sunshine/B2?lang=en")
+    assert r.status_code == 403 and "The form has expired" in r.text
+    r = post(c, token, path="/r/sunshine/B2?lang=en", text="")
+    assert r.status_code == 422 and "Say what you see" in r.text
+    r = post(c, token, path="/r/sunshine/B2?lang=en")
+    assert r.status_code == 303 and r.headers["location"].endswith("?lang=en")
+    assert "We received your report" in c.get(r.headers["location"]).text
