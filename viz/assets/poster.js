@@ -19,3 +19,14 @@
   }
   setInterval(check, 50);
 })();
+
+/* The scene's WebGL drawing buffer at the screen's pixel density (1 or 2), where Plotly's default is always 2:
+   four times the pixels to shade on a screen of density 1, which software WebGL pays for on every redraw. */
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+  gridtwin_scene: {
+    pixel_ratio: function (_id, config) {
+      var ratio = Math.min(Math.max(Math.round(window.devicePixelRatio || 1), 1), 2);
+      return Object.assign({}, config || {}, {plotGlPixelRatio: ratio});
+    }
+  }
+});

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from twin import catalogue
@@ -139,6 +139,10 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
 
 def _scene_callbacks(app: Dash, board: Dashboard) -> None:
     guarded = guarded_callbacks(app, board)
+    # WebGL at the screen's own pixel density (viz/assets/poster.js), not Plotly's fixed 2: a third to a half of
+    # the drawing time on a screen of density 1 with software WebGL, for the first frame and every redraw
+    cast(Any, app).clientside_callback(ClientsideFunction("gridtwin_scene", "pixel_ratio"),
+                                       Output("scene", "config"), Input("scene", "id"), State("scene", "config"))
 
     @guarded(Output("scene", "figure"), Output("scene-title", "children"), Output("scene-buildings", "data"),
              Output("scene-note", "children"),
