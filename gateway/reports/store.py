@@ -203,8 +203,8 @@ def public_view(svc: TicketService, t: Ticket, report: ReportRow) -> dict[str, A
         if action in ("dispatch", "reassign"):
             who = (detail or {}).get("assignee") or t.assignee
             step["worker"] = mask_name(names.get(who or "", "")) if who else ""
-        if action in ("resolve", VERIFY_FAIL):
-            step["note"] = note  # the result (and why a check sent it back) is for the resident to read
+        if action == "resolve":
+            step["note"] = note  # the result is for the resident to read (as on the rating page); other notes are not
         steps.append(step)
     b = c.building(t.building) if c is not None and t.building else None
     cat = categories().get(report.category)

@@ -91,6 +91,8 @@ def test_a_resident_reports_follows_it_and_rates_it(phone: Page, desk: Page, sys
     desk.sign_in(supervisor, f"/worker/ticket/{tid}")  # the supervisor's check (核查) on the ticket page
     desk.page.wait_for_selector("#vf-panel.vf-pending", timeout=15_000)
     _shots(desk, f"/worker/ticket/{tid}", "check", "#vf-panel.vf-pending")
+    desk.page.set_viewport_size({"width": 390, "height": 844})
+    _shots(desk, f"/worker/ticket/{tid}", "check", "#vf-panel.vf-pending")
     desk.page.click("#vf-pass")
     desk.page.wait_for_selector("#vf-done", timeout=10_000)
     assert _wait(lambda: bool(system.sql("SELECT 1 FROM ticket_events WHERE ticket_id = %s AND action = "
@@ -139,8 +141,10 @@ def test_a_worker_reports_from_the_report_page(phone: Page, desk: Page, system: 
     assert system.sql("SELECT kind, category, verify FROM ticket_reports WHERE ticket_id = %s",
                       int(tid.group(1))) == [("staff", "corridor_light", False)]
     _shots(phone, "/report", "staff-form", "#rp-category")
+    _shots(phone, "/worker", "worker", "#report-link")
     desk.sign_in("s-1", "/report")
     desk.page.wait_for_selector("#rp-checks h3", timeout=15_000)
     _shots(desk, "/report", "staff-form", "#rp-checks h3")
+    _shots(desk, "/worker", "worker", "#report-link")
     assert not phone.errors and not desk.errors, phone.errors + desk.errors
     ARTIFACTS.mkdir(exist_ok=True)
