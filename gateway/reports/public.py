@@ -396,8 +396,10 @@ def _track_page(lang: str, info: dict[str, Any], token: str, form: str, path: st
     for s in info["steps"]:
         action = s["action"]
         if action in ("dispatch", "reassign"):
-            text = t(lang, f"pub.step.{action}", name=s["worker"]) if s.get("worker") else t(
-                lang, "pub.step.dispatch_anon")
+            if s.get("worker"):
+                text = t(lang, f"pub.step.{action}", name=s["worker"])
+            else:
+                text = t(lang, "pub.step.dispatch_supervisor" if s.get("supervisor") else "pub.step.dispatch_anon")
         else:
             text = t(lang, f"pub.step.{action}")
         note = f'<div class="note">{_e(s["note"])}</div>' if s.get("note") else ""

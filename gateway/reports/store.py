@@ -193,7 +193,8 @@ def public_view(svc: TicketService, t: Ticket, report: ReportRow) -> dict[str, A
         events = svc.conn.execute("SELECT at, action, note, detail FROM ticket_events WHERE ticket_id = %s "
                                   "ORDER BY id", (t.id,)).fetchall()
         status = check_of(svc.conn, t, report)
-    names = tk.known_people(c) if c is not None else {}
+    workers = {w.id: w.name for g in c.grids for w in g.workers} if c is not None else {}
+    supervisors = {g.supervisor for g in c.grids} if c is not None else set()
     shown = set(public_steps(e[1] for e in events))
     steps: list[dict[str, Any]] = []
     for at, action, note, detail in events:
@@ -202,7 +203,8 @@ def public_view(svc: TicketService, t: Ticket, report: ReportRow) -> dict[str, A
         step: dict[str, Any] = {"at": at.astimezone(svc.tz), "action": action}
         if action in ("dispatch", "reassign"):
             who = (detail or {}).get("assignee") or t.assignee
-            step["worker"] = mask_name(names.get(who or "", "")) if who else ""
+            step["worker"] = mask_name(workers.get(who or "", ""))  # 孙*: a worker's family name only
+            step["supervisor"] = who in supervisors and who not in workers
         if action == "resolve":
             step["note"] = note  # the result is for the resident to read (as on the rating page); other notes are not
         steps.append(step)

@@ -87,6 +87,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pub.step.create": ("已收到您的上报", "We received your report"),
     "pub.step.dispatch": ("已派给网格员 {name}", "Assigned to grid worker {name}"),
     "pub.step.dispatch_anon": ("已派给网格员", "Assigned to a grid worker"),
+    "pub.step.dispatch_supervisor": ("已派给网格长", "Assigned to the grid supervisor"),
     "pub.step.reassign": ("改由网格员 {name} 处理", "Now handled by grid worker {name}"),
     "pub.step.accept": ("网格员已接单", "The grid worker took it on"),
     "pub.step.arrive": ("网格员已到场", "The grid worker is on site"),
