@@ -1,7 +1,7 @@
 """The care register for the dashboard: :class:`viz.care_model.CareRegisterData` on the dashboard's pool. Does I/O.
 
-Each call takes a pooled connection, seeds the register from the community file when a unit is missing (once per
-process and community, then only when asked to list), and applies :class:`gateway.care.store.CareRegister`'s rules;
+Each call takes a pooled connection and applies :class:`gateway.care.store.CareRegister`'s rules (listing the
+register first adds the community file's care units it does not hold yet);
 database failures become :class:`viz.data.DatabaseDown` / :class:`viz.data.DataUnavailable`, refusals
 :class:`viz.data.ActionRefused` (``care_not_found``, ``care_forbidden``, ``care_invalid``) with the reason.
 """

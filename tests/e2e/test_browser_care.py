@@ -113,19 +113,22 @@ def _screenshots(browser: Any, system: System, tid: int) -> None:
     system.sql("UPDATE care_residents SET registered_at = now() - interval '20 days' WHERE unit = 'B12-301'")
     pages = {"register": "/residents", "resident": f"/residents/{rid}", "visit": f"/residents/{rid}/visit",
              "fire": f"/worker/ticket/{tid}"}
-    for lang in ("zh", "en"):
-        for size, (w, h) in SIZES.items():
-            p = Page(browser, system, width=w, height=h)
-            try:
-                p.sign_in("w1-1", "/worker")
-                p.page.wait_for_url(system.url + "/worker", timeout=15_000)
-                p.page.goto(f"{system.url}/lang/{lang}?next=/worker")
-                for name, path in pages.items():
-                    p.page.goto(system.url + path)
-                    sel = {"register": "#careg-table", "resident": "#careg-name", "visit": "#careg-visit",
-                           "fire": "#careg-evac"}[name]
-                    p.page.wait_for_selector(sel, timeout=15_000)
-                    p.page.wait_for_timeout(300)  # fonts and the dropdowns settle (a picture only, nothing asserted)
-                    p.page.screenshot(path=str(ARTIFACTS / f"care_{name}_{lang}_{size}.png"), full_page=True)
-            finally:
-                p.close()
+    for user, lang, size in [(u, lang, size) for u in ("w1-1", "operator") for lang in ("zh", "en") for size in SIZES]:
+        w, h = SIZES[size]
+        p = Page(browser, system, width=w, height=h)
+        try:
+            p.sign_in(user, "/worker")
+            p.page.wait_for_url(system.url + "/worker", timeout=15_000)
+            p.page.goto(f"{system.url}/lang/{lang}?next=/worker")
+            for name, path in pages.items():
+                if user == "operator" and name in ("resident", "visit"):
+                    continue
+                p.page.goto(system.url + path)
+                sel = {"register": "#careg-table", "resident": "#careg-name", "visit": "#careg-visit",
+                       "fire": "#careg-evac"}[name]
+                p.page.wait_for_selector(sel, timeout=15_000)
+                p.page.wait_for_timeout(300)  # fonts and the dropdowns settle (a picture only, nothing asserted)
+                who = "" if user == "w1-1" else "_operator"
+                p.page.screenshot(path=str(ARTIFACTS / f"care_{name}{who}_{lang}_{size}.png"), full_page=True)
+        finally:
+            p.close()

@@ -20,11 +20,14 @@ from fastapi.testclient import TestClient
 from gateway import settings as settings_mod
 from gateway.api.app import create_api
 from gateway.api.auth import Users, configure_hashing
+from gateway.care import overdue
 from gateway.care.overdue import raise_overdue
+from gateway.care.store import CareRegister
 from gateway.settings import Settings
 from gateway.storage import Storage
 from gateway.tickets.service import TicketService
 from tests.conftest import DB_URL, MQTT_URL
+from twin import care
 from twin.community import Community, parse
 from twin.people import Role
 
@@ -128,8 +131,8 @@ def test_the_register_is_seeded_and_each_role_sees_what_it_may(env: Env) -> None
     ops = env.get("op", "/care/residents").json()["residents"]
     assert len(ops) == len(everyone)
     assert all(r["masked"] and r["name"].endswith("*") and r["phone"] is None and r["category"] is None for r in ops)
-    assert {r["name"] for r in ops} == {by_unit[r["unit"]].name[0] + "*" * (len(by_unit[r["unit"]].name) - 1)
-                                        for r in ops}
+    assert {r["name"] for r in ops} == {care.mask_name(by_unit[r["unit"]].name) for r in ops}
+    assert {r["name"] for r in ops if r["unit"] == "B2-401"} == {"张**"}
 
     mine = env.get("ma", "/care/residents").json()["residents"]
     assert mine and {r["grid"] for r in mine} == {"G1"} and all(not r["masked"] for r in mine)
@@ -164,12 +167,20 @@ def test_an_overdue_visit_raises_exactly_one_ticket_to_the_grid_worker(env: Env)
     t = first.get(rows[0][0])
     assert t.category == "care" and t.unit == unit and t.grid == "G1"
     assert t.assignee in {w.id for g in env.community.grids if g.id == "G1" for w in g.workers}
-    assert unit in t.title and env.community.care_units[0].name not in t.title  # no name on the ticket
+    assert unit in t.title and "李桂兰" not in t.title + t.description  # no name on the ticket
     reds = {x.unit for x in env.community.care_units if x.level == "red"}
     count = env.storage.conn.execute("SELECT count(*) FROM care_overdue_tickets").fetchone()
     assert count is not None and count[0] == len(reds)  # every red visit is overdue; yellow and green not yet
     shown = env.resident(unit)
     assert shown["overdue"] and shown["days_overdue"] == 1 and shown["overdue_ticket"] == t.id
+    # a gateway that looked before the first one committed: its insert of the same visit fails, its ticket rolls back
+    tickets = env.storage.conn.execute("SELECT count(*) FROM tickets").fetchone()
+    late = env.service()
+    row = next(x for x in CareRegister(env.storage.conn, late.communities, env.clock.now).rows() if x.id == r["id"])
+    s = care.schedule(row.level, row.registered_at, row.last_visit_at, row.level_changed_at, env.clock.now,
+                      env.community.tz)
+    assert overdue._open(late, env.community, row, s, env.clock.now) is None
+    assert env.storage.conn.execute("SELECT count(*) FROM tickets").fetchone() == tickets
 
 
 def test_a_visit_resets_the_due_date(env: Env) -> None:

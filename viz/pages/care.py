@@ -44,6 +44,7 @@ def _care_body(req: Req, board: Dashboard) -> Any:
     community = board.community()
     try:
         units = list(board.data.care_overview())
+        records = {r.unit: r.id for r in board.data.care_register().residents(req.user)}  # the care register
     except DataUnavailable as exc:
         return html.P(unavailable_text(lang, exc), className="msg warn")
     visible = visible_buildings(req.user, community)
@@ -71,7 +72,11 @@ def _care_body(req: Req, board: Dashboard) -> Any:
         return notes or t(lang, "care.ok")
 
     head = html.Tr([html.Th(t(lang, f"care.col.{c}")) for c in ("unit", "level", "last", "alert")])
-    body = [html.Tr([html.Td(f"{names.get(u.building, u.building)} {u.unit}"),
+    def home(u: Any) -> Any:  # the unit, linked to its resident's record in the care register when there is one
+        text = f"{names.get(u.building, u.building)} {u.unit}"
+        return dcc.Link(text, href=f"/residents/{records[u.unit]}") if u.unit in records else text
+
+    body = [html.Tr([html.Td(home(u)),
                      html.Td(html.Span(t(lang, f"care.level.{u.level}"), className=f"care care-{u.level}")),
                      html.Td(last(u)), html.Td(alert(u))], className="alert" if alerts[u.unit] else "")
             for u in units]

@@ -23,6 +23,7 @@ from viz.care_model import CareRegisterData, ResidentView
 from viz.data import ActionRefused, DataUnavailable, Photo, TicketView
 from viz.i18n import t
 from viz.shell import MAX_PHOTO_BYTES, MAX_TEXT, PHOTO_TYPES, Dashboard, Req, guarded_callbacks, unavailable_text
+from viz.ticket_text import people, person
 from viz.widgets import with_data
 
 MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n", "image/webp": b"RIFF"}
@@ -158,6 +159,7 @@ def _resident_body(req: Req, board: Dashboard, r: ResidentView) -> list[Any]:
         parts.append(dcc.Link(html.Button(t(lang, "careg.log_visit"), id="careg-log"),
                               href=f"/residents/{r.id}/visit", className="careg-log"))
     visits = list(reg.visits(req.user, r.id))
+    names = people(board.community(), lang)
     parts.append(html.H3(t(lang, "careg.visits")))
     if not visits:
         parts.append(html.P(t(lang, "careg.no_visits"), className="muted"))
@@ -167,7 +169,7 @@ def _resident_body(req: Req, board: Dashboard, r: ResidentView) -> list[Any]:
             answers = [f"{t(lang, f'careg.check.{c}')}: {t(lang, 'careg.check.' + ('yes' if v.checks[c] else 'no'))}"
                        for c in care.CHECKS if c in v.checks]
             items.append(html.Li([html.Div(t(lang, "careg.visit_by", at=board.local(v.visited_at, "%Y-%m-%d %H:%M"),
-                                                who=v.visitor), className="small muted"),
+                                                who=person(lang, v.visitor, names)), className="small muted"),
                                   *([html.Div(v.note)] if v.note else []),
                                   *([html.Div("；".join(answers) if lang == "zh" else "; ".join(answers),
                                               className="small")] if answers else []),
@@ -178,7 +180,8 @@ def _resident_body(req: Req, board: Dashboard, r: ResidentView) -> list[Any]:
     if not changes:
         parts.append(html.P(t(lang, "careg.no_levels"), className="muted"))
     else:
-        parts.append(html.Ul([html.Li([t(lang, "careg.level_change", at=board.local(c.at, "%Y-%m-%d %H:%M"), who=c.by,
+        parts.append(html.Ul([html.Li([t(lang, "careg.level_change", at=board.local(c.at, "%Y-%m-%d %H:%M"),
+                                         who=person(lang, c.by, names),
                                          from_=t(lang, f"careg.level.{c.from_level}"),
                                          to=t(lang, f"careg.level.{c.to_level}")),
                                        *([html.Div(c.reason, className="small")] if c.reason else [])])
