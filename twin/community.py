@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from twin import care, catalogue
+from twin.contacts import Contacts
 from twin.contract import valid_id
 
 Point = tuple[float, float]
@@ -216,6 +217,7 @@ class Community(_Model):
     elevators: list[Elevator] = []
     devices: list[Device] = []
     care_units: list[CareUnit] = []
+    contacts: Contacts = Field(default_factory=Contacts, description="whom workers call: twin/contacts.py")
     _by_id: dict[str, Device] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ Documents are YAML files under ``twin/sop/`` (the caller reads them; :data:`SOP_
     categories: [gas]                 # ticket categories it is the fallback for
     keywords: [燃气, 泄漏, gas]
     steps: [...]                      # the checklist, in order
+    calls: [gas_company, resident]    # optional: whom to call (contact roles, twin/contacts.py), in order
     notes: ...                        # optional background
     source: ...                       # where the numbers and the procedure come from
 
@@ -28,6 +29,8 @@ from typing import Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from twin.contacts import CallRole
 
 SOP_DIR = Path(__file__).resolve().parent / "sop"
 DocType = Literal["sop", "policy", "case"]
@@ -51,6 +54,7 @@ class Document(BaseModel):
     keywords: tuple[str, ...] = ()
     steps: tuple[str, ...] = Field(min_length=1)
     steps_en: tuple[str, ...] = ()  # the steps in English, one for each (none: shown in Chinese)
+    calls: tuple[CallRole, ...] = ()  # whom to call, by contact role (twin/contacts.py): the ticket's call buttons
     notes: str = ""
     source: str = ""
 

@@ -166,6 +166,15 @@ CLOSE_REASONS = ("false_alarm", "device_fault", "other")
 
 
 @dataclass(frozen=True, slots=True)
+class Position:
+    """Where a phone was (browser geolocation, WGS 84 degrees); ``accuracy_m`` its radius in metres if known."""
+
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TicketView:
     """A dispatch ticket as the ticket board and the worker's phone show it."""
 
@@ -202,6 +211,12 @@ class TicketView:
     rating_comment: str | None = None
     escalated_to: str | None = None
     rule_name: str | None = None  # its worst alarm's rule, "中文 / English" (alarm tickets), for a title in English
+    arrived_at: datetime | None = None  # 到场, in the current cycle
+    arrived_position: Position | None = None  # where the worker's phone was then, if it told
+    sop_id: str | None = None  # the SOP document of the checklist (history entries of ticks name it)
+    sop_calls: tuple[str, ...] = ()  # whom the SOP says to call: contact roles (twin/contacts.py), in order
+    sop_done: tuple[int, ...] = ()  # the checklist's steps ticked now (0-based)
+    life_safety: bool = False
 
     @property
     def open(self) -> bool:
@@ -367,6 +382,14 @@ class DashboardData(Protocol):
     def accept_ticket(self, user: User, ticket_id: str) -> None: ...
 
     def ticket_feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None: ...
+
+    def arrive_ticket(self, user: User, ticket_id: str, position: Position | None = None) -> None:
+        """到场: the worker is on site; ``position``: where their phone was, if it told."""
+        ...
+
+    def check_sop_step(self, user: User, ticket_id: str, step: int, done: bool) -> None:
+        """Tick (or untick) step ``step`` (0-based) of the ticket's SOP checklist; kept in its history."""
+        ...
 
     def resolve_ticket(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None:
         """Resolve; while a life-safety alarm of the incident is active it is refused (``alarms_active``) unless

@@ -38,6 +38,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
+from gateway.api.fieldwork import add_fieldwork_routes
 from gateway.api.pool import StoragePool, pool_for
 from gateway.api.sign_in_log import record_sign_in
 from gateway.care import api as care_api
@@ -467,10 +468,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         t = svc.progress(user, ticket_id, _clean(note), photo=p, plan=plan, version=version)
         return ticket_json(svc, t, user)
 
-    @r.post("/tickets/{ticket_id}/arrive", tags=["actions"], summary="到场: on site (life-safety arrival clock)")
-    def arrive(ticket_id: TicketId, svc: Svc, user: Me, body: NoteBody | None = None) -> dict[str, Any]:
-        b = body or NoteBody()
-        return ticket_json(svc, svc.arrive(user, ticket_id, b.note, version=b.version), user)
+    add_fieldwork_routes(r, service, current_user, ticket_json)  # 到场 with a position, SOP ticks
 
     @r.post("/tickets/{ticket_id}/release", tags=["actions"], summary="解困: the trapped people are out (entrapment)")
     def release(ticket_id: TicketId, svc: Svc, user: Me, body: NoteBody | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Rows of the ticket tables (migrations 0006, 0009, 0012): columns, row factories, the typed rows the service reads."""
+"""Rows of the ticket tables (migrations 0006, 0009, 0012, 0014): columns, row factories, the typed rows read."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ TICKET_COLUMNS = (
     "progress_by", "responded_at", "accepted_at", "resolved_at", "closed_at", "last_alarm_at", "alerts",
     "breaches", "escalations", "reopens", "plan_submitted", "cancel_reason", "rating", "rating_comment",
     "rated_at", "rate_token", "occurred_at", "received_at", "arrive_by", "arrived_at", "release_by", "released_at",
-    "close_reason", "close_note",
+    "close_reason", "close_note", "arrived_lat", "arrived_lon", "arrived_accuracy_m",
 )
 SELECT_TICKETS = "SELECT id, version, " + ", ".join(TICKET_COLUMNS) + " FROM tickets"
 OPEN_STATES = [s.value for s in tk.OPEN_STATES]

@@ -40,6 +40,7 @@ from psycopg.types.json import Jsonb
 from gateway.reports.checks import report_rate_problem
 from gateway.settings import Settings
 from gateway.storage import Storage, StorageError, UnknownDevice, fetch_rows, fetch_value, fetch_values
+from gateway.tickets import fieldwork
 from gateway.tickets.config import incident_policy, sla_policy
 from gateway.tickets.photos import PHOTO_TYPES, Photo, PhotoRejected, check_photo, content_type_of
 from gateway.tickets.rows import (
@@ -420,9 +421,16 @@ class TicketService:
         return self._act(user, ticket_id, "progress", lambda t, now: tk.progress(t, now, self.policy, plan=plan),
                          note, version=version, photo=photo, detail={"plan": plan})
 
-    def arrive(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
-        """到场: someone is on site (the arrival clock of life-safety targets such as an entrapment's)."""
-        return self._act(user, ticket_id, "arrive", tk.arrive, note, version=version)
+    def arrive(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None,
+               position: tk.Position | None = None) -> Ticket:
+        """到场: someone is on site (the arrival clock of life-safety targets such as an entrapment's), with where
+        their phone was (``position``) if it told; stored with the ticket and in its history."""
+        return self._act(user, ticket_id, "arrive", lambda t, now: tk.arrive(t, now, position), note, version=version,
+                         detail={"position": position.as_json()} if position else None)
+
+    def check_sop(self, user: User, ticket_id: int, step: int, done: bool) -> Ticket:
+        """Tick (or untick) a step of the ticket's SOP checklist (:func:`gateway.tickets.fieldwork.check_sop`)."""
+        return fieldwork.check_sop(self, user, ticket_id, step, done)
 
     def release(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
         """解困: the trapped people are out (entrapment tickets; recorded apart from arrival and resolving)."""
@@ -705,6 +713,8 @@ class TicketService:
                           readings=self._readings_of(t.community, devices_to_show(t, c, alarms)),
                           sop=self.knowledge.sop_for(t.rule, t.category), now=now or self.clock(), iso=self.iso,
                           life_safety=self.incidents.life_safety)
+        if out.get("sop"):
+            out["sop"]["checks"] = fieldwork.checks_json(self, t)
         if private:
             out["rate_url"] = f"{self.settings.api.public_url.rstrip('/')}{API_PREFIX}/rate/{t.rate_token}"
             out["assignment"] = context.get("assignment")

@@ -75,7 +75,7 @@ def sop_json(d: Document | None) -> dict[str, Any] | None:
     if d is None:
         return None
     return {"id": d.id, "title": d.title, "title_zh": d.title_zh, "steps": list(d.steps), "steps_en": list(d.steps_en),
-            "notes": d.notes, "source": d.source, "url": f"{API_PREFIX}/knowledge/{d.id}"}
+            "notes": d.notes, "source": d.source, "url": f"{API_PREFIX}/knowledge/{d.id}", "calls": list(d.calls)}
 
 
 
@@ -120,6 +120,8 @@ def worker_view(t: Ticket, *, community: Community | None, context: dict[str, An
                       "release_by": iso(t.release_by), "remaining_s": tk.remaining(t, now),
                       "alerts": sorted(t.alerts), "breaches": t.breaches},
         "arrived_at": iso(t.arrived_at), "released_at": iso(t.released_at),
+        "arrived_position": {"lat": t.arrived_lat, "lon": t.arrived_lon, "accuracy_m": t.arrived_accuracy_m}
+        if t.arrived_lat is not None else None,
         "snapshot_url": f"{API_PREFIX}/tickets/{t.id}/snapshot.png" if context.get("snapshot") else None,
         "readings": readings,
         "alarms": [{"key": a.alarm_key, "rule": a.rule, "rule_name": rule_names().get(a.rule, a.rule),
@@ -150,10 +152,10 @@ def worker_view(t: Ticket, *, community: Community | None, context: dict[str, An
 
 
 def actions_of(t: Ticket) -> list[str]:
-    """What may be done to the ticket now (arrival and release only where its incident times them)."""
+    """What may be done to the ticket now (arrival until recorded; release only where its incident times it)."""
     def relevant(a: str) -> bool:
-        if a == "arrive":
-            return t.arrive_by is not None and t.arrived_at is None
+        if a == "arrive":  # on site (到场): every ticket's step, timed where the incident's alarms time it
+            return t.arrived_at is None
         if a == "release":
             return t.release_by is not None and t.released_at is None
         return a not in ("attach", "dispatch")

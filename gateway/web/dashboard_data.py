@@ -72,6 +72,7 @@ from viz.data import (
     KpiRow,
     LiveView,
     Photo,
+    Position,
     Session,
     TicketView,
 )
@@ -471,6 +472,14 @@ class StorageDashboardData:
 
     def ticket_feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None:
         self._need_desk().feedback(user, ticket_id, note, photo)
+        self._version = None
+
+    def arrive_ticket(self, user: User, ticket_id: str, position: Position | None = None) -> None:
+        self._need_desk().arrive(user, ticket_id, position)
+        self._version = None
+
+    def check_sop_step(self, user: User, ticket_id: str, step: int, done: bool) -> None:
+        self._need_desk().check_sop(user, ticket_id, step, done)
         self._version = None
 
     def resolve_ticket(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None:

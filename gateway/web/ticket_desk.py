@@ -15,7 +15,7 @@ from gateway.web.database import connection
 from twin.alarms import AlarmEvent, Dispatch, EventKind, SubjectType
 from twin.community import Community
 from twin.people import Role, User
-from viz.data import ActionRefused, AlarmView, KpiRow, Photo, TicketAlarm, TicketStep, TicketView
+from viz.data import ActionRefused, AlarmView, KpiRow, Photo, Position, TicketAlarm, TicketStep, TicketView
 
 
 class TicketDesk(Protocol):
@@ -30,6 +30,10 @@ class TicketDesk(Protocol):
     def accept(self, user: User, ticket_id: str) -> None: ...
 
     def feedback(self, user: User, ticket_id: str, note: str, photo: Photo | None) -> None: ...
+
+    def arrive(self, user: User, ticket_id: str, position: Position | None = None) -> None: ...
+
+    def check_sop(self, user: User, ticket_id: str, step: int, done: bool) -> None: ...
 
     def resolve(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None: ...
 
@@ -104,6 +108,9 @@ class ServiceTicketDesk:
             clock_start=t.clock_start, closed_at=t.closed_at, close_reason=t.close_reason,
             cancel_reason=t.cancel_reason, rating=t.rating, rating_comment=t.rating_comment,
             escalated_to=t.escalated_to, rule_name=_rule_names().get(t.rule) if t.rule else None,
+            arrived_at=t.arrived_at, life_safety=t.life_safety,
+            arrived_position=Position(t.arrived_lat, t.arrived_lon, t.arrived_accuracy_m)
+            if t.arrived_lat is not None and t.arrived_lon is not None else None,
         )
 
     def tickets(self, user: User, *, include_closed: bool = False) -> Sequence[TicketView]:
@@ -144,7 +151,9 @@ class ServiceTicketDesk:
         return TicketView(**{**_fields(base), "sop": tuple(str(x) for x in sop.get("steps", ())),
                              "sop_en": tuple(str(x) for x in sop.get("steps_en", ())), "latest": latest,
                              "history": history, "has_snapshot": bool(view.get("snapshot_url")),
-                             "alarm_key": alarms[0].key if alarms else None, "alarms": alarms})
+                             "alarm_key": alarms[0].key if alarms else None, "alarms": alarms,
+                             "sop_id": sop.get("id"), "sop_calls": tuple(str(x) for x in sop.get("calls", ())),
+                             "sop_done": tuple(int(c["step"]) for c in sop.get("checks", ()) if c.get("done"))})
 
     def accept(self, user: User, ticket_id: str) -> None:
         with self._service(f"accepting ticket {ticket_id}") as svc:
@@ -156,6 +165,17 @@ class ServiceTicketDesk:
         with self._service(f"feedback on ticket {ticket_id}") as svc:
             svc.progress(user, _need_ticket_id(ticket_id), note,
                          photo=ServicePhoto(photo.content_type, photo.content) if photo else None)
+
+    def arrive(self, user: User, ticket_id: str, position: Position | None = None) -> None:
+        from twin.tickets import Position as TicketPosition
+
+        with self._service(f"arrival on ticket {ticket_id}") as svc:
+            where = TicketPosition.checked(position.lat, position.lon, position.accuracy_m) if position else None
+            svc.arrive(user, _need_ticket_id(ticket_id), position=where)
+
+    def check_sop(self, user: User, ticket_id: str, step: int, done: bool) -> None:
+        with self._service(f"ticking the checklist of ticket {ticket_id}") as svc:
+            svc.check_sop(user, _need_ticket_id(ticket_id), step, done)
 
     def resolve(self, user: User, ticket_id: str, note: str, reason: str | None = None) -> None:
         with self._service(f"resolving ticket {ticket_id}") as svc:

@@ -332,8 +332,12 @@ def test_worker_on_a_phone_accepts_and_resolves_a_ticket(browser: Any, system: S
         phone.page.wait_for_selector("#wt-title", timeout=10_000)
         assert phone.page.locator(".sop input").count() > 0, "no SOP checklist on the ticket"
         phone.page.locator(".sop input").first.check()
+        assert _wait(lambda: bool(system.sql("SELECT 1 FROM ticket_events WHERE ticket_id = %s "
+                                             "AND action = 'sop_check'", int(tid))), 10), "the tick was not saved"
         phone.page.click("#wt-accept")
         phone.page.wait_for_selector("#wt-status[data-status=handling]", timeout=10_000)
+        # 到场 is next now; the report form is folded under it
+        phone.page.click("#wt-more-summary")
         phone.page.fill("#wt-note", "已到现场，误报：厨房油烟触发，已复位")
         png = ARTIFACTS / "feedback_photo.png"
         phone.page.screenshot(path=str(png), clip={"x": 0, "y": 0, "width": 60, "height": 40})

@@ -10,6 +10,7 @@ from typing import Literal
 
 from twin.alarms import AlarmEvent
 from twin.tickets.assign import Assignment
+from twin.tickets.fieldwork import Position
 from twin.tickets.model import (
     CLOSE_REASONS,
     OPEN_STATES,
@@ -113,13 +114,16 @@ def progress(t: Ticket, at: datetime, policy: SlaPolicy, *, plan: bool = False) 
                    alerts=alerts)
 
 
-def arrive(t: Ticket, at: datetime) -> Ticket:
-    """到场: someone is on site (stops the arrival clock; counts as accepting if that had not happened)."""
+def arrive(t: Ticket, at: datetime, position: Position | None = None) -> Ticket:
+    """到场: someone is on site (stops the arrival clock; counts as accepting if that had not happened), with where
+    their phone was if it told."""
     _require_allowed(t, "arrive")
     if t.arrived_at is not None:
         raise TicketError(f"ticket {t.id}: arrival was already recorded at {t.arrived_at.isoformat()}")
     return replace(t, state=TicketState.HANDLING if t.state is not TicketState.ESCALATED else t.state, arrived_at=at,
-                   accepted_at=t.accepted_at or at, responded_at=t.responded_at or at)
+                   accepted_at=t.accepted_at or at, responded_at=t.responded_at or at,
+                   arrived_lat=position.lat if position else None, arrived_lon=position.lon if position else None,
+                   arrived_accuracy_m=position.accuracy_m if position else None)
 
 
 def release(t: Ticket, at: datetime) -> Ticket:
@@ -184,7 +188,7 @@ def reopen(t: Ticket, at: datetime, policy: SlaPolicy) -> Ticket:
                    accepted_at=None, closed_at=None, alerts=frozenset(), reopens=t.reopens + 1, rating=None,
                    rating_comment=None, rated_at=None, arrive_by=d.arrive_by if t.arrive_by else None,
                    release_by=d.release_by if t.release_by else None, arrived_at=None, released_at=None,
-                   close_reason=None, close_note=None)
+                   close_reason=None, close_note=None, arrived_lat=None, arrived_lon=None, arrived_accuracy_m=None)
 
 
 def cancel(t: Ticket, reason: str, at: datetime, *, active_life_safety: Sequence[str] = (),

@@ -163,6 +163,9 @@ class Ticket:
     released_at: datetime | None = None
     close_reason: str | None = None  # false_alarm | device_fault | other: why it was resolved or cancelled
     close_note: str | None = None  # ... while life-safety alarms were active (or the worker said so anyway)
+    arrived_lat: float | None = None  # where the phone was at 到场 (WGS 84), if it told: see fieldwork.Position
+    arrived_lon: float | None = None
+    arrived_accuracy_m: float | None = None
 
     @property
     def open(self) -> bool:
