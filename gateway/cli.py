@@ -506,6 +506,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CliError(f"cannot serve on {args.host}:{port}: {exc.strerror}", EXIT_USAGE) from None
     os.environ.update({"GRIDTWIN_DB_URL": db_url, "GRIDTWIN_MQTT_URL": mqtt_url})  # as resolved, for the workers
+    if "public_url" not in s.api.model_fields_set:  # links handed out (rating, tracking) name the port served
+        from gateway.ops.demo import served_url
+        os.environ["GRIDTWIN_API_PUBLIC_URL"] = served_url(port, "127.0.0.1" if args.host in ("0.0.0.0", "::")
+                                                           else args.host)
     if getattr(args, "config", None):
         os.environ["GRIDTWIN_CONFIG"] = str(args.config)
     print(f"dashboard: http://{args.host}:{port}/ ({args.workers} worker{'s' if args.workers > 1 else ''})",

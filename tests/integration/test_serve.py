@@ -96,9 +96,20 @@ def test_many_clients_on_a_small_pool_are_all_served(settings: Settings) -> None
         handle.shutdown()
 
 
+def _call(url: str, token: str | None = None, body: dict[str, object] | None = None) -> dict[str, object]:
+    req = urllib.request.Request(url, method="POST" if body is not None else "GET", headers={
+        "Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+        data=json.dumps(body).encode() if body is not None else None)
+    with urllib.request.urlopen(req, timeout=30) as r:
+        out: dict[str, object] = json.loads(r.read())
+        return out
+
+
 def test_serve_with_two_workers_stops_gracefully(settings: Settings) -> None:
     assert settings.db.url and settings.mqtt.url
     _loaded(settings)
+    with Storage.connect(settings.db.url, schema=settings.db.schema_name) as st:
+        Users(st.conn).add("serve-op2", "serve-op2-pass", Role.OPERATOR)
     port = free_port()
     env = {**os.environ, "GRIDTWIN_DB_URL": settings.db.url, "GRIDTWIN_DB_SCHEMA": settings.db.schema_name,
            "GRIDTWIN_MQTT_URL": settings.mqtt.url, "GRIDTWIN_MQTT_TOPIC_ROOT": settings.mqtt.topic_root}
@@ -113,6 +124,12 @@ def test_serve_with_two_workers_stops_gracefully(settings: Settings) -> None:
                 return False
 
         assert wait_until(healthy, 60), "the server did not come up"
+        # the links it hands out (the resident's rating link) name the port it serves, not the default 8050
+        base = f"http://127.0.0.1:{port}/api/v1"
+        token = str(_call(f"{base}/auth/login", body={"username": "serve-op2", "password": "serve-op2-pass"})["token"])
+        made = _call(f"{base}/tickets", token, {"title": "楼道灯不亮", "building": "B1", "floor": 1})
+        ticket = _call(f"{base}/tickets/{made['id']}", token)
+        assert str(ticket["rate_url"]).startswith(f"http://127.0.0.1:{port}/api/v1/rate/"), ticket["rate_url"]
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err.decode()[-2000:]

@@ -173,7 +173,7 @@ def _ticket_history(req: Req, board: Dashboard, tk: TicketView, names: Mapping[s
                       html.Span(who(lang, s.by, names), className="who"),
                       html.Span(person_note(s.by, s.note), className="note") if person_note(s.by, s.note) else None],
                      className="step")
-             for s in tk.history]
+             for s in sorted(tk.history, key=lambda s: s.at)]  # oldest first, as the alarm timeline above
     return html.Div([
         html.P([html.Span(status_label(lang, tk.status), className="status"), " ",
                 dcc.Link(t(lang, "inc.ticket_link"), href=f"/worker/ticket/{tk.id}", id="incident-ticket-link")]),
