@@ -17,7 +17,9 @@ from gateway.tickets.service import TicketService
 from tests.conftest import DB_URL
 from tests.e2e import test_browser as tb
 from tests.e2e.test_browser import ARTIFACTS, Page, System, _wait
+from tests.e2e.test_browser_i18n import data_names, offenders
 from twin.people import Role, User
+from twin.tickets.reports import mask_name
 
 system = tb.system
 browser = tb.browser
@@ -107,6 +109,14 @@ def test_a_resident_reports_follows_it_and_rates_it(phone: Page, desk: Page, sys
     assert "4/5" in page.inner_text("#pub-rated")
     assert page.get_attribute("#pub-state", "data-state") == "evaluated"
     assert system.sql("SELECT state, rating FROM tickets WHERE id = %s", tid) == [("evaluated", 4)]
+    zh_data, words = data_names(system.community)
+    masked = [mask_name(w.name) for g in system.community.grids for w in g.workers]  # 孙*: a name is data
+    typed = ["电动车堵住了消防通道", "已清理通道，车辆已移走", "3单元", *masked, *zh_data]  # what people wrote too
+    for path, ready in ((track, "#pub-rated"), ("/r/sunshine/B1", "#pub-form")):
+        for lang in ("zh", "en"):  # the public pages have no untranslated text either (test_browser_i18n's rules)
+            page.goto(f"{system.url}{path}?lang={lang}")
+            page.wait_for_selector(ready)
+            assert not offenders(page.inner_text("main"), lang, typed, words), (path, lang)
     _shots(phone, track, "public-rated", "#pub-rated")
     _shots(phone, "/r/sunshine/B1", "public-form", "#pub-form")
     desk.page.goto(system.url + "/r/sunshine/B1?lang=en")
