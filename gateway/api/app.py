@@ -45,6 +45,7 @@ from gateway.care import api as care_api
 from gateway.ratelimit import EveryFewSeconds
 from gateway.reports import api as reports_api
 from gateway.reports import public as reports_public
+from gateway.reports.checks import report_rate_problem
 from gateway.settings import Settings
 from gateway.storage import StorageError
 from gateway.tickets.service import (
@@ -713,7 +714,8 @@ def _public(svc: TicketService, t: tk.Ticket) -> dict[str, Any]:
     return {"title": t.title, "location": tk.location_text(c, t.building, t.floor, t.unit),
             "state": t.state.value, "state_zh": t.state.label_zh, "created_at": svc.iso(t.created_at),
             "resolved_at": svc.iso(t.resolved_at), "resolution": resolution,
-            "can_rate": t.state is TicketState.FEEDBACK, "rating": t.rating, "comment": t.rating_comment}
+            "can_rate": t.state is TicketState.FEEDBACK and report_rate_problem(svc.conn, t) is None,  # 核查 pending?
+            "rating": t.rating, "comment": t.rating_comment}
 
 
 def _rate_html(info: dict[str, Any], token: str, nonce: str = "") -> str:

@@ -138,6 +138,7 @@ def test_a_resident_reports_follows_it_and_rates_it_after_the_supervisors_check(
     assert 'id="pub-rate"' not in page.text
     rate_token = env.storage.conn.execute("SELECT rate_token FROM tickets WHERE id = %s", (tid,)).fetchone()
     assert rate_token is not None
+    assert api.get(f"/api/v1/rate/{rate_token[0]}").json()["can_rate"] is False  # the operators' rating link too
     early = api.post(f"/api/v1/rate/{rate_token[0]}", json={"rating": 5})
     assert early.status_code == 409 and "核查" in early.json()["detail"]  # the rating link waits for the check too
 
