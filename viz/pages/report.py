@@ -17,7 +17,7 @@ from viz.data import ActionRefused, DataUnavailable
 from viz.i18n import floor_label, t
 from viz.pages.verify import refused_text
 from viz.pages.worker import photo_from_upload
-from viz.report_model import StaffReport
+from viz.report_model import StaffReport, report_title
 from viz.shell import ID_RE, MAX_PHOTO_BYTES, MAX_TEXT, SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
 
 MAX_UNIT = 32
@@ -120,7 +120,8 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             b = community.building(it.building) if it.building else None
             place = " ".join(x for x in ((b.name if b else it.building or ""),
                                          floor_label(lang, it.floor) if it.floor is not None else "") if x)
-            rows.append(dcc.Link([html.Div(f"#{it.ticket_id} {it.title}", className="title"),
+            title = report_title(lang, it.title) or it.title
+            rows.append(dcc.Link([html.Div(f"#{it.ticket_id} {title}", className="title"),
                                   html.Div(f"{place} · {board.local(it.resolved_at)}", className="small")],
                                  href=f"/worker/ticket/{quote(it.ticket_id)}", className="ticket-card rp-check"))
         return [html.H3(t(lang, "verify.list")),
