@@ -80,16 +80,17 @@ def test_a_worker_logs_a_visit_on_a_phone(browser: Any, system: System) -> None:
         phone.close()
 
 
-def _fire_ticket(system: System) -> int:
+def _ticket(system: System, category: str, title: str, floor: int, unit: str | None = None) -> int:
     with Storage.connect(DB_URL, schema=system.schema) as st:
         svc = TicketService(st, system.settings, system.community, render_on_create=False)
         t = svc.create_manual(User("operator", "值班员", Role.OPERATOR), community=system.community.id,
-                              title="1号楼12层 火警（电话报警）", category="fire", building="B1", floor=12)
+                              title=title, category=category, building="B1", floor=floor, unit=unit)
     return t.id
 
 
 def test_operators_see_masked_names_and_who_to_evacuate_first(browser: Any, system: System) -> None:
-    tid = _fire_ticket(system)
+    tid = _ticket(system, "fire", "1号楼12层 火警（电话报警）", 12)
+    care_tid = _ticket(system, "care", "1号楼 B1-1402 门磁长时间无活动", 14, RED_G1)
     desk = Page(browser, system)
     try:
         desk.sign_in("operator", "/residents")
@@ -101,6 +102,11 @@ def test_operators_see_masked_names_and_who_to_evacuate_first(browser: Any, syst
         evac = desk.page.inner_text("#careg-evac")
         assert "B1-1402" in evac and "B1-1201" in evac and "李**" in evac and "李桂兰" not in evac
         assert evac.index("14层") < evac.index("12层")  # top floors first
+        desk.page.goto(f"{system.url}/worker/ticket/{care_tid}")  # a care ticket links to the resident's record
+        desk.page.wait_for_selector("#careg-link a:has-text('李**')", timeout=15_000)
+        desk.page.click("#careg-link a")
+        desk.page.wait_for_selector("#careg-name:has-text('李**')", timeout=10_000)
+        assert "13900021402" not in desk.page.inner_text("#careg-resident")  # no phone for an operator
         assert desk.errors == []
     finally:
         desk.close()
