@@ -217,6 +217,42 @@ class TicketSettings(_Section):
     )
 
 
+NOTIFY_EVENTS = ("created", "reassigned", "priority_raised", "escalated", "sla_warning")
+
+
+class WebhookSettings(_Section):
+    """One HTTP webhook the notifier posts ticket messages to (gateway/notify/)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="names the channel in logs and metrics")
+    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2000, description="where to POST")
+    format: Literal["json", "wecom", "dingtalk"] = Field(
+        default="json", description="json: the ticket message, signed; wecom / dingtalk: a group robot's text")
+    secret: str | None = Field(default=None, min_length=8, max_length=256,
+                               description="json: HMAC-SHA256 key of X-Gridtwin-Signature; dingtalk: the robot's "
+                                           "signing secret")
+    events: list[str] = Field(default=list(NOTIFY_EVENTS), description="ticket events sent (empty: every event)")
+    priorities: list[Literal["urgent", "general", "complex"]] = Field(
+        default=[], description="only tickets of these priorities (empty: all)")
+    grids: list[str] = Field(default=[], description="only tickets of these grids (empty: all)")
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="one attempt's time limit")
+    attempts: int = Field(default=6, ge=1, le=20, description="tries per message, backing off 1, 2, 4 ... 60 s")
+
+
+class NotifySettings(_Section):
+    """Notifications beyond the worker's MQTT topic (issue 15): webhooks for WeCom/DingTalk robots or an SMS
+    gateway. The notifier runs in the gateway when at least one is configured."""
+
+    webhooks: list[WebhookSettings] = Field(default=[], description="the channels (in GRIDTWIN_CONFIG, or JSON "
+                                                                    "in GRIDTWIN_NOTIFY_WEBHOOKS)")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> NotifySettings:
+        names = [w.name for w in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError(f"webhook names must be unique: {names}")
+        return self
+
+
 class ApiSettings(_Section):
     """The REST API under /api/v1 (issue 7)."""
 
@@ -247,6 +283,7 @@ class Settings(BaseSettings):
     demo: DemoSettings = DemoSettings()
     tickets: TicketSettings = TicketSettings()
     api: ApiSettings = ApiSettings()
+    notify: NotifySettings = NotifySettings()
 
     @classmethod
     def settings_customise_sources(

@@ -51,6 +51,7 @@ from gateway.ingest.startcache import StartCache
 from gateway.ingest.validate import Registry, Validator
 from gateway.ingest.writer import Writer
 from gateway.mqtt.transport import MqttError, Transport
+from gateway.notify.service import Notifier
 from gateway.ratelimit import PerKeyLimiter
 from gateway.settings import Settings
 from gateway.storage import DatabaseUnavailable, Storage
@@ -146,6 +147,7 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         self.live: dict[str, LiveState] = {}
         self.alarms: dict[str, AlarmService] = {}
         self.dispatch: DispatchWorker | None = None  # tickets for grid workers, started by start()
+        self.notifier: Notifier | None = None  # ticket messages to webhooks, when any is configured
         self._filters = self._subscription_filters()
         self._client = self._make_client()
         self._all_communities: list[Community] = []
@@ -227,6 +229,9 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         if self.settings.tickets.enabled:
             self.dispatch = DispatchWorker(self.settings, self.db_url, communities, self._publish, on_fatal=self._fail)
             self.dispatch.start()
+        if self.settings.tickets.enabled and self.settings.notify.webhooks:
+            self.notifier = Notifier(self.settings, self.mqtt_url, shared=self.cluster)
+            self.notifier.start()
 
     def start(self, timeout_s: float = 10.0) -> None:
         addr = contract.BrokerAddress.parse(self.mqtt_url)
@@ -287,6 +292,8 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         self._shutdown_writer()
         if self.dispatch is not None:
             self.dispatch.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.metrics.close()
         self._close_storage()
 

@@ -1,6 +1,6 @@
 """The closed loop from a device to a person: the elevator-entrapment scenario through the real broker
 and gateway opens one urgent ticket for the on-duty grid worker of that building, delivered on the
-worker's MQTT topic with the SOP and the 3D snapshot."""
+worker's MQTT topic with the SOP and the 3D snapshot, and posted to the configured webhook (signed JSON)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,21 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.cli_base import sample_community_path
 from gateway.ingest.pipeline import Gateway
+from gateway.notify import formats
 from gateway.ops.procs import Mosquitto
-from gateway.settings import Settings
+from gateway.settings import NotifySettings, Settings, WebhookSettings
 from gateway.storage import Storage
 from simulators import publisher
 from simulators.engine import plan_messages
 from simulators.scenario import compile_plan
 from tests.support.brokers import wait_until
+from tests.support.webhook import Receiver
 from twin import community as community_mod
 from twin import contract
 
 pytestmark = pytest.mark.integration
 SAMPLE = community_mod.parse(sample_community_path().read_text(encoding="utf-8"))
+SECRET = "webhook-test-secret"
 
 
 @pytest.fixture
@@ -43,9 +46,11 @@ def _wait(pred: Callable[[], object], timeout: float) -> bool:
 
 def test_entrapment_reaches_the_grid_worker(settings: Settings, broker: Mosquitto) -> None:
     assert settings.db.url
+    hook = Receiver()
     s = settings.model_copy(update={
         "mqtt": settings.mqtt.model_copy(update={"url": broker.url}),
         "tickets": settings.tickets.model_copy(update={"watchdog_interval_s": 0.5, "snapshots": True}),
+        "notify": NotifySettings(webhooks=[WebhookSettings(name="ops", url=f"{hook.url}/hook", secret=SECRET)]),
     })
     root = s.mqtt.topic_root
     plan = compile_plan("elevator-entrapment", SAMPLE)
@@ -90,6 +95,13 @@ def test_entrapment_reaches_the_grid_worker(settings: Settings, broker: Mosquitt
         assert _wait(lambda: any(m["topic"] == worker_topic for m in inbox), 20), inbox
         msg = next(m for m in inbox if m["topic"] == worker_topic)
         assert str(ticket_id) in orjson.dumps(msg).decode()
+        # the same message reached the webhook, signed, with a Chinese summary for a phone
+        assert _wait(lambda: any(orjson.loads(r.body)["ticket"]["id"] == ticket_id for r in hook.got), 20)
+        post = next(r for r in hook.got if orjson.loads(r.body)["ticket"]["id"] == ticket_id)
+        assert formats.verify_json(SECRET, post.body, post.headers["x-gridtwin-signature"])
+        assert post.headers["x-gridtwin-event"] == "created" and post.path == "/hook"
+        summary = orjson.loads(post.body)["summary"]
+        assert "新工单（紧急）" in summary and building.name in summary and f"#{ticket_id}" in summary
         # the watchdog renders the 3D snapshot off the alarm path
         assert _wait(lambda: st.conn.execute(
             "SELECT count(*) FROM ticket_photos WHERE ticket_id = %s AND kind = 'snapshot'",
@@ -108,3 +120,4 @@ def test_entrapment_reaches_the_grid_worker(settings: Settings, broker: Mosquitt
         st.close()
         sub.loop_stop()
         sub.disconnect()
+        hook.close()

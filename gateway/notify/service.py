@@ -1,0 +1,165 @@
+"""The notifier: every ticket message a worker receives on MQTT, also posted to the configured webhooks. Does I/O.
+
+It is a subscriber like a worker's phone (in cluster mode a shared subscription, ``$share/{root}-notify/...``,
+so that of N gateways one posts each message): a persistent MQTT session (``{client_id}-notify``, clean session off)
+on ``{root}/v1/workers/+/tickets`` at QoS 1 with manual acknowledgement, so a message is acknowledged to the
+broker only once every channel that wants it has taken it (or given up on it), and messages published while
+the notifier is down wait on the broker. Each message goes to each webhook whose filters (events,
+priorities, grids) it passes, POSTed with the channel's format (:mod:`gateway.notify.formats`); a failed
+attempt (no answer in ``timeout_s``, a network error, an HTTP 5xx or 429) is retried after 1, 2, 4 ... 60 s
+with jitter, up to ``attempts`` times; a 4xx other than 429 is the receiver refusing the message (logged,
+not retried). Messages are handled one at a time in arrival order. A bad message (not a ticket message of the
+contract) is logged, counted and acknowledged: it cannot stop the ones after it.
+
+Hand-written around the stdlib's ``urllib.request``: a JSON POST with a time limit needs no HTTP library.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from gateway.mqtt.common import transport_options
+from gateway.mqtt.paho_transport import PahoTransport
+from gateway.notify.formats import Request, request
+from gateway.settings import Settings, WebhookSettings
+from twin import contract
+
+log = logging.getLogger(__name__)
+BACKOFF_MAX_S = 60.0
+
+Post = Callable[[Request, float], int]  # the request, its time limit -> HTTP status (raises OSError when no answer)
+
+
+def post(req: Request, timeout_s: float) -> int:
+    """POST with the stdlib; the HTTP status (4xx/5xx too), or OSError when the receiver did not answer."""
+    http = urllib.request.Request(req.url, data=req.body, headers=dict(req.headers), method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(http, timeout=timeout_s) as resp:  # noqa: S310 - the URL's scheme is checked
+            resp.read(65536)
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return int(exc.code)
+
+
+def wants(channel: WebhookSettings, message: contract.TicketMessage, raw: Mapping[str, Any]) -> bool:
+    """Whether the channel's filters pass the message."""
+    event = message.event or message.type
+    if channel.events and event not in channel.events:
+        return False
+    priority = (raw.get("ticket") or {}).get("priority")
+    if channel.priorities and priority not in channel.priorities:
+        return False
+    return not channel.grids or message.grid in channel.grids
+
+
+class Notifier:
+    """Start with :meth:`start`, end with :meth:`stop`. ``counts``: sent, failed (gave up), refused (4xx),
+    skipped (filtered out), bad (not a ticket message), per channel where it applies."""
+
+    def __init__(self, settings: Settings, mqtt_url: str, *, shared: bool = False, post: Post = post,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.channels = list(settings.notify.webhooks)
+        self.link_base = settings.api.public_url
+        self.counts: Counter[str] = Counter()
+        self._post = post
+        self._clock = clock
+        self._inbox: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
+        topic_filter = contract.worker_tickets_filter(settings.mqtt.topic_root)
+        if shared:  # N gateways: each message to one of their notifiers, not to each
+            topic_filter = f"$share/{settings.mqtt.topic_root}-notify/{topic_filter}"
+        self.transport = PahoTransport(
+            mqtt_url, client_id=f"{settings.mqtt.client_id}-notify"[:64],
+            subscriptions=[(topic_filter, 1)],
+            on_message=self._on_message, **transport_options(settings.mqtt, mqtt_url, status=False))
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._thread.start()
+        self.transport.start(timeout_s)
+        log.info("notifier: %d webhook(s): %s", len(self.channels), ", ".join(c.name for c in self.channels))
+
+    def stop(self) -> None:
+        """Stop after the message in hand (its remaining retries are abandoned; unacknowledged, the broker
+        delivers it again next time)."""
+        self._stop.set()
+        self._inbox.put(None)
+        self._thread.join(15)
+        self.transport.stop()
+
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        self._inbox.put((topic, payload, mid if qos else 0))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self._inbox.get()
+            if item is None:
+                return
+            topic, payload, mid = item
+            try:
+                done = self._handle(topic, payload)
+            except Exception:  # a defect here must not end notifications: log it and go on
+                log.exception("notifier: message on %s not handled", topic)
+                done = True
+            if done and mid:
+                self.transport.ack_many([mid])
+
+    def _handle(self, topic: str, payload: bytes) -> bool:
+        """Send the message to every channel that wants it; False when stopped before it was done."""
+        try:
+            raw = orjson.loads(payload)
+            message = contract.TicketMessage.model_validate(raw)
+        except (orjson.JSONDecodeError, ValidationError) as exc:
+            self.counts["bad"] += 1
+            log.warning("notifier: not a ticket message on %s: %s", topic, str(exc).splitlines()[0][:200])
+            return True
+        for channel in self.channels:
+            if not wants(channel, message, raw):
+                self.counts[f"skipped:{channel.name}"] += 1
+                continue
+            if not self._send(channel, raw):
+                return False
+        return True
+
+    def _send(self, channel: WebhookSettings, raw: Mapping[str, Any]) -> bool:
+        """One message to one channel, with retries; False only when stopped meanwhile."""
+        delay = 1.0
+        for attempt in range(1, channel.attempts + 1):
+            req = request(channel.format, channel.url, raw, secret=channel.secret, link_base=self.link_base,
+                          now_ms=int(self._clock() * 1000))
+            try:
+                status = self._post(req, channel.timeout_s)
+                why = f"HTTP {status}"
+            except OSError as exc:
+                status, why = 0, str(exc) or type(exc).__name__
+            if 200 <= status < 300:
+                self.counts[f"sent:{channel.name}"] += 1
+                return True
+            if 400 <= status < 500 and status != 429:
+                self.counts[f"refused:{channel.name}"] += 1
+                log.warning("notifier: %s refused ticket %s: %s", channel.name, raw["ticket"].get("id"), why)
+                return True
+            if attempt == channel.attempts:
+                break
+            log.info("notifier: %s attempt %d failed (%s), again in %.0f s", channel.name, attempt, why, delay)
+            if self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                return False
+            delay = min(delay * 2, BACKOFF_MAX_S)
+        self.counts[f"failed:{channel.name}"] += 1
+        log.error("notifier: gave up on ticket %s for %s after %d attempts", raw["ticket"].get("id"), channel.name,
+                  channel.attempts)
+        return True
