@@ -56,6 +56,8 @@ def test_a_worker_logs_a_visit_on_a_phone(browser: Any, system: System) -> None:
         phone.page.wait_for_selector("#careg-name:has-text('李桂兰')", timeout=10_000)
         phone.page.click("#careg-log")
         phone.page.wait_for_selector("#careg-visit", timeout=10_000)
+        phone.page.click("#careg-submit")  # nothing ticked, nothing written: refused, with the reason
+        phone.page.wait_for_selector("#careg-visit-msg.warn:has-text('请至少勾选一项')", timeout=10_000)
         phone.page.locator("#careg-checks input[value=well]").check()
         phone.page.locator("#careg-checks input[value=needs_help]").check()
         phone.page.fill("#careg-note", "精神不错，药已送到；需要帮忙买菜")
@@ -68,6 +70,7 @@ def test_a_worker_logs_a_visit_on_a_phone(browser: Any, system: System) -> None:
         phone.shot("care_visit_form_zh_phone.png")
         phone.page.click("#careg-submit")
         phone.page.wait_for_selector("#careg-visit-msg.ok:has-text('已登记')", timeout=10_000)
+        assert phone.page.is_disabled("#careg-submit")  # logged once: a second tap logs nothing
         [(note, checks, has_photo, visitor)] = system.sql(
             "SELECT note, checks, photo IS NOT NULL, visitor FROM care_visits WHERE resident_id = %s", rid)
         assert note == "精神不错，药已送到；需要帮忙买菜" and visitor == "w1-1" and has_photo

@@ -316,6 +316,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
                                                                           name=p.filename or "photo")
 
     @guarded(Output("careg-visit-msg", "children"), Output("careg-visit-msg", "className"),
+             Output("careg-submit", "disabled"),
              Input("careg-submit", "n_clicks"), State("careg-visit-rid", "data"), State("careg-when", "value"),
              State("careg-checks", "value"), State("careg-note", "value"), State("careg-photo", "contents"),
              State("careg-photo", "filename"), prevent_initial_call=True)
@@ -327,24 +328,24 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
         ticked = {c for c in (checks if isinstance(checks, list) else []) if c in care.CHECKS}
         text = note.strip()[:MAX_TEXT] if isinstance(note, str) else ""
         if not ticked and not text:
-            return t(lang, "careg.visit.empty"), "msg warn"
+            return t(lang, "careg.visit.empty"), "msg warn", False
         at = _local_time(when, board)
         if at is None or at > req.now + timedelta(minutes=5) or at < req.now - timedelta(days=14):
-            return t(lang, "careg.visit.bad_time"), "msg warn"
+            return t(lang, "careg.visit.bad_time"), "msg warn", False
         photo = _photo(contents, filename) if contents else None
         if contents and photo is None:
-            return t(lang, "careg.visit.photo_bad"), "msg warn"
+            return t(lang, "careg.visit.photo_bad"), "msg warn", False
         reg = _register(board)
         try:
             reg.log_visit(req.user, rid, note=text, checks={c: c in ticked for c in care.CHECKS}, visited_at=at,
                           photo=photo)
             r = reg.resident(req.user, rid)
         except ActionRefused as exc:
-            return _refused(lang, exc), "msg warn"
+            return _refused(lang, exc), "msg warn", False
         due = r.schedule.due.isoformat() if r is not None else ""
         saved: list[Any] = [t(lang, "careg.visit.saved", date=due), " ",
                             dcc.Link(t(lang, "careg.back_resident"), href=f"/residents/{rid}")]
-        return saved, "msg ok"
+        return saved, "msg ok", True  # logged once: no second visit by a double tap
 
 
 def _grids(req: Req, board: Dashboard) -> tuple[str, ...]:
