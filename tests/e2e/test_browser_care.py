@@ -110,6 +110,9 @@ def test_operators_see_masked_names_and_who_to_evacuate_first(browser: Any, syst
         desk.page.click("#careg-link a")
         desk.page.wait_for_selector("#careg-name:has-text('李**')", timeout=10_000)
         assert "13900021402" not in desk.page.inner_text("#careg-resident")  # no phone for an operator
+        assert desk.page.locator("#careg-log").count() == 0
+        desk.page.goto(desk.page.url + "/visit")  # nor the visit form by its address
+        desk.page.wait_for_selector("#careg-forbidden", timeout=10_000)
         assert desk.errors == []
     finally:
         desk.close()

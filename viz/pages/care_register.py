@@ -127,6 +127,9 @@ def resident_page(req: Req, board: Dashboard, arg: str | None = None) -> Any:
         return html.Div([back, html.P(unavailable_text(lang, exc), className="msg warn")], className="phone")
     if r is None:
         return html.Div([back, html.P(t(lang, "careg.not_found"), id="careg-not-found")], className="phone notice")
+    if form and not r.personal:  # operators: the register masked, no visits to log
+        return html.Div([back, html.P(t(lang, "careg.refused.care_forbidden"), id="careg-forbidden")],
+                        className="phone notice")
     if form:
         return _visit_form(req, r)
     return html.Div([back, *_resident_body(req, board, r)], className="phone careg-resident", id="careg-resident")
