@@ -78,6 +78,16 @@ def test_a_worker_logs_a_visit_on_a_phone(browser: Any, system: System) -> None:
         phone.page.click("#careg-visit-msg a")
         phone.page.wait_for_selector("#careg-visits li", timeout=10_000)
         assert "按计划" in phone.page.inner_text("#careg-due")
+        phone.page.click("#careg-level-form summary")  # a level change needs its reason, and is kept with it
+        phone.page.click("#careg-new-level")
+        phone.page.locator(".Select-option, [role=option]", has_text="黄色").first.click()
+        phone.page.click("#careg-save-level")
+        phone.page.wait_for_selector("#careg-level-msg.warn:has-text('请填写调整原因')", timeout=10_000)
+        phone.page.fill("#careg-reason", "子女已搬回同住")
+        phone.page.click("#careg-save-level")
+        phone.page.wait_for_selector("#careg-level-msg.ok", timeout=10_000)
+        assert system.sql("SELECT from_level, to_level, reason, by_user FROM care_level_changes "
+                          "WHERE resident_id = %s", rid) == [("red", "yellow", "子女已搬回同住", "w1-1")]
         assert phone.errors == []
     finally:
         phone.close()
