@@ -1,6 +1,9 @@
-"""One ticket (``/worker/ticket/<id>``): where, what, the SOP checklist, the 3D snapshot, the history, and
-accept / feedback with a photo / resolve; for operators and supervisors (opened from the board) also
-reassign, escalate, cancel and reopen. Every text comes from the catalogue (:mod:`viz.ticket_text`)."""
+"""One ticket (``/worker/ticket/<id>``), phone first: the progress (受理 → 到场 → 反馈 → 办结) and the one next action
+on top (:mod:`viz.pages.worker_steps`), the other actions folded under it (feedback with a photo, resolve with a
+reason), the SOP's call buttons, then where, what, the readings, the SOP checklist (ticks saved as they are made),
+the 3D snapshot and the history; 到场 sends the phone's position if the browser gives it. For operators and
+supervisors (opened from the board) also reassign, escalate, cancel and reopen. Every text comes from the
+catalogue (:mod:`viz.ticket_text`)."""
 
 from __future__ import annotations
 
