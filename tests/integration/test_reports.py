@@ -143,6 +143,9 @@ def test_a_resident_reports_follows_it_and_rates_it_after_the_supervisors_check(
     assert early.status_code == 409 and "核查" in early.json()["detail"]  # the rating link waits for the check too
 
     assert api.get("/api/v1/reports/checks", headers=env.auth("sup")).json()["tickets"][0]["id"] == tid
+    assert api.get(f"/api/v1/tickets/{tid}/check", headers=env.auth("ma")).json() == {
+        "id": tid, "state": "feedback", "check": "pending"}
+    assert api.get(f"/api/v1/tickets/{tid}/check", headers=env.auth("sup2")).status_code == 403  # another grid
     assert api.get("/api/v1/reports/checks", headers=env.auth("sup2")).json()["tickets"] == []
     assert api.post(f"/api/v1/tickets/{tid}/verify", headers=env.auth("ma"),
                     json={"result": "pass"}).status_code == 403  # the worker does not check their own work
