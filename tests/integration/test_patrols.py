@@ -1,0 +1,207 @@
+"""Patrols and location against the real database through the REST API: QR and position check-ins (with a problem
+raising a ticket), due/missed status, validation, who may post and see positions, the 30-day purge, the rate limit
+and the nearest on-duty worker for an urgent ticket."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway import settings as settings_mod
+from gateway.api.app import create_api
+from gateway.api.auth import Users, configure_hashing
+from gateway.patrols.store import signing_key
+from gateway.storage import Storage
+from tests.conftest import DB_URL, MQTT_URL
+from twin import patrols as pt
+from twin.community import Community, parse
+from twin.people import Role
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: the day shift is on duty
+PASSWORD = "s3cret-password"
+USERS = {"op": (Role.OPERATOR, [], None), "ma": (Role.WORKER, ["G1"], "w1-1"), "sun": (Role.WORKER, ["G1"], "w1-2"),
+         "zhang": (Role.WORKER, ["G2"], "w2-1"), "sup1": (Role.SUPERVISOR, ["G1"], "s-1"),
+         "sup2": (Role.SUPERVISOR, ["G2"], "s-2")}
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Env:
+    community: Community
+    storage: Storage
+    clock: Clock
+    client: TestClient
+    tokens: dict[str, str]
+
+    def at(self, now: datetime) -> None:
+        self.clock.now = now
+        self.tokens.update(sign_in(self.client))
+
+    def call(self, method: str, user: str, path: str, **kw: Any) -> Any:
+        return self.client.request(method, f"/api/v1{path}", headers={"Authorization": f"Bearer {self.tokens[user]}"},
+                                   **kw)
+
+    def fix(self, x: float, y: float, **extra: Any) -> dict[str, Any]:
+        lat, lon = pt.to_latlon(self.community.origin, x, y)
+        return {"lat": lat, "lon": lon, "accuracy_m": 8, **extra}
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
+    schema = f"t_patrol_{uuid.uuid4().hex[:10]}"
+    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-patrol-{uuid.uuid4().hex[:8]}"},
+                                 db={"url": DB_URL, "schema": schema})
+    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
+    storage = Storage.connect(DB_URL, schema=schema)
+    storage.migrate()
+    storage.load_community(community)
+    users = Users(storage.conn)
+    for name, (role, grids, worker) in USERS.items():
+        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
+    clock = Clock()
+    app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=clock)
+    client = TestClient(app)
+    yield Env(community, storage, clock, client, sign_in(client))
+    client.close()
+    app.state.close()
+    storage.close()
+    with psycopg.connect(DB_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    configure_hashing()
+
+
+def sign_in(client: TestClient) -> dict[str, str]:
+    return {n: client.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD}).json()["token"]
+            for n in USERS}
+
+
+def qr(env: Env, checkpoint: str) -> str:
+    return pt.token(signing_key(env.storage.conn), env.community.id, checkpoint)
+
+
+def test_checkins_by_qr_and_position_make_patrols_done_and_a_problem_raises_a_ticket(env: Env) -> None:
+    env.at(T0)
+    status = env.call("GET", "sup1", "/patrols/status").json()
+    assert {c["grid"] for c in status["checkpoints"]} == {"G1"}
+    door = next(c for c in status["checkpoints"] if c["checkpoint"] == "fire_door.B1")
+    assert door["state"] == "due" and door["missed"]  # nobody patrolled yesterday
+    r = env.call("POST", "ma", "/patrols/checkins", json={"token": qr(env, "fire_door.B1")})
+    assert r.status_code == 201 and r.json()["how"] == "qr", r.text
+    r = env.call("POST", "ma", "/patrols/checkins", json={"checkpoint": "fire_lane.B1", "position": env.fix(16, 8),
+                                                          "result": "problem", "note": "消防通道被电动车堵住"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["how"] == "position" and body["distance_m"] < 2 and body["ticket"]
+    [(building, category, title, grid)] = env.storage.conn.execute(
+        "SELECT building, category, title, grid FROM tickets WHERE id = %s", (body["ticket"],)).fetchall()
+    assert (building, category, grid) == ("B1", "fire", "G1") and "消防通道" in title
+    by_id = {c["checkpoint"]: c for c in env.call("GET", "ma", "/patrols/status").json()["checkpoints"]}
+    assert by_id["fire_door.B1"]["state"] == by_id["fire_lane.B1"]["state"] == "done"
+    assert by_id["fire_lane.B1"]["last"]["result"] == "problem"
+    env.at(T0 + timedelta(days=1))  # the next day: B1's door was done, B2's missed
+    by_id = {c["checkpoint"]: c for c in env.call("GET", "sup1", "/patrols/status").json()["checkpoints"]}
+    assert by_id["fire_door.B1"]["previous"] == "done" and by_id["fire_door.B1"]["state"] == "due"
+    b2 = next(k for k, v in by_id.items() if k.startswith("fire_door.") and k != "fire_door.B1")
+    assert by_id[b2]["missed"]
+    plans = env.call("GET", "zhang", "/patrols/plans").json()
+    assert {p["id"] for p in plans["plans"]} >= {"elevator"} and {c["grid"] for c in plans["checkpoints"]} == {"G2"}
+
+
+@pytest.mark.parametrize("body, status, why", [
+    ({"token": "fire_door.B1~AAAAAAAAAAAAAAAA"}, 422, "not a checkpoint"),
+    ({"token": "bad token"}, 422, ""),
+    ({"checkpoint": "fire_door.B1"}, 422, "position"),
+    ({"checkpoint": "fire_door.B1", "position": {"lat": 91, "lon": 0}}, 422, ""),
+    ({"checkpoint": "fire_door.B1", "position": {"lat": 30.2741, "lon": 120.1551, "accuracy_m": -1}}, 422, ""),
+    ({"checkpoint": "nope.B1", "position": {"lat": 30.2741, "lon": 120.1551}}, 422, "no checkpoint"),
+    ({"checkpoint": "fire_door.B1", "result": "problem"}, 422, ""),
+    ({"checkpoint": "fire_door.B1", "extra": 1}, 422, ""),
+])
+def test_bad_checkins_are_refused_with_the_reason(env: Env, body: dict[str, Any], status: int, why: str) -> None:
+    env.at(T0)
+    r = env.call("POST", "ma", "/patrols/checkins", json=body)
+    assert r.status_code == status and why in r.text, r.text
+
+
+def test_checkin_rules_distance_grid_time_and_notes(env: Env) -> None:
+    env.at(T0)
+    far = env.call("POST", "ma", "/patrols/checkins", json={"checkpoint": "fire_door.B1", "position": env.fix(15, 90)})
+    assert far.status_code == 422 and "m from" in far.text
+    other = next(p for p in pt.checkpoints(env.community, pt.default_plans()) if p.grid == "G2")
+    assert env.call("POST", "ma", "/patrols/checkins", json={"token": qr(env, other.id)}).status_code == 403
+    assert env.call("POST", "op", "/patrols/checkins", json={"token": qr(env, "fire_door.B1")}).status_code == 403
+    future = (T0 + timedelta(minutes=5)).isoformat()
+    r = env.call("POST", "ma", "/patrols/checkins", json={"token": qr(env, "fire_door.B1"), "at": future})
+    assert r.status_code == 422 and "future" in r.text
+    r = env.call("POST", "ma", "/patrols/checkins", json={"token": qr(env, "fire_door.B1"), "result": "problem"})
+    assert r.status_code == 422 and "note" in r.text
+    assert env.call("GET", "ma", "/patrols/status", params={"grid": "G2"}).status_code == 403
+
+
+def test_positions_only_own_only_on_duty_validated_and_seen_by_the_grid(env: Env) -> None:
+    env.at(T0 + timedelta(days=3))
+    assert env.call("POST", "ma", "/patrols/positions", json=env.fix(10, 10)).status_code == 202
+    r = env.call("POST", "sun", "/patrols/positions", json=env.fix(10, 10))  # the night shift at 10:00
+    assert r.status_code == 403 and "off duty" in r.text
+    assert env.call("POST", "sup1", "/patrols/positions", json=env.fix(10, 10)).status_code == 403
+    assert env.call("POST", "ma", "/patrols/positions", json={**env.fix(0, 0), "worker": "w2-1"}).status_code == 422
+    for bad in ({"lat": 91, "lon": 0}, {"lat": 0, "lon": 181}, {**env.fix(0, 0), "accuracy_m": 900},
+                {**env.fix(0, 0), "at": (env.clock.now + timedelta(minutes=3)).isoformat()},
+                {**env.fix(0, 0), "at": (env.clock.now - timedelta(minutes=30)).isoformat()},
+                {**env.fix(0, 0), "at": "2025-06-02T10:00:00"}, {"lat": 30.5, "lon": 120.1551}):
+        r = env.call("POST", "sun", "/patrols/positions", json=bad)  # checked before the shift is
+        assert r.status_code == 422, (bad, r.text)
+    assert env.call("POST", "zhang", "/patrols/positions", json=env.fix(120, 20)).status_code == 202
+    mine = env.call("GET", "ma", "/patrols/trails").json()["workers"]
+    assert set(mine) == {"w1-1"}
+    assert set(env.call("GET", "sup1", "/patrols/trails").json()["workers"]) == {"w1-1"}
+    assert set(env.call("GET", "sup2", "/patrols/trails").json()["workers"]) == {"w2-1"}
+    assert set(env.call("GET", "op", "/patrols/trails").json()["workers"]) == {"w1-1", "w2-1"}
+    assert env.call("GET", "sup1", "/patrols/trails", params={"grid": "G2"}).status_code == 403
+
+
+def test_the_nearest_on_duty_worker_is_suggested_for_an_urgent_ticket(env: Env) -> None:
+    env.at(T0 + timedelta(days=4))
+    env.call("POST", "ma", "/patrols/positions", json=env.fix(60, 60))
+    env.call("POST", "zhang", "/patrols/positions", json=env.fix(100, 10))
+    t = env.call("POST", "op", "/tickets", json={"title": "B1 起火", "category": "fire", "priority": "urgent",
+                                                 "building": "B1"})
+    assert t.status_code in (200, 201), t.text
+    found = env.call("GET", "op", "/patrols/nearest", params={"ticket": t.json()["id"]}).json()["workers"]
+    assert [w["worker_id"] for w in found] == ["w1-1", "w2-1"]  # B1 is at (15, 7): ma is 70 m away, zhang 86 m
+    assert [w["worker_id"] for w in env.call("GET", "sup2", "/patrols/nearest",
+                                             params={"building": "B1"}).json()["workers"]] == ["w2-1"]
+    assert env.call("GET", "ma", "/patrols/nearest", params={"building": "B1"}).status_code == 403
+    env.at(env.clock.now + timedelta(minutes=11))  # positions older than 10 minutes do not count
+    assert env.call("GET", "op", "/patrols/nearest", params={"building": "B1"}).json()["workers"] == []
+
+
+def test_positions_are_purged_after_30_days_and_posting_is_rate_limited(env: Env) -> None:
+    env.at(T0 + timedelta(days=5))
+    env.storage.conn.execute("INSERT INTO worker_positions (community, worker, worker_id, at, recorded_at, x, y) "
+                             "VALUES ('sunshine', 'ma', 'w1-1', %s, %s, 1, 1)", (T0 - timedelta(days=40),) * 2)
+    env.storage.conn.commit()
+    old = "SELECT count(*) FROM worker_positions WHERE at < %s"
+    assert env.storage.conn.execute(old, (T0 - timedelta(days=30),)).fetchone() == (1,)
+    codes = [env.call("POST", "ma", "/patrols/positions", json=env.fix(5, 5)).status_code for _ in range(5)]
+    assert codes[0] == 202 and 429 in codes
+    env.storage.conn.commit()
+    assert env.storage.conn.execute(old, (T0 - timedelta(days=30),)).fetchone() == (0,)
