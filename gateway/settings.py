@@ -244,6 +244,11 @@ class NotifySettings(_Section):
 
     webhooks: list[WebhookSettings] = Field(default=[], description="the channels (in GRIDTWIN_CONFIG, or JSON "
                                                                     "in GRIDTWIN_NOTIFY_WEBHOOKS)")
+    web_push: bool = Field(default=True, description="Web Push to the phones of workers who turned it on")
+    push_contact: str = Field(default="mailto:gridtwin@localhost", pattern=r"^(mailto:|https://)[^\s]+$",
+                              description="the VAPID contact push services may reach the operator at")
+    push_allow_http: bool = Field(default=False, description="accept http:// push endpoints on this machine "
+                                                              "(tests and development only)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> NotifySettings:

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -42,7 +43,8 @@ from viz.shell import (
 )
 
 POSTER_KEY_RE = re.compile(r"^[0-9a-f]{32}$")  # viz.poster.Posters keys
-OPEN_PATHS = ("/login", "/auth/", "/lang/", "/assets/", "/_dash", "/_favicon", "/_reload", "/favicon.ico")
+SERVICE_WORKER = Path(__file__).parent / "static" / "sw.js"
+OPEN_PATHS = ("/sw.js", "/login", "/auth/", "/lang/", "/assets/", "/_dash", "/_favicon", "/_reload", "/favicon.ico")
 
 
 def register_routes(server: flask.Flask, board: Dashboard) -> None:
@@ -153,6 +155,12 @@ def register_routes(server: flask.Flask, board: Dashboard) -> None:
         if png is None:
             return flask.Response(status=404)
         return flask.Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+    @server.get("/sw.js")
+    def _service_worker() -> flask.Response:
+        """The service worker that shows phone notifications (Web Push), for the whole site's scope."""
+        return flask.Response(SERVICE_WORKER.read_bytes(), mimetype="text/javascript",
+                              headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"})
 
     @server.get("/media/scene/<key>.png")
     def _scene_poster(key: str) -> flask.Response:

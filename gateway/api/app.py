@@ -37,6 +37,7 @@ from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api import push as push_api
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.api.fieldwork import add_fieldwork_routes
 from gateway.api.pool import StoragePool, pool_for
@@ -371,21 +372,22 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
 
     # -- live updates -----------------------------------------------------------------------------------
 
+    def session_user(request: Request,
+                     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+        """The same bearer token as every route, looked up on a pooled connection that goes back at once:
+        a stream open for hours must not hold one. Without a bearer header, the dashboard's HttpOnly
+        session cookie (the same token; a browser's EventSource cannot send a header). The cookie is
+        SameSite=Lax, so another site's page cannot send it (and the push routes take JSON only)."""
+        cookie = request.cookies.get(SESSION_COOKIE)
+        token = bearer_token(creds) if creds is not None or not cookie else bearer_token(
+            HTTPAuthorizationCredentials(scheme="Bearer", credentials=cookie))
+        with db.storage() as st:
+            return Users(st.conn).user_for_token(token, now())
+
     if live is not None:
         hub = live
         community_ids = {c.id for c in cs}
-
-        def stream_user(request: Request,
-                        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
-            """The same bearer token as every route, looked up on a pooled connection that goes back at once:
-            a stream open for hours must not hold one. Without a bearer header, the dashboard's HttpOnly
-            session cookie (the same token; a browser's EventSource cannot send a header). The cookie is
-            SameSite=Lax and the stream is read-only, so another site can neither send nor read it."""
-            cookie = request.cookies.get(SESSION_COOKIE)
-            token = bearer_token(creds) if creds is not None or not cookie else bearer_token(
-                HTTPAuthorizationCredentials(scheme="Bearer", credentials=cookie))
-            with db.storage() as st:
-                return Users(st.conn).user_for_token(token, now())
+        stream_user = session_user
 
         # sse-starlette's EventSourceResponse rather than a hand-made StreamingResponse: it is maintained and
         # does what a long-lived stream needs (keep-alive comments, noticing a browser that went away, a send
@@ -587,6 +589,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         return {"created": created, "user": _user_json(u) if u else None}
 
     app.include_router(r)
+    app.include_router(push_api.router(settings, db.storage, session_user))  # Web Push subscriptions (phones)
     app.include_router(care_api.router(cs, service, current_user, settings))  # the care register
     app.include_router(patrols_api.router(cs, service, current_user))  # patrols, check-ins, positions
     app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks

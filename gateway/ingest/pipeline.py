@@ -229,8 +229,8 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         if self.settings.tickets.enabled:
             self.dispatch = DispatchWorker(self.settings, self.db_url, communities, self._publish, on_fatal=self._fail)
             self.dispatch.start()
-        if self.settings.tickets.enabled and self.settings.notify.webhooks:
-            self.notifier = Notifier(self.settings, self.mqtt_url, shared=self.cluster)
+        if self.settings.tickets.enabled and (self.settings.notify.webhooks or self.settings.notify.web_push):
+            self.notifier = Notifier(self.settings, self.mqtt_url, db_url=self.db_url, shared=self.cluster)
             self.notifier.start()
 
     def start(self, timeout_s: float = 10.0) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,7 @@ class PahoTransport:
         self.status = status
         self.sessions_lost = 0  # reconnects that found no session on the broker (queued messages lost)
         self.subscriptions_refused = 0
+        self.subscribed = threading.Event()  # a SUBACK granted every subscription (set again after each reconnect)
         self._connected_once = False
         self._on_message = on_message
         self._on_connect = on_connect
@@ -136,6 +138,8 @@ class PahoTransport:
         if refused:
             self.subscriptions_refused += 1
             log.error("%s", SubscriptionRefused(refused))
+        else:
+            self.subscribed.set()
 
     def _paho_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
         if self._on_disconnect is not None:

@@ -28,16 +28,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+import psycopg
+import requests
 from pydantic import ValidationError
+from pywebpush import WebPushException, webpush
 
 from gateway.mqtt.common import transport_options
 from gateway.mqtt.paho_transport import PahoTransport
+from gateway.notify import push
 from gateway.notify.formats import Request, request
-from gateway.settings import Settings, WebhookSettings
+from gateway.settings import NOTIFY_EVENTS, Settings, WebhookSettings
+from gateway.storage import Storage, StorageError
 from twin import contract
 
 log = logging.getLogger(__name__)
 BACKOFF_MAX_S = 60.0
+PUSH_ATTEMPTS = 4
 
 Post = Callable[[Request, float], int]  # the request, its time limit -> HTTP status (raises OSError when no answer)
 
@@ -69,9 +75,10 @@ class Notifier:
     """Start with :meth:`start`, end with :meth:`stop`. ``counts``: sent, failed (gave up), refused (4xx),
     skipped (filtered out), bad (not a ticket message), per channel where it applies."""
 
-    def __init__(self, settings: Settings, mqtt_url: str, *, shared: bool = False, post: Post = post,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, mqtt_url: str, *, db_url: str | None = None, shared: bool = False,
+                 post: Post = post, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.db_url = db_url if settings.notify.web_push else None
         self.channels = list(settings.notify.webhooks)
         self.link_base = settings.api.public_url
         self.counts: Counter[str] = Counter()
@@ -89,8 +96,12 @@ class Notifier:
             on_message=self._on_message, **transport_options(settings.mqtt, mqtt_url, status=False))
 
     def start(self, timeout_s: float = 10.0) -> None:
+        """Connect and subscribe; returns once the broker granted the subscription (or after ``timeout_s``,
+        logged: the transport keeps trying, and the persistent session keeps what arrives meanwhile)."""
         self._thread.start()
         self.transport.start(timeout_s)
+        if not self.transport.subscribed.wait(timeout_s):
+            log.warning("notifier: no subscription to the workers' topics after %.0f s (still trying)", timeout_s)
         log.info("notifier: %d webhook(s): %s", len(self.channels), ", ".join(c.name for c in self.channels))
 
     def stop(self) -> None:
@@ -98,7 +109,8 @@ class Notifier:
         delivers it again next time)."""
         self._stop.set()
         self._inbox.put(None)
-        self._thread.join(15)
+        if self._thread.is_alive():
+            self._thread.join(15)
         self.transport.stop()
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
@@ -133,6 +145,57 @@ class Notifier:
                 continue
             if not self._send(channel, raw):
                 return False
+        worker = contract.parse_worker_topic(self.settings.mqtt.topic_root, topic)
+        if self.db_url is not None and worker is not None and (message.event or message.type) in NOTIFY_EVENTS:
+            return self._push(worker, raw)
+        return True
+
+    def _push(self, worker: str, raw: Mapping[str, Any]) -> bool:
+        """Web Push to each of the worker's subscribed browsers; False only when stopped meanwhile."""
+        try:
+            with Storage.connect(self.db_url or "", schema=self.settings.db.schema_name) as st:
+                subs = push.subscriptions(st.conn, worker)
+                if not subs:
+                    return True
+                vapid, _public = push.keys(st.conn)
+                body = push.payload(raw)
+                for sub in subs:
+                    if not self._push_one(st, vapid, sub, body):
+                        return False
+        except (StorageError, psycopg.Error) as exc:  # no database: the phone still has its MQTT message
+            self.counts["failed:push"] += 1
+            log.warning("notifier: no Web Push for %s (database: %s)", worker, str(exc).splitlines()[0][:200])
+        return True
+
+    def _push_one(self, st: Storage, vapid: Any, sub: push.Subscription, body: bytes) -> bool:
+        delay = 1.0
+        for attempt in range(1, PUSH_ATTEMPTS + 1):
+            try:
+                webpush(sub.info(), data=body.decode(), vapid_private_key=vapid, ttl=push.TTL_S, timeout=5,
+                        vapid_claims={"sub": self.settings.notify.push_contact})
+                st.conn.execute("UPDATE push_subscriptions SET last_sent_at = now(), failures = 0 WHERE endpoint = %s",
+                                (sub.endpoint,))
+                self.counts["sent:push"] += 1
+                return True
+            except WebPushException as exc:
+                status = exc.response.status_code if exc.response is not None else 0
+            except (OSError, requests.RequestException) as exc:
+                status = 0
+                log.info("notifier: push to %s failed: %s", sub.username, exc)
+            if status in (404, 410):  # the browser unsubscribed, or the push service forgot it
+                st.conn.execute("DELETE FROM push_subscriptions WHERE endpoint = %s", (sub.endpoint,))
+                self.counts["gone:push"] += 1
+                return True
+            if 400 <= status < 500 and status != 429:
+                self.counts["refused:push"] += 1
+                log.warning("notifier: push service refused a notification for %s: HTTP %s", sub.username, status)
+                return True
+            st.conn.execute("UPDATE push_subscriptions SET failures = failures + 1 WHERE endpoint = %s",
+                            (sub.endpoint,))
+            if attempt < PUSH_ATTEMPTS and self._stop.wait(delay * random.uniform(0.8, 1.2)):
+                return False
+            delay = min(delay * 2, BACKOFF_MAX_S)
+        self.counts["failed:push"] += 1
         return True
 
     def _send(self, channel: WebhookSettings, raw: Mapping[str, Any]) -> bool:

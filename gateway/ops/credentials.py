@@ -20,7 +20,8 @@ publish silently and never delivers a denied read):
 account       publishes                                                   reads
 ============  ==========================================================  ======================================
 gateway       ``+/+/error``, ``+/+/command`` (to devices),                ``+/+/telemetry|event|status|batch``,
-              ``alarms/+`` (alarm events), ``workers/+/tickets``          ``alarms/+/commands``
+              ``alarms/+`` (alarm events), ``workers/+/tickets``          ``alarms/+/commands``, ``workers/+/tickets``
+                                                                          (the notifier: webhooks, Web Push)
 dashboard     ``alarms/+/commands`` (operator actions),                   ``alarms/+`` (alarm events),
               ``workers/+/tickets`` (the REST API delivers tickets too)   ``workers/+/tickets`` (the live stream)
 simulator     ``+/+/telemetry|event|status|batch``                        ``+/+/error``
@@ -83,6 +84,7 @@ def service_rules(root: str) -> dict[str, list[Rule]]:
         "gateway": [
             *(("read", t) for t in inbound),
             ("read", alarm_commands),
+            ("read", tickets),  # the notifier posts them to webhooks and phones (gateway/notify/)
             ("write", f"{v}/+/+/{contract.Channel.ERROR.value}"),
             ("write", f"{v}/+/+/{contract.Channel.COMMAND.value}"),
             ("write", alarm_events),

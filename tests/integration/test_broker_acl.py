@@ -73,7 +73,9 @@ def _allowed(user: str, access: str, topic: str, root: str) -> bool:
     ticket = len(levels) == 3 and levels[0] == "workers" and levels[2] == "tickets"
     gateway_status = len(levels) == 2 and levels[0] == "gateways"  # retained online/offline of each gateway
     if user == "gateway":
-        return (inbound or alarm_command) if access == "read" else (outbound or alarm_event or ticket or gateway_status)
+        # reads tickets too: its notifier posts them to webhooks and phones (gateway/notify/)
+        return (inbound or alarm_command or ticket) if access == "read" else (outbound or alarm_event or ticket
+                                                                               or gateway_status)
     if user == "dashboard":
         return (alarm_event or ticket or gateway_status) if access == "read" else (alarm_command or ticket)
     if user == "simulator":

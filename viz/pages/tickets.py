@@ -43,7 +43,18 @@ def my_tickets_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
     return html.Div([html.H2(t(lang, "worker.title")),
                      dcc.Link(t(lang, "report.worker_link"), href="/report", id="report-link", className="report-link"),
                      html.Div(id="my-tickets"),
+                     push_box(lang),
                      dcc.Interval(id="worker-clock", interval=30_000)], className="phone")
+
+
+def push_box(lang: str) -> html.Div:
+    """Phone notifications (Web Push, ``viz/assets/push.js``): the button and what came of pressing it."""
+    states = ("on", "denied", "unsupported", "failed", "working")
+    return html.Div([
+        html.Button(t(lang, "push.enable"), id="push-enable", className="push-enable"),
+        html.P(t(lang, "push.hint"), className="small muted"),
+        with_data(html.P(id="push-msg", className="small", role="status"), **{s: t(lang, f"push.{s}") for s in states}),
+    ], className="push-box")
 
 
 SCOPES = ("open", "closed", "all")
