@@ -15,6 +15,7 @@ from viz import analytics as an
 from viz.data import AlarmView, DataUnavailable
 from viz.i18n import duration, floor_label, rule_label, t
 from viz.shell import SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
+from viz.ticket_text import people
 from viz.widgets import visible_buildings
 
 # -- layouts ---------------------------------------------------------------------------------------------
@@ -116,10 +117,13 @@ def _kpi_tables(req: Req, board: Dashboard, days: int) -> Any:
     def dur(s: float | None) -> str:
         return "—" if s is None else duration(lang, s)
 
+    names = people(community, lang)  # a supervisor is named in the reader's language, not as the service wrote it
+
     def table(scope: str) -> html.Div:
         head = html.Tr([html.Th(t(lang, f"kpi.col.{c}")) for c in
                         ("name", "tickets", "open", "respond", "resolve", "on_time", "satisfaction", "reopen")])
-        body = [html.Tr([html.Td(r.name), html.Td(r.tickets), html.Td(r.open), html.Td(dur(r.mean_respond_s)),
+        body = [html.Tr([html.Td(names.get(r.id, r.name) if scope == "worker" else r.name), html.Td(r.tickets),
+                         html.Td(r.open), html.Td(dur(r.mean_respond_s)),
                          html.Td(dur(r.mean_resolve_s)), html.Td(_pct(r.on_time_rate)),
                          html.Td("—" if r.satisfaction is None else f"{r.satisfaction:.1f}"),
                          html.Td(_pct(r.reopen_rate))]) for r in rows if r.scope == scope]

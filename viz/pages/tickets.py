@@ -14,7 +14,7 @@ from viz import analytics as an
 from viz.data import DataUnavailable
 from viz.i18n import t
 from viz.shell import SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
-from viz.ticket_text import outcome_text, ticket_title
+from viz.ticket_text import outcome_text, people, ticket_title
 from viz.widgets import may_see_ticket, place_text, priority_label, sla_cell, status_label, with_data
 
 # -- layouts ---------------------------------------------------------------------------------------------
@@ -100,6 +100,7 @@ def _ticket_board(req: Req, board: Dashboard, scope: Any = "open", state: Any = 
     tickets = [tk for tk in tickets if (scope == "all" or tk.open == (scope == "open"))
                and (not state or tk.status == state)]
     places = {tk.id: place_text(req, board, tk.building, tk.floor, tk.device, tk.unit) for tk in tickets}
+    names = people(board.community(), lang)  # supervisors in the reader's language (the service names them in Chinese)
     titles = {tk.id: ticket_title(req, board, tk) for tk in tickets}
     if needle:
         tickets = [tk for tk in tickets if needle == tk.id or needle in tk.title.casefold()
@@ -117,7 +118,8 @@ def _ticket_board(req: Req, board: Dashboard, scope: Any = "open", state: Any = 
 
     def cells(tk: Any) -> list[Any]:
         out: list[Any] = [f"#{tk.id}", titles[tk.id], priority_label(lang, tk.priority), status_label(lang, tk.status),
-                          places[tk.id], tk.assignee_name or tk.assignee or t(lang, "tickets.unassigned"),
+                          places[tk.id], names.get(tk.assignee or "") or tk.assignee_name or tk.assignee
+                          or t(lang, "tickets.unassigned"),
                           sla_cell(req, tk), board.local(tk.created_at)]
         if scope != "open":
             out.append("" if tk.open else outcome_text(lang, tk, board))
