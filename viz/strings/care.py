@@ -10,7 +10,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "careg.title": ("关爱台账", "Care register"),
     "careg.lead": ("红色每周、黄色每两周、绿色每月至少探访一次；逾期未探访自动派单给网格员。",
                    "Red: visit weekly, yellow: every two weeks, green: monthly. A missed visit becomes a ticket for the grid worker."),
-    "careg.masked_note": ("您的角色只能看到脱敏姓名和房号。", "Your role sees masked names and units only."),
+    "careg.masked_note": ("您的角色只能看到脱敏姓名，看不到关爱对象的电话、类别和探访内容。", "Your role sees masked names, not the residents' phones, categories or visit notes."),
     "careg.filter.level": ("等级", "Level"),
     "careg.filter.grid": ("网格", "Grid"),
     "careg.filter.all": ("全部", "All"),
