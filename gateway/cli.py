@@ -25,6 +25,7 @@ from gateway.cli_base import (
     CliError,
     _load_community,
 )
+from gateway.cli_patrols import add_parser as add_patrol_sheet_parser
 from gateway.cli_reports import add_parser as add_qr_sheet_parser
 from gateway.cli_rules import RULES_TEST_START, cmd_rules_check, cmd_rules_test
 from gateway.settings import Settings, SettingsError
@@ -834,6 +835,7 @@ def build_parser() -> argparse.ArgumentParser:
     ua.set_defaults(fn=cmd_users_add)
 
     add_qr_sheet_parser(sub)  # gridtwin qr-sheet (gateway/cli_reports.py)
+    add_patrol_sheet_parser(sub)  # gridtwin patrol-sheet (gateway/cli_patrols.py)
     return p
 
 

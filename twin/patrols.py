@@ -55,14 +55,15 @@ class _Model(BaseModel):
 
 
 class Names(_Model):
-    zh: str = Field(min_length=1, max_length=60)
-    en: str = Field(min_length=1, max_length=80)
+    zh: str = Field(min_length=1, max_length=200)
+    en: str = Field(min_length=1, max_length=300)
 
 
 class Plan(_Model):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     name: Names
-    standard: str = Field(min_length=3, max_length=300, description="the source standard and what it asks")
+    standard: str = Field(min_length=3, max_length=120, description="the source standard(s), e.g. GB 25201-2010")
+    checks: Names = Field(description="what the worker checks there, per the standard")
     every_days: int | None = Field(default=None, ge=1, le=366)
     every_months: int | None = Field(default=None, ge=1, le=12)
     per: Literal["building", "elevator"]
@@ -190,8 +191,9 @@ class CheckpointStatus:
 
 
 def status(points: Iterable[Checkpoint], plans: Plans, checkins: Iterable[CheckIn], now: datetime,
-           tz: tzinfo) -> list[CheckpointStatus]:
-    """Each checkpoint's state in its current period and whether the period before was missed."""
+           tz: tzinfo, since: datetime | None = None) -> list[CheckpointStatus]:
+    """Each checkpoint's state in its current period and whether the period before was missed. ``since``: when
+    patrols began to be recorded (a period that began earlier is not judged: nobody could check in)."""
     by_point: dict[str, list[CheckIn]] = {}
     for c in checkins:
         by_point.setdefault(c.checkpoint, []).append(c)
@@ -209,7 +211,9 @@ def status(points: Iterable[Checkpoint], plans: Plans, checkins: Iterable[CheckI
         if start > plans.anchor:
             p_start, _ = period_of(plan, plans.anchor, start - timedelta(days=1))
             p_lo = local_start(p_start, tz)
-            previous = "done" if any(p_lo <= c.at < lo for c in mine) else "missed"
+            done = any(p_lo <= c.at < lo for c in mine)
+            if done or since is None or p_lo >= since:
+                previous = "done" if done else "missed"
         out.append(CheckpointStatus(cp, start, end, "done" if current else "due", current[-1] if current else None,
                                     previous))
     return out

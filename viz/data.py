@@ -25,6 +25,7 @@ from viz.history_model import HistoryData
 
 if TYPE_CHECKING:  # viz.report_model imports this module
     from viz.care_model import CareRegisterData
+    from viz.patrol_model import PatrolData
     from viz.report_model import ReportsData
 
 
@@ -447,6 +448,10 @@ class DashboardData(Protocol):
 
     def care_register(self) -> CareRegisterData:
         """The care register (/residents; personal data: viz/care_model.py)."""
+        ...
+
+    def patrols(self) -> PatrolData:
+        """Patrols, check-ins and on-duty positions (/patrols, /patrol; viz/patrol_model.py)."""
         ...
 
     # -- sign-in (shared with the REST API) ----------------------------------------------------------

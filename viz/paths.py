@@ -14,11 +14,11 @@ def parse_path(path: str | None) -> tuple[str, str | None]:
     p = (path or "/").rstrip("/") or "/"
     fixed = {"/": "control", "/tickets": "tickets", "/kpi": "kpi", "/hotspots": "hotspots", "/care": "care",
              "/devices": "devices", "/worker": "worker", "/login": "login", "/history": "history", "/audit": "audit",
-             "/report": "report", "/residents": "residents"}
+             "/report": "report", "/residents": "residents", "/patrols": "patrols", "/patrol": "patrol"}
     if p in fixed:
         return fixed[p], None
     for prefix, kind in (("/building/", "control"), ("/device/", "device"), ("/worker/ticket/", "wticket"),
-                         ("/incident/", "incident"), ("/residents/", "resident")):
+                         ("/incident/", "incident"), ("/residents/", "resident"), ("/patrol/", "patrol")):
         if p.startswith(prefix) and len(p) > len(prefix):
             return kind, p[len(prefix):]
     return "notfound", p

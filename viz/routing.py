@@ -26,6 +26,7 @@ from viz.pages import (
     history,
     incident,
     login,
+    patrols,
     report,
     tickets,
     worker,
@@ -53,6 +54,8 @@ PAGES: Mapping[str, PageBuilder] = {
     "report": report.report_page,
     "residents": care_register.register_page,
     "resident": care_register.resident_page,
+    "patrols": patrols.patrols_page,  # supervisors: plans, status per grid, trails
+    "patrol": patrols.patrol_page,  # the worker's phone: due checkpoints, a QR code's check-in
 }
 
 

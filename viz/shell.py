@@ -51,6 +51,7 @@ PAGE_ROLES: Mapping[str, frozenset[Role]] = {
     "hotspots": SUPERVISORS, "care": SUPERVISORS, "worker": EVERYONE, "wticket": EVERYONE,
     "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS, "report": EVERYONE,
     "residents": EVERYONE, "resident": EVERYONE,  # the care register: the data source masks what a role may not see
+    "patrols": EVERYONE, "patrol": EVERYONE,  # patrols: supervisors' overview (a worker gets their phone page)
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}
@@ -58,6 +59,7 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("kpi", "/kpi", "nav.kpi"),
     ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"),
     ("residents", "/residents", "nav.residents"),  # the care register (关爱台账)
+    ("patrols", "/patrols", "nav.patrols"),  # 巡查: supervisors' overview, a worker's own patrols
     ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"),
     ("devices", "/devices", "nav.devices"), ("worker", "/worker", "nav.worker"), ("report", "/report", "nav.report"),
 )

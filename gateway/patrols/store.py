@@ -112,7 +112,12 @@ class Patrols:
         points = self.visible(user, grid)
         now = self.now()
         rows = self.checkins(user, since=pt.window(self.plans, now, self.c.tz), grid=grid)
-        return pt.status(points, self.plans, [r.as_checkin() for r in rows], now, self.c.tz)
+        return pt.status(points, self.plans, [r.as_checkin() for r in rows], now, self.c.tz, self.started())
+
+    def started(self) -> datetime | None:
+        """When patrols began to be recorded here: migration 0017's time (earlier periods cannot be missed)."""
+        at: datetime | None = fetch_value(self.conn, "SELECT applied_at FROM schema_version WHERE version = 17")
+        return at
 
     def checkins(self, user: User, *, since: datetime, grid: str | None = None, limit: int = 5000) -> list[CheckinRow]:
         ids = [p.id for p in self.visible(user, grid)]

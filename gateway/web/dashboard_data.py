@@ -45,6 +45,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.api.pool import StoragePool
 from gateway.care.dashboard import DashboardCareRegister
+from gateway.patrols.dashboard import DashboardPatrols
 from gateway.storage import Storage, StorageError
 from gateway.tickets.service import alarm_tickets
 from gateway.web.database import connection, first_line
@@ -696,6 +697,9 @@ class StorageDashboardData:
 
     def care_register(self) -> DashboardCareRegister:
         return DashboardCareRegister(self._community, self._pool)
+
+    def patrols(self) -> DashboardPatrols:
+        return DashboardPatrols(self._community, self._desk)  # gateway/patrols/dashboard.py
 
     # -- sign-in -------------------------------------------------------------------------------------
 

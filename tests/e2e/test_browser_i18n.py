@@ -61,6 +61,7 @@ ZH_ALLOWED = frozenset({
     "gridtwin",  # the product's name (brand in the top bar)
     "English",  # the language switch names the other language in that language
     "SLA", "KPI", "SOP",  # the terms Chinese property management uses as they are (工单 SLA, KPI 考核, SOP)
+    "TSG",  # standard codes are written as they are (TSG T5002, like GB 25201)
     "JPEG", "PNG", "WebP", "CSV",  # file formats (a photo's, the exports')
     "YYYY",  # the date pattern YYYY-MM-DD of date fields
     "FACP", "GAS", "DOOR", "WATER", "VALVE",  # parts of device ids (B3-FACP, B1-1201-DOOR): data
@@ -278,7 +279,8 @@ def test_every_page_in_both_languages_has_no_untranslated_text(browser: Any, sys
     report = Report(system.community)
     device = system.community.devices[0].id
     fallback = {"device": f"/device/{device}", "wticket": f"/worker/ticket/{tid}"}
-    start = [href for _kind, href, _label in shell.NAV] + [f"/building/{system.community.buildings[0].id}", "/x/404"]
+    start = [href for _kind, href, _label in shell.NAV] + [f"/building/{system.community.buildings[0].id}", "/x/404",
+                                                          "/patrol/at/fire_door.B1"]  # a patrol check-in page
 
     # signed out: the sign-in page, with its notes
     t0 = time.monotonic()

@@ -73,6 +73,8 @@ def env() -> Iterator[Env]:
     storage = Storage.connect(DB_URL, schema=schema)
     storage.migrate()
     storage.load_community(community)
+    storage.conn.execute("UPDATE schema_version SET applied_at = %s WHERE version = 17", (T0 - timedelta(days=60),))
+    storage.conn.commit()  # as if patrols had been recorded for two months
     users = Users(storage.conn)
     for name, (role, grids, worker) in USERS.items():
         users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
@@ -205,3 +207,30 @@ def test_positions_are_purged_after_30_days_and_posting_is_rate_limited(env: Env
     assert codes[0] == 202 and 429 in codes
     env.storage.conn.commit()
     assert env.storage.conn.execute(old, (T0 - timedelta(days=30),)).fetchone() == (0,)
+
+
+def test_the_patrol_sheet_prints_signed_codes_the_api_accepts(env: Env, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from gateway import cli
+    from gateway.patrols.sheet import entries
+    from gateway.reports.qrsheet import qr_image, qr_position
+
+    monkeypatch.setenv("GRIDTWIN_DB_URL", DB_URL)
+    monkeypatch.setenv("GRIDTWIN_DB_SCHEMA", env.storage.schema)
+    out = tmp_path / "patrol.png"
+    assert cli.main(["patrol-sheet", "--community", str(ROOT / "twin" / "sample_community.yaml"), "--base-url",
+                     "https://wuye.example.cn", "--out", str(out), "--plan", "elevator", "--grid", "G2"]) == 0
+    items = entries(env.community, "https://wuye.example.cn", signing_key(env.storage.conn), plan="elevator",
+                    grid="G2")
+    assert items and all(e.checkpoint.startswith("elevator.") for e in items)
+    page = Image.open(out).convert("1")
+    qr = qr_image(items[0].url)
+    x, y = qr_position(0, qr.width)
+    assert page.crop((x, y, x + qr.width, y + qr.height)).tobytes() == qr.tobytes()
+    env.at(T0 + timedelta(days=6))
+    r = env.call("POST", "zhang", "/patrols/checkins", json={"token": items[0].url.rsplit("/", 1)[1]})
+    assert r.status_code == 201, r.text
+    assert cli.main(["patrol-sheet", "--community", str(ROOT / "twin" / "sample_community.yaml"), "--base-url",
+                     "ftp://x", "--out", str(out)]) == 2

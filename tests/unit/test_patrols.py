@@ -33,12 +33,17 @@ def test_the_shipped_plans_name_their_standards_and_intervals() -> None:
     assert all(p.grid in {"G1", "G2", "G3"} for p in POINTS)
 
 
+PLAN = ("version: 1\nanchor: 2025-01-06\nplans:\n"
+        "- {id: a, name: {zh: 甲, en: A}, standard: xyz, checks: {zh: 甲, en: A}, ")
+
+
 @pytest.mark.parametrize("text, why", [
     ("version: 1\nanchor: 2025-01-06\nplans: []", "plans"),
-    ("version: 1\nanchor: 2025-01-06\nplans:\n- {id: a, name: {zh: 甲, en: A}, standard: xyz, per: building}",
-     "exactly one"),
-    ("version: 1\nanchor: 2025-01-06\nplans:\n- {id: a, name: {zh: 甲, en: A}, standard: xyz, per: building, "
-     "every_days: 1, every_months: 1}", "exactly one"),
+    (PLAN + "per: building}", "exactly one"),
+    (PLAN + "per: building, every_days: 1, every_months: 1}", "exactly one"),
+    (PLAN + "per: building, every_days: 1}\n- {id: a, name: {zh: 甲, en: A}, standard: xyz, checks: {zh: 甲, en: A}, "
+     "per: building, every_days: 2}", "unique"),
+    (PLAN.replace("checks: {zh: 甲, en: A}, ", "") + "per: building, every_days: 1}", "checks"),
     ("version: 1\nanchor: x\nplans: [", "not YAML"),
 ])
 def test_bad_plans_files_say_why(text: str, why: str) -> None:
@@ -78,6 +83,10 @@ def test_done_due_and_missed_follow_local_days() -> None:
     assert (s.start, s.end, s.state) == (date(2025, 5, 21), date(2025, 6, 5), "done")
     [s] = pt.status([lift], PLANS, [pt.CheckIn(lift.id, _at("2025-05-20T23:59"), "w", "ok")], now, SH)
     assert (s.state, s.previous) == ("due", "done")
+    [s] = pt.status([door], PLANS, [], now, SH, since=_at("2025-06-02T14:00"))
+    assert s.previous is None  # patrols were recorded only from 14:00 yesterday: yesterday is not judged
+    [s] = pt.status([door], PLANS, [], now, SH, since=_at("2025-06-02T00:00"))
+    assert s.missed
     first = pt.status([door], PLANS, [], _at("2025-01-06T12:00"), SH)[0]
     assert first.previous is None  # no period before the anchor: nothing can have been missed
 

@@ -15,6 +15,7 @@ from viz.pages import (
     history,
     incident,
     login,
+    patrols,
     report,
     tickets,
     verify,
@@ -22,4 +23,4 @@ from viz.pages import (
 )
 
 PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
-                verify, care_register)
+                verify, care_register, patrols)

@@ -21,6 +21,7 @@ from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, Photo, Ticke
 from viz.i18n import t
 from viz.pages.care_register import ticket_section as care_section
 from viz.pages.device_charts import field_label, value_text
+from viz.pages.patrols import nearest_section
 from viz.pages.verify import verify_panel
 from viz.pages.worker_steps import call_buttons, history_item, next_step, position_from_browser, stepper
 from viz.paths import parse_path
@@ -403,6 +404,7 @@ def _ticket_body(req: Req, board: Dashboard, ticket_id: str) -> TicketPage:
     parts += [html.H3(t(lang, "worker.where")),
               html.P(place_text(req, board, tk.building, tk.floor, tk.device, tk.unit), id="wt-where")]
     parts += care_section(req, board, tk)  # fire: who to evacuate first; care: the resident's record
+    parts += nearest_section(req, board, tk)  # urgent: the nearest on-duty workers (viz/pages/patrols.py)
     if tk.description and not tk.alarms:  # a report's own words; an alarm's is the device's raw detail
         parts += [html.H3(t(lang, "worker.what")), html.P(tk.description)]
     if tk.alarms:
