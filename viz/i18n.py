@@ -29,6 +29,7 @@ _CORE: Mapping[str, tuple[str, str]] = {
     "nav.care": ("关爱老人", "Elderly care"),
     "nav.worker": ("我的工单", "My tickets"),
     "nav.signout": ("退出", "Sign out"),
+    "nav.more": ("更多", "More"),
     "nav.lang": ("English", "中文"),
     "role.worker": ("网格员", "grid worker"),
     "role.supervisor": ("网格长", "supervisor"),

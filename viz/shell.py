@@ -55,14 +55,17 @@ PAGE_ROLES: Mapping[str, frozenset[Role]] = {
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}
+# The top bar's pages, most used first: a role's first NAV_SHOWN are links, the rest sit under "更多" (More)
 NAV: tuple[tuple[str, str, str], ...] = (
-    ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("kpi", "/kpi", "nav.kpi"),
-    ("hotspots", "/hotspots", "nav.hotspots"), ("care", "/care", "nav.care"),
+    ("control", "/", "nav.control"), ("tickets", "/tickets", "nav.tickets"), ("history", "/history", "nav.history"),
+    ("devices", "/devices", "nav.devices"), ("care", "/care", "nav.care"),
     ("residents", "/residents", "nav.residents"),  # the care register (关爱台账)
+    ("worker", "/worker", "nav.worker"),
     ("patrols", "/patrols", "nav.patrols"),  # 巡查: supervisors' overview, a worker's own patrols
-    ("history", "/history", "nav.history"), ("audit", "/audit", "nav.audit"),
-    ("devices", "/devices", "nav.devices"), ("worker", "/worker", "nav.worker"), ("report", "/report", "nav.report"),
+    ("report", "/report", "nav.report"), ("kpi", "/kpi", "nav.kpi"), ("hotspots", "/hotspots", "nav.hotspots"),
+    ("audit", "/audit", "nav.audit"),
 )
+NAV_SHOWN = 6
 
 
 # -- metrics -------------------------------------------------------------------------------------------
@@ -251,8 +254,15 @@ def notice(text: str, req: Req | None, ident: str) -> html.Div:
 
 def topbar(req: Req, path: str, board: Dashboard) -> list[Any]:
     lang = req.lang
-    links = [html.A(t(lang, label), href=href, className="nav-link" + (" active" if _active(path, href) else ""))
-             for kind, href, label in NAV if req.user.role in PAGE_ROLES[kind]]
+    mine = [(href, label) for kind, href, label in NAV if req.user.role in PAGE_ROLES[kind]]
+    links: list[Any] = [html.A(t(lang, label), href=href, className="nav-link" + (" active" if _active(path, href)
+                                                                                    else "")) for href, label in mine]
+    if len(links) > NAV_SHOWN + 1:  # a crowded bar (operators): the rest in a menu, so the bar stays one line
+        rest = links[NAV_SHOWN:]
+        here = any(_active(path, href) for href, _label in mine[NAV_SHOWN:])
+        links = [*links[:NAV_SHOWN], html.Details([
+            html.Summary(t(lang, "nav.more"), className="nav-link" + (" active" if here else "")),
+            html.Div(rest, className="nav-menu")], className="nav-more", id="nav-more")]
     other = "en" if lang == "zh" else "zh"
     return [
         html.Div([html.Span("gridtwin", className="brand"), html.Span(board.community().name, className="place")],
