@@ -19,7 +19,9 @@ from gateway import settings as settings_mod
 from gateway.api.app import create_api
 from gateway.api.auth import Users, configure_hashing
 from gateway.patrols.store import signing_key
+from gateway.settings import Settings
 from gateway.storage import Storage
+from gateway.tickets.service import TicketService
 from tests.conftest import DB_URL, MQTT_URL
 from twin import patrols as pt
 from twin.community import Community, parse
@@ -44,6 +46,7 @@ class Clock:
 
 @dataclass
 class Env:
+    settings: Settings
     community: Community
     storage: Storage
     clock: Clock
@@ -81,7 +84,7 @@ def env() -> Iterator[Env]:
     clock = Clock()
     app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=clock)
     client = TestClient(app)
-    yield Env(community, storage, clock, client, sign_in(client))
+    yield Env(settings, community, storage, clock, client, sign_in(client))
     client.close()
     app.state.close()
     storage.close()
@@ -207,6 +210,11 @@ def test_positions_are_purged_after_30_days_and_posting_is_rate_limited(env: Env
     assert codes[0] == 202 and 429 in codes
     env.storage.conn.commit()
     assert env.storage.conn.execute(old, (T0 - timedelta(days=30),)).fetchone() == (0,)
+    env.storage.conn.execute("INSERT INTO worker_positions (community, worker, worker_id, at, recorded_at, x, y) "
+                             "VALUES ('sunshine', 'ma', 'w1-1', %s, %s, 1, 1)", (T0 - timedelta(days=31),) * 2)
+    env.storage.conn.commit()
+    TicketService(env.storage, env.settings, env.community, clock=env.clock, render_on_create=False).tick()
+    assert env.storage.conn.execute(old, (T0 - timedelta(days=30),)).fetchone() == (0,)  # the periodic job's purge
 
 
 def test_the_patrol_sheet_prints_signed_codes_the_api_accepts(env: Env, tmp_path: Path,
