@@ -21,6 +21,7 @@ from twin.alarms import AlarmStatus, Severity
 from twin.community import Community
 from twin.people import User
 from twin.state import Rollup
+from twin.tickets.handoff import Handoff, PartnerKpi
 from viz.history_model import HistoryData
 
 if TYPE_CHECKING:  # viz.report_model imports this module
@@ -217,6 +218,7 @@ class TicketView:
     sop_id: str | None = None  # the SOP document of the checklist (history entries of ticks name it)
     sop_calls: tuple[str, ...] = ()  # whom the SOP says to call: contact roles (twin/contacts.py), in order
     sop_done: tuple[int, ...] = ()  # the checklist's steps ticked now (0-based)
+    handoffs: tuple[Handoff, ...] = ()  # partners called (96333, the gas company...) and their arrival
     life_safety: bool = False
 
     @property
@@ -432,6 +434,14 @@ class DashboardData(Protocol):
 
     # -- analysis ------------------------------------------------------------------------------------
     def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]: ...
+
+    def record_handoff(self, user: User, ticket_id: str, role: str, *, arrived: bool) -> None:
+        """A partner called for the ticket (``arrived``: the partner is on site). Raises :class:`ActionRefused`."""
+        ...
+
+    def partner_kpis(self, user: User, since: datetime, until: datetime) -> Sequence[PartnerKpi]:
+        """Partners called for the tickets created in [since, until): calls, arrivals, arrival times."""
+        ...
 
     def hotspots(self, days: int) -> Sequence[IncidentCount]: ...
 

@@ -258,6 +258,12 @@ _CORE: Mapping[str, tuple[str, str]] = {
     "kpi.col.satisfaction": ("满意度", "Satisfaction"),
     "kpi.col.reopen": ("重开率", "Reopened"),
     "kpi.none": ("本周期内没有工单。", "No tickets in this period."),
+    "kpi.partners": ("协作单位到场", "Partners called"),
+    "kpi.partner.name": ("协作单位", "Partner"),
+    "kpi.partner.calls": ("呼叫次数", "Calls"),
+    "kpi.partner.arrived": ("到场次数", "Arrived"),
+    "kpi.partner.median": ("到场用时（中位数）", "Time to arrive (median)"),
+    "kpi.partner.max": ("最长用时", "Longest"),
     # -- hotspots -----------------------------------------------------------------------------------
     "hot.title": ("热点分析（近 {days} 天告警）", "Hotspots (alarms in the last {days} days)"),
     "hot.by_building": ("按楼栋", "By building"),

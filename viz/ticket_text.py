@@ -142,6 +142,12 @@ def step_text(req: Req, board: Dashboard, ticket: TicketView, step: TicketStep, 
         what = t(lang, "tk.hist.reassign", name=person(lang, who if isinstance(who, str) else None, names))
     elif action == "rate":
         what = t(lang, "tk.hist.rate", n=d.get("rating", "?"))
+    elif action in ("handoff", "partner_arrived"):  # a partner called, or on site (twin/tickets/handoff.py)
+        try:
+            partner = t(lang, f"call.{d.get('role')}")
+        except KeyError:
+            partner = str(d.get("role") or "")
+        what = t(lang, f"tk.hist.{action}", partner=partner)
     elif action in ("verify_pass", "verify_fail"):  # a one-click report's check (核查)
         what = t(lang, f"report.hist.{action}")
     elif action == "progress" and d.get("plan"):

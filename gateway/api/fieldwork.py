@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
+from gateway.tickets import handoff as handoff_store
 from gateway.tickets.service import TicketService
 from twin import tickets as tk
 from twin.people import User
@@ -52,6 +53,12 @@ class ArriveBody(_Body):
                                   "has none: the arrival counts all the same)")
 
 
+class HandoffBody(_Body):
+    partner: str = Field(min_length=1, max_length=40, description="whom: " + ", ".join(tk.PARTNER_ROLES))
+    arrived: StrictBool = Field(default=False, description="false: the partner was called; true: they are on site")
+    note: Annotated[str, AfterValidator(_text), Field(max_length=4000)] = ""
+
+
 class SopCheckBody(_Body):
     done: StrictBool = Field(description="true: the step is done (ticked); false: untick it")
 
@@ -71,6 +78,14 @@ def add_fieldwork_routes(r: APIRouter, service: Callable[..., Iterator[TicketSer
         p = b.position
         position = tk.Position(p.lat, p.lon, p.accuracy_m) if p is not None else None
         return ticket_json(svc, svc.arrive(user, ticket_id, b.note, version=b.version, position=position), user)
+
+    @r.post("/tickets/{ticket_id}/handoffs", tags=["actions"],
+            summary="A partner called for the ticket (96333, the gas company, 119, the property...), or on site",
+            responses={422: {"description": "unknown partner"},
+                       409: {"description": "the ticket is closed, or the partner's arrival has no call before it"}})
+    def handoff(ticket_id: TicketId, body: HandoffBody, svc: Svc, user: Me) -> dict[str, Any]:
+        t = handoff_store.record(svc, user, ticket_id, body.partner, arrived=body.arrived, note=body.note)
+        return {**ticket_json(svc, t, user), "handoffs": handoff_store.as_json(svc, handoff_store.current(svc, t.id))}
 
     @r.put("/tickets/{ticket_id}/sop/{step}", tags=["actions"],
            summary="Tick (done=true) or untick a step of the ticket's SOP checklist; kept in its timeline",

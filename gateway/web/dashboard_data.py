@@ -57,6 +57,7 @@ from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity, 
 from twin.community import Community
 from twin.people import Role, User
 from twin.state import Level, LiveState, Rollup
+from twin.tickets.handoff import PartnerKpi
 from viz.data import (
     ActionRefused,
     AlarmSpan,
@@ -511,6 +512,12 @@ class StorageDashboardData:
 
     def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]:
         return self._need_desk().kpis(since, until)
+
+    def record_handoff(self, user: User, ticket_id: str, role: str, *, arrived: bool) -> None:
+        self._need_desk().record_handoff(user, ticket_id, role, arrived=arrived)
+
+    def partner_kpis(self, user: User, since: datetime, until: datetime) -> Sequence[PartnerKpi]:
+        return self._need_desk().partner_kpis(user, since, until)
 
     # -- devices -------------------------------------------------------------------------------------
 

@@ -11,10 +11,12 @@ from typing import Any, Protocol, cast
 
 from gateway.api.pool import StoragePool
 from gateway.storage import Storage
+from gateway.tickets import handoff as handoff_store
 from gateway.web.database import connection
 from twin.alarms import AlarmEvent, Dispatch, EventKind, SubjectType
 from twin.community import Community
 from twin.people import Role, User
+from twin.tickets.handoff import PartnerKpi
 from viz.data import ActionRefused, AlarmView, KpiRow, Photo, Position, TicketAlarm, TicketStep, TicketView
 
 
@@ -52,6 +54,10 @@ class TicketDesk(Protocol):
     def dispatch_alarm(self, user: User, alarm: AlarmView, note: str) -> str: ...
 
     def kpis(self, since: datetime, until: datetime) -> Sequence[KpiRow]: ...
+
+    def partner_kpis(self, user: User, since: datetime, until: datetime) -> Sequence[PartnerKpi]: ...
+
+    def record_handoff(self, user: User, ticket_id: str, role: str, *, arrived: bool) -> None: ...
 
 
 
@@ -134,6 +140,7 @@ class ServiceTicketDesk:
                 return None
             view = svc.view(t)
             steps = tuple(svc.timeline(t.id))
+            handoffs = tuple(handoff_store.current(svc, t.id))
         base = self._view(t, known_people(self._community))
         sop = view.get("sop") or {}
         latest = {f"{r.get('device', '')} {r['metric']}".strip(): float(r["value"]) for r in view.get("readings", [])
@@ -153,7 +160,8 @@ class ServiceTicketDesk:
                              "history": history, "has_snapshot": bool(view.get("snapshot_url")),
                              "alarm_key": alarms[0].key if alarms else None, "alarms": alarms,
                              "sop_id": sop.get("id"), "sop_calls": tuple(str(x) for x in sop.get("calls", ())),
-                             "sop_done": tuple(int(c["step"]) for c in sop.get("checks", ()) if c.get("done"))})
+                             "sop_done": tuple(int(c["step"]) for c in sop.get("checks", ()) if c.get("done")),
+                             "handoffs": handoffs})
 
     def accept(self, user: User, ticket_id: str) -> None:
         with self._service(f"accepting ticket {ticket_id}") as svc:
@@ -242,6 +250,14 @@ class ServiceTicketDesk:
                        None if r.mean_respond_min is None else r.mean_respond_min * 60,
                        None if r.mean_resolve_h is None else r.mean_resolve_h * 3600,
                        r.on_time_rate, r.satisfaction, r.reopen_rate) for r in rows]
+
+    def record_handoff(self, user: User, ticket_id: str, role: str, *, arrived: bool) -> None:
+        with self._service(f"recording a hand-off of ticket {ticket_id}") as svc:
+            handoff_store.record(svc, user, _need_ticket_id(ticket_id), role, arrived=arrived)
+
+    def partner_kpis(self, user: User, since: datetime, until: datetime) -> Sequence[PartnerKpi]:
+        with self._service("reading partners' arrival times") as svc:
+            return handoff_store.partner_kpis(svc, since, until, None if user.sees_everything() else user)
 
     def close(self) -> None:
         if self._own_pool:

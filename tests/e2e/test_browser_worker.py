@@ -156,6 +156,17 @@ def test_the_next_action_comes_first_on_a_phone_and_the_field_work_is_kept(brows
         assert (round(lat, 5), round(lon, 5), round(acc), arrived) == (30.27452, 120.15563, 14, True)
         phone.page.wait_for_selector("#wt-history li[data-action=arrive]", timeout=10_000)
         assert "30.27452, 120.15563" in phone.page.inner_text("#wt-history li[data-action=arrive]")
+        # the hand-off to 119: the call and the brigade's arrival are logged under its call button, in the history
+        phone.page.click("#wt-calls button[data-role=fire_brigade][data-what=call]")
+        _wait_sql(system, "SELECT action, detail->>'role' FROM ticket_events WHERE ticket_id = %s AND action IN "
+                  "('handoff', 'partner_arrived') ORDER BY id", int(tid), expect=[("handoff", "fire_brigade")])
+        phone.page.click("#wt-calls button[data-role=fire_brigade][data-what=arrived]")
+        _wait_sql(system, "SELECT action FROM ticket_events WHERE ticket_id = %s AND action = 'partner_arrived'",
+                  int(tid), expect=[("partner_arrived",)])
+        phone.page.wait_for_selector("#wt-history li[data-action=partner_arrived]:has-text('火警已到场')",
+                                     timeout=10_000)
+        assert "到场" in phone.page.inner_text("#wt-calls .call-box:has([data-role=fire_brigade]) .handoff")
+        phone.page.locator("#wt-calls").screenshot(path=str(ARTIFACTS / "worker_ticket_handoff_zh_phone.png"))
         # next: the report, with its form open at the top
         phone.page.wait_for_selector("#wt-feedback.next-btn", timeout=10_000)
         assert phone.page.locator("#wt-more").get_attribute("open") is not None

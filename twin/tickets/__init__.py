@@ -49,6 +49,7 @@ from twin.tickets.fieldwork import (
     sop_checks,
     ticked,
 )
+from twin.tickets.handoff import PARTNER_ROLES, Handoff, PartnerKpi
 from twin.tickets.incidents import (
     Incident,
     IncidentAlarm,
@@ -148,6 +149,7 @@ __all__ = [
     "INCIDENTS_FILE",
     "KPI_FIELDS",
     "OPEN_STATES",
+    "PARTNER_ROLES",
     "SOP_CHECK",
     "AlarmsStillActive",
     "Alert",
@@ -158,6 +160,7 @@ __all__ = [
     "FalseAlarmRow",
     "GridWorker",
     "Group",
+    "Handoff",
     "Incident",
     "IncidentAlarm",
     "IncidentKey",
@@ -166,6 +169,7 @@ __all__ = [
     "InvalidInput",
     "KpiRow",
     "LifeSafety",
+    "PartnerKpi",
     "Position",
     "Priority",
     "RunningClock",

@@ -12,6 +12,7 @@ from viz.pages import (
     control,
     device,
     devices,
+    handoffs,
     history,
     incident,
     login,
@@ -23,4 +24,4 @@ from viz.pages import (
 )
 
 PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
-                verify, care_register, patrols)
+                verify, care_register, patrols, handoffs)

@@ -5,7 +5,7 @@ The arithmetic (outliers, SLA clocks) is in :mod:`viz.analytics`; this module la
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -130,7 +130,25 @@ def _kpi_tables(req: Req, board: Dashboard, days: int) -> Any:
         return html.Div(html.Table([html.Thead(head), html.Tbody(body)], className="table kpi-table"),
                         className="table-scroll")  # a phone scrolls the columns sideways
 
-    return [html.H3(t(lang, "kpi.workers")), table("worker"), html.H3(t(lang, "kpi.grids")), table("grid")]
+    return [html.H3(t(lang, "kpi.workers")), table("worker"), html.H3(t(lang, "kpi.grids")), table("grid"),
+            *_partner_table(req, board, days, dur)]
+
+
+def _partner_table(req: Req, board: Dashboard, days: int, dur: Callable[[float | None], str]) -> list[Any]:
+    """Partners called (96333, the gas company, 119...) over the period: calls, arrivals, how long they took."""
+    lang = req.lang
+    try:
+        rows = list(board.data.partner_kpis(req.user, req.now - timedelta(days=days), req.now))
+    except DataUnavailable:
+        return []
+    if not rows:
+        return []
+    head = html.Tr([html.Th(t(lang, f"kpi.partner.{c}")) for c in ("name", "calls", "arrived", "median", "max")])
+    body = [html.Tr([html.Td(t(lang, f"call.{r.role}")), html.Td(r.calls), html.Td(r.arrived),
+                     html.Td(dur(r.median_arrive_s)), html.Td(dur(r.max_arrive_s))]) for r in rows]
+    return [html.H3(t(lang, "kpi.partners")),
+            html.Div(html.Table([html.Thead(head), html.Tbody(body)], className="table kpi-table", id="partner-kpis"),
+                     className="table-scroll")]
 
 
 def _safe_alarms(board: Dashboard) -> Iterable[AlarmView]:

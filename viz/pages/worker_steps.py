@@ -15,6 +15,7 @@ from dash import html
 from twin.contacts import RESIDENT, Resident, calls_for
 from viz.data import Position, TicketStep, TicketView
 from viz.i18n import t
+from viz.pages.handoffs import handoff_controls
 from viz.shell import Dashboard, Req
 from viz.ticket_text import person, step_text
 from viz.widgets import with_data
@@ -79,10 +80,12 @@ def call_buttons(req: Req, board: Dashboard, tk: TicketView) -> list[Any]:
         # who answers (a resident: their number only, not their name)
         who = None if c.role == RESIDENT else c.name_en if lang == "en" and c.name_en else c.name if lang == "zh" \
             else None
-        links.append(with_data(html.A([html.Span("☎", className="icon"),
-                                       html.Span([html.Span(label, className="role"),
-                                                  html.Span(who or c.phone, className="who")], className="text")],
-                                      href=c.href, className="call", title=f"{label} {c.phone}"), role=c.role))
+        link = with_data(html.A([html.Span("☎", className="icon"),
+                                 html.Span([html.Span(label, className="role"),
+                                            html.Span(who or c.phone, className="who")], className="text")],
+                                href=c.href, className="call", title=f"{label} {c.phone}"), role=c.role)
+        logged = handoff_controls(req, board, tk, c.role)  # a partner: log the call and their arrival
+        links.append(html.Div([link, logged], className="call-box") if logged is not None else link)
     return [html.H3(t(lang, "wt.calls")), html.Div(links, className="calls")] if links else []
 
 
