@@ -111,12 +111,12 @@ def test_a_worker_checks_in_by_qr_on_a_phone_and_the_supervisor_sees_it(browser:
     finally:
         desk.close()
     if os.environ.get("GRIDTWIN_PATROL_SHOTS") == "1":
-        _screenshots(browser, system, worker, _token(system, "fire_lane.B2"))
+        _screenshots(browser, system, worker, _token(system, "fire_lane.B2"), tid)
 
 
-def _screenshots(browser: Any, system: System, worker: str, token: str) -> None:
+def _screenshots(browser: Any, system: System, worker: str, token: str, tid: int) -> None:
     for user, path, name in [("s-1", "/patrols", "patrols"), (worker, "/patrol", "patrol"),
-                             (worker, f"/patrol/{token}", "checkin")]:
+                             (worker, f"/patrol/{token}", "checkin"), ("s-1", f"/worker/ticket/{tid}", "ticket")]:
         for lang in ("zh", "en"):
             for size, (w, h) in SIZES.items():
                 p = Page(browser, system, width=w, height=h)
@@ -124,7 +124,7 @@ def _screenshots(browser: Any, system: System, worker: str, token: str) -> None:
                     p.sign_in(user, "/worker")
                     p.page.wait_for_selector("#topbar", timeout=10_000)
                     p.page.goto(f"{system.url}/lang/{lang}?next={path}")
-                    p.page.wait_for_selector("#pt-table, #pt-due-head, #pt-point", timeout=15_000)
+                    p.page.wait_for_selector("#pt-table, #pt-due-head, #pt-point, #pt-nearest", timeout=15_000)
                     p.page.wait_for_timeout(600)  # let the map draw (a picture for people, not an assertion)
                     p.page.screenshot(path=str(ARTIFACTS / f"patrol_{name}_{lang}_{size}.png"), full_page=True)
                     if name == "patrols" and size == "desktop":
