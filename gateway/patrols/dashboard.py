@@ -11,13 +11,24 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from gateway.patrols.api import CHECKIN_BURST, CHECKIN_EVERY_S, POSITION_BURST, POSITION_EVERY_S
 from gateway.patrols.store import Patrols, signing_key
+from gateway.ratelimit import PerKeyLimiter
 from twin import patrols as pt
 from twin.community import Community
 from twin.people import User
 from twin.tickets import InvalidInput
-from viz.data import DataUnavailable, Position
+from viz.data import ActionRefused, DataUnavailable, Position
 from viz.patrol_model import Done
+
+# the pages post through here rather than the REST API: the same limits per user, per process
+_POSITIONS = PerKeyLimiter(POSITION_BURST, POSITION_EVERY_S)
+_CHECKINS = PerKeyLimiter(CHECKIN_BURST, CHECKIN_EVERY_S)
+
+
+def _limited(limiter: PerKeyLimiter, user: User, every_s: float) -> None:
+    if not limiter.take(user.username):
+        raise ActionRefused("rate_limited", f"too many requests; try again in {every_s:g} s")
 
 
 class DashboardPatrols:
@@ -54,6 +65,7 @@ class DashboardPatrols:
 
     def check_in(self, user: User, *, token: str | None, checkpoint: str | None, position: Position | None,
                  result: str, note: str) -> Done:
+        _limited(_CHECKINS, user, CHECKIN_EVERY_S)
         with self._patrols("checking in") as p:
             where = None if position is None else (position.lat, position.lon, position.accuracy_m)
             row = p.check_in(user, token=token, checkpoint=checkpoint, position=where, note=note,
@@ -61,6 +73,7 @@ class DashboardPatrols:
             return Done(p.by_id[row.checkpoint], row.ticket_id, row.distance_m)
 
     def post_position(self, user: User, position: Position) -> None:
+        _limited(_POSITIONS, user, POSITION_EVERY_S)
         with self._patrols("storing a position") as p:
             p.post_position(user, position.lat, position.lon, position.accuracy_m)
 

@@ -70,6 +70,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "pt.done_ticket": ("已打卡并生成工单 #{id}", "Checked in; ticket #{id} raised"),
     "pt.back": ("返回我的巡查", "Back to my patrols"),
     "pt.refused": ("未能打卡：{why}", "Not checked in: {why}"),
+    "refused.rate_limited": ("操作太频繁", "Too many requests"),
     # a ticket's page
     "pt.nearest": ("就近在岗网格员", "Nearest on-duty workers"),
     "pt.nearest_item": ("{name} · 约 {m} 米 · 位置更新于 {at}", "{name} · about {m} m · position at {at}"),
