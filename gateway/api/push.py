@@ -67,6 +67,10 @@ def router(settings: Settings, storage: Callable[[], AbstractContextManager[Stor
 
     @r.delete("/subscriptions", status_code=204, summary="Turn off notifications on this browser")
     def unsubscribe(body: Unsubscribe, user: Me) -> Response:
+        try:
+            push.check_endpoint(body.endpoint)
+        except push.BadSubscription as exc:
+            raise HTTPException(422, str(exc)) from None
         with storage() as st:
             if not push.delete_subscription(st.conn, user.username, body.endpoint):
                 raise HTTPException(404, "no such subscription of yours")

@@ -231,7 +231,6 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
             self.dispatch.start()
         if self.settings.tickets.enabled and (self.settings.notify.webhooks or self.settings.notify.web_push):
             self.notifier = Notifier(self.settings, self.mqtt_url, db_url=self.db_url, shared=self.cluster)
-            self.notifier.start()
 
     def start(self, timeout_s: float = 10.0) -> None:
         addr = contract.BrokerAddress.parse(self.mqtt_url)
@@ -260,6 +259,8 @@ class Gateway(Receiver, Writer, Outage, Communities, ClusterMember):
         if not self._connected.wait(timeout_s):
             self.stop()
             raise BrokerUnavailable(addr.redacted(), "no CONNACK (wrong credentials or not an MQTT broker?)")
+        if self.notifier is not None:  # once the broker is there: its own session, on the same broker
+            self.notifier.start(timeout_s)
         if self.cluster:
             cl, db = self.settings.cluster, self.settings.db
             store = LeaseStore(self.db_url, schema=db.schema_name, holder=self.node, lease_s=cl.lease_s,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 MAX_ENDPOINT = 1000
 TTL_S = 3600  # a push service keeps an undelivered notification this long (a phone switched off for an hour)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # a URL as browsers send it: printable ASCII, no spaces or controls
 
 
 class BadSubscription(ValueError):
@@ -52,6 +55,8 @@ class Subscription:
 
 
 def _b64url(data: str, field: str, size: int) -> str:
+    if not B64URL.match(data):
+        raise BadSubscription(f"keys.{field} is not base64url")
     try:
         raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
     except (binascii.Error, ValueError):
@@ -61,11 +66,17 @@ def _b64url(data: str, field: str, size: int) -> str:
     return data
 
 
+def check_endpoint(endpoint: str) -> None:
+    if len(endpoint) > MAX_ENDPOINT:
+        raise BadSubscription(f"endpoint is longer than {MAX_ENDPOINT} characters")
+    if not URL_CHARS.match(endpoint):
+        raise BadSubscription("endpoint must be a URL of printable ASCII characters (no spaces or control characters)")
+
+
 def check_subscription(endpoint: str, p256dh: str, auth: str, *, allow_http_loopback: bool = False) -> None:
     """A PushSubscription as browsers make it: an https endpoint (``http://`` only to this machine when
     ``allow_http_loopback``), a P-256 public key (65 bytes) and a 16-byte auth secret, base64url."""
-    if len(endpoint) > MAX_ENDPOINT:
-        raise BadSubscription(f"endpoint is longer than {MAX_ENDPOINT} characters")
+    check_endpoint(endpoint)
     u = urlsplit(endpoint)
     local = u.scheme == "http" and allow_http_loopback and (u.hostname or "") in LOOPBACK
     if not (u.scheme == "https" or local) or not u.hostname:

@@ -33,7 +33,7 @@ import requests
 from pydantic import ValidationError
 from pywebpush import WebPushException, webpush
 
-from gateway.mqtt.common import transport_options
+from gateway.mqtt.common import MqttError, transport_options
 from gateway.mqtt.paho_transport import PahoTransport
 from gateway.notify import push
 from gateway.notify.formats import Request, request
@@ -99,10 +99,24 @@ class Notifier:
         """Connect and subscribe; returns once the broker granted the subscription (or after ``timeout_s``,
         logged: the transport keeps trying, and the persistent session keeps what arrives meanwhile)."""
         self._thread.start()
-        self.transport.start(timeout_s)
+        try:
+            self.transport.start(timeout_s)
+        except MqttError as exc:  # the broker went away since the gateway connected: try again in the background
+            log.warning("notifier: cannot connect to the broker (%s); retrying", exc)
+            threading.Thread(target=self._connect_later, name="notifier-connect", daemon=True).start()
+            return
         if not self.transport.subscribed.wait(timeout_s):
             log.warning("notifier: no subscription to the workers' topics after %.0f s (still trying)", timeout_s)
         log.info("notifier: %d webhook(s): %s", len(self.channels), ", ".join(c.name for c in self.channels))
+
+    def _connect_later(self) -> None:
+        delay = 1.0
+        while not self._stop.wait(delay * random.uniform(0.8, 1.2)):
+            try:
+                self.transport.start()
+                return
+            except MqttError:
+                delay = min(delay * 2, BACKOFF_MAX_S)
 
     def stop(self) -> None:
         """Stop after the message in hand (its remaining retries are abandoned; unacknowledged, the broker

@@ -126,7 +126,10 @@ def test_a_subscribed_phone_gets_the_ticket_encrypted_and_signed(service: tuple[
                 "auth"),
                ({**phone.subscription, "keys": {"p256dh": "!" * 87, "auth": phone.subscription["keys"]["auth"]}},
                 "p256dh"),
-               ({"endpoint": phone.subscription["endpoint"]}, "keys")]
+               ({"endpoint": phone.subscription["endpoint"]}, "keys"),
+               ({**phone.subscription, "endpoint": phone.subscription["endpoint"] + "\x00"}, "printable"),
+               ({**phone.subscription, "keys": {**phone.subscription["keys"],
+                                                "auth": "\x00" + phone.subscription["keys"]["auth"]}}, "auth")]
         for body, why in bad:
             status, out = _call(f"{base}/push/subscriptions", token=token, body=body)
             assert status == 422 and why in json.dumps(out), (body, out)
