@@ -40,26 +40,33 @@ def checks_json(svc: TicketService, t: Ticket) -> list[dict[str, Any]]:
             for c in sorted(sop_checks(svc, t).values(), key=lambda c: c.step)]
 
 
+def lock_open(svc: TicketService, user: User, ticket_id: int, what: str) -> Ticket:
+    """The ticket, row-locked for the caller's transaction (two records of one ticket at once, a double tap or two
+    phones: the second sees the first), if ``user`` may report progress on it and it is open; else the error
+    (``what``: the thing that is closed with it, for the message)."""
+    from gateway.tickets.service import Forbidden, TicketNotFound  # the service imports this module
+
+    found = fetch_rows(svc.conn, TICKET_ROW, f"{SELECT_TICKETS} WHERE id = %s FOR UPDATE", (ticket_id,))
+    if not found:
+        raise TicketNotFound(f"no ticket {ticket_id}")
+    t = found[0]
+    problem = tk.permission_problem(user, t, "progress")
+    if problem:
+        raise Forbidden(problem)
+    if not t.open:
+        raise TicketError(f"ticket {t.id} is {t.state.value} ({t.state.label_zh}): {what} closed")
+    return t
+
+
 def check_sop(svc: TicketService, user: User, ticket_id: int, step: Any, done: Any) -> Ticket:
     """Tick (``done``) or untick step ``step`` (0-based) of the ticket's SOP checklist, as ``user``; recorded in
     its history. Whoever may report progress on it may tick, while it is open. Ticking a ticked step (or unticking
     an unticked one) changes nothing and records nothing."""
-    from gateway.tickets.service import Forbidden, TicketNotFound  # the service imports this module
-
     if not isinstance(done, bool):
         raise InvalidInput(f"done must be true or false, not {done!r}"[:200])
     now = svc.clock()
     with svc._db(f"ticking the checklist of ticket {ticket_id}"), svc.conn.transaction():
-        # the row lock orders two ticks of one ticket (a double tap, two phones): the second sees the first
-        found = fetch_rows(svc.conn, TICKET_ROW, f"{SELECT_TICKETS} WHERE id = %s FOR UPDATE", (ticket_id,))
-        if not found:
-            raise TicketNotFound(f"no ticket {ticket_id}")
-        t = found[0]
-        problem = tk.permission_problem(user, t, "progress")
-        if problem:
-            raise Forbidden(problem)
-        if not t.open:
-            raise TicketError(f"ticket {t.id} is {t.state.value} ({t.state.label_zh}): its checklist is closed")
+        t = lock_open(svc, user, ticket_id, "its checklist is")
         doc = sop_of(svc, t)
         if doc is None:
             raise InvalidInput(f"ticket {t.id} has no SOP checklist to tick")

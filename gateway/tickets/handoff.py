@@ -8,9 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.storage import fetch_rows
-from gateway.tickets.rows import SELECT_TICKETS, TICKET_ROW
-from twin import tickets as tk
+from gateway.tickets.fieldwork import lock_open
 from twin.contacts import calls_for
 from twin.people import User
 from twin.tickets import InvalidInput, Ticket, TicketError
@@ -39,22 +37,12 @@ def record(svc: TicketService, user: User, ticket_id: int, role: Any, *, arrived
            note: str = "") -> Ticket:
     """Record that ``user`` called partner ``role`` for the ticket (``arrived``: that the partner is on site).
     Whoever may report progress on the ticket may record it, while it is open."""
-    from gateway.tickets.service import Forbidden, TicketNotFound  # the service imports this package
-
     role = check_role(role)
     if not isinstance(note, str) or len(note) > 4000 or "\x00" in note:
         raise InvalidInput("note must be text of at most 4000 characters")
     now = svc.clock()
     with svc._db(f"recording a hand-off of ticket {ticket_id}"), svc.conn.transaction():
-        found = fetch_rows(svc.conn, TICKET_ROW, f"{SELECT_TICKETS} WHERE id = %s FOR UPDATE", (ticket_id,))
-        if not found:
-            raise TicketNotFound(f"no ticket {ticket_id}")
-        t = found[0]
-        problem = tk.permission_problem(user, t, "progress")
-        if problem:
-            raise Forbidden(problem)
-        if not t.open:
-            raise TicketError(f"ticket {t.id} is {t.state.value} ({t.state.label_zh}): hand-offs are closed")
+        t = lock_open(svc, user, ticket_id, "hand-offs are")
         if arrived:
             why = arrival_problem(current(svc, t.id), role)
             if why:

@@ -11,6 +11,7 @@ from gateway.api.pool import StoragePool
 from gateway.reports import store
 from gateway.storage import Storage
 from gateway.web.database import connection
+from gateway.web.ticket_desk import refusals
 from twin.community import Community
 from twin.people import User
 from twin.tickets.reports import ReportCategory, Verification
@@ -39,24 +40,8 @@ class StorageReports:
 
     @contextlib.contextmanager
     def _service(self, what: str) -> Iterator[Any]:
-        from gateway.tickets.service import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
-        from twin.tickets import InvalidInput, TicketError
-
-        with connection(self._pool, what) as st:
-            try:
-                yield self._make(st)
-            except TicketNotFound as exc:
-                raise ActionRefused("not_found", str(exc)) from exc
-            except Forbidden as exc:
-                raise ActionRefused("forbidden", str(exc)) from exc
-            except TicketConflict as exc:
-                raise ActionRefused("conflict", str(exc)) from exc
-            except PhotoRejected as exc:
-                raise ActionRefused("too_large" if exc.status == 413 else "bad_input", str(exc)) from exc
-            except InvalidInput as exc:
-                raise ActionRefused("bad_input", str(exc)) from exc
-            except TicketError as exc:
-                raise ActionRefused("illegal_transition", str(exc)) from exc
+        with connection(self._pool, what) as st, refusals():
+            yield self._make(st)
 
     def categories(self) -> Sequence[ReportCategory]:
         return store.categories().items

@@ -61,6 +61,30 @@ class TicketDesk(Protocol):
 
 
 
+@contextlib.contextmanager
+def refusals() -> Iterator[None]:
+    """The ticket service's errors in the block as the dashboard's :class:`~viz.data.ActionRefused` codes."""
+    from gateway.tickets.service import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
+    from twin.tickets import AlarmsStillActive, InvalidInput, TicketError
+
+    try:
+        yield
+    except TicketNotFound as exc:
+        raise ActionRefused("not_found", str(exc)) from exc
+    except Forbidden as exc:
+        raise ActionRefused("forbidden", str(exc)) from exc
+    except TicketConflict as exc:
+        raise ActionRefused("conflict", str(exc)) from exc
+    except PhotoRejected as exc:
+        raise ActionRefused("too_large" if exc.status == 413 else "bad_input", str(exc)) from exc
+    except InvalidInput as exc:
+        raise ActionRefused("bad_input", str(exc)) from exc
+    except AlarmsStillActive as exc:
+        raise ActionRefused("alarms_active", ", ".join(exc.alarms)) from exc
+    except TicketError as exc:
+        raise ActionRefused("illegal_transition", str(exc)) from exc
+
+
 class ServiceTicketDesk:
     """:class:`TicketDesk` on :class:`gateway.tickets.service.TicketService` (one service per pooled connection).
 
@@ -78,26 +102,8 @@ class ServiceTicketDesk:
 
     @contextlib.contextmanager
     def _service(self, what: str) -> Iterator[Any]:
-        from gateway.tickets.service import Forbidden, PhotoRejected, TicketConflict, TicketNotFound
-        from twin.tickets import AlarmsStillActive, InvalidInput, TicketError
-
-        with connection(self._pool, what) as st:
-            try:
-                yield self._make(st)
-            except TicketNotFound as exc:
-                raise ActionRefused("not_found", str(exc)) from exc
-            except Forbidden as exc:
-                raise ActionRefused("forbidden", str(exc)) from exc
-            except TicketConflict as exc:
-                raise ActionRefused("conflict", str(exc)) from exc
-            except PhotoRejected as exc:
-                raise ActionRefused("too_large" if exc.status == 413 else "bad_input", str(exc)) from exc
-            except InvalidInput as exc:
-                raise ActionRefused("bad_input", str(exc)) from exc
-            except AlarmsStillActive as exc:
-                raise ActionRefused("alarms_active", ", ".join(exc.alarms)) from exc
-            except TicketError as exc:
-                raise ActionRefused("illegal_transition", str(exc)) from exc
+        with connection(self._pool, what) as st, refusals():
+            yield self._make(st)
 
     def version(self) -> str:
         with connection(self._pool, "reading the ticket digest") as st:
