@@ -3,7 +3,9 @@ refusal texts, and who may see which ticket or building."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+import base64
+import binascii
+from typing import Any, TypeVar
 
 from dash import html
 from dash.development.base_component import Component
@@ -11,9 +13,9 @@ from dash.development.base_component import Component
 from twin.community import Community
 from twin.people import User
 from viz import analytics as an
-from viz.data import ActionRefused, TicketView
+from viz.data import ActionRefused, Photo, TicketView
 from viz.i18n import floor_label, t
-from viz.shell import Dashboard, Req
+from viz.shell import MAX_PHOTO_BYTES, PHOTO_TYPES, Dashboard, Req
 
 C = TypeVar("C", bound=Component)
 
@@ -97,3 +99,22 @@ def may_see_ticket(user: User, board: Dashboard, ticket: TicketView) -> bool:
 
 def visible_buildings(user: User, community: Community) -> set[str]:
     return {b.id for b in community.buildings if user.may_see_grid(community.grid_of(b))}
+
+
+def photo_from_upload(contents: Any, filename: Any) -> Photo | None:
+    """A ``data:image/...;base64,`` upload as a :class:`Photo`, or None if it is not an acceptable image."""
+    if not isinstance(contents, str) or not contents.startswith("data:") or ";base64," not in contents:
+        return None
+    head, b64 = contents.split(";base64,", 1)
+    ctype = head[5:].lower()
+    if ctype not in PHOTO_TYPES or len(b64) > MAX_PHOTO_BYTES * 4 // 3 + 8:
+        return None
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    magic = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",), "image/webp": (b"RIFF",)}
+    if len(raw) > MAX_PHOTO_BYTES or not raw.startswith(magic[ctype]):
+        return None
+    name = filename if isinstance(filename, str) else ""
+    return Photo(raw, ctype, name[:120])

@@ -19,7 +19,6 @@ from gateway.reports.qrsheet import (
     CELL_H,
     CELL_W,
     COLS,
-    DPI,
     HEADER,
     MARGIN,
     PAGE,
@@ -29,6 +28,7 @@ from gateway.reports.qrsheet import (
     _short,
     qr_image,
     qr_position,
+    save_pages,
 )
 from twin import patrols as pt
 from twin.community import Community
@@ -96,14 +96,4 @@ def write_sheet(community: Community, items: list[Entry], out: Path) -> None:
         raise SheetError(f"--out {out}: write a .pdf or a .png file")
     if not items:
         raise SheetError("no checkpoint matches --plan / --grid")
-    imgs = pages(community, items)
-    try:
-        if suffix == ".pdf":
-            imgs[0].save(out, "PDF", resolution=DPI, save_all=True, append_images=imgs[1:],
-                         title=f"{community.name} patrol QR", author="gridtwin")
-        else:
-            imgs[0].save(out, "PNG", dpi=(DPI, DPI))
-            for n, img in enumerate(imgs[1:], start=2):
-                img.save(out.with_name(f"{out.stem}-{n}{out.suffix}"), "PNG", dpi=(DPI, DPI))
-    except OSError as exc:
-        raise SheetError(f"cannot write {out}: {exc.strerror or exc}") from None
+    save_pages(pages(community, items), out, f"{community.name} patrol QR")

@@ -123,15 +123,19 @@ def write_sheet(community: Community, base_url: str, out: Path) -> list[Entry]:
     if suffix not in (".pdf", ".png"):
         raise SheetError(f"--out {out}: write a .pdf or a .png file")
     items = entries(community, base_url)
-    imgs = pages(community, items)
+    save_pages(pages(community, items), out, f"{community.name} QR")
+    return items
+
+
+def save_pages(imgs: list[Image.Image], out: Path, title: str) -> None:
+    """A sheet's pages as one PDF, or as PNGs (``out``, then ``out-2.png``...); :class:`SheetError` if not written."""
     try:
-        if suffix == ".pdf":
-            imgs[0].save(out, "PDF", resolution=DPI, save_all=True, append_images=imgs[1:],
-                         title=f"{community.name} QR", author="gridtwin")
+        if out.suffix.lower() == ".pdf":
+            imgs[0].save(out, "PDF", resolution=DPI, save_all=True, append_images=imgs[1:], title=title,
+                         author="gridtwin")
         else:
             imgs[0].save(out, "PNG", dpi=(DPI, DPI))
             for n, img in enumerate(imgs[1:], start=2):
                 img.save(out.with_name(f"{out.stem}-{n}{out.suffix}"), "PNG", dpi=(DPI, DPI))
     except OSError as exc:
         raise SheetError(f"cannot write {out}: {exc.strerror or exc}") from None
-    return items

@@ -31,9 +31,9 @@ from viz import analytics as an
 from viz import app as app_mod
 from viz.data import ActionRefused, AlarmView, CareUnitView, DashboardData, IncidentCount, TicketView
 from viz.i18n import STRINGS, t
-from viz.pages.worker import photo_from_upload
 from viz.scene import Scene
 from viz.shell import MAX_PHOTO_BYTES
+from viz.widgets import photo_from_upload
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -10,8 +10,6 @@ residents not found.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,13 +18,11 @@ from dash.exceptions import PreventUpdate
 
 from twin import care
 from viz.care_model import CareRegisterData, ResidentView
-from viz.data import ActionRefused, DataUnavailable, Photo, TicketView
+from viz.data import ActionRefused, DataUnavailable, TicketView
 from viz.i18n import t
-from viz.shell import MAX_PHOTO_BYTES, MAX_TEXT, PHOTO_TYPES, Dashboard, Req, guarded_callbacks, unavailable_text
+from viz.shell import MAX_PHOTO_BYTES, MAX_TEXT, Dashboard, Req, guarded_callbacks, unavailable_text
 from viz.ticket_text import people, person
-from viz.widgets import with_data
-
-MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n", "image/webp": b"RIFF"}
+from viz.widgets import photo_from_upload, with_data
 
 
 def _register(board: Dashboard) -> CareRegisterData:
@@ -228,23 +224,6 @@ def _visit_form(req: Req, r: ResidentView) -> Any:
         dcc.Store(id="careg-visit-rid", data=r.id)])
 
 
-def _photo(contents: Any, filename: Any) -> Photo | None:
-    """A ``data:image/...;base64,`` upload as a :class:`Photo`, or None if it is not an acceptable image."""
-    if not isinstance(contents, str) or not contents.startswith("data:") or ";base64," not in contents:
-        return None
-    head, b64 = contents.split(";base64,", 1)
-    ctype = head[5:].lower()
-    if ctype not in PHOTO_TYPES or len(b64) > MAX_PHOTO_BYTES * 4 // 3 + 8:
-        return None
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    if len(raw) > MAX_PHOTO_BYTES or not raw.startswith(MAGIC[ctype]):
-        return None
-    return Photo(raw, ctype, (filename if isinstance(filename, str) else "")[:120])
-
-
 def _refused(lang: str, exc: ActionRefused) -> str:
     text = t(lang, f"careg.refused.{exc.code}") if exc.code.startswith("care_") else exc.code
     return text + (exc.detail if exc.code == "care_invalid" and lang == "en" else "")
@@ -314,7 +293,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
     def photo_ready(req: Req, contents: Any, filename: Any) -> Any:
         if contents is None:
             raise PreventUpdate
-        p = _photo(contents, filename)
+        p = photo_from_upload(contents, filename)
         return t(req.lang, "careg.visit.photo_bad") if p is None else t(req.lang, "careg.visit.photo_ok",
                                                                           name=p.filename or "photo")
 
@@ -335,7 +314,7 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
         at = _local_time(when, board)
         if at is None or at > req.now + timedelta(minutes=5) or at < req.now - timedelta(days=14):
             return t(lang, "careg.visit.bad_time"), "msg warn", False
-        photo = _photo(contents, filename) if contents else None
+        photo = photo_from_upload(contents, filename) if contents else None
         if contents and photo is None:
             return t(lang, "careg.visit.photo_bad"), "msg warn", False
         reg = _register(board)

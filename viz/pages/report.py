@@ -16,9 +16,9 @@ from dash.exceptions import PreventUpdate
 from viz.data import ActionRefused, DataUnavailable
 from viz.i18n import floor_label, t
 from viz.pages.verify import refused_text
-from viz.pages.worker import photo_from_upload
 from viz.report_model import StaffReport, report_title
 from viz.shell import ID_RE, MAX_PHOTO_BYTES, MAX_TEXT, SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
+from viz.widgets import photo_from_upload
 
 MAX_UNIT = 32
 

@@ -7,8 +7,6 @@ catalogue (:mod:`viz.ticket_text`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from typing import Any, NamedTuple, cast
 from urllib.parse import quote
@@ -17,7 +15,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from twin import catalogue
-from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, Photo, TicketView
+from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, TicketView
 from viz.i18n import t
 from viz.pages.care_register import ticket_section as care_section
 from viz.pages.device_charts import field_label, value_text
@@ -29,7 +27,6 @@ from viz.shell import (
     ID_RE,
     MAX_PHOTO_BYTES,
     MAX_TEXT,
-    PHOTO_TYPES,
     SUPERVISORS,
     Dashboard,
     Req,
@@ -38,7 +35,15 @@ from viz.shell import (
     unavailable_text,
 )
 from viz.ticket_text import alarm_text, outcome_text, people, person, refusal, ticket_title
-from viz.widgets import may_see_ticket, place_text, priority_label, sla_cell, status_label, with_data
+from viz.widgets import (
+    may_see_ticket,
+    photo_from_upload,
+    place_text,
+    priority_label,
+    sla_cell,
+    status_label,
+    with_data,
+)
 
 SUP_ACTIONS = ("reassign", "escalate", "cancel", "reopen")
 # which dispatch actions a ticket's state allows (twin.tickets.lifecycle: reopen only once resolved)
@@ -454,22 +459,3 @@ def reading_text(lang: str, board: Dashboard, key: str, value: float) -> str:
     if name == "direction" and value in (-1, 0, 1):  # a lift's travel: down, standing, up
         return f"{device} {field_label(lang, f, unit=False)}: {t(lang, f'wt.direction.{int(value)}')}"
     return f"{device} {field_label(lang, f, unit=False)}: {value_text(lang, f, value)}"
-
-
-def photo_from_upload(contents: Any, filename: Any) -> Photo | None:
-    """A ``data:image/...;base64,`` upload as a :class:`Photo`, or None if it is not an acceptable image."""
-    if not isinstance(contents, str) or not contents.startswith("data:") or ";base64," not in contents:
-        return None
-    head, b64 = contents.split(";base64,", 1)
-    ctype = head[5:].lower()
-    if ctype not in PHOTO_TYPES or len(b64) > MAX_PHOTO_BYTES * 4 // 3 + 8:
-        return None
-    try:
-        raw = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    magic = {"image/jpeg": (b"\xff\xd8\xff",), "image/png": (b"\x89PNG\r\n\x1a\n",), "image/webp": (b"RIFF",)}
-    if len(raw) > MAX_PHOTO_BYTES or not raw.startswith(magic[ctype]):
-        return None
-    name = filename if isinstance(filename, str) else ""
-    return Photo(raw, ctype, name[:120])
