@@ -32,7 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import InterfaceError, OperationalError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,6 +42,7 @@ from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, 
 from gateway.api.fieldwork import add_fieldwork_routes
 from gateway.api.pool import StoragePool, pool_for
 from gateway.api.sign_in_log import record_sign_in
+from gateway.api.text import Text, storable
 from gateway.care import api as care_api
 from gateway.patrols import api as patrols_api
 from gateway.ratelimit import EveryFewSeconds
@@ -84,18 +85,6 @@ DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.j
 log = logging.getLogger(__name__)
 
 
-def _text(v: str) -> str:
-    """Text that PostgreSQL can store: no NUL, valid UTF-8 (no lone surrogates)."""
-    if "\x00" in v:
-        raise ValueError("text must not contain NUL characters")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
-    return v
-
-
-Text = Annotated[str, AfterValidator(_text)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
 TicketId = Annotated[int, Path(ge=1, le=2**62, description="ticket id")]
 Version = Annotated[int | None, Field(default=None, ge=1, le=2**31 - 1,
@@ -685,7 +674,7 @@ def svc_period(svc: TicketService, start: date, end: date) -> tuple[datetime, da
 
 def _clean(text: str) -> str:
     try:
-        return _text(text)
+        return storable(text)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
 

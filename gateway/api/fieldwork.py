@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
+from gateway.api.text import storable
 from gateway.tickets import handoff as handoff_store
 from gateway.tickets.service import TicketService
 from twin import tickets as tk
@@ -18,17 +19,6 @@ from twin.people import User
 from twin.tickets.fieldwork import MAX_ACCURACY_M
 
 TicketJson = Callable[[TicketService, tk.Ticket, User], dict[str, Any]]
-
-
-def _text(v: str) -> str:
-    """Text that PostgreSQL can store: no NUL, valid UTF-8 (as the API's other notes)."""
-    if "\x00" in v:
-        raise ValueError("text must not contain NUL characters")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
-    return v
 
 
 class _Body(BaseModel):
@@ -45,7 +35,7 @@ class PositionBody(_Body):
 
 
 class ArriveBody(_Body):
-    note: Annotated[str, AfterValidator(_text), Field(max_length=4000)] = ""
+    note: Annotated[str, AfterValidator(storable), Field(max_length=4000)] = ""
     version: int | None = Field(default=None, ge=1, le=2**31 - 1,
                                 description="the version you saw; a stale one is refused (409)")
     position: PositionBody | None = Field(
@@ -56,7 +46,7 @@ class ArriveBody(_Body):
 class HandoffBody(_Body):
     partner: str = Field(min_length=1, max_length=40, description="whom: " + ", ".join(tk.PARTNER_ROLES))
     arrived: StrictBool = Field(default=False, description="false: the partner was called; true: they are on site")
-    note: Annotated[str, AfterValidator(_text), Field(max_length=4000)] = ""
+    note: Annotated[str, AfterValidator(storable), Field(max_length=4000)] = ""
 
 
 class SopCheckBody(_Body):

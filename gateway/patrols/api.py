@@ -26,7 +26,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from gateway.api.fieldwork import PositionBody, _text
+from gateway.api.fieldwork import PositionBody
+from gateway.api.text import storable
 from gateway.patrols.store import MAX_NOTE, CheckinRow, Patrols, PositionRow
 from gateway.ratelimit import PerKeyLimiter
 from gateway.tickets.service import API_PREFIX, TicketService
@@ -57,7 +58,7 @@ class CheckinBody(_Body):
     checkpoint: str | None = Field(default=None, min_length=3, max_length=140, pattern=r"^[A-Za-z0-9_.\-]+$")
     position: PositionBody | None = None
     result: Literal["ok", "problem"] = "ok"
-    note: Annotated[str, AfterValidator(_text), Field(max_length=MAX_NOTE)] = ""
+    note: Annotated[str, AfterValidator(storable), Field(max_length=MAX_NOTE)] = ""
     at: datetime | None = Field(default=None, description="when (default now; up to a day late)")
 
 
