@@ -294,8 +294,15 @@ def _dispatched_ticket(browser: Any, system: System) -> tuple[str, str]:
     op = Page(browser, system)
     try:
         op.sign_in("operator")
-        op.page.locator(".alarm-row", has_text="3号楼").first.click(timeout=20_000)
-        op.page.wait_for_function("document.querySelector('#alarm-selected').innerText.includes('3号楼')")
+        for attempt in range(6):  # the live list may be redrawn under the click (a busy machine): click again
+            op.page.locator(".alarm-row", has_text="3号楼").first.click(timeout=20_000)
+            try:
+                op.page.wait_for_function("document.querySelector('#alarm-selected').innerText.includes('3号楼')",
+                                          timeout=5_000)
+                break
+            except Exception:  # playwright's TimeoutError
+                if attempt == 5:
+                    raise
         op.page.click("#dispatch-btn")
         op.page.wait_for_selector("#action-msg.ok", timeout=20_000)
         assert op.errors == []

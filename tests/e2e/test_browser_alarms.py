@@ -29,7 +29,7 @@ FIRE_ROW = f".alarm-row[data-key$='@{FIRE_PANEL}']"
 STAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 
 
-def _answer(tab: Page, text: str, cls: str, timeout: float = 10_000) -> str:
+def _answer(tab: Page, text: str, cls: str, timeout: float = 30_000) -> str:
     """Wait until the action message says ``text`` with class ``cls`` (``ok`` or ``warn``); returns it."""
     tab.page.wait_for_function(
         "([text, cls]) => { const m = document.querySelector('#action-msg');"
@@ -57,7 +57,7 @@ def test_operator_shelves_unshelves_and_clears_and_every_answer_replaces_the_las
                                                                                   system: System) -> None:
     _fire(system, "active", 1)
     assert _wait(lambda: bool(system.sql("SELECT 1 FROM alarms WHERE key LIKE %s AND status = 'active_unack'",
-                                         f"%@{FIRE_PANEL}")), 10)
+                                         f"%@{FIRE_PANEL}")), 30)
     tab.sign_in("operator")
     row = tab.page.locator(FIRE_ROW)
     row.wait_for(timeout=20_000)
@@ -204,7 +204,7 @@ def test_screenshots_of_the_control_page_in_both_languages(browser: Any, system:
     _fire(system, "normal", 2)
     _fire(system, "active", 3)
     assert _wait(lambda: bool(system.sql("SELECT 1 FROM alarms WHERE key LIKE %s AND status = 'active_unack'",
-                                         f"%@{FIRE_PANEL}")), 10)
+                                         f"%@{FIRE_PANEL}")), 30)
     op = Page(browser, system)
     try:
         op.sign_in("operator")

@@ -164,7 +164,7 @@ def test_the_next_action_comes_first_on_a_phone_and_the_field_work_is_kept(brows
         _wait_sql(system, "SELECT action FROM ticket_events WHERE ticket_id = %s AND action = 'partner_arrived'",
                   int(tid), expect=[("partner_arrived",)])
         phone.page.wait_for_selector("#wt-history li[data-action=partner_arrived]:has-text('火警已到场')",
-                                     timeout=10_000)
+                                     timeout=30_000)
         assert "到场" in phone.page.inner_text("#wt-calls .call-box:has([data-role=fire_brigade]) .handoff")
         phone.page.locator("#wt-calls").screenshot(path=str(ARTIFACTS / "worker_ticket_handoff_zh_phone.png"))
         # next: the report, with its form open at the top
