@@ -107,7 +107,8 @@ class Notifier:
             return
         if not self.transport.subscribed.wait(timeout_s):
             log.warning("notifier: no subscription to the workers' topics after %.0f s (still trying)", timeout_s)
-        log.info("notifier: %d webhook(s): %s", len(self.channels), ", ".join(c.name for c in self.channels))
+        log.info("notifier: Web Push %s; webhooks: %s", "on" if self.db_url else "off",
+                 ", ".join(c.name for c in self.channels) or "none")
 
     def _connect_later(self) -> None:
         delay = 1.0
