@@ -148,6 +148,8 @@ def step_text(req: Req, board: Dashboard, ticket: TicketView, step: TicketStep, 
         except KeyError:
             partner = str(d.get("role") or "")
         what = t(lang, f"tk.hist.{action}", partner=partner)
+    elif action == "care_visit":  # the resident of an overdue-visit ticket was visited (gateway/care/store.py)
+        what = t(lang, "tk.hist.care_visit", time=_when(board, d.get("visited_at")))
     elif action in ("verify_pass", "verify_fail"):  # a one-click report's check (核查)
         what = t(lang, f"report.hist.{action}")
     elif action == "progress" and d.get("plan"):

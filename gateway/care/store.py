@@ -27,7 +27,7 @@ from gateway.tickets.service import Forbidden, TicketNotFound
 from twin import care
 from twin.community import Community
 from twin.people import User
-from twin.tickets import InvalidInput
+from twin.tickets import OPEN_STATES, InvalidInput
 
 MAX_NOTE = 2000
 MAX_REASON = 500
@@ -250,7 +250,21 @@ class CareRegister:
                  content_type_of(photo) if photo else None, photo.data if photo else None))
             self.conn.execute("UPDATE care_residents SET last_visit_at = greatest(last_visit_at, %s), "
                               "version = version + 1 WHERE id = %s", (at, r.id))
+            self._note_on_overdue_tickets(r.id, int(vid), at, user)
         return care.VisitView(int(vid), at, self.now, user.username, note, answers, photo is not None)
+
+    def _note_on_overdue_tickets(self, resident_id: int, visit_id: int, at: datetime, user: User) -> None:
+        """The open overdue-visit tickets of the resident learn of the visit (a ``care_visit`` entry in their
+        history: when, by whom; not the visit's notes), so whoever holds one can close it."""
+        for tid, state, version in self.conn.execute(
+                "SELECT t.id, t.state, t.version FROM care_overdue_tickets o JOIN tickets t ON t.id = o.ticket_id "
+                "WHERE o.resident_id = %s AND t.state = ANY(%s)", (resident_id, [s.value for s in OPEN_STATES])):
+            self.conn.execute(
+                "INSERT INTO ticket_events (ticket_id, at, action, from_state, to_state, actor, note, version, detail) "
+                "VALUES (%s, %s, 'care_visit', %s, %s, %s, '', %s, %s)",
+                (tid, self.now, state, state, user.username, version,
+                 Jsonb({"visit": visit_id, "visited_at": at.isoformat()})))
+            self.conn.execute("UPDATE tickets SET updated_at = now() WHERE id = %s", (tid,))  # open pages redraw
 
     def change_level(self, user: User, resident_id: int, level: str, reason: str, *,
                      version: int | None = None) -> care.ResidentView:

@@ -181,6 +181,13 @@ def test_an_overdue_visit_raises_exactly_one_ticket_to_the_grid_worker(env: Env)
                       env.community.tz)
     assert overdue._open(late, env.community, row, s, env.clock.now) is None
     assert env.storage.conn.execute("SELECT count(*) FROM tickets").fetchone() == tickets
+    # the visit is logged: the open ticket's history says so (when and by whom, not the visit's notes)
+    resp = env.post("ma", f"/care/residents/{r['id']}/visits", data={"note": "独居老人，已送药"})
+    assert resp.status_code == 201, resp.text
+    [(actor, note, detail)] = env.storage.conn.execute(
+        "SELECT actor, note, detail FROM ticket_events WHERE ticket_id = %s AND action = 'care_visit'",
+        (t.id,)).fetchall()
+    assert actor == "ma" and note == "" and detail["visit"] == resp.json()["visit"]["id"]
 
 
 def test_a_visit_resets_the_due_date(env: Env) -> None:

@@ -83,6 +83,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "tk.hist.plan": ("提交处置方案", "handling plan handed in"),
     "tk.hist.arrive": ("到场", "on site"),
     "tk.hist.handoff": ("已呼叫{partner}", "called {partner}"),
+    "tk.hist.care_visit": ("已登记探访（{time}），可办结", "visit logged ({time}): the ticket can be resolved"),
     "tk.hist.partner_arrived": ("{partner}已到场", "{partner} on site"),
     "wt.handoff.call": ("记录已呼叫", "Log the call"),
     "wt.handoff.arrived": ("记录已到场", "Log their arrival"),
