@@ -130,8 +130,10 @@ def _points(tr: Mapping[str, Any]) -> Array:
 
 def _extent(traces: Iterable[Mapping[str, Any]]) -> tuple[Array, Array]:
     """Plotly's autorange of the three axes: the extent of every trace's points."""
-    found = [p[~np.isnan(p).any(axis=1)] for p in (_points(tr) for tr in traces) if len(p)]
-    pts = np.concatenate([p for p in found if len(p)]) if any(len(p) for p in found) else np.zeros((1, 3))
+    pts = np.concatenate([np.zeros((0, 3)), *(_points(tr) for tr in traces)])
+    pts = pts[~np.isnan(pts).any(axis=1)]
+    if not len(pts):
+        pts = np.zeros((1, 3))
     return pts.min(axis=0), pts.max(axis=0)
 
 

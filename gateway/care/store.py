@@ -13,7 +13,7 @@ added with the file's level and resident fields); from then on the register is w
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -71,17 +71,6 @@ _COLUMNS = ("r.id, r.community, r.unit, r.building, r.floor, r.grid, r.name, r.c
 _SELECT = (f"SELECT {_COLUMNS}, (SELECT o.ticket_id FROM care_overdue_tickets o WHERE o.resident_id = r.id "
            "ORDER BY o.due DESC LIMIT 1) AS overdue_ticket, (SELECT o.due FROM care_overdue_tickets o "
            "WHERE o.resident_id = r.id ORDER BY o.due DESC LIMIT 1) AS overdue_due FROM care_residents r")
-
-
-@dataclass(frozen=True, slots=True)
-class VisitRow:
-    id: int
-    visited_at: datetime
-    recorded_at: datetime
-    visitor: str
-    note: str
-    checks: dict[str, bool]
-    has_photo: bool
 
 
 def clean_text(v: str, limit: int, what: str) -> str:
@@ -185,12 +174,11 @@ class CareRegister:
         """The resident's visits, newest first: the grid's people see notes and checklists, operators when only."""
         r = self._row(user, resident_id)
         personal = care.sees_personal(user, r.grid)
-        rows = fetch_rows(self.conn, class_row(VisitRow),
+        rows = fetch_rows(self.conn, class_row(care.VisitView),
                           "SELECT id, visited_at, recorded_at, visitor, note, checks, photo IS NOT NULL AS has_photo "
                           "FROM care_visits WHERE resident_id = %s ORDER BY visited_at DESC, id DESC LIMIT %s",
                           (r.id, limit))
-        return [care.VisitView(v.id, v.visited_at, v.recorded_at, v.visitor, v.note if personal else "",
-                               dict(v.checks) if personal else {}, v.has_photo and personal) for v in rows]
+        return rows if personal else [replace(v, note="", checks={}, has_photo=False) for v in rows]
 
     def level_changes(self, user: User, resident_id: int) -> list[care.LevelChangeView]:
         r = self._row(user, resident_id)

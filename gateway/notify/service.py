@@ -16,6 +16,7 @@ Hand-written around the stdlib's ``urllib.request``: a JSON POST with a time lim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -85,6 +86,8 @@ class Notifier:
         self._post = post
         self._clock = clock
         self._inbox: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue()
+        self._db: Storage | None = None  # the notifier thread's connection (Web Push subscriptions)
+        self._vapid: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
         topic_filter = contract.worker_tickets_filter(settings.mqtt.topic_root)
@@ -127,6 +130,7 @@ class Notifier:
         if self._thread.is_alive():
             self._thread.join(15)
         self.transport.stop()
+        self._close_db()
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         self._inbox.put((topic, payload, mid if qos else 0))
@@ -166,21 +170,32 @@ class Notifier:
         return True
 
     def _push(self, worker: str, raw: Mapping[str, Any]) -> bool:
-        """Web Push to each of the worker's subscribed browsers; False only when stopped meanwhile."""
+        """Web Push to each of the worker's subscribed browsers; False only when stopped meanwhile. One
+        connection (and the VAPID key, read once) serves every message; a broken one is replaced next time."""
         try:
-            with Storage.connect(self.db_url or "", schema=self.settings.db.schema_name) as st:
-                subs = push.subscriptions(st.conn, worker)
-                if not subs:
-                    return True
-                vapid, _public = push.keys(st.conn)
-                body = push.payload(raw)
-                for sub in subs:
-                    if not self._push_one(st, vapid, sub, body):
-                        return False
+            if self._db is None:
+                self._db = Storage.connect(self.db_url or "", schema=self.settings.db.schema_name)
+            st = self._db
+            subs = push.subscriptions(st.conn, worker)
+            if not subs:
+                return True
+            if self._vapid is None:
+                self._vapid, _public = push.keys(st.conn)
+            body = push.payload(raw)
+            for sub in subs:
+                if not self._push_one(st, self._vapid, sub, body):
+                    return False
         except (StorageError, psycopg.Error) as exc:  # no database: the phone still has its MQTT message
             self.counts["failed:push"] += 1
             log.warning("notifier: no Web Push for %s (database: %s)", worker, str(exc).splitlines()[0][:200])
+            self._close_db()
         return True
+
+    def _close_db(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._db.close()
+            self._db = None
 
     def _push_one(self, st: Storage, vapid: Any, sub: push.Subscription, body: bytes) -> bool:
         delay = 1.0

@@ -5,6 +5,7 @@ service's connection."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,6 @@ def partner_kpis(svc: TicketService, start: datetime, end: datetime, user: User 
         "ORDER BY e.ticket_id, e.id", (list(ACTIONS), start, end)).fetchall()
     seen = [r for r in rows if user is None or user.may_see_grid(r[5])]
     out: list[Handoff] = []
-    for tid in dict.fromkeys(r[0] for r in seen):
-        out += handoffs((str(a), d if isinstance(d, dict) else {}, str(by), at)
-                        for t_id, a, d, by, at, _g in seen if t_id == tid)
+    for _tid, events in itertools.groupby(seen, key=lambda r: r[0]):  # rows come ordered by ticket
+        out += handoffs((str(a), d if isinstance(d, dict) else {}, str(by), at) for _t, a, d, by, at, _g in events)
     return fold_kpis(out)
