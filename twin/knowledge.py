@@ -1,6 +1,8 @@
 """The knowledge base: SOP checklists, policies and cases, searchable by keyword. Pure: parses text.
 
-Documents are YAML files under ``twin/sop/`` (the caller reads them; :data:`SOP_DIR` says where)::
+Documents are YAML files under ``twin/sop/`` (SOPs, policies, cases: one document per file) and
+``twin/knowledge_base/`` (FAQ entries for residents and workers: a file holds ``entries:``, a list of
+documents); the caller reads them, :data:`KNOWLEDGE_DIRS` says where::
 
     id: sop_gas_leak            # unique, [a-z0-9_]
     type: sop                   # sop | policy | case
@@ -13,6 +15,20 @@ Documents are YAML files under ``twin/sop/`` (the caller reads them; :data:`SOP_
     calls: [gas_company, resident]    # optional: whom to call (contact roles, twin/contacts.py), in order
     notes: ...                        # optional background
     source: ...                       # where the numbers and the procedure come from
+
+An FAQ entry (``type: faq``) answers one question instead of listing steps::
+
+    id: faq_dibao_conditions
+    type: faq
+    audience: resident                # resident | worker | all: who asks it
+    title: Who can get the minimum living allowance
+    title_zh: 低保申请条件
+    questions: [低保怎么申请, 什么条件能吃低保]   # how people ask it: paraphrases the search matches too
+    keywords: [低保, 最低生活保障]
+    answer: 家庭人均收入低于当地低保标准……   # Chinese, quoted by the assistant
+    answer_en: ...                    # optional English
+    handoff: social_assistance        # optional: what a person should help with when the answer is not enough
+    source: 《社会救助暂行办法》（国务院令第649号）第九条
 
 Search works without a word segmenter: a query is cut into Latin words and, for Chinese, into the
 whole run plus its character bigrams ("电梯困人" -> 电梯困人, 电梯, 梯困, 困人), and each term scores
@@ -33,7 +49,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from twin.contacts import CallRole
 
 SOP_DIR = Path(__file__).resolve().parent / "sop"
-DocType = Literal["sop", "policy", "case"]
+ENTRIES_DIR = Path(__file__).resolve().parent / "knowledge_base"
+KNOWLEDGE_DIRS = (SOP_DIR, ENTRIES_DIR)
+DocType = Literal["sop", "policy", "case", "faq"]
+Audience = Literal["resident", "worker", "all"]
 
 
 class KnowledgeError(ValueError):
@@ -47,19 +66,30 @@ class Document(BaseModel):
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     type: DocType
+    audience: Audience = "worker"
     title: str = Field(min_length=1, max_length=200)
     title_zh: str = Field(min_length=1, max_length=200)
     rules: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
-    steps: tuple[str, ...] = Field(min_length=1)
+    steps: tuple[str, ...] = ()  # the checklist (required for an SOP)
     steps_en: tuple[str, ...] = ()  # the steps in English, one for each (none: shown in Chinese)
     calls: tuple[CallRole, ...] = ()  # whom to call, by contact role (twin/contacts.py): the ticket's call buttons
+    questions: tuple[str, ...] = ()  # how people ask it (FAQ entries): matched like keywords
+    answer: str = Field(default="", max_length=2000)  # the answer in Chinese (required for an FAQ entry)
+    answer_en: str = Field(default="", max_length=4000)
+    handoff: str = Field(default="", max_length=64)  # what a person should help with beyond the answer
     notes: str = ""
     source: str = ""
 
     @model_validator(mode="after")
     def _steps_en_match(self) -> Document:
+        if self.type == "sop" and not self.steps:
+            raise ValueError("steps: an SOP needs at least one step")
+        if self.type == "faq" and not self.answer.strip():
+            raise ValueError("answer: an FAQ entry needs an answer")
+        if not self.steps and not self.answer.strip():
+            raise ValueError("steps or answer: a document needs one of them")
         if self.steps_en and len(self.steps_en) != len(self.steps):
             raise ValueError(f"steps_en: {len(self.steps_en)} steps, steps has {len(self.steps)}: one for each")
         return self
@@ -67,6 +97,11 @@ class Document(BaseModel):
     def steps_for(self, lang: str) -> tuple[str, ...]:
         """The steps in ``lang`` (``en``: English where the document has it)."""
         return self.steps_en if lang == "en" and self.steps_en else self.steps
+
+    @property
+    def lead(self) -> str:
+        """The first thing to show: the first step, else the answer's first line."""
+        return self.steps[0] if self.steps else self.answer.strip().splitlines()[0]
 
     def summary(self) -> dict[str, object]:
         return {"id": self.id, "type": self.type, "title": self.title, "title_zh": self.title_zh}
@@ -83,7 +118,7 @@ class Hit:
 
 
 _WORD = re.compile(r"[a-z0-9%.]+|[\u3400-\u9fff\uf900-\ufaff]+")
-_TYPE_ORDER = {"sop": 0, "policy": 1, "case": 2}
+_TYPE_ORDER = {"sop": 0, "policy": 1, "faq": 2, "case": 3}
 _WEIGHTS = (("title", 6.0), ("keywords", 4.0), ("ids", 3.0), ("steps", 1.0), ("notes", 1.0))
 
 
@@ -126,18 +161,31 @@ class KnowledgeBase:
 
     @classmethod
     def parse(cls, texts: Sequence[tuple[str, str]]) -> KnowledgeBase:
-        """Build from (source name, YAML text) pairs; every bad file is reported."""
+        """Build from (source name, YAML text) pairs; every bad file and entry is reported.
+
+        A file holds one document, or ``entries:`` with a list of them (reported as ``file: entries[3]``).
+        """
         docs: list[Document] = []
         problems: list[str] = []
         for source, text in texts:
             try:
                 data = yaml.safe_load(text)
-                docs.append(Document.model_validate(data))
             except yaml.YAMLError as exc:
                 problems.append(f"{source}: not valid YAML: {exc}")
-            except ValidationError as exc:
-                problems += [f"{source}: {'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}"
-                             for e in exc.errors()]
+                continue
+            if isinstance(data, dict) and set(data) == {"entries"}:
+                if not isinstance(data["entries"], list) or not data["entries"]:
+                    problems.append(f"{source}: entries: a non-empty list of documents")
+                    continue
+                items = [(f"{source}: entries[{i}]", e) for i, e in enumerate(data["entries"])]
+            else:
+                items = [(source, data)]
+            for where, item in items:
+                try:
+                    docs.append(Document.model_validate(item))
+                except ValidationError as exc:
+                    problems += [f"{where}: {'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}"
+                                 for e in exc.errors()]
         if problems:
             raise KnowledgeError(problems)
         return cls(docs)
@@ -186,7 +234,7 @@ class KnowledgeBase:
                     if line and (best_line is None or len(t) > best_term_length):
                         best_term_length, best_line = len(t), line
             if found:
-                ranked.append(_Ranked(found / len(ts), score, d, best_line or d.steps[0]))
+                ranked.append(_Ranked(found / len(ts), score, d, best_line or d.lead))
         ranked.sort(key=lambda r: (-r.cover, -r.score, _TYPE_ORDER[r.document.type], r.document.id))
         return [Hit(r.document, round(r.cover * 10 + r.score / 10, 3), _clip(r.snippet)) for r in ranked[:limit]]
 
@@ -194,15 +242,15 @@ class KnowledgeBase:
 def _fields(d: Document) -> dict[str, str]:
     return {
         "title": f"{d.title} {d.title_zh}".lower(),
-        "keywords": " ".join(d.keywords).lower(),
+        "keywords": " ".join((*d.keywords, *d.questions)).lower(),
         "ids": " ".join((d.id, *d.rules, *d.categories)).lower(),
         "steps": "\n".join(d.steps).lower(),
-        "notes": d.notes.lower(),
+        "notes": f"{d.answer}\n{d.notes}".lower(),
     }
 
 
 def _best_line(d: Document, term: str) -> str | None:
-    for line in (*d.steps, *d.notes.splitlines()):
+    for line in (*d.steps, *d.answer.splitlines(), *d.notes.splitlines()):
         if term in line.lower():
             return line
     return None

@@ -500,7 +500,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
         del user
         if not q.strip():
             docs = sorted(svc.knowledge.documents.values(), key=lambda d: (d.type, d.id))
-            return {"query": q, "results": [{**d.summary(), "score": None, "snippet": d.steps[0]} for d in docs]}
+            return {"query": q, "results": [{**d.summary(), "score": None, "snippet": d.lead} for d in docs]}
         hits = svc.knowledge.search(q, limit=limit)
         return {"query": q, "results": [{**h.document.summary(), "score": h.score, "snippet": h.snippet}
                                         for h in hits]}

@@ -19,7 +19,7 @@ import yaml
 from gateway.tickets.rows import AlarmHistoryRow, EarlierTicketRow, TicketAlarmRow
 from twin import tickets as tk
 from twin.community import Community
-from twin.knowledge import SOP_DIR, Document, KnowledgeBase
+from twin.knowledge import KNOWLEDGE_DIRS, Document, KnowledgeBase
 from twin.tickets import Ticket
 
 API_PREFIX = "/api/v1"
@@ -29,9 +29,10 @@ Iso = Callable[[datetime | None], str | None]
 
 
 @cache
-def knowledge_base(directory: Path = SOP_DIR) -> KnowledgeBase:
-    """The knowledge base bundled under twin/sop (read once)."""
-    return KnowledgeBase.parse([(str(p), p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.yaml"))])
+def knowledge_base(directories: tuple[Path, ...] = KNOWLEDGE_DIRS) -> KnowledgeBase:
+    """The knowledge base bundled under twin/sop and twin/knowledge_base (read once)."""
+    files = [p for d in directories for p in sorted(d.glob("*.yaml"))]
+    return KnowledgeBase.parse([(str(p), p.read_text(encoding="utf-8")) for p in files])
 
 
 @cache

@@ -420,7 +420,16 @@ def test_search_edge_cases(kb: KnowledgeBase) -> None:
 
 
 def test_bad_documents_are_reported_with_their_file() -> None:
-    with pytest.raises(KnowledgeError, match=r"a\.yaml: steps") as e:
+    with pytest.raises(KnowledgeError, match=r"a\.yaml: .*steps: an SOP needs at least one step") as e:
         KnowledgeBase.parse([("a.yaml", "id: a\ntype: sop\ntitle: A\ntitle_zh: 甲\nsteps: []\n"),
-                             ("b.yaml", "id: [")])
-    assert any("b.yaml: not valid YAML" in p for p in e.value.problems)
+                             ("b.yaml", "id: ["),
+                             ("c.yaml", "entries:\n  - {id: c1, type: faq, title: C, title_zh: 丙, answer: 好}\n"
+                                        "  - {id: c2, type: faq, title: C, title_zh: 丙, answer: ''}\n"
+                                        "  - {id: c3, type: faq, title: C, title_zh: 丙, answer: 好, colour: red}\n"),
+                             ("d.yaml", "entries: []\n")])
+    problems = e.value.problems
+    assert any("b.yaml: not valid YAML" in p for p in problems)
+    assert any(p.startswith("c.yaml: entries[1]: ") and "an FAQ entry needs an answer" in p for p in problems)
+    assert any(p.startswith("c.yaml: entries[2]: colour: ") for p in problems)
+    assert not any("entries[0]" in p for p in problems)
+    assert any(p.startswith("d.yaml: entries: a non-empty list") for p in problems)
