@@ -30,6 +30,7 @@ from pydantic import (
 from twin import care, catalogue
 from twin.contacts import Contacts
 from twin.contract import valid_id
+from twin.outcomes import OutcomeTargets
 
 Point = tuple[float, float]
 
@@ -218,6 +219,8 @@ class Community(_Model):
     devices: list[Device] = []
     care_units: list[CareUnit] = []
     contacts: Contacts = Field(default_factory=Contacts, description="whom workers call: twin/contacts.py")
+    targets: OutcomeTargets = Field(default_factory=OutcomeTargets,
+                                    description="baseline and target per outcome: twin/outcomes.py")
     _by_id: dict[str, Device] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
