@@ -18,6 +18,7 @@ import yaml
 
 from gateway.tickets.rows import AlarmHistoryRow, EarlierTicketRow, TicketAlarmRow
 from twin import tickets as tk
+from twin.assistant import Assistant
 from twin.community import Community
 from twin.knowledge import KNOWLEDGE_DIRS, Document, KnowledgeBase
 from twin.tickets import Ticket
@@ -33,6 +34,12 @@ def knowledge_base(directories: tuple[Path, ...] = KNOWLEDGE_DIRS) -> KnowledgeB
     """The knowledge base bundled under twin/sop and twin/knowledge_base (read once)."""
     files = [p for d in directories for p in sorted(d.glob("*.yaml"))]
     return KnowledgeBase.parse([(str(p), p.read_text(encoding="utf-8")) for p in files])
+
+
+@cache
+def assistant() -> Assistant:
+    """The knowledge assistant over :func:`knowledge_base` (index built once per process)."""
+    return Assistant.build(knowledge_base())
 
 
 @cache

@@ -1,0 +1,107 @@
+"""Text to search terms: the synonym table, jieba segmentation with the domain dictionary, stop words.
+
+Data files next to this module: ``userdict.txt`` (words jieba keeps whole), ``synonyms.yaml`` (how residents
+say it -> the knowledge base's word), ``stopwords.txt`` (words that carry no topic).
+
+jieba is set up once per process, on first use, from its bundled dictionary: no cache file is read or written
+(jieba's default writes ``jieba.cache`` to the temp directory) and nothing is logged, so several processes can
+import and use this module at the same time.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import cache
+from pathlib import Path
+
+import jieba
+import yaml
+
+DATA_DIR = Path(__file__).resolve().parent
+USERDICT_FILE = DATA_DIR / "userdict.txt"
+SYNONYMS_FILE = DATA_DIR / "synonyms.yaml"
+STOPWORDS_FILE = DATA_DIR / "stopwords.txt"
+
+_TOKEN = re.compile(r"[a-z0-9]+|[\u3400-\u9fff\uf900-\ufaff]+")  # a term: a Latin word/number or Chinese
+_lock = threading.Lock()
+_built: list[jieba.Tokenizer] = []  # the process's tokenizer, once built
+
+
+def _data_lines(path: Path) -> list[str]:
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def tokenizer() -> jieba.Tokenizer:
+    """The process's jieba tokenizer with the domain words (built on first use, ~0.6 s)."""
+    if not _built:
+        with _lock:
+            if not _built:
+                tk = jieba.Tokenizer()
+                # What Tokenizer.initialize does, minus its cache file in the temp directory and its log lines.
+                with tk.get_dict_file() as f:
+                    tk.FREQ, tk.total = tk.gen_pfdict(f)
+                tk.initialized = True
+                for line in _data_lines(USERDICT_FILE):
+                    word, *rest = line.split()
+                    tk.add_word(word, int(rest[0]) if rest and rest[0].isdigit() else None)
+                _built.append(tk)
+    return _built[0]
+
+
+@cache
+def synonyms() -> dict[str, str]:
+    """Variant -> canonical word, from ``synonyms.yaml``."""
+    data = yaml.safe_load(SYNONYMS_FILE.read_text(encoding="utf-8")) or {}
+    table = data.get("synonyms") if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise ValueError(f"{SYNONYMS_FILE}: synonyms: a mapping of canonical word -> [variants]")
+    out: dict[str, str] = {}
+    for canonical, variants in table.items():
+        if not isinstance(canonical, str) or not isinstance(variants, list) or \
+                not all(isinstance(v, str) and v.strip() for v in variants):
+            raise ValueError(f"{SYNONYMS_FILE}: synonyms.{canonical}: a list of variant words")
+        for variant in variants:
+            v = variant.strip().lower()
+            if v in out and out[v] != canonical:
+                raise ValueError(f"{SYNONYMS_FILE}: {v!r} is a variant of both {out[v]!r} and {canonical!r}")
+            out[v] = str(canonical).lower()
+    return out
+
+
+@cache
+def _synonym_pattern() -> re.Pattern[str] | None:
+    table = synonyms()
+    if not table:
+        return None
+    return re.compile("|".join(re.escape(v) for v in sorted(table, key=len, reverse=True)))
+
+
+@cache
+def stopwords() -> frozenset[str]:
+    return frozenset(_data_lines(STOPWORDS_FILE))
+
+
+def normalise(text: str) -> str:
+    """Lower-cased, full-width letters and digits folded, variants replaced by their canonical word."""
+    text = text.translate(_FULL_WIDTH).lower()
+    pattern = _synonym_pattern()
+    if pattern is None:
+        return text
+    table = synonyms()
+    return pattern.sub(lambda m: table[m.group(0)], text)
+
+
+def tokens(text: str) -> list[str]:
+    """Search terms of a text: normalised, segmented by jieba (search mode: a long word and its parts), Latin
+    words lower-cased, punctuation and stop words dropped. Order kept, repeats kept (they count in BM25)."""
+    out: list[str] = []
+    stop = stopwords()
+    for piece in _TOKEN.findall(normalise(text)):
+        words = [piece] if piece.isascii() else tokenizer().lcut_for_search(piece, HMM=True)
+        out += [w for w in words if w not in stop and _TOKEN.fullmatch(w)]
+    return out
+
+
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
