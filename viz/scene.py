@@ -32,6 +32,8 @@ DEVICE_UNKNOWN = "#CBD5E1"
 CLASS_ORDER = ("critical", "major", "minor", "offline", "warning", "normal")
 MAX_LABELS = 40  # beyond this many buildings, only buildings with something to see are named
 MARKER_LIFT = 0.6  # metres a device marker floats above its floor slab in the exploded view
+RESIDENT_STEP = 2.0  # metres between the markers of residents of one floor (the register has no position)
+RESIDENT_COLOUR = "#F97316"  # people to evacuate first: unlike every alarm class colour and the selection
 BEACON_BASE = 8.0  # metres above the roof of the lowest beacon of a building in the overview
 BEACON_STEP = 9.0  # metres between the beacons stacked over one building (the worst is the highest)
 BAND_OUT = 0.8  # metres a floor band (an affected floor's outline) stands off the building's walls
@@ -182,13 +184,14 @@ class Scene:
     def exploded(self, building: str, floor_class: Mapping[int, str], labels: Mapping[str, str], *,
                  devices: Sequence[Marker] = (), cars: Sequence[Marker] = (),
                  floor_names: Mapping[int, str] | None = None, selected: Sequence[Marker] = (),
-                 selected_floor: int | None = None) -> Figure:
+                 selected_floor: int | None = None, residents: Sequence[Marker] = ()) -> Figure:
         """One building with its floors pulled apart, floors coloured on their own, devices and cars.
 
         Each floor is named beside its own slab, at the slab's mid-height, off the corner that is leftmost
         on screen from the default camera (the label runs leftwards, away from the slab), in the colour
         of the floor's class. ``selected``: the selected alarm's markers; ``selected_floor``: its floor
-        (outlined, its label in the selection colour)."""
+        (outlined, its label in the selection colour). ``residents``: people to evacuate first (limited
+        mobility), on their floors (:meth:`resident_xyz`)."""
         if building not in self.index:
             raise KeyError(building)
 
@@ -221,6 +224,9 @@ class Scene:
             traces.append(_marker_trace(devices, labels.get("devices", "devices"), showlegend=True))
         if cars:
             traces.append(_marker_trace(cars, labels.get("cars", "cars"), showlegend=True))
+        if residents:
+            traces.append(_marker_trace(residents, labels.get("residents", "residents"), showlegend=True))
+            notes += _marker_notes(residents)
         if selected:
             traces.append(_marker_trace(selected, labels.get("selected", "selected"), showlegend=True))
             ax, ay = _label_anchor(b.footprint, right=True)  # beside the building, not over its slabs
@@ -242,6 +248,18 @@ class Scene:
             b = self.buildings[self.index[exploded]]
             z = geo.floor_span(b, key[1], exploded=True)[1] + MARKER_LIFT
         return x, y, z
+
+    def resident_xyz(self, building: str, floor: int, slot: int = 0) -> tuple[float, float, float] | None:
+        """Where a resident of ``floor`` is drawn in the building's exploded view: the register knows the unit,
+        not where in the floor it is, so residents of one floor stand in a row from the footprint's centre
+        (``slot``: their place in the row); None when the building has no such floor."""
+        if building not in self.index:
+            return None
+        b = self.buildings[self.index[building]]
+        if floor not in b.floors:
+            return None
+        cx, cy = self.centres[building]
+        return cx + RESIDENT_STEP * slot, cy, geo.floor_span(b, floor, exploded=True).top + MARKER_LIFT
 
     def car_z(self, building: str, floor: float) -> float | None:
         """Height of an elevator car at (possibly fractional) ``floor`` in the exploded building."""

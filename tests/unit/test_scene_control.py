@@ -13,14 +13,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from twin import care
 from twin import geometry as geo
 from twin.alarms import AlarmStatus, Severity
+from twin.care import ResidentView
 from twin.community import Community, parse
 from twin.people import Role, User
 from twin.state import Level, Rollup
-from viz.data import AlarmView, LiveView
+from viz.data import AlarmView, DataUnavailable, LiveView
 from viz.pages import control
-from viz.scene import BEACON_STEP, SELECTED, Scene
+from viz.scene import BEACON_STEP, MARKER_LIFT, SELECTED, Scene
 from viz.shell import Dashboard, Req
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,28 @@ class _Data:
 
     def active_alarms(self) -> Sequence[AlarmView]:
         return self._alarms
+
+    def care_register(self) -> _Register:
+        return _Register()
+
+
+class _Register:
+    """Just the evacuation list of :class:`viz.care_model.CareRegisterData`: two residents on B3's 5th floor, one
+    on its 2nd; unreadable for B7."""
+
+    def evacuation(self, user: User, building: str) -> list[ResidentView]:
+        if building == "B7":
+            raise DataUnavailable("the care register cannot be read")
+        if building != "B3":
+            return []
+        return [_resident(1, "B3-501", 5, "张**"), _resident(2, "B3-502", 5, ""), _resident(3, "B3-201", 2, "李**")]
+
+
+def _resident(rid: int, unit: str, floor: int, name: str) -> ResidentView:
+    plan = care.schedule("red", NOW, None, None, NOW, ZoneInfo("Asia/Shanghai"))
+    return ResidentView(id=rid, community="sunshine", unit=unit, building="B3", floor=floor, grid="G1", level="red",
+                        schedule=plan, mobility_limited=True, personal=False, name=name, category=None, phone=None,
+                        last_visit_at=None, version=1)
 
 
 @pytest.fixture(scope="module")
@@ -169,12 +193,29 @@ def test_the_selected_alarm_is_ringed_in_the_overview_and_in_its_building(board:
     ring = _trace(fig, "selected alarm")
     xyz = board.scene().device_xyz("B3-F4-SD1", exploded="B3")
     assert xyz is not None and (ring["x"][0], ring["y"][0], ring["z"][0]) == pytest.approx(xyz)
-    assert _notes(fig, "left")["text"] == ["fire_shielded en"]
+    assert [n for n in _notes(fig, "left")["text"] if not n.startswith("B3-")] == ["fire_shielded en"]
     labels = _texts(fig)
     assert labels["colour"][labels["text"].index("4F")] == SELECTED
     # nothing selected, or an unknown key: no ring
     fig, *_ = control._scene_figure(_req("en"), board, "B3", "alarm", selected="nope@x")
     assert not [tr for tr in fig["data"] if tr.get("name") == "selected alarm"]
+
+
+def test_residents_with_limited_mobility_stand_on_their_floors_in_the_building_view(board: Dashboard) -> None:
+    fig, *_ = control._scene_figure(_req("en"), board, "B3", "alarm")
+    people = _trace(fig, "limited mobility (evacuate first in a fire)")
+    b = board.community().building("B3")
+    assert b is not None
+    top = {f: geo.floor_span(b, f, exploded=True).top for f in (2, 5)}
+    assert [round(z - top[f], 3) for z, f in zip(people["z"], (5, 5, 2), strict=True)] == [MARKER_LIFT] * 3
+    assert people["x"][1] - people["x"][0] == pytest.approx(2.0) and people["x"][2] == people["x"][0]
+    assert people["hovertext"][0] == "Limited mobility · B3-501 张** · 5F · evacuate first in a fire"
+    assert people["hovertext"][1].startswith("Limited mobility · B3-502 · 5F")  # no name on record: the unit alone
+    assert {"B3-501", "B3-502", "B3-201"} <= set(_notes(fig, "left")["text"])  # each unit named beside its marker
+    # not in the overview; none where the register is unreadable or holds nobody
+    for building in (None, "B7", "B4"):
+        fig, *_ = control._scene_figure(_req("en"), board, building, "alarm")
+        assert not [tr for tr in fig["data"] if tr.get("name", "").startswith("limited mobility")]
 
 
 def test_the_scene_shows_only_the_alarms_that_pass_the_panel_filters(board: Dashboard) -> None:

@@ -29,7 +29,7 @@ from viz.i18n import floor_label, kind_label, rule_label, t
 from viz.live import alert_toggles
 from viz.pages.device_charts import locale_config
 from viz.paths import parse_path
-from viz.scene import BAND_COLOUR, DEVICE_UNKNOWN, MARKER_LIFT, SELECTED, Band, Marker
+from viz.scene import BAND_COLOUR, DEVICE_UNKNOWN, MARKER_LIFT, RESIDENT_COLOUR, SELECTED, Band, Marker
 from viz.shell import ID_RE, MAX_TEXT, OPERATORS, Dashboard, Req, guarded_callbacks, notice, unavailable_text
 from viz.widgets import place_text, refusal_text, with_data
 
@@ -320,7 +320,7 @@ def _class_labels(lang: str, mode: str) -> dict[str, str]:
     if mode == "sla":
         labels.update({c: t(lang, f"sla_class.{c}") for c in ("normal", "minor", "critical")})
     labels.update(devices=t(lang, "scene.devices"), cars=t(lang, "scene.cars"), beacon=t(lang, "scene.beacon"),
-                  selected=t(lang, "scene.selected"))
+                  selected=t(lang, "scene.selected"), residents=t(lang, "scene.residents"))
     return labels
 
 
@@ -399,7 +399,7 @@ def _scene_figure(req: Req, board: Dashboard, building: str | None, mode: str,
         rings, ring_floor = _selected_in_building(req, board, building, chosen)
         fig = scene.exploded(building, floor_cls, labels, devices=devices, cars=cars,
                              floor_names={f: floor_label(lang, f) for f in b.floors}, selected=rings,
-                             selected_floor=ring_floor)
+                             selected_floor=ring_floor, residents=_resident_markers(req, board, building))
         title = [dcc.Link(t(lang, "scene.back"), href="/", id="scene-back", className="back"),
                  html.Span(t(lang, "scene.building", name=b.name, floors=_floors_text(lang, b)))]
     if filters.active and not note:
@@ -524,6 +524,28 @@ def _building_markers(req: Req, board: Dashboard, building: str, levels: Mapping
                               f"{d.id} · {kind_label(lang, d.kind)} · {where} · {state}",
                               size=9 if lv >= Level.MINOR else 6))
     return devices, cars
+
+
+def _resident_markers(req: Req, board: Dashboard, building: str) -> list[Marker]:
+    """Residents with limited mobility in the building (the fire SOP evacuates them first), on their floors.
+    Names as the care register lets this user see them (masked outside the grid); none when it is unreadable."""
+    try:
+        people = board.data.care_register().evacuation(req.user, building)
+    except (DataUnavailable, ActionRefused):
+        return []
+    scene = board.scene()
+    slots: dict[int, int] = {}
+    out: list[Marker] = []
+    for p in people:
+        slot = slots[p.floor] = slots.get(p.floor, -1) + 1
+        pos = scene.resident_xyz(building, p.floor, slot)
+        if pos is None:
+            continue
+        who = " ".join(x for x in (p.unit, p.name) if x)
+        out.append(Marker(f"resident:{p.id}", *pos, RESIDENT_COLOUR,
+                          t(req.lang, "scene.resident_text", who=who, floor=floor_label(req.lang, p.floor)),
+                          "diamond", 10, label=p.unit))
+    return out
 
 
 # -- the alarms panel -------------------------------------------------------------------------------------
