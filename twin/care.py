@@ -40,6 +40,11 @@ CATEGORIES: tuple[str, ...] = get_args(Category)
 CHECKS: tuple[str, ...] = ("well", "eating", "medication", "home_safe", "needs_medical", "needs_help", "mood_low")
 INTERVAL_DAYS: dict[str, int] = {"red": 7, "yellow": 14}  # green: one calendar month
 DUE_SOON_DAYS = 2
+# How long a visit's personal details are kept (PIPL art. 19: no longer than the purpose needs; docs/care.md). The
+# photo proves the visit to the supervisor checking the month; the note and checklist inform the next visits over a
+# year of the resident's changes. The visit itself (when, by whom) stays while the resident is in the register.
+PHOTO_RETENTION = timedelta(days=90)
+NOTE_RETENTION = timedelta(days=365)
 MAX_NAME = 40
 
 

@@ -582,9 +582,9 @@ class TicketService:
             self.attach_missing_snapshots()
         from gateway.care.overdue import raise_overdue  # (it imports this module) overdue care visits: tickets
         raise_overdue(self, now)
-        from gateway.patrols.store import purge_positions  # location trail: 30 days (docs/patrols.md)
-        with self._db("purging old positions"), self.conn.transaction():
-            purge_positions(self.conn, now)
+        from gateway.ops.retention import purge_personal_data  # positions, care visit details: docs/patrols, care
+        with self._db("purging personal data past its retention"), self.conn.transaction():
+            purge_personal_data(self.conn, now)
         return done
 
     def attach_missing_snapshots(self, limit: int = 3) -> list[int]:

@@ -277,3 +277,32 @@ def test_evacuation_lists_residents_with_limited_mobility_masked_for_operators(e
     assert [r["floor"] for r in ops] == sorted((r["floor"] for r in ops), reverse=True)
     assert env.get("op", "/care/evacuation", params={"building": "nope"}).status_code == 422
     assert env.get("op", "/care/evacuation", params={"building": "../x"}).status_code == 422
+
+
+def test_visit_photos_and_then_notes_are_cleared_after_their_retention(env: Env) -> None:
+    unit = unit_in(env, "G2", "yellow")
+    r = env.resident(unit)
+    env.at(datetime(2025, 3, 1, 3, 0, tzinfo=UTC))
+    resp = env.post("zhang", f"/care/residents/{r['id']}/visits", files={"photo": ("p.png", PNG, "image/png")},
+                    data={"note": "腿脚不便，需要助餐", "checks": '{"well": true, "needs_help": true}'})
+    assert resp.status_code == 201, resp.text
+    visit = resp.json()["visit"]
+
+    def stored() -> tuple[Any, ...]:
+        row = env.storage.conn.execute("SELECT photo IS NOT NULL, note, checks, visitor FROM care_visits "
+                                       "WHERE id = %s", (visit["id"],)).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    env.at(datetime(2025, 5, 29, 3, 0, tzinfo=UTC))  # 89 days on: all still there
+    env.service().tick()
+    assert stored() == (True, "腿脚不便，需要助餐", {"well": True, "needs_help": True}, "zhang")
+    env.at(datetime(2025, 6, 1, 3, 0, tzinfo=UTC))  # past 90 days: the photo goes, the notes stay
+    env.service().tick()
+    assert stored() == (False, "腿脚不便，需要助餐", {"well": True, "needs_help": True}, "zhang")
+    assert env.get("zhang", visit["photo_url"].removeprefix("/api/v1")).status_code == 404
+    env.at(datetime(2026, 3, 2, 3, 0, tzinfo=UTC))  # past a year: the notes and checklist go; the visit stays
+    env.service().tick()
+    assert stored() == (False, "", {}, "zhang")
+    seen = env.get("zhang", f"/care/residents/{r['id']}").json()["visits"]
+    assert [v["visitor"] for v in seen if v["id"] == visit["id"]] == ["zhang"]
