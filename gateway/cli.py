@@ -410,7 +410,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.what in ("rules", "detection"):  # pure: no database or broker
+    if args.what in ("rules", "detection", "qa"):  # pure: no database or broker
         result = _bench_pure(args)
         return _bench_report(args, result)
     from benchmarks import ingest as bench
@@ -456,7 +456,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _bench_pure(args: argparse.Namespace) -> Any:
-    """The benchmarks that need no services: the rules engine's cost, and how soon a scenario is detected."""
+    """The benchmarks that need no services: the rules engine's cost, how soon a scenario is detected, and how
+    well the knowledge assistant answers the question sets."""
+    if args.what == "qa":
+        from benchmarks import qa as bench_qa
+        try:
+            return bench_qa.bench_qa()
+        except ValueError as e:
+            raise CliError(f"qa: {e}", EXIT_USAGE) from None
     if args.what == "rules":
         from benchmarks import rules as bench_rules
         return bench_rules.bench_rules(messages=args.messages or 100_000)
@@ -742,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="benchmarks (results as JSON; see BENCHMARKS.md)")
     bn.add_argument("what", choices=["ingest", "writer", "latency", "memory", "faults", "api", "scale", "rules",
-                                     "detection", "dashboard", "live"])
+                                     "detection", "dashboard", "live", "qa"])
     bn.add_argument("--scenario", default="hydrant-pressure-loss", help="detection: the scenario to replay")
     bn.add_argument("--onset", default="5m", help="detection: when the scenario's incident starts (e.g. 5m)")
     bn.add_argument("--json", action="store_true", help="one-line JSON")

@@ -83,7 +83,7 @@ def _fields(d: Document) -> dict[str, str]:
 @dataclass
 class _Index:
     documents: list[Document]
-    fields: dict[str, bm25s.BM25]
+    fields: dict[str, bm25s.BM25]  # a field no document has is left out
     term_docs: dict[str, set[int]] = field(default_factory=dict)  # term -> documents holding it (any field)
     audience_mask: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -107,6 +107,8 @@ class Assistant:
                     term_docs.setdefault(t, set()).add(i)
         indices: dict[str, bm25s.BM25] = {}
         for name, corpus in per_field.items():
+            if not any(corpus):
+                continue
             bm = bm25s.BM25()
             bm.index(corpus, show_progress=False)
             indices[name] = bm
@@ -137,8 +139,8 @@ class Assistant:
         if not terms or n == 0:
             return Answer(q, False, ())
         raw = np.zeros(n, dtype=np.float64)
-        for name, weight in FIELD_WEIGHTS.items():
-            raw += weight * ix.fields[name].get_scores(terms)
+        for name, bm in ix.fields.items():
+            raw += FIELD_WEIGHTS[name] * bm.get_scores(terms)
         raw[~ix.audience_mask[audience]] = 0.0
         order = [int(i) for i in np.argsort(-raw, kind="stable") if raw[i] > 0][:max(limit, 2)]
         if not order:
@@ -154,7 +156,7 @@ class Assistant:
         cover = coverage(order[0])
         second = raw[order[1]] if len(order) > 1 else 0.0
         margin = (top - second) / top
-        confident = cover >= MIN_COVERAGE and margin >= MIN_MARGIN
+        confident = bool(cover >= MIN_COVERAGE and margin >= MIN_MARGIN)
         matches = tuple(Match(ix.documents[i], float(cover * raw[i] / top), _quote(ix.documents[i], "zh"))
                         for i in order[:limit])
         return Answer(q, confident, matches)

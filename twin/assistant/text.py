@@ -71,11 +71,14 @@ def synonyms() -> dict[str, str]:
 
 
 @cache
-def _synonym_pattern() -> re.Pattern[str] | None:
+def _rewrites() -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    """One pattern matching every variant and every canonical word, longest first, and what each becomes: a
+    canonical word matches as itself, so one containing a shorter variant (居委会 holds 居委) stays as it is."""
     table = synonyms()
     if not table:
-        return None
-    return re.compile("|".join(re.escape(v) for v in sorted(table, key=len, reverse=True)))
+        return None, {}
+    rewrite = {**{c: c for c in table.values()}, **table}
+    return re.compile("|".join(re.escape(v) for v in sorted(rewrite, key=len, reverse=True))), rewrite
 
 
 @cache
@@ -86,11 +89,10 @@ def stopwords() -> frozenset[str]:
 def normalise(text: str) -> str:
     """Lower-cased, full-width letters and digits folded, variants replaced by their canonical word."""
     text = text.translate(_FULL_WIDTH).lower()
-    pattern = _synonym_pattern()
+    pattern, rewrite = _rewrites()
     if pattern is None:
         return text
-    table = synonyms()
-    return pattern.sub(lambda m: table[m.group(0)], text)
+    return pattern.sub(lambda m: rewrite[m.group(0)], text)
 
 
 def tokens(text: str) -> list[str]:
