@@ -80,7 +80,11 @@ def load_questions(files: list[Path] | None = None) -> list[Question]:
             if expect is not None and not isinstance(expect, str):
                 problems.append(f"{where}: expect: an entry id or null")
                 continue
-            out.append(Question(item["q"].strip(), expect, item.get("audience", audience), where))
+            who = item.get("audience", audience)
+            if who not in AUDIENCES:
+                problems.append(f"{where}: audience: {who!r}, one of {', '.join(AUDIENCES)}")
+                continue
+            out.append(Question(item["q"].strip(), expect, str(who), where))
     if problems:
         raise ValueError("\n".join(problems))
     return out
