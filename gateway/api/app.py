@@ -37,15 +37,19 @@ from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api import hotspots as hotspots_api
 from gateway.api import push as push_api
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.api.fieldwork import add_fieldwork_routes
 from gateway.api.pool import StoragePool, pool_for
 from gateway.api.sign_in_log import record_sign_in
 from gateway.api.text import Text, storable
+from gateway.assistant import api as assistant_api
+from gateway.assistant import public as assistant_public
 from gateway.care import api as care_api
+from gateway.outcomes import api as outcomes_api
 from gateway.patrols import api as patrols_api
-from gateway.ratelimit import EveryFewSeconds
+from gateway.ratelimit import EveryFewSeconds, PerKeyLimiter
 from gateway.reports import api as reports_api
 from gateway.reports import public as reports_public
 from gateway.reports.checks import report_rate_problem
@@ -581,8 +585,14 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     app.include_router(push_api.router(settings, db.storage, session_user))  # Web Push subscriptions (phones)
     app.include_router(care_api.router(cs, service, current_user, settings))  # the care register
     app.include_router(patrols_api.router(cs, service, current_user))  # patrols, check-ins, positions
+    app.include_router(hotspots_api.router(cs, service, current_user))  # alarms + reports per place, hints
+    app.include_router(outcomes_api.router(cs, service, current_user))  # outcomes against targets
     app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks
-    app.include_router(reports_public.router(settings, cs, contextlib.contextmanager(service)))  # residents: /r/...
+    resident_posts = PerKeyLimiter(5, 120.0)  # reports and handoffs to a person share one budget per address
+    app.include_router(reports_public.router(settings, cs, contextlib.contextmanager(service),  # residents: /r/...
+                                             report_limit=resident_posts))
+    app.include_router(assistant_api.router(cs, service, current_user))  # the knowledge assistant, handoffs
+    app.include_router(assistant_public.router(cs, contextlib.contextmanager(service), handoff_limit=resident_posts))
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:

@@ -31,6 +31,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from psycopg import InterfaceError, OperationalError
 from starlette.datastructures import FormData, UploadFile
 
+from gateway.assistant.box import STYLE as ASK_STYLE
+from gateway.assistant.box import ask_box
 from gateway.ratelimit import PerKeyLimiter
 from gateway.reports.store import (
     ID_RE,
@@ -342,7 +344,7 @@ def _html(lang: str, title: str, body: str, nonce: str, status: int = 200, *, sw
         f'<a id="pub-lang" href="{_e(switch)}?lang={other}">{_e(t(lang, "pub.lang"))}</a>' if switch else "") + "</div>"
     page = (f'<!doctype html><html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" '
-            f'content="same-origin"><title>{_e(title)}</title><style nonce="{nonce}">{STYLE}</style></head>'
+            f'content="same-origin"><title>{_e(title)}</title><style nonce="{nonce}">{STYLE}{ASK_STYLE}</style></head>'
             f"<body><main>{top}{body}</main></body></html>")
     csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
            "frame-ancestors 'none'; base-uri 'none'")
@@ -367,6 +369,7 @@ def _form_page(lang: str, c: Community, b: Any, token: str, max_photo: int, path
     body = (
         f'<p class="muted">{_e(t(lang, "pub.lead", community=c.name, building=b.name))}</p>'
         + (f'<div class="err" id="pub-error" role="alert">{_e(error)}</div>' if error else "")
+        + ask_box(lang, path, token)  # the knowledge assistant first (gateway/assistant/public.py)
         + f'<form class="card" id="pub-form" method="post" action="{_e(path)}{_q(lang)}" enctype="multipart/form-data">'
         f'<input type="hidden" name="form_token" value="{_e(token)}">'
         f'<label>{_e(t(lang, "report.category"))}</label><div class="cats">{cats}</div>'

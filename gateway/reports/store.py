@@ -103,9 +103,11 @@ def check_report(c: Community, cats: ReportCategories, r: NewReport, *, resident
 
 
 def submit(svc: TicketService, c: Community, report: NewReport, *, reporter: User | None,
-           cats: ReportCategories | None = None, at: datetime | None = None) -> tuple[Ticket, str | None]:
+           cats: ReportCategories | None = None, at: datetime | None = None,
+           context: dict[str, Any] | None = None) -> tuple[Ticket, str | None]:
     """Validate and store a report: the ticket (dispatched to the building's grid worker) and, for a resident
-    (``reporter`` None), the tracking token to hand back (only its hash is stored)."""
+    (``reporter`` None), the tracking token to hand back (only its hash is stored). ``context``: more of what the
+    ticket came from (kept with it; e.g. the assistant's answer a handoff carries)."""
     cats = cats or categories()
     resident = reporter is None
     cat, r = check_report(c, cats, report, resident=resident, photo_max_bytes=svc.cfg.photo_max_bytes)
@@ -130,9 +132,10 @@ def submit(svc: TicketService, c: Community, report: NewReport, *, reporter: Use
             svc.conn.execute("UPDATE ticket_events SET photo_id = %s WHERE ticket_id = %s AND action = 'create'",
                              (photo_id, t.id))
 
-    context: dict[str, Any] = {"reported_by": who, "report": {"category": cat.id, "kind": "resident" if resident
-                                                                 else "staff", "verify": cat.verify}}
-    return svc.open_ticket(c, t, context, then), token
+    about: dict[str, Any] = {**(context or {}), "reported_by": who,
+                             "report": {"category": cat.id, "kind": "resident" if resident else "staff",
+                                        "verify": cat.verify}}
+    return svc.open_ticket(c, t, about, then), token
 
 
 def by_track_token(svc: TicketService, token: str) -> tuple[Ticket, ReportRow]:

@@ -1,0 +1,118 @@
+"""The residents' ask box and answer page (plain HTML fragments for :mod:`gateway.reports.public`'s frame). Pure
+rendering: no I/O, and nothing of :mod:`gateway.reports.public` (which imports :func:`ask_box` from here).
+
+No script: the answer page's "did this help?" is two ``<details>``; "no" opens the handoff form (open from the start
+when the assistant is not sure or found nothing).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from viz.i18n import floor_label, t
+
+MAX_QUESTION = 500  # gateway.assistant.core.MAX_QUESTION (not imported: core imports the engine)
+MAX_NOTE = 300
+STYLE = (
+    ".ask h2{margin-top:0}.ask form{display:flex;gap:8px;align-items:stretch}.ask form input{flex:1}"
+    ".ask form button{width:auto;margin:0;padding:10px 16px;white-space:nowrap}"
+    ".as-q{color:#5b6775}.as-best h2{margin:.2em 0 .5em}blockquote{margin:.4em 0;padding:8px 12px;"
+    "border-left:4px solid #1565c0;background:#f6f9fe;white-space:pre-wrap;border-radius:0 8px 8px 0}"
+    ".as-src{color:#5b6775;font-size:.85rem;margin:.4em 0 0}.as-warn{background:#fff4e5;color:#7a4100;"
+    "border-radius:8px;padding:10px 12px}.as-more summary{cursor:pointer;color:#1565c0}"
+    ".as-more blockquote{font-size:.92rem}.as-fb{display:flex;gap:8px;flex-wrap:wrap;align-items:flex-start}"
+    ".as-fb>details{flex:1 1 40%}.as-fb>details.as-no[open]{flex-basis:100%}.as-fb summary{list-style:none;"
+    "cursor:pointer;text-align:center;font-weight:600;padding:10px;border-radius:8px;border:1px solid #1565c0;"
+    "color:#1565c0;background:#fff}.as-fb summary::-webkit-details-marker{display:none}"
+    ".as-fb details[open] summary{background:#e8f0fc}.as-fb details>div,.as-fb details>form{padding-top:8px}"
+    ".as-links{display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap}.as-links a{color:#1565c0}"
+)
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _q(lang: str) -> str:
+    return "?lang=en" if lang == "en" else ""
+
+
+def ask_box(lang: str, building_path: str, token: str, value: str = "", *, heading: str | None = None) -> str:
+    """The ask card: one line and a button, posting to ``{building_path}/ask``."""
+    return (f'<section class="card ask" id="ask"><h2>{_e(heading or t(lang, "ask.box.title"))}</h2>'
+            f'<p class="muted">{_e(t(lang, "ask.box.lead"))}</p>'
+            f'<form id="ask-form" method="post" action="{_e(building_path)}/ask{_q(lang)}">'
+            f'<input type="hidden" name="form_token" value="{_e(token)}">'
+            f'<input id="ask-q" name="question" required maxlength="{MAX_QUESTION}" value="{_e(value)}" '
+            f'aria-label="{_e(t(lang, "ask.box.label"))}" placeholder="{_e(t(lang, "ask.box.hint"))}">'
+            f'<button id="ask-submit">{_e(t(lang, "ask.box.submit"))}</button></form></section>')
+
+
+def _match(lang: str, m: Mapping[str, Any], *, best: bool) -> str:
+    src = f'<p class="as-src">{_e(t(lang, "ask.source", source=m["source"]))}</p>' if m.get("source") else ""
+    score = _e(t(lang, "ask.score", score=f"{float(m['score']):.2f}"))
+    if best:
+        return (f'<div class="as-best" id="ask-best" data-doc="{_e(m["id"])}"><h2>{_e(m["title"])}</h2>'
+                f'<blockquote id="ask-quote">{_e(m["quote"])}</blockquote>{src}</div>')
+    return (f'<details class="as-more" data-doc="{_e(m["id"])}"><summary>{_e(m["title"])} '
+            f'<span class="muted">· {score}</span></summary><blockquote>{_e(m["quote"])}</blockquote>{src}</details>')
+
+
+def answer_body(lang: str, building_path: str, floors: Iterable[int], token: str, answer: Mapping[str, Any], *,
+                error: str | None = None, values: Mapping[str, str] | None = None) -> str:
+    """The answer page's body: the question, the best answer quoted with its source (others folded), "did this
+    help?", and the handoff form (open when the assistant is not sure, found nothing, or the form came back with
+    ``error``)."""
+    v = values or {}
+    matches = list(answer.get("matches") or [])
+    sure = bool(answer.get("confident")) and bool(matches)
+    parts = [f'<p class="as-q">{_e(t(lang, "ask.you_asked"))}<strong id="ask-asked">{_e(answer["question"])}'
+             "</strong></p>"]
+    if error:
+        parts.append(f'<div class="err" id="pub-error" role="alert">{_e(error)}</div>')
+    card: list[str] = []
+    if not matches:
+        card.append(f'<p class="as-warn" id="ask-none">{_e(t(lang, "ask.none"))}</p>')
+    else:
+        if not sure:
+            card.append(f'<p class="as-warn" id="ask-unsure">{_e(t(lang, "ask.unsure"))}</p>')
+        card.append(_match(lang, matches[0], best=True))
+        if len(matches) > 1:
+            card.append(f'<p class="muted">{_e(t(lang, "ask.more"))}</p>'
+                        + "".join(_match(lang, m, best=False) for m in matches[1:]))
+    parts.append(f'<div class="card" id="ask-answer" data-confident="{"1" if sure else "0"}">{"".join(card)}</div>')
+    opts = f'<option value="">{_e(t(lang, "report.any_floor"))}</option>' + "".join(
+        f'<option value="{f}"{" selected" if v.get("floor") == str(f) else ""}>{_e(floor_label(lang, f))}</option>'
+        for f in floors)
+    form = (
+        f'<form id="handoff-form" method="post" action="{_e(building_path)}/handoff{_q(lang)}">'
+        f'<input type="hidden" name="form_token" value="{_e(token)}">'
+        f'<input type="hidden" name="question" value="{_e(answer["question"])}">'
+        f'<p class="muted">{_e(t(lang, "ask.handoff.lead"))}</p>'
+        f'<label for="floor">{_e(t(lang, "pub.floor"))}</label><select id="floor" name="floor">{opts}</select>'
+        f'<label for="unit">{_e(t(lang, "pub.unit"))}</label><input id="unit" name="unit" maxlength="32" '
+        f'value="{_e(v.get("unit", ""))}">'
+        f'<label for="note">{_e(t(lang, "ask.handoff.note", n=MAX_NOTE))}</label><textarea id="note" name="note" '
+        f'maxlength="{MAX_NOTE}">{_e(v.get("note", ""))}</textarea>'
+        f'<label for="phone">{_e(t(lang, "ask.handoff.phone"))}</label><input id="phone" name="phone" type="tel" '
+        f'maxlength="20" inputmode="tel" value="{_e(v.get("phone", ""))}">'
+        f'<button id="handoff-submit">{_e(t(lang, "ask.handoff.submit"))}</button>'
+        f'<p class="muted">{_e(t(lang, "pub.privacy"))}</p></form>')
+    open_form = " open" if (not sure or error) else ""
+    if matches:
+        parts.append(
+            f'<div class="card"><h2>{_e(t(lang, "ask.solved_q"))}</h2><div class="as-fb">'
+            f'<details class="as-yes" id="ask-yes"><summary>{_e(t(lang, "ask.yes"))}</summary>'
+            f'<div id="ask-yes-done">{_e(t(lang, "ask.yes_done"))}</div></details>'
+            f'<details class="as-no" id="ask-no"{open_form}><summary id="ask-no-summary">{_e(t(lang, "ask.no"))} · '
+            f'{_e(t(lang, "ask.handoff.title"))}</summary>{form}</details></div></div>')
+    else:
+        parts.append(f'<div class="card" id="ask-no"><h2>{_e(t(lang, "ask.handoff.title"))}</h2>{form}</div>')
+    return "".join(parts)
+
+
+def links(lang: str, building_path: str) -> str:
+    return (f'<p class="as-links"><a id="ask-back" href="{_e(building_path)}{_q(lang)}">{_e(t(lang, "ask.back"))}</a>'
+            "</p>")
