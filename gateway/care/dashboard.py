@@ -30,6 +30,7 @@ class DashboardCareRegister:
         self.community = community
         self.pool = pool
         self.clock = clock
+        self._seeded = False  # evacuation(): the register holds the community file's residents
 
     @contextlib.contextmanager
     def _register(self, what: str) -> Iterator[CareRegister]:
@@ -75,7 +76,12 @@ class DashboardCareRegister:
             reg.change_level(user, resident_id, level, reason)
 
     def evacuation(self, user: User, building: str) -> Sequence[care.ResidentView]:
+        """Seeds the register from the community file first (once per process): a fire ticket or the 3D view may be
+        the first thing to read it, and the people to evacuate must be there."""
         with self._register("reading residents to evacuate") as reg:
+            if not self._seeded:
+                reg.seed(self.community)
+                self._seeded = True
             return reg.evacuation(user, self.community.id, building)
 
     def for_unit(self, user: User, unit: str) -> care.ResidentView | None:

@@ -109,7 +109,11 @@ def test_the_scene_opens_a_building_at_full_size_names_floors_rings_the_selectio
     tab.page.evaluate("() => { window.history.pushState({}, '', '/building/B3');"
                       " window.dispatchEvent(new PopStateEvent('popstate')); }")
     _figure_has(tab, f"({NOTES}).some(n => n.xanchor === 'right')", 120_000)
+    # the resident with limited mobility on the 20th floor stands there, to be evacuated first (fire SOP)
+    _figure_has(tab, "gd.data.some(t => t.name === '行动不便住户（火警优先疏散）' && t.customdata.length === 1"
+                     " && t.hovertext[0].includes('B3-2001') && t.hovertext[0].includes('20F'))", 30_000)
     opened = _settled(tab)
+    tab.shot("scene_building_residents_zh.png")
     tab.page.reload()
     _figure_has(tab, f"({NOTES}).some(n => n.xanchor === 'right')", 120_000)
     reloaded = _settled(tab)

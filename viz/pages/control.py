@@ -544,7 +544,7 @@ def _resident_markers(req: Req, board: Dashboard, building: str) -> list[Marker]
         who = " ".join(x for x in (p.unit, p.name) if x)
         out.append(Marker(f"resident:{p.id}", *pos, RESIDENT_COLOUR,
                           t(req.lang, "scene.resident_text", who=who, floor=floor_label(req.lang, p.floor)),
-                          "diamond", 10, label=p.unit))
+                          "diamond", 13, label=p.unit))
     return out
 
 
