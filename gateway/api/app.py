@@ -46,6 +46,7 @@ from gateway.api.text import Text, storable
 from gateway.assistant import api as assistant_api
 from gateway.assistant import public as assistant_public
 from gateway.care import api as care_api
+from gateway.outcomes import api as outcomes_api
 from gateway.patrols import api as patrols_api
 from gateway.ratelimit import EveryFewSeconds, PerKeyLimiter
 from gateway.reports import api as reports_api
@@ -583,6 +584,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     app.include_router(push_api.router(settings, db.storage, session_user))  # Web Push subscriptions (phones)
     app.include_router(care_api.router(cs, service, current_user, settings))  # the care register
     app.include_router(patrols_api.router(cs, service, current_user))  # patrols, check-ins, positions
+    app.include_router(outcomes_api.router(cs, service, current_user))  # outcomes against targets
     app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks
     resident_posts = PerKeyLimiter(5, 120.0)  # reports and handoffs to a person share one budget per address
     app.include_router(reports_public.router(settings, cs, contextlib.contextmanager(service),  # residents: /r/...

@@ -87,6 +87,22 @@ def clean_text(v: str, limit: int, what: str) -> str:
     return v
 
 
+def visit_history(conn: psycopg.Connection[Any], community: str) -> tuple[dict[int, list[datetime]],
+                                                                          dict[int, list[tuple[datetime, str, str]]]]:
+    """Every visit time and level change (at, from, to) of the community's residents by resident, oldest first
+    (outcome analytics: the schedule replayed)."""
+    visits: dict[int, list[datetime]] = {}
+    for rid, at in conn.execute("SELECT v.resident_id, v.visited_at FROM care_visits v JOIN care_residents r ON "
+                                "r.id = v.resident_id WHERE r.community = %s ORDER BY v.visited_at", (community,)):
+        visits.setdefault(int(rid), []).append(at)
+    changes: dict[int, list[tuple[datetime, str, str]]] = {}
+    for rid, at, f, t in conn.execute(
+            "SELECT c.resident_id, c.at, c.from_level, c.to_level FROM care_level_changes c JOIN care_residents r "
+            "ON r.id = c.resident_id WHERE r.community = %s ORDER BY c.at, c.id", (community,)):
+        changes.setdefault(int(rid), []).append((at, str(f), str(t)))
+    return visits, changes
+
+
 class CareRegister:
     """The register on one connection (one per request or tick; not thread-safe)."""
 

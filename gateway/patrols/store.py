@@ -81,6 +81,19 @@ def signing_key(conn: psycopg.Connection[Any]) -> bytes:
     return bytes(fetch_value(conn, "SELECT secret FROM patrol_keys WHERE id = 1"))
 
 
+def patrols_started(conn: psycopg.Connection[Any]) -> datetime | None:
+    """When patrols began to be recorded here: migration 0017's time (earlier periods cannot be missed)."""
+    at: datetime | None = fetch_value(conn, "SELECT applied_at FROM schema_version WHERE version = 17")
+    return at
+
+
+def checkins_between(conn: psycopg.Connection[Any], community: str, since: datetime,
+                     until: datetime) -> list[CheckinRow]:
+    """Every check-in of ``community`` in ``[since, until)``, oldest first (outcome analytics)."""
+    return fetch_rows(conn, class_row(CheckinRow), f"SELECT {_CHECKIN} FROM patrol_checkins WHERE community = %s "
+                      "AND at >= %s AND at < %s ORDER BY at, id", (community, since, until))
+
+
 def worker_grids(c: Community, worker_id: str | None) -> list[Grid]:
     return [g for g in c.grids if worker_id is not None and any(w.id == worker_id for w in g.workers)]
 
