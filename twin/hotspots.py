@@ -18,7 +18,8 @@ Hint rules (all thresholds below; a place can get several, most specific first):
                   pipes, where the device sits); not for an alarm category when ``one_device`` already names
                   the device behind it
 ``night``         at least ``NIGHT_MIN`` incidents and at least ``NIGHT_SHARE`` of them between 22:00 and
-                  06:00 local time (a third of the day): patrol at night, check the devices' night behaviour
+                  06:00 local time (a third of the day): mostly alarms: check what the devices see at night;
+                  otherwise patrol there at night
 """
 
 from __future__ import annotations
@@ -109,6 +110,14 @@ class Hotspot:
 Labeller = Callable[[str], str]  # category id -> "中文 / English" (or the id when unknown)
 
 
+@dataclass(frozen=True, slots=True)
+class HotspotData:
+    """A period's incident groups and the display names of their categories (id -> ``中文 / English``)."""
+
+    groups: tuple[IncidentGroup, ...]
+    labels: Mapping[str, str]
+
+
 def _half(name: str, lang: str) -> str:
     if " / " in name:
         zh, en = name.split(" / ", 1)
@@ -154,9 +163,12 @@ def hints(groups: Sequence[IncidentGroup], label: Labeller = str) -> tuple[Hint,
             out.append(Hint("repeat", n, total, zh, en, cat))
     night = sum(g.count for g in groups if g.hour in NIGHT_HOURS)
     if total >= NIGHT_MIN and night / total >= NIGHT_SHARE:
-        out.append(Hint("night", night, total,
-                        f"{night}/{total} 次发生在夜间（22:00–6:00）：建议加强夜间巡查，核查设备夜间工况",
-                        f"{night} of {total} at night (22:00–06:00): patrol at night, check the devices then"))
+        if alarms * 2 > total:  # mostly alarms: what the devices see at night
+            zh, en = "建议核查设备夜间工况", "check what the devices see at night"
+        else:
+            zh, en = "建议加强夜间巡查", "patrol there at night"
+        out.append(Hint("night", night, total, f"{night}/{total} 次发生在夜间（22:00–6:00）：{zh}",
+                        f"{night} of {total} at night (22:00–06:00): {en}"))
     return tuple(out)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from twin.alarms import AlarmStatus, Severity
 from twin.community import Community
+from twin.hotspots import HotspotData
 from twin.people import User
 from twin.state import Rollup
 from twin.tickets.handoff import Handoff, PartnerKpi
@@ -444,6 +445,11 @@ class DashboardData(Protocol):
         ...
 
     def hotspots(self, days: int) -> Sequence[IncidentCount]: ...
+
+    def hotspot_data(self, since: datetime, until: datetime) -> HotspotData:
+        """Alarms raised and one-click reports made in [since, until) by source, place, category, local hour and
+        device, with the categories' names (the /hotspots page; gateway/web/hotspots_data.py)."""
+        ...
 
     def care_overview(self) -> Sequence[CareUnitView]: ...
 

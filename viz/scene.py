@@ -235,6 +235,51 @@ class Scene:
         # (as a reload does) instead of reusing the previous one, whose markers and texts it draws at half size
         return _figure(traces, f"building:{building}", _bounds(mesh), f"scene{self.index[building] + 2}", notes)
 
+    def heat(self, values: Mapping[geo.FloorKey, float], hover: Mapping[geo.FloorKey, str], *,
+             colorscale: Sequence[tuple[float, str]], cmax: float, title: str, building: str | None = None,
+             notes: Mapping[int, str] | None = None) -> Figure:
+        """Floor slabs coloured by ``values`` (missing: 0) on the sequential ``colorscale`` from 0 to ``cmax``,
+        with a colour bar titled ``title``: the community, or ``building`` with its floors pulled apart (and
+        ``notes``: labels beside some of its floors). ``hover``: each floor's hover text. One mesh trace
+        for all slabs (a value per vertex; slabs share no vertices), the ground and shafts plain."""
+        if building is not None and building not in self.index:
+            raise KeyError(building)
+        mesh = self._mesh if building is None else self._exploded_mesh(building)
+
+        def plain(k: geo.FloorKey) -> bool:
+            return k == geo.GROUND_KEY or k[1] == geo.SHAFTS
+
+        traces = self._mesh_traces(mesh.select(plain), lambda k: "ground" if k == geo.GROUND_KEY else "shaft", {},
+                                   opacity={"shaft": 0.25} if building else None)
+        slabs = mesh.select(lambda k: not plain(k))
+        if slabs.keys:
+            arr = geo.to_arrays(slabs)
+            vk = np.zeros(len(slabs.vertices), dtype=np.int32)
+            vk[slabs.triangles.reshape(-1)] = np.repeat(slabs.triangle_key, 3)
+            key_value = np.array([values.get(k, 0.0) for k in slabs.keys], dtype=np.float32)
+            key_text = [hover.get(k, "") for k in slabs.keys]
+            traces.append({
+                "type": "mesh3d", "name": title, "x": typed(arr["x"]), "y": typed(arr["y"]), "z": typed(arr["z"]),
+                "i": typed(arr["i"]), "j": typed(arr["j"]), "k": typed(arr["k"]),
+                "intensity": typed(key_value[vk]), "intensitymode": "vertex",
+                "colorscale": [list(c) for c in colorscale],
+                "cmin": 0, "cmax": max(cmax, 1.0), "showscale": True,
+                "colorbar": {"title": {"text": title}, "thickness": 14, "len": 0.6, "x": 1.0, "xanchor": "right",
+                             "bgcolor": "rgba(15,23,42,0.7)", "tickfont": {"color": "#E2E8F0"}},
+                "hovertext": [key_text[n] for n in vk.tolist()], "hoverinfo": "text",
+                "customdata": [self.index.get(slabs.keys[n][0], -1) for n in vk.tolist()],
+                "flatshading": True, "lighting": {"ambient": 0.6, "diffuse": 0.7, "specular": 0.05, "roughness": 0.9},
+                "lightposition": {"x": 1000, "y": 2000, "z": 5000}, "showlegend": False,
+            })
+        marks: list[dict[str, Any]] = []
+        if building is not None and notes:
+            b = self.buildings[self.index[building]]
+            x0, y0 = _label_anchor(b.footprint)
+            marks = [_note(x0, y0, sum(geo.floor_span(b, f, exploded=True)) / 2, text, "#E2E8F0", 11, "right")
+                     for f, text in notes.items() if f in b.floors]
+        scene_id = "scene" if building is None else f"scene{self.index[building] + 2}"
+        return _figure(traces, f"heat:{building or ''}", _bounds(mesh), scene_id, marks)
+
     # -- positions ----------------------------------------------------------------------------------
 
     def device_xyz(self, device_id: str, *, exploded: str | None = None) -> tuple[float, float, float] | None:

@@ -37,6 +37,7 @@ from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.api import hotspots as hotspots_api
 from gateway.api import push as push_api
 from gateway.api.auth import AuthError, InvalidToken, LoginGuard, LoginRefused, TokenExpired, Users
 from gateway.api.fieldwork import add_fieldwork_routes
@@ -584,6 +585,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     app.include_router(push_api.router(settings, db.storage, session_user))  # Web Push subscriptions (phones)
     app.include_router(care_api.router(cs, service, current_user, settings))  # the care register
     app.include_router(patrols_api.router(cs, service, current_user))  # patrols, check-ins, positions
+    app.include_router(hotspots_api.router(cs, service, current_user))  # alarms + reports per place, hints
     app.include_router(outcomes_api.router(cs, service, current_user))  # outcomes against targets
     app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks
     resident_posts = PerKeyLimiter(5, 120.0)  # reports and handoffs to a person share one budget per address

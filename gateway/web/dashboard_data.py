@@ -50,11 +50,14 @@ from gateway.storage import Storage, StorageError
 from gateway.tickets.service import alarm_tickets
 from gateway.web.database import connection, first_line
 from gateway.web.history_data import StorageHistoryData
+from gateway.web.hotspots_data import labels as hotspot_labels
+from gateway.web.hotspots_data import read_groups
 from gateway.web.sign_in import SignInService
 from gateway.web.ticket_desk import TicketDesk
 from twin import contract
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity, SubjectType
 from twin.community import Community
+from twin.hotspots import HotspotData
 from twin.people import Role, User
 from twin.state import Level, LiveState, Rollup
 from twin.tickets.handoff import PartnerKpi
@@ -651,6 +654,11 @@ class StorageDashboardData:
                 "WHERE e.community = %s AND e.kind = 'raised' AND e.at >= now() - make_interval(days => %s) "
                 "GROUP BY 1, 2, 3", (self._code, days)).fetchall()
         return [IncidentCount(r[0], r[1], r[2] or "?", int(r[3])) for r in rows]
+
+    def hotspot_data(self, since: datetime, until: datetime) -> HotspotData:
+        with connection(self._pool, "reading hotspots") as st:
+            groups = read_groups(st, self._community, since, until)
+        return HotspotData(tuple(groups), {**hotspot_labels(), **self._rule_names})
 
     def care_overview(self) -> Sequence[CareUnitView]:
         units = self._community.care_units

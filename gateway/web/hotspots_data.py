@@ -20,7 +20,6 @@ from functools import lru_cache
 
 from gateway.api.pool import StoragePool
 from gateway.storage import Storage
-from gateway.web.dashboard_data import rule_names
 from twin.community import Community
 from twin.hotspots import Hotspot, IncidentGroup, Labeller, rank
 from twin.tickets.reports import default_categories
@@ -77,6 +76,8 @@ def groups(pool: StoragePool, community: Community, start: datetime, end: dateti
 @lru_cache(maxsize=1)
 def labels() -> Mapping[str, str]:
     """Category id -> ``中文 / English``: the shipped alarm rules and one-click report categories."""
+    from gateway.web.dashboard_data import rule_names  # here: that module imports this one
+
     out = dict(rule_names())
     out.update({c.id: f"{c.zh} / {c.en}" for c in default_categories().items})
     return out

@@ -14,6 +14,7 @@ from viz.pages import (
     devices,
     handoffs,
     history,
+    hotspots,
     incident,
     login,
     patrols,
@@ -24,4 +25,4 @@ from viz.pages import (
 )
 
 PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
-                verify, care_register, patrols, handoffs)
+                verify, care_register, patrols, handoffs, hotspots)

@@ -1,22 +1,17 @@
-"""KPIs per worker and grid (``/kpi``) and incident hotspots per building, floor and kind (``/hotspots``).
-
-The arithmetic (outliers, SLA clocks) is in :mod:`viz.analytics`; this module lays it out.
-"""
+"""KPIs per worker and grid (``/kpi``); the hotspots page is :mod:`viz.pages.hotspots`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from dash import Dash, Input, Output, dcc, html
 
-from viz import analytics as an
-from viz.data import AlarmView, DataUnavailable
-from viz.i18n import duration, floor_label, rule_label, t
+from viz.data import DataUnavailable
+from viz.i18n import duration, t
 from viz.shell import SUPERVISORS, Dashboard, Req, guarded_callbacks, unavailable_text
 from viz.ticket_text import people
-from viz.widgets import visible_buildings
 
 # -- layouts ---------------------------------------------------------------------------------------------
 
@@ -34,57 +29,11 @@ def kpi_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
     ], className="panel wide")
 
 
-def hotspots_page(req: Req, board: Dashboard, _arg: str | None = None, days: int = 30) -> html.Div:
-    """Incidents of the last ``days`` per building, floor and kind, outliers called out."""
-    lang = req.lang
-    community = board.community()
-    head = html.H2(t(lang, "hot.title", days=days))
-    try:
-        rows = list(board.data.hotspots(days))
-    except DataUnavailable as exc:
-        return html.Div([head, html.P(unavailable_text(lang, exc), className="msg warn")],
-                        className="panel wide")
-    visible = visible_buildings(req.user, community)
-    rows = [r for r in rows if (r.building is None and req.user.sees_everything()) or r.building in visible]
-    if not rows:
-        return html.Div([head, html.P(t(lang, "hot.none"), className="muted")], className="panel wide")
-    spots = an.hotspots(rows, community)
-    names = {b.id: b.name for b in community.buildings}
-    rules = {a.rule: a.rule_name for a in _safe_alarms(board)}
-
-    def flag(out: bool) -> Any:
-        return html.Span(t(lang, "hot.outlier"), className="outlier") if out else ""
-
-    def tbl(header: list[str], body: list[list[Any]], outs: list[bool]) -> html.Table:
-        return html.Table([html.Thead(html.Tr([html.Th(h) for h in header])),
-                           html.Tbody([html.Tr([html.Td(c) for c in r], className="hot" if o else "")
-                                       for r, o in zip(body, outs, strict=True)])], className="table")
-
-    callout = [names.get(b, b) for b, _n, o in spots.by_building if o]
-    callout += [f"{names.get(b, b)} {floor_label(lang, f)}" for b, f, _n, o in spots.by_floor if o]
-    return html.Div(className="panel wide", children=[
-        head,
-        html.P(t(lang, "hot.callout", places="、".join(callout) if lang == "zh" else ", ".join(callout)),
-               className="msg warn", id="hot-callout") if callout else "",
-        html.H3(t(lang, "hot.by_building")),
-        tbl([t(lang, "hot.col.place"), t(lang, "hot.col.count"), ""],
-            [[names.get(b, b), n, flag(o)] for b, n, o in spots.by_building], [o for *_x, o in spots.by_building]),
-        html.H3(t(lang, "hot.by_floor")),
-        tbl([t(lang, "hot.col.place"), t(lang, "hot.col.count"), ""],
-            [[f"{names.get(b, b)} {floor_label(lang, f)}", n, flag(o)] for b, f, n, o in spots.by_floor],
-            [o for *_x, o in spots.by_floor]),
-        html.H3(t(lang, "hot.by_kind")),
-        tbl([t(lang, "hot.col.kind"), t(lang, "hot.col.count"), ""],
-            [[rule_label(lang, rules.get(r, r)), n, flag(o)] for r, n, o in spots.by_rule],
-            [o for *_x, o in spots.by_rule]),
-    ])
-
-
 # -- callbacks -------------------------------------------------------------------------------------------
 
 
 def register_callbacks(app: Dash, board: Dashboard) -> None:
-    """The KPI tables of the chosen period (the hotspots page has no callback: it is drawn once)."""
+    """The KPI tables of the chosen period."""
     guarded = guarded_callbacks(app, board)
 
     @guarded(Output("kpi-tables", "children"), Input("kpi-period", "value"), roles=SUPERVISORS)
@@ -150,9 +99,3 @@ def _partner_table(req: Req, board: Dashboard, days: int, dur: Callable[[float |
             html.Div(html.Table([html.Thead(head), html.Tbody(body)], className="table kpi-table", id="partner-kpis"),
                      className="table-scroll")]
 
-
-def _safe_alarms(board: Dashboard) -> Iterable[AlarmView]:
-    try:
-        return board.data.active_alarms()
-    except DataUnavailable:
-        return ()
