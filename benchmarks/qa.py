@@ -15,8 +15,8 @@
 
 A question file::
 
-    audience: resident        # optional: who asks (resident | worker | all); default from the file name
-    questions:                # (residents_*.yaml: resident, workers_*.yaml: worker, else all)
+    audience: resident        # optional: who asks (resident | worker | all; default all), here or per question
+    questions:
       - {q: 我家能不能吃低保, expect: faq_dibao_conditions}
       - {q: 护照怎么办, expect: null}      # out of scope: the assistant should not answer confidently
 """
@@ -65,9 +65,7 @@ def load_questions(files: list[Path] | None = None) -> list[Question]:
         if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
             problems.append(f"{path}: questions: a list of {{q: ..., expect: entry id or null}}")
             continue
-        default = "resident" if path.name.startswith("resident") else "worker" if path.name.startswith("worker") \
-            else "all"
-        audience = data.get("audience", default)
+        audience = data.get("audience", "all")
         if audience not in AUDIENCES:
             problems.append(f"{path}: audience: {audience!r}, one of {', '.join(AUDIENCES)}")
             continue

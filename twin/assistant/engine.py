@@ -9,7 +9,7 @@ from typing import Any, Literal
 import bm25s
 import numpy as np
 
-from twin.assistant.text import tokens
+from twin.assistant.text import bigrams, characters, tokens
 from twin.knowledge import Document, KnowledgeBase
 
 MAX_QUESTION_CHARS = 500
@@ -18,7 +18,11 @@ AUDIENCES: tuple[str, ...] = ("resident", "worker", "all")
 
 # Field weights: a term found in the title or in one of the ways people ask the question counts more than one
 # found in the body. Chosen on the question sets in benchmarks/qa_questions/ (see docs/assistant.md).
-FIELD_WEIGHTS: dict[str, float] = {"title": 3.0, "questions": 2.0, "keywords": 2.0, "body": 1.0}
+FIELD_WEIGHTS: dict[str, float] = {"head": 2.0, "body": 1.0, "head:bi": 1.0}
+
+# BM25's term-frequency saturation and length normalisation (bm25s defaults).
+BM25_K1 = 1.5
+BM25_B = 0.75
 
 # The confidence decision (see docs/assistant.md for how these were measured on benchmarks/qa_questions/):
 # confident only if the best document holds at least MIN_COVERAGE of the question's terms (weighted by how rare
@@ -26,6 +30,29 @@ FIELD_WEIGHTS: dict[str, float] = {"title": 3.0, "questions": 2.0, "keywords": 2
 # MIN_MARGIN (a fraction) above the runner-up's.
 MIN_COVERAGE = 0.5
 MIN_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The knobs of retrieval and of the confidence decision (defaults: the constants above)."""
+
+    field_weights: dict[str, float] = field(default_factory=lambda: dict(FIELD_WEIGHTS))
+    min_coverage: float = MIN_COVERAGE
+    min_margin: float = MIN_MARGIN
+    k1: float = BM25_K1
+    b: float = BM25_B
+    unit_weight: float = 0.0  # the best single phrasing (title or one of the questions), words and bigrams
+    own_audience: float = 1.0  # factor for documents written for the asker's audience (worker asks: worker docs)
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the confidence decision looks at, for the best document (for tuning and for explaining)."""
+
+    coverage: float  # share of the question's terms (idf-weighted) the best document holds
+    margin: float  # (best - runner-up) / best, BM25 scores
+    terms: tuple[str, ...]  # the question's search terms
+    coverage_bigrams: float = 0.0  # the same for the question's character bigrams
 
 
 @dataclass(frozen=True)
@@ -72,12 +99,22 @@ def _quote(d: Document, lang: str) -> str:
 
 
 def _fields(d: Document) -> dict[str, str]:
+    title = f"{d.title_zh} {d.title}"
+    keywords = " ".join((*d.keywords, *d.rules, *d.categories))
     return {
-        "title": f"{d.title_zh} {d.title}",
+        "title": title,
         "questions": "\n".join(d.questions),
-        "keywords": " ".join((*d.keywords, *d.rules, *d.categories)),
+        "keywords": keywords,
         "body": "\n".join((d.answer, *d.steps, d.notes, d.answer_en, *d.steps_en)),
+        "head": "\n".join((title, *d.questions, keywords)),
     }
+
+
+def _terms(field_name: str, text: str) -> list[str]:
+    """A field's terms: words, or character bigrams for a ``name:bi`` field, characters for ``name:uni``."""
+    if field_name.endswith(":bi"):
+        return bigrams(text)
+    return characters(text) if field_name.endswith(":uni") else tokens(text)
 
 
 @dataclass
@@ -86,35 +123,49 @@ class _Index:
     fields: dict[str, bm25s.BM25]  # a field no document has is left out
     term_docs: dict[str, set[int]] = field(default_factory=dict)  # term -> documents holding it (any field)
     audience_mask: dict[str, np.ndarray] = field(default_factory=dict)
+    units: bm25s.BM25 | None = None  # each phrasing (title, each question) on its own
+    unit_doc: np.ndarray | None = None  # unit -> document
+    prior: dict[str, np.ndarray] = field(default_factory=dict)  # audience -> factor per document
 
 
 class Assistant:
     """Answers a question from the knowledge base: the best documents, and whether the best is a sure answer."""
 
-    def __init__(self, index: _Index) -> None:
+    def __init__(self, index: _Index, tuning: Tuning) -> None:
         self._index = index
+        self.tuning = tuning
 
     @classmethod
-    def build(cls, kb: KnowledgeBase) -> Assistant:
+    def build(cls, kb: KnowledgeBase, tuning: Tuning | None = None) -> Assistant:
+        """Index the knowledge base's documents (in memory; about 0.1 s for 160 documents)."""
+        tuning = tuning or Tuning()
         docs = sorted(kb.documents.values(), key=lambda d: d.id)
-        per_field: dict[str, list[list[str]]] = {name: [] for name in FIELD_WEIGHTS}
-        term_docs: dict[str, set[int]] = {}
+        per_field: dict[str, list[list[str]]] = {name: [] for name in tuning.field_weights}
+        term_docs: dict[str, set[int]] = {}  # word or bigram -> documents holding it (any field)
         for i, d in enumerate(docs):
-            for name, text in _fields(d).items():
-                ts = tokens(text)
-                per_field[name].append(ts)
+            texts = _fields(d)
+            for name, corpus in per_field.items():
+                ts = _terms(name, texts[name.split(":")[0]])
+                corpus.append(ts)
                 for t in ts:
                     term_docs.setdefault(t, set()).add(i)
         indices: dict[str, bm25s.BM25] = {}
         for name, corpus in per_field.items():
             if not any(corpus):
                 continue
-            bm = bm25s.BM25()
+            bm = bm25s.BM25(k1=tuning.k1, b=tuning.b)
             bm.index(corpus, show_progress=False)
             indices[name] = bm
         resident = np.array([d.audience in ("resident", "all") for d in docs], dtype=bool)
         masks = {"resident": resident, "worker": np.ones(len(docs), dtype=bool), "all": np.ones(len(docs), dtype=bool)}
-        return cls(_Index(docs, indices, term_docs, masks))
+        prior = {a: np.array([tuning.own_audience if d.audience == a else 1.0 for d in docs]) for a in AUDIENCES}
+        ix = _Index(docs, indices, term_docs, masks, prior=prior)
+        if tuning.unit_weight:
+            units = [(i, text) for i, d in enumerate(docs) for text in (d.title_zh, *d.questions)]
+            ix.units = bm25s.BM25(k1=tuning.k1, b=tuning.b)
+            ix.units.index([tokens(t) + bigrams(t) for _, t in units], show_progress=False)
+            ix.unit_doc = np.array([i for i, _ in units], dtype=np.int64)
+        return cls(ix, tuning)
 
     def __len__(self) -> int:
         return len(self._index.documents)
@@ -133,30 +184,47 @@ class Assistant:
             raise ValueError(f"audience: {audience!r}, one of {', '.join(AUDIENCES)}")
         if limit < 1:
             raise ValueError(f"limit: {limit}, at least 1")
+        ranked, signals = self.rank(q, audience)
+        if not ranked or signals is None:
+            return Answer(q, False, ())
+        t = self.tuning
+        confident = signals.coverage >= t.min_coverage and signals.margin >= t.min_margin
+        top = ranked[0][1]
+        docs = self._index.documents
+        return Answer(q, confident, tuple(Match(docs[i], signals.coverage * raw / top, _quote(docs[i], "zh"))
+                                          for i, raw in ranked[:limit]))
+
+    def rank(self, question: str, audience: Audience = "all") -> tuple[list[tuple[int, float]], Signals | None]:
+        """Documents (index, BM25 score) with a score above 0, best first, and the best one's signals."""
         ix = self._index
         n = len(ix.documents)
-        terms = list(dict.fromkeys(tokens(q)))
-        if not terms or n == 0:
-            return Answer(q, False, ())
+        terms = list(dict.fromkeys(tokens(question)))
+        grams = list(dict.fromkeys(bigrams(question)))
+        chars = list(dict.fromkeys(characters(question)))
+        if not (terms or grams) or n == 0:
+            return [], None
         raw = np.zeros(n, dtype=np.float64)
         for name, bm in ix.fields.items():
-            raw += FIELD_WEIGHTS[name] * bm.get_scores(terms)
+            q = grams if name.endswith(":bi") else chars if name.endswith(":uni") else terms
+            if q:
+                raw += self.tuning.field_weights[name] * bm.get_scores(q)
+        if ix.units is not None and ix.unit_doc is not None:
+            best_unit = np.zeros(n, dtype=np.float64)
+            np.maximum.at(best_unit, ix.unit_doc, ix.units.get_scores(terms + grams))
+            raw += self.tuning.unit_weight * best_unit
+        raw *= ix.prior[audience]
         raw[~ix.audience_mask[audience]] = 0.0
-        order = [int(i) for i in np.argsort(-raw, kind="stable") if raw[i] > 0][:max(limit, 2)]
-        if not order:
-            return Answer(q, False, ())
-        idf = {t: math.log(1 + (n - len(ix.term_docs.get(t, ())) + 0.5) / (len(ix.term_docs.get(t, ())) + 0.5))
-               for t in terms}
-        total = sum(idf.values())
+        ranked = [(int(i), float(raw[i])) for i in np.argsort(-raw, kind="stable") if raw[i] > 0]
+        if not ranked:
+            return [], None
+        best, top = ranked[0]
 
-        def coverage(i: int) -> float:
-            return sum(w for t, w in idf.items() if i in ix.term_docs.get(t, ())) / total
+        def coverage(ts: list[str]) -> float:
+            df = {t: len(ix.term_docs.get(t, ())) for t in ts}
+            idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in ts}
+            total = sum(idf.values())
+            return sum(w for t, w in idf.items() if best in ix.term_docs.get(t, ())) / total if total else 0.0
 
-        top = raw[order[0]]
-        cover = coverage(order[0])
-        second = raw[order[1]] if len(order) > 1 else 0.0
-        margin = (top - second) / top
-        confident = bool(cover >= MIN_COVERAGE and margin >= MIN_MARGIN)
-        matches = tuple(Match(ix.documents[i], float(cover * raw[i] / top), _quote(ix.documents[i], "zh"))
-                        for i in order[:limit])
-        return Answer(q, confident, matches)
+        second = ranked[1][1] if len(ranked) > 1 else 0.0
+        return ranked, Signals(coverage(terms), (top - second) / top, tuple(terms), coverage(grams))
+        return ranked, Signals(coverage, (top - second) / top, tuple(terms))
