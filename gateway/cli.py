@@ -25,6 +25,7 @@ from gateway.cli_base import (
     CliError,
     _load_community,
 )
+from gateway.cli_month import add_parser as add_report_month_parser
 from gateway.cli_patrols import add_parser as add_patrol_sheet_parser
 from gateway.cli_reports import add_parser as add_qr_sheet_parser
 from gateway.cli_rules import RULES_TEST_START, cmd_rules_check, cmd_rules_test
@@ -828,6 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--format", choices=["csv", "md"], default="md")
     rk.add_argument("--community", help="only this community")
     rk.set_defaults(fn=cmd_report_kpi)
+    add_report_month_parser(rp)  # gridtwin report month (gateway/cli_month.py)
 
     us = sub.add_parser("users", help="API users").add_subparsers(dest="action", required=True)
     ua = us.add_parser("add", help="add (or --update) a user of the REST API")
