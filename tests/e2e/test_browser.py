@@ -277,10 +277,10 @@ def test_english_is_selectable(tab: Page, system: System) -> None:
     tab.sign_in("operator", "/hotspots")
     tab.page.wait_for_selector("#lang-switch")
     tab.page.click("#lang-switch")
-    tab.page.wait_for_selector("text=Hotspots (alarms in the last 30 days)", timeout=10_000)
+    tab.page.wait_for_selector("text=Hotspots (alarms and reports in the last 30 days)", timeout=10_000)
     assert "3D overview" in tab.page.inner_text("#topbar")
     tab.page.click("#lang-switch")
-    tab.page.wait_for_selector("text=热点分析（近 30 天告警）", timeout=10_000)
+    tab.page.wait_for_selector("text=热点分析（近 30 天告警与上报）", timeout=10_000)
 
 
 # -- grid workers ----------------------------------------------------------------------------------------

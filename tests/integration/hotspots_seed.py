@@ -79,7 +79,8 @@ def seed(st: Storage, settings: Settings, c: Community, now: datetime) -> Seeded
             svc = service(at)
             t = svc.on_alarm_event(c, ev)
             assert t is not None
-            service(at + timedelta(minutes=20)).cancel(OPERATOR, t.id, "误报：探测器积尘，现场核实无烟", code="false_alarm")
+            later = service(at + timedelta(minutes=20))
+            later.cancel(OPERATOR, t.id, "误报：探测器积尘，现场核实无烟", code="false_alarm")
             false += 1
 
     def report(category: str, building: str, floor: int | None, at: datetime, text: str, *,
