@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 from twin.alarms import AlarmStatus, Severity
 from twin.community import Community
 from twin.hotspots import HotspotData
+from twin.outcomes import Outcomes
 from twin.people import User
 from twin.state import Rollup
 from twin.tickets.handoff import Handoff, PartnerKpi
@@ -452,6 +453,11 @@ class DashboardData(Protocol):
         ...
 
     def care_overview(self) -> Sequence[CareUnitView]: ...
+
+    def outcomes(self, user: User, start: datetime, end: datetime, bucket: str) -> Outcomes:
+        """The outcomes over [start, end) by ``bucket`` (day, week, month) of the grids ``user`` may see
+        (/outcomes; gateway/outcomes)."""
+        ...
 
     # -- history and audit (viz/history_model.py) ----------------------------------------------------
     def history(self) -> HistoryData:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from twin import catalogue
 from viz.strings import assistant, care, control, devices, history, hotspots, live, patrols, push, reports, tickets
+from viz.strings import outcomes as outcome_strings
 
 Lang = Literal["zh", "en"]
 LANGS: tuple[Lang, ...] = ("zh", "en")
@@ -310,7 +311,7 @@ def _merge(*tables: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]
 
 
 STRINGS: Mapping[str, tuple[str, str]] = _merge(
-    _CORE, control.STRINGS, tickets.STRINGS, devices.STRINGS, history.STRINGS, live.STRINGS, reports.STRINGS, care.STRINGS, patrols.STRINGS,
+    _CORE, outcome_strings.STRINGS, control.STRINGS, tickets.STRINGS, devices.STRINGS, history.STRINGS, live.STRINGS, reports.STRINGS, care.STRINGS, patrols.STRINGS,
     push.STRINGS, assistant.STRINGS, hotspots.STRINGS)
 
 

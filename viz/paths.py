@@ -13,6 +13,7 @@ def parse_path(path: str | None) -> tuple[str, str | None]:
     """(page kind, argument) of a URL path; unknown paths are kind ``notfound`` with the path."""
     p = (path or "/").rstrip("/") or "/"
     fixed = {"/": "control", "/tickets": "tickets", "/kpi": "kpi", "/hotspots": "hotspots", "/care": "care",
+             "/outcomes": "outcomes",
              "/devices": "devices", "/worker": "worker", "/login": "login", "/history": "history", "/audit": "audit",
              "/report": "report", "/residents": "residents", "/patrols": "patrols", "/patrol": "patrol"}
     if p in fixed:

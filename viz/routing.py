@@ -27,6 +27,7 @@ from viz.pages import (
     hotspots,
     incident,
     login,
+    outcomes,
     patrols,
     report,
     tickets,
@@ -45,6 +46,7 @@ PAGES: Mapping[str, PageBuilder] = {
     "devices": devices.inventory_page,
     "tickets": tickets.board_page,
     "kpi": analytics.kpi_page,
+    "outcomes": outcomes.outcomes_page,  # 成效分析: outcomes against baseline and target
     "hotspots": hotspots.hotspots_page,
     "care": care.care_page,
     "worker": tickets.my_tickets_page,

@@ -52,6 +52,7 @@ PAGE_ROLES: Mapping[str, frozenset[Role]] = {
     "history": SUPERVISORS, "incident": SUPERVISORS, "audit": OPERATORS, "report": EVERYONE,
     "residents": EVERYONE, "resident": EVERYONE,  # the care register: the data source masks what a role may not see
     "patrols": EVERYONE, "patrol": EVERYONE,  # patrols: supervisors' overview (a worker gets their phone page)
+    "outcomes": SUPERVISORS,  # 成效分析 (linked from /kpi)
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}

@@ -45,6 +45,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.api.pool import StoragePool
 from gateway.care.dashboard import DashboardCareRegister
+from gateway.outcomes.store import read_outcomes
 from gateway.patrols.dashboard import DashboardPatrols
 from gateway.storage import Storage, StorageError
 from gateway.tickets.service import alarm_tickets
@@ -58,6 +59,7 @@ from twin import contract
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity, SubjectType
 from twin.community import Community
 from twin.hotspots import HotspotData
+from twin.outcomes import Outcomes
 from twin.people import Role, User
 from twin.state import Level, LiveState, Rollup
 from twin.tickets.handoff import PartnerKpi
@@ -709,6 +711,11 @@ class StorageDashboardData:
         if self._reports is None:
             raise DataUnavailable("one-click reports (gateway/web/report_data.py) are not connected")
         return self._reports
+
+    def outcomes(self, user: User, start: datetime, end: datetime, bucket: str) -> Outcomes:
+        grids = None if user.sees_everything() else list(user.grids)
+        with connection(self._pool, "reading outcomes") as st:  # gateway/outcomes
+            return read_outcomes(st.conn, self._community, start, end, bucket=cast(Any, bucket), grids=grids)
 
     def care_register(self) -> DashboardCareRegister:
         return DashboardCareRegister(self._community, self._pool)

@@ -17,6 +17,7 @@ from viz.pages import (
     hotspots,
     incident,
     login,
+    outcomes,
     patrols,
     report,
     tickets,
@@ -25,4 +26,4 @@ from viz.pages import (
 )
 
 PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
-                verify, care_register, patrols, handoffs, hotspots)
+                verify, care_register, patrols, handoffs, outcomes, hotspots)

@@ -21,6 +21,7 @@ def kpi_page(req: Req, board: Dashboard, _arg: str | None = None) -> Any:
     lang = req.lang
     return html.Div([
         html.H2(t(lang, "kpi.title")),
+        html.P(dcc.Link(t(lang, "oc.kpi_link"), href="/outcomes", id="oc-link"), className="oc-link"),  # /outcomes
         html.Div([html.Span(t(lang, "kpi.period")),
                   dcc.RadioItems(id="kpi-period", value="30", inline=True,
                                  options=[{"label": t(lang, "kpi.days", n=n), "value": str(n)}
