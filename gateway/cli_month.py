@@ -34,8 +34,7 @@ def _month(text: str) -> tuple[int, int]:
     try:
         return parse_month(text)
     except MonthError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--month {text!r}").lstrip(": ") or str(exc)) \
-            from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def check_writable(out: Path) -> None:

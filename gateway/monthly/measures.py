@@ -30,12 +30,12 @@ def parse_month(text: str) -> tuple[int, int]:
     """(year, month) of ``YYYY-MM`` with the year in 2000..2999."""
     m = _MONTH.match(text.strip())
     if m is None:
-        raise MonthError(f"--month {text!r} is not a month like 2026-11 (YYYY-MM)")
+        raise MonthError(f"{text!r} is not a month like 2026-11 (YYYY-MM)")
     year, month = int(m.group(1)), int(m.group(2))
     if not 2000 <= year <= 2999:
-        raise MonthError(f"--month {text!r}: the year must lie in 2000..2999")
+        raise MonthError(f"{text!r}: the year must lie in 2000..2999")
     if not 1 <= month <= 12:
-        raise MonthError(f"--month {text!r}: the month must be 01..12")
+        raise MonthError(f"{text!r}: the month must be 01..12")
     return year, month
 
 

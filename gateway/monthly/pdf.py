@@ -75,7 +75,7 @@ def write_pdf(report: MonthReport, out: Path, lang: str = "zh", *, png_dir: Path
     each page as ``page-N.png`` in ``png_dir``; returns the number of pages. OSError if a file cannot be written."""
     rc = font_rc(lang)
     logging.getLogger("fontTools").setLevel(logging.WARNING)  # it reports each table it subsets at INFO
-    made = made or datetime.now(report.cutoff.tzinfo)
+    made = made or datetime.now(report.start.tzinfo)
     out = Path(out)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or Path("."))
     os.close(fd)
@@ -122,7 +122,7 @@ def _heading(fig: Figure, report: MonthReport, lang: str, text: str) -> None:
 
 
 def _footer(fig: Figure, report: MonthReport, lang: str, n: int, made: datetime) -> None:
-    fig.text(0.06, 0.02, t(lang, "made", at=made.astimezone(report.cutoff.tzinfo).strftime("%Y-%m-%d %H:%M")),
+    fig.text(0.06, 0.02, t(lang, "made", at=made.astimezone(report.start.tzinfo).strftime("%Y-%m-%d %H:%M")),
              fontsize=7, color=SOFT)
     fig.text(0.94, 0.02, t(lang, "page", n=n, of=PAGES), fontsize=7, color=SOFT, ha="right")
 
