@@ -220,7 +220,7 @@ class Community(_Model):
     care_units: list[CareUnit] = []
     contacts: Contacts = Field(default_factory=Contacts, description="whom workers call: twin/contacts.py")
     targets: OutcomeTargets = Field(default_factory=OutcomeTargets,
-                                    description="baseline and target per outcome: twin/outcomes.py")
+                                    description="baseline and target per outcome: twin/outcomes/, docs/outcomes.md")
     _by_id: dict[str, Device] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

@@ -180,3 +180,13 @@ def test_nothing_to_measure() -> None:
 def test_place_labels() -> None:
     assert place_label("B1", -1, {"B1": "1号楼"}) == "1号楼/B1"
     assert place_label("B9", None, {}) == "B9"
+
+
+def test_targets_are_checked_where_the_file_is_read() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"satisfaction.target is a share from 0 to 1"):
+        OutcomeTargets.model_validate({"satisfaction": {"target": 94}})
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        OutcomeTargets.model_validate({"close_time": {"target": 2}})
+    assert OutcomeTargets.model_validate({"close_days": {"target": 3}}).close_days.baseline is None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Metric = Literal["close_days", "satisfaction", "response_sla", "resolution_sla", "care_on_time", "patrols_done",
                  "false_alarm_rate", "repeat_rate"]
@@ -51,6 +51,17 @@ class OutcomeTargets(BaseModel):
     patrols_done: Target = Target(target=0.95)
     false_alarm_rate: Target = Target(target=0.10)
     repeat_rate: Target = Target(target=0.10)  # share of places with a repeated incident in the period
+
+    @model_validator(mode="after")
+    def _shares(self) -> OutcomeTargets:
+        for m in METRICS:
+            if m == "close_days":
+                continue
+            t: Target = getattr(self, m)
+            for what, v in (("baseline", t.baseline), ("target", t.target)):
+                if v is not None and v > 1:
+                    raise ValueError(f"{m}.{what} is a share from 0 to 1 (e.g. 0.95 for 95 %), not {v:g}")
+        return self
 
     def met(self, metric: Metric, value: float | None) -> bool | None:
         """Whether ``value`` meets the target (None: no value)."""
