@@ -41,8 +41,7 @@ class Tuning:
     min_margin: float = MIN_MARGIN
     k1: float = BM25_K1
     b: float = BM25_B
-    unit_weight: float = 0.0  # the best single phrasing (title or one of the questions), words and bigrams
-    own_audience: float = 1.0  # factor for documents written for the asker's audience (worker asks: worker docs)
+    method: str = "lucene"  # bm25s's BM25 variant
 
 
 @dataclass(frozen=True)
@@ -123,9 +122,6 @@ class _Index:
     fields: dict[str, bm25s.BM25]  # a field no document has is left out
     term_docs: dict[str, set[int]] = field(default_factory=dict)  # term -> documents holding it (any field)
     audience_mask: dict[str, np.ndarray] = field(default_factory=dict)
-    units: bm25s.BM25 | None = None  # each phrasing (title, each question) on its own
-    unit_doc: np.ndarray | None = None  # unit -> document
-    prior: dict[str, np.ndarray] = field(default_factory=dict)  # audience -> factor per document
 
 
 class Assistant:
@@ -153,19 +149,12 @@ class Assistant:
         for name, corpus in per_field.items():
             if not any(corpus):
                 continue
-            bm = bm25s.BM25(k1=tuning.k1, b=tuning.b)
+            bm = bm25s.BM25(k1=tuning.k1, b=tuning.b, method=tuning.method)
             bm.index(corpus, show_progress=False)
             indices[name] = bm
         resident = np.array([d.audience in ("resident", "all") for d in docs], dtype=bool)
         masks = {"resident": resident, "worker": np.ones(len(docs), dtype=bool), "all": np.ones(len(docs), dtype=bool)}
-        prior = {a: np.array([tuning.own_audience if d.audience == a else 1.0 for d in docs]) for a in AUDIENCES}
-        ix = _Index(docs, indices, term_docs, masks, prior=prior)
-        if tuning.unit_weight:
-            units = [(i, text) for i, d in enumerate(docs) for text in (d.title_zh, *d.questions)]
-            ix.units = bm25s.BM25(k1=tuning.k1, b=tuning.b)
-            ix.units.index([tokens(t) + bigrams(t) for _, t in units], show_progress=False)
-            ix.unit_doc = np.array([i for i, _ in units], dtype=np.int64)
-        return cls(ix, tuning)
+        return cls(_Index(docs, indices, term_docs, masks), tuning)
 
     def __len__(self) -> int:
         return len(self._index.documents)
@@ -208,11 +197,6 @@ class Assistant:
             q = grams if name.endswith(":bi") else chars if name.endswith(":uni") else terms
             if q:
                 raw += self.tuning.field_weights[name] * bm.get_scores(q)
-        if ix.units is not None and ix.unit_doc is not None:
-            best_unit = np.zeros(n, dtype=np.float64)
-            np.maximum.at(best_unit, ix.unit_doc, ix.units.get_scores(terms + grams))
-            raw += self.tuning.unit_weight * best_unit
-        raw *= ix.prior[audience]
         raw[~ix.audience_mask[audience]] = 0.0
         ranked = [(int(i), float(raw[i])) for i in np.argsort(-raw, kind="stable") if raw[i] > 0]
         if not ranked:

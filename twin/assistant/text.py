@@ -46,6 +46,8 @@ def tokenizer() -> jieba.Tokenizer:
                 for line in _data_lines(USERDICT_FILE):
                     word, *rest = line.split()
                     tk.add_word(word, int(rest[0]) if rest and rest[0].isdigit() else None)
+                for word in set(synonyms().values()) - set(tk.FREQ):  # what a rewrite produces stays whole
+                    tk.add_word(word, 1000)
                 _built.append(tk)
     return _built[0]
 
