@@ -19,7 +19,7 @@ import os
 import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,8 +182,7 @@ def _bar_labels(ax: Axes, bars: Any, labels: Sequence[str], *, horizontal: bool 
 def _page_outcomes(fig: Figure, r: MonthReport, lang: str) -> None:
     fig.text(0.06, 0.955, t(lang, "title", name=r.name), fontsize=20, color=INK)
     fig.text(0.06, 0.925, _month(r, lang), fontsize=14, color=BLUE)
-    last = (r.end.astimezone(r.start.tzinfo)).date().toordinal() - 1
-    sub = t(lang, "period", first=r.start.date().isoformat(), last=datetime.fromordinal(last).date().isoformat(),
+    sub = t(lang, "period", first=r.start.date().isoformat(), last=(r.end - timedelta(days=1)).date().isoformat(),
             tz=str(r.start.tzinfo))
     if r.cutoff < r.end:
         sub += "  " + t(lang, "cutoff", at=r.cutoff.astimezone(r.start.tzinfo).strftime("%Y-%m-%d %H:%M"))
@@ -238,6 +237,18 @@ def _card(ax: Axes, r: MonthReport, metric: Metric, lang: str) -> None:
             text(0.11, t(lang, "kpi.vs_baseline", d=delta))
 
 
+def week_labels(r: MonthReport) -> list[str]:
+    """Each week of the month as its first and last day in the month: ``11-02~08``, or ``11-01`` for one day."""
+    first = r.start.date()
+    last = (r.end - timedelta(days=1)).date()
+    starts = [max(d, first) for d, _ in r.weeks]
+    out = []
+    for i, s in enumerate(starts):
+        e = min(starts[i + 1] - timedelta(days=1) if i + 1 < len(starts) else last, last)
+        out.append(f"{s:%m-%d}" if e == s else f"{s:%m-%d}~{e:%d}")
+    return out
+
+
 def _weekly(ax: Axes, r: MonthReport, metric: Metric, lang: str) -> None:
     first = r.start.date()
     pts = [(max(d, first), v.get(metric)) for d, v in r.weeks]
@@ -250,12 +261,13 @@ def _weekly(ax: Axes, r: MonthReport, metric: Metric, lang: str) -> None:
     for x, y in zip(xs, ys, strict=True):
         if y is not None:
             ax.annotate(f"{y:.1f}" if metric == "close_days" else f"{y:.0f}%", (x, y), textcoords="offset points",
-                        xytext=(0, 7), ha="center", fontsize=7.5, color=BLUE)
+                        xytext=(0, 7), ha="center", fontsize=7.5, color=BLUE, zorder=5,
+                        bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
     ax.axhline(target.target * scale, color=GREEN, linestyle="--", linewidth=1.2, label=t(lang, "line.target"))
     if target.baseline is not None:
         ax.axhline(target.baseline * scale, color=GREY, linestyle=":", linewidth=1.4, label=t(lang, "line.baseline"))
     ax.set_title(t(lang, "weekly.close" if metric == "close_days" else "weekly.sat"), fontsize=10)
-    ax.set_xticks(xs, [d.strftime("%m-%d") for d, _ in pts])
+    ax.set_xticks(xs, week_labels(r), fontsize=7.5)
     ax.set_xlim(-0.4, len(xs) - 0.6)
     ax.set_xlabel(t(lang, "weekly.week"), fontsize=8, color=SOFT)
     vals = [y for y in ys if y is not None] + [target.target * scale]

@@ -33,7 +33,7 @@ STRINGS: Mapping[str, tuple[str, str]] = {
     "unit.days": ("{v} 天", "{v} days"),
     "weekly.close": ("每周平均办结时长（天）", "Mean time to close per week (days)"),
     "weekly.sat": ("每周居民满意率", "Residents satisfied per week"),
-    "weekly.week": ("周（起始日）", "week starting"),
+    "weekly.week": ("周（按周一起算）", "week (from Monday)"),
     "line.actual": ("实际", "actual"),
     "line.target": ("目标", "target"),
     "line.baseline": ("基线", "baseline"),

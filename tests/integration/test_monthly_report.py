@@ -51,6 +51,7 @@ def test_a_seeded_month_gathers_and_draws(report: MonthReport, tmp_path: Path) -
     assert r.tickets == 60 and sum(n for _, n in r.per_category) == 60
     assert r.start.isoformat() == "2026-11-01T00:00:00+08:00" and r.cutoff == r.end  # the month is over
     assert len(r.per_day) == 30
+    assert pdf.week_labels(r) == ["11-01", "11-02~08", "11-09~15", "11-16~22", "11-23~29", "11-30"]  # from Monday
     assert r.values["tickets"] == 60
     for metric in ("close_days", "satisfaction", "response_sla", "resolution_sla", "care_on_time", "patrols_done",
                    "false_alarm_rate", "repeat_rate"):
