@@ -12,6 +12,7 @@ patrol rounds belong to a grid, not to one worker: a worker's figures are those 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,13 +168,15 @@ def patrol_rounds(points: Iterable[Checkpoint], plans: Plans, checkins: Iterable
         if plan is None:
             continue
         mine = sorted(by_point.get(cp.id, ()), key=lambda c: c.at)
+        times = [c.at for c in mine]
         start, end = period_of(plan, plans.anchor, max(first, plans.anchor))
         while end - timedelta(days=1) < stop and end <= today:
             if end - timedelta(days=1) >= first and start >= plans.anchor:
                 lo, hi = local_start(start, tz), local_start(end, tz)
-                done = [c for c in mine if lo <= c.at < hi]
+                i = bisect_left(times, lo)
+                done = i < len(times) and times[i] < hi
                 if done or since is None or lo >= since:
-                    out.append(PatrolRound(cp.id, cp.grid, start, end, bool(done), done[0].worker if done else None))
+                    out.append(PatrolRound(cp.id, cp.grid, start, end, done, mine[i].worker if done else None))
             start, end = period_of(plan, plans.anchor, end)
     return out
 
@@ -281,12 +284,18 @@ def measure(community: str, start: datetime, end: datetime, bucket: Bucket, tz: 
     def bucket_of(d: date) -> date:
         return bucket_start(d, bucket)
 
-    series: list[tuple[datetime, Values]] = []
-    for b in bucket_starts(first, stop, bucket):
-        series.append((datetime.combine(b, time(0), tz), values(
-            [t for t in tickets if bucket_of(t.created_at.astimezone(tz).date()) == b],
-            [d for d in dues if bucket_of(d.day) == b],
-            [r for r in rounds if bucket_of(r.end - timedelta(days=1)) == b], len(all_workers))))
+    t_by: dict[date, list[Ticket]] = {}
+    for t in tickets:
+        t_by.setdefault(bucket_of(t.created_at.astimezone(tz).date()), []).append(t)
+    d_by: dict[date, list[CareDue]] = {}
+    for d in dues:
+        d_by.setdefault(bucket_of(d.day), []).append(d)
+    r_by: dict[date, list[PatrolRound]] = {}
+    for r in rounds:
+        r_by.setdefault(bucket_of(r.end - timedelta(days=1)), []).append(r)
+    series = [(datetime.combine(b, time(0), tz), values(t_by.get(b, []), d_by.get(b, []), r_by.get(b, []),
+                                                        len(all_workers)))
+              for b in bucket_starts(first, stop, bucket)]
 
     kinds: dict[str, tuple[int, int]] = {}
     for t in tickets:
