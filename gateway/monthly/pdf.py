@@ -20,6 +20,7 @@ import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,15 @@ def font_rc(lang: str) -> dict[str, Any]:
                               "install one, e.g. `apt-get install fonts-wqy-microhei`, or use --lang en")
         rc["font.family"] = ["DejaVu Sans"]
         return rc
-    font_manager.fontManager.addfont(str(path))
-    name = font_manager.FontProperties(fname=str(path)).get_name()
-    rc["font.family"] = [name, "DejaVu Sans"]
+    rc["font.family"] = [_registered(str(path)), "DejaVu Sans"]
     return rc
+
+
+@cache
+def _registered(path: str) -> str:
+    """The family name of the font file ``path``, added to matplotlib's font manager once per process."""
+    font_manager.fontManager.addfont(path)
+    return str(font_manager.FontProperties(fname=path).get_name())
 
 
 def write_pdf(report: MonthReport, out: Path, lang: str = "zh", *, png_dir: Path | None = None,
