@@ -27,6 +27,7 @@ from twin.tickets.handoff import Handoff, PartnerKpi
 from viz.history_model import HistoryData
 
 if TYPE_CHECKING:  # viz.report_model imports this module
+    from viz.assistant_model import AssistantData
     from viz.care_model import CareRegisterData
     from viz.patrol_model import PatrolData
     from viz.report_model import ReportsData
@@ -474,6 +475,11 @@ class DashboardData(Protocol):
 
     def patrols(self) -> PatrolData:
         """Patrols, check-ins and on-duty positions (/patrols, /patrol; viz/patrol_model.py)."""
+        ...
+
+    def assistant(self) -> AssistantData:
+        """The knowledge assistant and the questions handed to a person (/assistant, the worker's knowledge box;
+        viz/assistant_model.py)."""
         ...
 
     # -- sign-in (shared with the REST API) ----------------------------------------------------------

@@ -15,7 +15,8 @@ def parse_path(path: str | None) -> tuple[str, str | None]:
     fixed = {"/": "control", "/tickets": "tickets", "/kpi": "kpi", "/hotspots": "hotspots", "/care": "care",
              "/outcomes": "outcomes",
              "/devices": "devices", "/worker": "worker", "/login": "login", "/history": "history", "/audit": "audit",
-             "/report": "report", "/residents": "residents", "/patrols": "patrols", "/patrol": "patrol"}
+             "/report": "report", "/residents": "residents", "/patrols": "patrols", "/patrol": "patrol",
+             "/assistant": "assistant"}
     if p in fixed:
         return fixed[p], None
     for prefix, kind in (("/building/", "control"), ("/device/", "device"), ("/worker/ticket/", "wticket"),

@@ -17,6 +17,7 @@ from viz.data import DataUnavailable
 from viz.i18n import t
 from viz.pages import (
     analytics,
+    assistant,
     audit,
     care,
     care_register,
@@ -59,6 +60,7 @@ PAGES: Mapping[str, PageBuilder] = {
     "resident": care_register.resident_page,
     "patrols": patrols.patrols_page,  # supervisors: plans, status per grid, trails
     "patrol": patrols.patrol_page,  # the worker's phone: due checkpoints, a QR code's check-in
+    "assistant": assistant.assistant_page,  # 知识助手: ask, top answers, recent handoffs to a person
 }
 
 

@@ -53,6 +53,7 @@ PAGE_ROLES: Mapping[str, frozenset[Role]] = {
     "residents": EVERYONE, "resident": EVERYONE,  # the care register: the data source masks what a role may not see
     "patrols": EVERYONE, "patrol": EVERYONE,  # patrols: supervisors' overview (a worker gets their phone page)
     "outcomes": SUPERVISORS,  # 成效分析 (linked from /kpi)
+    "assistant": SUPERVISORS,  # 知识助手 (workers have the knowledge box on the ticket page)
 }
 HOME: Mapping[Role, str] = {Role.WORKER: "/worker", Role.SUPERVISOR: "/tickets", Role.OPERATOR: "/",
                             Role.ADMIN: "/"}
@@ -63,7 +64,8 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("residents", "/residents", "nav.residents"),  # the care register (关爱台账)
     ("worker", "/worker", "nav.worker"),
     ("patrols", "/patrols", "nav.patrols"),  # 巡查: supervisors' overview, a worker's own patrols
-    ("report", "/report", "nav.report"), ("kpi", "/kpi", "nav.kpi"), ("hotspots", "/hotspots", "nav.hotspots"),
+    ("report", "/report", "nav.report"), ("assistant", "/assistant", "nav.assistant"),  # 知识助手
+    ("kpi", "/kpi", "nav.kpi"), ("hotspots", "/hotspots", "nav.hotspots"),
     ("audit", "/audit", "nav.audit"),
 )
 NAV_SHOWN = 6

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from viz.i18n import floor_label, t
+from viz.quotes import unwrap
 
 MAX_QUESTION = 500  # gateway.assistant.core.MAX_QUESTION (not imported: core imports the engine)
 MAX_NOTE = 300
@@ -55,9 +56,10 @@ def _match(lang: str, m: Mapping[str, Any], *, best: bool) -> str:
     score = _e(t(lang, "ask.score", score=f"{float(m['score']):.2f}"))
     if best:
         return (f'<div class="as-best" id="ask-best" data-doc="{_e(m["id"])}"><h2>{_e(m["title"])}</h2>'
-                f'<blockquote id="ask-quote">{_e(m["quote"])}</blockquote>{src}</div>')
+                f'<blockquote id="ask-quote">{_e(unwrap(m["quote"]))}</blockquote>{src}</div>')
     return (f'<details class="as-more" data-doc="{_e(m["id"])}"><summary>{_e(m["title"])} '
-            f'<span class="muted">· {score}</span></summary><blockquote>{_e(m["quote"])}</blockquote>{src}</details>')
+            f'<span class="muted">· {score}</span></summary><blockquote>{_e(unwrap(m["quote"]))}</blockquote>{src}'
+            "</details>")
 
 
 def answer_body(lang: str, building_path: str, floors: Iterable[int], token: str, answer: Mapping[str, Any], *,

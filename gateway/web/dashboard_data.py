@@ -44,6 +44,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from gateway.api.pool import StoragePool
+from gateway.assistant.dashboard import StorageAssistant
 from gateway.care.dashboard import DashboardCareRegister
 from gateway.outcomes.store import read_outcomes
 from gateway.patrols.dashboard import DashboardPatrols
@@ -722,6 +723,9 @@ class StorageDashboardData:
 
     def patrols(self) -> DashboardPatrols:
         return DashboardPatrols(self._community, self._desk)  # gateway/patrols/dashboard.py
+
+    def assistant(self) -> StorageAssistant:
+        return StorageAssistant(self._community, self._pool)  # gateway/assistant/dashboard.py
 
     # -- sign-in -------------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from viz.pages import (
     analytics,
+    assistant,
     audit,
     care,
     care_register,
@@ -25,5 +26,5 @@ from viz.pages import (
     worker,
 )
 
-PAGE_MODULES = (control, tickets, worker, device, devices, analytics, care, history, incident, audit, login, report,
-                verify, care_register, patrols, handoffs, outcomes, hotspots)
+PAGE_MODULES = (control, tickets, worker, device, devices, analytics, assistant, care, history, incident, audit, login,
+                report, verify, care_register, patrols, handoffs, outcomes, hotspots)

@@ -17,6 +17,7 @@ from dash.exceptions import PreventUpdate
 from twin import catalogue
 from viz.data import CLOSE_REASONS, ActionRefused, DataUnavailable, TicketView
 from viz.i18n import t
+from viz.pages.assistant import knowledge_box
 from viz.pages.care_register import ticket_section as care_section
 from viz.pages.device_charts import field_label, value_text
 from viz.pages.patrols import nearest_section
@@ -88,6 +89,7 @@ def worker_ticket_page(req: Req, board: Dashboard, ticket_id: str | None = None)
             html.Div(id="wt-msg", className="msg", role="status"),
         ]),
         html.Div(id="wt-calls"),
+        knowledge_box(req),  # 知识库, folded: below the next action (viz/pages/assistant.py)
         html.Div(id="wt-body"),
         html.Div(id="wt-sop-box"),  # redrawn only when the stored ticks differ from the boxes (a tick in flight stays)
         html.Div(id="wt-tail"),

@@ -60,5 +60,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "as.col.state": ("状态", "State"),
     "as.col.assignee": ("网格员", "Worker"),
     "as.by_resident": ("居民", "resident"),
+    "as.type.faq": ("问答", "FAQ"),
+    "as.type.sop": ("处置规程", "SOP"),
+    "as.type.policy": ("制度", "policy"),
+    "as.type.case": ("案例", "case"),
     "as.need_question": ("请输入问题（不超过 {n} 字）。", "Type a question (at most {n} characters)."),
 }
