@@ -92,14 +92,15 @@ def body(req: Req, board: Dashboard, days: int, bucket: str) -> Any:
     except DataUnavailable as exc:
         return html.P(unavailable_text(lang, exc), className="msg warn", id="oc-unavailable")
     targets = community.targets
-    scope = "" if req.user.sees_everything() else t(lang, "oc.scope.grids", grids="、".join(req.user.grids) or "—")
+    grid_names = {g.id: g.name for g in community.grids}
+    scope = "" if req.user.sees_everything() else t(lang, "oc.scope.grids", grids=", ".join(
+        grid_names.get(g, g) for g in req.user.grids) or "—")
     last = (end - timedelta(days=1)).date()
     head = html.P([t(lang, "oc.range", start=start.date().isoformat(), end=last.isoformat(), tz=community.timezone),
                    html.Span(" · " + scope if scope else "")], className="muted small", id="oc-range")
     if not o.values.get("tickets") and all(o.values.get(m) is None for m in METRICS):
         return html.Div([*note, head, html.P(t(lang, "oc.none"), className="muted", id="oc-none")])
     names = people(community, lang)
-    grid_names = {g.id: g.name for g in community.grids}
     config = cast(Any, {"displayModeBar": False, **locale_config(lang)})  # small charts: the bar hid the titles
     charts = [html.Div(dcc.Graph(id=f"oc-chart-{m}", figure=trend_figure(lang, o, targets, m), config=config,
                                  className="oc-graph"), className="oc-chart") for m in CHARTED]
