@@ -108,18 +108,6 @@ def tokens(text: str) -> list[str]:
     return out
 
 
-def characters(text: str) -> list[str]:
-    """Chinese characters of a text once its stop words are out, and its Latin words."""
-    out: list[str] = []
-    stop = stopwords()
-    for piece in _TOKEN.findall(normalise(text)):
-        if piece.isascii():
-            out.append(piece)
-            continue
-        out += [c for w in tokenizer().lcut(piece, HMM=True) if w not in stop for c in w]
-    return out
-
-
 def bigrams(text: str) -> list[str]:
     """Character bigrams of a text's Chinese once its stop words are out (洗澡的时候头很晕 -> 洗澡头晕 -> 洗澡,
     澡头, 头晕), and its Latin words: they match what segmentation splits differently (头晕 vs 头 很 晕)."""
