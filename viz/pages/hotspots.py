@@ -130,7 +130,9 @@ def place_text(lang: str, names: Mapping[str, str], building: str | None, floor:
     if building is None:
         return t(lang, "hs.community_wide")
     name = names.get(building, building)
-    return f"{name} {floor_label(lang, floor)}" if floor is not None else f"{name}{t(lang, 'hs.whole_building')}"
+    if floor is not None:
+        return f"{name} {floor_label(lang, floor)}"
+    return f"{name}{'' if lang == 'zh' else ' '}{t(lang, 'hs.whole_building')}"
 
 
 def category_text(lang: str, label: hs.Labeller, category: str | None) -> str:
