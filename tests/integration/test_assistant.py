@@ -22,12 +22,15 @@ from fastapi.testclient import TestClient
 from gateway import settings as settings_mod
 from gateway.api.app import create_api
 from gateway.api.auth import Users, configure_hashing
+from gateway.api.pool import StoragePool
 from gateway.assistant.core import assistant
+from gateway.assistant.dashboard import StorageAssistant
 from gateway.storage import Storage
 from gateway.tickets.views import knowledge_base
 from tests.conftest import DB_URL, MQTT_URL
 from twin.community import parse
 from twin.people import Role
+from viz.data import ActionRefused
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +54,7 @@ def sure() -> str:
 
 @dataclass
 class Env:
+    schema: str
     storage: Storage
     app: FastAPI
     tokens: dict[str, str]
@@ -86,7 +90,7 @@ def env() -> Iterator[Env]:
     with TestClient(app) as c:
         for name in USERS:
             tokens[name] = c.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}).json()["token"]
-    yield Env(storage, app, tokens)
+    yield Env(schema, storage, app, tokens)
     app.state.close()
     storage.close()
     with psycopg.connect(DB_URL, autocommit=True) as conn:
@@ -276,3 +280,27 @@ def test_handoffs_share_the_report_forms_rate_limit_and_asking_has_its_own(env: 
     other = env.resident()
     assert other.post("/r/sunshine/B1/ask", data={"form_token": form_token(other), "question": sure()}).status_code \
         == 200
+
+
+def test_the_dashboard_lists_recent_handoffs_by_grid(env: Env) -> None:
+    api = TestClient(env.app)
+    assert api.post("/api/v1/assistant/handoff", headers=env.auth("ma"),
+                    json={"question": "物业费怎么交", "building": "B1"}).status_code == 201
+    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
+    pool = StoragePool(DB_URL, schema=env.schema, max_size=1, name="t-assistant")
+    try:
+        data = StorageAssistant(community, pool)
+        users = {n: Users(env.storage.conn).get(n) for n in ("op", "sup2")}
+        op, sup2 = users["op"], users["sup2"]
+        assert op is not None and sup2 is not None
+        mine = data.handoffs(op, 5)
+        assert mine and mine[0].question == "物业费怎么交" and mine[0].building == "B1" and not mine[0].by_resident
+        assert all(h.building != "B1" for h in data.handoffs(sup2))  # grid G2's supervisor: not G1's questions
+        answer = data.ask(sure(), "resident", "en", 2)
+        assert answer["confident"] and len(answer["matches"]) <= 2
+        with pytest.raises(ActionRefused):
+            data.ask("", "all", "zh")
+        with pytest.raises(ActionRefused):
+            data.ask("x", "boss", "zh")
+    finally:
+        pool.close()
