@@ -21,7 +21,7 @@ path                  what                                        roles
 ``/devices``          device inventory: search, filter, sort      operator, admin, supervisor
 ``/tickets``          ticket board with SLA countdowns            operator, admin, supervisor
 ``/kpi``              KPIs per worker and grid                    operator, admin, supervisor
-``/hotspots``         incidents per building/floor/kind, outliers operator, admin, supervisor
+``/hotspots``         alarms + reports per floor, 3D heat, hints  operator, admin, supervisor
 ``/care``             care homes red/yellow/green, inactivity     operator, admin, supervisor
 ``/history``          incidents and alarms over time, CSV export  operator, admin, supervisor
 ``/incident/<id>``    one incident: alarms, readings, ticket      operator, admin, supervisor

@@ -265,17 +265,6 @@ _CORE: Mapping[str, tuple[str, str]] = {
     "kpi.partner.arrived": ("到场次数", "Arrived"),
     "kpi.partner.median": ("到场用时（中位数）", "Time to arrive (median)"),
     "kpi.partner.max": ("最长用时", "Longest"),
-    # -- hotspots -----------------------------------------------------------------------------------
-    "hot.title": ("热点分析（近 {days} 天告警）", "Hotspots (alarms in the last {days} days)"),
-    "hot.by_building": ("按楼栋", "By building"),
-    "hot.by_floor": ("按楼层", "By floor"),
-    "hot.by_kind": ("按告警类型", "By alarm kind"),
-    "hot.col.place": ("位置", "Place"),
-    "hot.col.kind": ("类型", "Kind"),
-    "hot.col.count": ("次数", "Incidents"),
-    "hot.outlier": ("⚠ 明显偏高，建议排查根因", "⚠ Stands out: look for a root cause"),
-    "hot.none": ("近期没有告警。", "No alarms in this period."),
-    "hot.callout": ("异常偏高：{places}", "Stand out: {places}"),
     # -- care ---------------------------------------------------------------------------------------
     "care.title": ("关爱老人（独居）", "Elderly residents living alone"),
     "care.summary": ("红 {red} · 黄 {yellow} · 绿 {green} · 需关注 {alerts}", "red {red} · yellow {yellow} · green {green} · need a look {alerts}"),
