@@ -3,6 +3,8 @@ regression guard on the shipped question sets (benchmarks/qa_questions/: accurac
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from benchmarks import qa
 from twin.assistant import Answer, Assistant
 from twin.assistant.engine import Tuning
-from twin.assistant.text import normalise, tokens
+from twin.assistant.text import build_tokenizer, normalise, tokens
 from twin.knowledge import Document, KnowledgeBase
 
 
@@ -29,6 +31,17 @@ def test_segmentation_keeps_domain_words_and_lowercases_latin() -> None:
     assert {"低保", "高空抛物", "96333", "gas"} <= set(ts)
     assert not {"怎么办", "我家", "？", "，"} & set(ts)  # stop words and punctuation dropped
     assert "网格员" in tokens("找网格员")
+
+
+def test_jieba_is_set_up_quietly_without_cache_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capfd: pytest.CaptureFixture[str],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where jieba would write jieba.cache
+    with caplog.at_level(logging.DEBUG):
+        tk = build_tokenizer()
+    assert "高空抛物" in tk.lcut("楼上高空抛物")
+    assert list(tmp_path.iterdir()) == []
+    assert capfd.readouterr() == ("", "") and not caplog.records  # no "Building prefix dict ..."
 
 
 def test_synonyms_rewrite_how_residents_say_it() -> None:

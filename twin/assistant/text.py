@@ -38,18 +38,23 @@ def tokenizer() -> jieba.Tokenizer:
     if not _built:
         with _lock:
             if not _built:
-                tk = jieba.Tokenizer()
-                # What Tokenizer.initialize does, minus its cache file in the temp directory and its log lines.
-                with tk.get_dict_file() as f:
-                    tk.FREQ, tk.total = tk.gen_pfdict(f)
-                tk.initialized = True
-                for line in _data_lines(USERDICT_FILE):
-                    word, *rest = line.split()
-                    tk.add_word(word, int(rest[0]) if rest and rest[0].isdigit() else None)
-                for word in set(synonyms().values()) - set(tk.FREQ):  # what a rewrite produces stays whole
-                    tk.add_word(word, 1000)
-                _built.append(tk)
+                _built.append(build_tokenizer())
     return _built[0]
+
+
+def build_tokenizer() -> jieba.Tokenizer:
+    """A jieba tokenizer from its bundled dictionary plus the domain words: what ``Tokenizer.initialize`` does,
+    minus its cache file in the temp directory and its log lines."""
+    tk = jieba.Tokenizer()
+    with tk.get_dict_file() as f:
+        tk.FREQ, tk.total = tk.gen_pfdict(f)
+    tk.initialized = True
+    for line in _data_lines(USERDICT_FILE):
+        word, *rest = line.split()
+        tk.add_word(word, int(rest[0]) if rest and rest[0].isdigit() else None)
+    for word in set(synonyms().values()) - set(tk.FREQ):  # what a rewrite produces stays whole
+        tk.add_word(word, 1000)
+    return tk
 
 
 @cache
