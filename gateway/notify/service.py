@@ -38,6 +38,7 @@ from gateway.mqtt.common import MqttError, transport_options
 from gateway.mqtt.paho_transport import PahoTransport
 from gateway.notify import push
 from gateway.notify.formats import Request, request
+from gateway.ratelimit import EveryFewSeconds
 from gateway.settings import NOTIFY_EVENTS, Settings, WebhookSettings
 from gateway.storage import Storage, StorageError
 from twin import contract
@@ -83,6 +84,7 @@ class Notifier:
         self.channels = list(settings.notify.webhooks)
         self.link_base = settings.api.public_url
         self.counts: Counter[str] = Counter()
+        self._bad_log = EveryFewSeconds(10.0)  # at most one line per 10 s about messages that are not tickets
         self._post = post
         self._clock = clock
         self._inbox: queue.Queue[tuple[str, bytes, int] | None] = queue.Queue()
@@ -156,7 +158,9 @@ class Notifier:
             message = contract.TicketMessage.model_validate(raw)
         except (orjson.JSONDecodeError, ValidationError) as exc:
             self.counts["bad"] += 1
-            log.warning("notifier: not a ticket message on %s: %s", topic, str(exc).splitlines()[0][:200])
+            if self._bad_log.due():  # a device or a bug flooding the topic must not flood the log
+                log.warning("notifier: not a ticket message on %s (%d so far): %s", topic, self.counts["bad"],
+                            str(exc).splitlines()[0][:200])
             return True
         for channel in self.channels:
             if not wants(channel, message, raw):
