@@ -5,15 +5,14 @@ care alerts, history bucket sizes. Pure functions of their inputs (the clock is 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
 from twin.community import Community
 from twin.state import Level, Rollup
-from viz.data import AlarmView, CareUnitView, IncidentCount, TicketView
+from viz.data import AlarmView, CareUnitView, TicketView
 
 K = TypeVar("K", bound=Hashable)
 
@@ -174,34 +173,6 @@ def outliers(counts: Mapping[K, int], population: Iterable[K] = (), *, min_count
     mean = sum(values) / len(values)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
     return {k for k in keys if counts.get(k, 0) >= min_count and counts.get(k, 0) > mean + z * sd}
-
-
-@dataclass(frozen=True, slots=True)
-class Hotspots:
-    by_building: list[tuple[str, int, bool]]  # (building, incidents, outlier), most first
-    by_floor: list[tuple[str, int, int, bool]]  # (building, floor, incidents, outlier), most first
-    by_rule: list[tuple[str, int, bool]]
-
-
-def hotspots(rows: Sequence[IncidentCount], community: Community, *, top: int = 15) -> Hotspots:
-    b_counts: Counter[str] = Counter()
-    f_counts: Counter[tuple[str, int]] = Counter()
-    r_counts: Counter[str] = Counter()
-    for r in rows:
-        r_counts[r.rule] += r.count
-        if r.building is not None:
-            b_counts[r.building] += r.count
-            if r.floor is not None:
-                f_counts[(r.building, r.floor)] += r.count
-    b_out = outliers(b_counts, [b.id for b in community.buildings])
-    all_floors = [(b.id, f) for b in community.buildings for f in b.floors]
-    f_out = outliers(f_counts, all_floors)
-    r_out = outliers(r_counts)
-    return Hotspots(
-        [(b, n, b in b_out) for b, n in b_counts.most_common(top)],
-        [(b, f, n, (b, f) in f_out) for (b, f), n in f_counts.most_common(top)],
-        [(r, n, r in r_out) for r, n in r_counts.most_common(top)],
-    )
 
 
 # -- care ----------------------------------------------------------------------------------------------

@@ -266,16 +266,6 @@ class KpiRow:
 
 
 @dataclass(frozen=True, slots=True)
-class IncidentCount:
-    """Alarms raised at one place for one rule within the hotspot window."""
-
-    building: str | None
-    floor: int | None
-    rule: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class DeviceEvent:
     """One event a device reported (``device_events``): ``state`` is active, cleared or pulse."""
 
@@ -446,7 +436,6 @@ class DashboardData(Protocol):
         """Partners called for the tickets created in [since, until): calls, arrivals, arrival times."""
         ...
 
-    def hotspots(self, days: int) -> Sequence[IncidentCount]: ...
 
     def hotspot_data(self, since: datetime, until: datetime) -> HotspotData:
         """Alarms raised and one-click reports made in [since, until) by source, place, category, local hour and

@@ -76,7 +76,6 @@ from viz.data import (
     DeviceSeen,
     DeviceTimeline,
     HistoryPoint,
-    IncidentCount,
     KpiRow,
     LiveView,
     Photo,
@@ -645,18 +644,6 @@ class StorageDashboardData:
         return out
 
     # -- analysis ------------------------------------------------------------------------------------
-
-    def hotspots(self, days: int) -> Sequence[IncidentCount]:
-        """Alarms raised per (building, floor, rule) in the last ``days`` days (``alarm_events``)."""
-        days = max(1, min(int(days), 366))
-        with connection(self._pool, "reading hotspots") as st:
-            rows = st.conn.execute(
-                "SELECT coalesce(e.event->>'building', a.building), "
-                "coalesce((e.event->>'floor')::int, a.floor), coalesce(e.event->>'rule', a.rule), count(*) "
-                "FROM alarm_events e LEFT JOIN alarms a ON a.key = e.key "
-                "WHERE e.community = %s AND e.kind = 'raised' AND e.at >= now() - make_interval(days => %s) "
-                "GROUP BY 1, 2, 3", (self._code, days)).fetchall()
-        return [IncidentCount(r[0], r[1], r[2] or "?", int(r[3])) for r in rows]
 
     def hotspot_data(self, since: datetime, until: datetime) -> HotspotData:
         with connection(self._pool, "reading hotspots") as st:

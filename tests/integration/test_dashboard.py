@@ -29,7 +29,7 @@ from twin.people import Role, User
 from twin.state import Level, LiveState
 from viz import analytics as an
 from viz import app as app_mod
-from viz.data import ActionRefused, AlarmView, CareUnitView, DashboardData, IncidentCount, TicketView
+from viz.data import ActionRefused, AlarmView, CareUnitView, DashboardData, TicketView
 from viz.i18n import STRINGS, t
 from viz.scene import Scene
 from viz.shell import MAX_PHOTO_BYTES
@@ -130,15 +130,6 @@ def test_outliers_need_a_standout_and_a_minimum() -> None:
     assert an.outliers({"B1": 6}, quiet) == {"B1"}
     assert an.outliers({"B1": 2}, quiet) == set()  # below the minimum count
     assert an.outliers(dict.fromkeys(quiet, 5), quiet) == set()  # everyone alike: nobody stands out
-
-
-def test_hotspots_by_building_floor_and_kind(sample: Community) -> None:
-    rows = [IncidentCount("B7", 3, "fire_door_open", 9), IncidentCount("B1", 2, "gas_level1", 1),
-            IncidentCount("B2", None, "care_inactivity", 1)]
-    spots = an.hotspots(rows, sample)
-    assert spots.by_building[0] == ("B7", 9, True)
-    assert spots.by_floor[0] == ("B7", 3, 9, True)
-    assert ("B1", 1, False) in spots.by_building
 
 
 def test_care_alert() -> None:
@@ -351,8 +342,6 @@ def test_alarm_lifecycle_through_the_data_source(source: StorageDashboardData, l
     with pytest.raises(ActionRefused) as cleared:
         source.clear(OPERATOR, a.key, "again")
     assert cleared.value.code == "not_active"
-    spots = source.hotspots(30)
-    assert [(s.building, s.floor, s.rule, s.count) for s in spots] == [("B3", -1, "gas_level2", 1)]
 
 
 @DB_MARK
