@@ -114,16 +114,19 @@ def tokens(text: str) -> list[str]:
 
 
 def bigrams(text: str) -> list[str]:
-    """Character bigrams of a text's Chinese once its stop words are out (洗澡的时候头很晕 -> 洗澡头晕 -> 洗澡,
-    澡头, 头晕), and its Latin words: they match what segmentation splits differently (头晕 vs 头 很 晕)."""
+    """Character bigrams of a text's Chinese, plus those bridging its stop words (洗澡的时候头很晕: 洗澡, 澡的 …,
+    and from 洗澡头晕 also 澡头, 头晕), and its Latin words. They match what segmentation cuts differently
+    (头晕 vs 头 很 晕; 炒菜锅里 vs 锅里)."""
     out: list[str] = []
     stop = stopwords()
     for piece in _TOKEN.findall(normalise(text)):
         if piece.isascii():
             out.append(piece)
             continue
+        grams = [piece[i:i + 2] for i in range(len(piece) - 1)] or [piece]
         kept = "".join(w for w in tokenizer().lcut(piece, HMM=True) if w not in stop)
-        out += [kept[i:i + 2] for i in range(len(kept) - 1)] or ([kept] if kept else [])
+        seen = set(grams)
+        out += grams + [g for g in (kept[i:i + 2] for i in range(len(kept) - 1)) if g not in seen]
     return out
 
 
