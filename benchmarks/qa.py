@@ -99,6 +99,7 @@ def evaluate(assistant: Assistant, questions: list[Question], kb: KnowledgeBase 
     out_scope = [q for q in questions if q.expect is None]
     top1 = top3 = confident_wrong = handoffs = oos_handoffs = 0
     misses: list[dict[str, Any]] = []
+    by_file: dict[str, dict[str, int]] = {}
     unknown = sorted({q.expect for q in in_scope if kb is not None and q.expect and kb.get(q.expect) is None})
     for q in questions:
         a = assistant.ask(q.q, audience=q.audience, limit=3)  # type: ignore[arg-type]
@@ -113,6 +114,9 @@ def evaluate(assistant: Assistant, questions: list[Question], kb: KnowledgeBase 
         if q.expect is not None:
             top1 += not wrong
             top3 += q.expect in ids
+            f = by_file.setdefault(q.source.split(":")[0], {"in_scope": 0, "top1": 0})
+            f["in_scope"] += 1
+            f["top1"] += not wrong
         if wrong and (q.expect is not None or a.confident):
             misses.append({"question": q.q, "expected": q.expect, "got": got, "top3": ids,
                            "confident": a.confident, "score": round(a.matches[0].score, 3) if a.matches else 0.0,
@@ -125,9 +129,11 @@ def evaluate(assistant: Assistant, questions: list[Question], kb: KnowledgeBase 
         "top1": round(top1 / n_in, 4) if n_in else None,
         "top3": round(top3 / n_in, 4) if n_in else None,
         "confident_wrong": round(confident_wrong / n, 4) if n else None,
+        "confident_wrong_count": confident_wrong,
         "handoff_rate": round(handoffs / n, 4) if n else None,
         "out_of_scope_handoffs": f"{oos_handoffs} / {len(out_scope)}",
         "unknown_expected_ids": unknown,
+        "top1_by_file": {name: round(f["top1"] / f["in_scope"], 4) for name, f in sorted(by_file.items())},
         "misses": misses,
     }
 
