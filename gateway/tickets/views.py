@@ -12,16 +12,18 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gateway.tickets.rows import AlarmHistoryRow, EarlierTicketRow, TicketAlarmRow
 from twin import tickets as tk
-from twin.assistant import Assistant
 from twin.community import Community
 from twin.knowledge import KNOWLEDGE_DIRS, Document, KnowledgeBase
 from twin.tickets import Ticket
+
+if TYPE_CHECKING:
+    from twin.assistant import Assistant
 
 API_PREFIX = "/api/v1"
 MAX_VIEW_DEVICES = 8  # devices whose latest readings a view shows
@@ -38,7 +40,10 @@ def knowledge_base(directories: tuple[Path, ...] = KNOWLEDGE_DIRS) -> KnowledgeB
 
 @cache
 def assistant() -> Assistant:
-    """The knowledge assistant over :func:`knowledge_base` (index built once per process)."""
+    """The knowledge assistant over :func:`knowledge_base` (index built once per process; jieba and bm25s are
+    imported only here, about 0.3 s, so processes that never ask do not pay for them)."""
+    from twin.assistant import Assistant
+
     return Assistant.build(knowledge_base())
 
 
