@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal
 
 from gateway.reports.store import NewReport, submit
+from gateway.tickets import views
 from gateway.tickets.service import TicketService
 from twin.assistant import Answer, Assistant
 from twin.community import Community
@@ -29,21 +29,8 @@ _BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))  # d
 
 
 def assistant() -> Assistant:
-    """The assistant over the shipped knowledge base (built once per process)."""
-    from gateway.tickets import views
-
-    loader = getattr(views, "assistant", None)  # the shared cached loader, when the ticket views have one
-    if callable(loader):
-        built: Assistant = loader()
-        return built
-    return _built()
-
-
-@cache
-def _built() -> Assistant:
-    from gateway.tickets.views import knowledge_base
-
-    return Assistant.build(knowledge_base())
+    """The assistant over the shipped knowledge base (built once per process: the ticket views' loader)."""
+    return views.assistant()
 
 
 def bad_char(text: str) -> str | None:
