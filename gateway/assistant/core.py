@@ -100,9 +100,8 @@ def description(question: str, note: str, answer: Answer | None) -> str:
         lines.append(f"补充：{note}")
     best = answer.best if answer is not None else None
     if best is not None:
-        title = best.document.title_zh[:60]
-        lines.append(f"小助手的参考答案：《{title}》（{best.document.id}，匹配度 {best.score:.2f}"
-                     f"{'' if answer is not None and answer.confident else '，把握不大'}），未能解决")
+        sure = answer is not None and answer.confident  # the entry's id and score: in the ticket's context
+        lines.append(f"小助手的参考答案：《{best.document.title_zh[:60]}》{'' if sure else '（把握不大）'}，未能解决")
     else:
         lines.append("小助手没有找到相关答案")
     return "\n".join(lines)

@@ -147,7 +147,7 @@ def test_staff_handoff_is_a_dispatched_ticket_with_the_question_and_the_guess(en
     assert answer["question"] == sure() and answer["matches"]
     (desc, title, context, contact), = env.storage.conn.execute(
         "SELECT description, title, context, contact FROM tickets WHERE id = %s", (ticket["id"],)).fetchall()
-    assert sure() in desc and "住户是独居老人" in desc and answer["matches"][0]["id"] in desc
+    assert sure() in desc and "住户是独居老人" in desc and answer["matches"][0]["title"] in desc
     assert title == "居民咨询/求助（网格员上报）" and contact == "13800001234"
     assert context["assistant"]["best"] == answer["matches"][0]["id"] and context["report"]["category"] == "question"
     none = api.post("/api/v1/assistant/handoff", headers=env.auth("op"),

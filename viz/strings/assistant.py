@@ -23,7 +23,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ask.yes_done": ("很高兴帮到您。还有问题可以再问，或返回本楼页面上报。", "Glad it helped. Ask again, or go back to the building page to report a problem."),
     "ask.no": ("没有解决", "No"),
     "ask.handoff.title": ("转给网格员", "Hand to the grid worker"),
-    "ask.handoff.lead": ("您的问题和小助手的回答会一起转给本楼的网格员，提交后可凭链接查看进度。", "Your question and the assistant's answer go to this building's grid worker; a link lets you follow it."),
+    "ask.handoff.lead": ("您的问题和小助手的回答会一起转给本楼的网格员，提交后可凭链接查看进度。紧急情况请直接拨打 110、119 或 120。", "Your question and the assistant's answer go to this building's grid worker; a link lets you follow it. In an emergency call 110, 119 or 120."),
     "ask.handoff.note": ("补充说明（可选，不超过 {n} 字）", "Anything else (optional, at most {n} characters)"),
     "ask.handoff.phone": ("联系电话（可选，用于回电，仅网格员可见）", "Phone for a call-back (optional, only the grid worker sees it)"),
     "ask.handoff.submit": ("转给网格员", "Hand to the grid worker"),
