@@ -84,15 +84,15 @@ def _open(svc: TicketService, c: Community, r: ResidentRow, s: care.Schedule, no
 
     context = {"care_visit": {"resident": r.id, "due": s.due.isoformat()}}
     try:  # as TicketService.create_manual: one incident decision at a time per community, then deliver
-        with svc._db("raising an overdue care visit"), svc.conn.transaction():
+        with svc.db_step("raising an overdue care visit"), svc.conn.transaction():
             svc.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
-            opened = svc._insert_and_dispatch(c, t, context)
+            opened = svc.insert_and_dispatch(c, t, context)
             record(opened)
     except StorageError as exc:
         if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
             return None  # another gateway raised it meanwhile: its ticket stands, ours was rolled back
         raise
-    svc._deliver(opened, "created")
+    svc.deliver(opened, "created")
     log.info("care visit of %s (resident %s) overdue since %s: ticket %s", r.unit, r.id, s.due, opened.id)
     return opened.id
 

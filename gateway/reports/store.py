@@ -128,7 +128,7 @@ def submit(svc: TicketService, c: Community, report: NewReport, *, reporter: Use
             (t.id, c.id, "resident" if resident else "staff", cat.id, cat.verify, who, now,
              track_hash(token) if token else None))
         if r.photo is not None:
-            photo_id = svc._store_photo(t.id, r.photo, "report", who, now)
+            photo_id = svc.store_photo(t.id, r.photo, "report", who, now)
             svc.conn.execute("UPDATE ticket_events SET photo_id = %s WHERE ticket_id = %s AND action = 'create'",
                              (photo_id, t.id))
 
@@ -142,9 +142,9 @@ def by_track_token(svc: TicketService, token: str) -> tuple[Ticket, ReportRow]:
     """The resident's report of a tracking token; :class:`TicketNotFound` for any token that is not one."""
     if not TOKEN_RE.match(token):
         raise TicketNotFound("no report for this link")
-    with svc._db("reading a report"):
-        found = svc._tickets(f"{SELECT_TICKETS} WHERE id = (SELECT ticket_id FROM ticket_reports "
-                             "WHERE track_hash = %s)", (track_hash(token),))
+    with svc.db_step("reading a report"):
+        found = svc.select_tickets(f"{SELECT_TICKETS} WHERE id = (SELECT ticket_id FROM ticket_reports "
+                                   "WHERE track_hash = %s)", (track_hash(token),))
         report = report_of(svc.conn, found[0].id) if found else None
     if not found or report is None:
         raise TicketNotFound("no report for this link")
@@ -152,7 +152,7 @@ def by_track_token(svc: TicketService, token: str) -> tuple[Ticket, ReportRow]:
 
 
 def check_state(svc: TicketService, t: Ticket) -> Verification:
-    with svc._db("reading a report's check"):
+    with svc.db_step("reading a report's check"):
         return check_of(svc.conn, t)
 
 
@@ -171,13 +171,13 @@ def verify(svc: TicketService, user: User, ticket_id: int, passed: bool, reason:
 
     action = VERIFY_PASS if passed else VERIFY_FAIL
     note = reason or ("核查通过 / checked: resolved" if passed else "")
-    return svc._act(user, ticket_id, action, fn, note, version=version, detail={"passed": passed})
+    return svc.act(user, ticket_id, action, fn, note, version=version, detail={"passed": passed})
 
 
 def pending_checks(svc: TicketService, user: User, limit: int = 100) -> list[Ticket]:
     """Resolved reports waiting for ``user``'s check (their grids'; operators: all), oldest first."""
-    with svc._db("listing reports to check"):
-        found = svc._tickets(
+    with svc.db_step("listing reports to check"):
+        found = svc.select_tickets(
             f"{SELECT_TICKETS} WHERE state = %s AND id IN (SELECT ticket_id FROM ticket_reports WHERE verify) "
             "ORDER BY resolved_at, id LIMIT %s", (TicketState.FEEDBACK.value, 4 * limit))
         out = [t for t in found if verify_problem(user, t) is None
@@ -192,7 +192,7 @@ def public_view(svc: TicketService, t: Ticket, report: ReportRow) -> dict[str, A
     """The tracking page's facts: the category, the place, the steps (what and when, a worker's name masked),
     the result, and whether the rating form shows. No other ticket, no internal notes, no phone numbers."""
     c = svc.communities.get(t.community)
-    with svc._db("reading a report's progress"):
+    with svc.db_step("reading a report's progress"):
         events = svc.conn.execute("SELECT at, action, note, detail FROM ticket_events WHERE ticket_id = %s "
                                   "ORDER BY id", (t.id,)).fetchall()
         status = check_of(svc.conn, t, report)

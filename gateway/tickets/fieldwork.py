@@ -65,7 +65,7 @@ def check_sop(svc: TicketService, user: User, ticket_id: int, step: Any, done: A
     if not isinstance(done, bool):
         raise InvalidInput(f"done must be true or false, not {done!r}"[:200])
     now = svc.clock()
-    with svc._db(f"ticking the checklist of ticket {ticket_id}"), svc.conn.transaction():
+    with svc.db_step(f"ticking the checklist of ticket {ticket_id}"), svc.conn.transaction():
         t = lock_open(svc, user, ticket_id, "its checklist is")
         doc = sop_of(svc, t)
         if doc is None:
@@ -74,8 +74,8 @@ def check_sop(svc: TicketService, user: User, ticket_id: int, step: Any, done: A
         last = sop_checks(svc, t).get(n)
         if (last.done if last else False) == done:
             return t
-        svc._event(t, tk.SOP_CHECK, t.state, user.username, "", at=now,
-                   detail={"sop": doc.id, "step": n, "done": done, "text": doc.steps[n]})
+        svc.record_event(t, tk.SOP_CHECK, t.state, user.username, "", at=now,
+                         detail={"sop": doc.id, "step": n, "done": done, "text": doc.steps[n]})
         # the dashboard's digest (count, versions, updated_at) changes: open pages show the tick
         svc.conn.execute("UPDATE tickets SET updated_at = now() WHERE id = %s", (t.id,))
     return t

@@ -42,17 +42,17 @@ def record(svc: TicketService, user: User, ticket_id: int, role: Any, *, arrived
     if not isinstance(note, str) or len(note) > 4000 or "\x00" in note:
         raise InvalidInput("note must be text of at most 4000 characters")
     now = svc.clock()
-    with svc._db(f"recording a hand-off of ticket {ticket_id}"), svc.conn.transaction():
+    with svc.db_step(f"recording a hand-off of ticket {ticket_id}"), svc.conn.transaction():
         t = lock_open(svc, user, ticket_id, "hand-offs are")
         if arrived:
             why = arrival_problem(current(svc, t.id), role)
             if why:
                 raise TicketError(f"ticket {t.id}: {why}")
-            svc._event(t, PARTNER_ARRIVED, t.state, user.username, note, at=now, detail={"role": role})
+            svc.record_event(t, PARTNER_ARRIVED, t.state, user.username, note, at=now, detail={"role": role})
         else:
             c = svc.communities.get(t.community)
             call = next(iter(calls_for(c.contacts, [role])), None) if c is not None else None  # the number dialled
-            svc._event(t, HANDOFF, t.state, user.username, note, at=now, detail={
+            svc.record_event(t, HANDOFF, t.state, user.username, note, at=now, detail={
                 "role": role, "name": call.name if call else None, "phone": call.phone if call else None})
         svc.conn.execute("UPDATE tickets SET updated_at = now() WHERE id = %s", (t.id,))  # open pages redraw
     return t

@@ -8,7 +8,8 @@ the loop (states, deadlines, assignment, correlation, permissions, KPIs) are pur
 What the gateway calls:
 
 * :meth:`TicketService.on_alarm_event` for every :class:`~twin.alarms.AlarmEvent` of a community
-  (a raised alarm whose rule dispatches opens a ticket or joins the open one of the same incident);
+  (a raised alarm whose rule dispatches opens a ticket or joins the open one of the same incident: the
+  decisions are in :mod:`gateway.tickets.incidents`);
 * :meth:`TicketService.tick` every ``tickets.watchdog_interval_s`` seconds (warnings at 75 %, escalation
   to the grid supervisor at breach). Deadlines and raised alerts are stored, so a new service on the
   same database continues the clocks after a restart.
@@ -40,7 +41,7 @@ from psycopg.types.json import Jsonb
 from gateway.reports.checks import report_rate_problem
 from gateway.settings import Settings
 from gateway.storage import Storage, StorageError, UnknownDevice, fetch_rows, fetch_value, fetch_values
-from gateway.tickets import fieldwork
+from gateway.tickets import fieldwork, incidents
 from gateway.tickets.config import incident_policy, sla_policy
 from gateway.tickets.photos import PHOTO_TYPES, Photo, PhotoRejected, check_photo, content_type_of
 from gateway.tickets.rows import (
@@ -68,7 +69,7 @@ from gateway.tickets.views import (
 )
 from twin import contract
 from twin import tickets as tk
-from twin.alarms import AlarmEvent, EventKind, Severity
+from twin.alarms import AlarmEvent
 from twin.community import Community
 from twin.knowledge import KnowledgeBase
 from twin.people import User
@@ -132,7 +133,15 @@ def alarm_tickets(conn: psycopg.Connection[Any], community: str, keys: Sequence[
 
 
 class TicketService:
-    """Tickets of one or more communities on one database connection (not thread-safe: one per thread)."""
+    """Tickets of one or more communities on one database connection (not thread-safe: one per thread).
+
+    Extension API: what the modules that store more about tickets (:mod:`gateway.tickets.incidents`,
+    :mod:`~gateway.tickets.fieldwork`, :mod:`~gateway.tickets.handoff`, :mod:`gateway.reports.store`,
+    :mod:`gateway.care.overdue`) use on the service's connection, with its error mapping and its rules:
+    :meth:`db_step` (a database step: ``psycopg`` errors become :class:`StorageError`), :meth:`select_tickets`,
+    :meth:`insert_and_dispatch`, :meth:`write_transition`, :meth:`record_event`, :meth:`act`, :meth:`store_photo`,
+    :meth:`deliver` and :meth:`workload`.
+    """
 
     def __init__(self, storage: Storage, settings: Settings, communities: Community | Iterable[Community], *,
                  publish: Publish | None = None, snapshot: SnapshotFn | None = None,
@@ -160,210 +169,28 @@ class TicketService:
     # -- from alarms ------------------------------------------------------------------------------
 
     def on_alarm_event(self, community: Community | str, event: AlarmEvent) -> Ticket | None:
-        """Act on one alarm event; returns the ticket it opened or changed (None: nothing to do)."""
-        c = self._community(community)
-        if event.kind is EventKind.RAISED:
-            return self._on_raised(c, event)
-        if event.kind is EventKind.ESCALATED:
-            return self._on_escalated(c, event)
-        if event.kind is EventKind.UPDATED:
-            with self._db("recording a repeated alarm"):
-                self.conn.execute(
-                    "UPDATE ticket_alarms a SET count = %s, last_at = greatest(a.last_at, %s), detail = %s "
-                    "FROM tickets t WHERE t.id = a.ticket_id AND t.community = %s AND a.cleared_at IS NULL "
-                    "AND a.alarm_key = %s", (event.count, event.at, event.detail, c.id, event.key))
-            return None
-        if event.kind is EventKind.CLEARED:
-            return self._on_cleared(c, event)
-        return None
+        """Act on one alarm event; returns the ticket it opened or changed (None: nothing to do). The incident
+        decisions are in :mod:`gateway.tickets.incidents`."""
+        return incidents.on_alarm_event(self, self._community(community), event)
 
-    def _on_raised(self, c: Community, event: AlarmEvent) -> Ticket | None:
-        """A raised alarm that dispatches: it joins the open ticket of its incident (the one holding the same alarm,
-        else the one of its incident key that saw an alarm within the group's window), else reopens its
-        incident's recently resolved ticket, else opens a ticket. One decision at a time per community."""
-        priority = Priority.of(event.dispatch)
-        if priority is None or not event.notify:
-            return None
-        received = tk.received_time(event, self.clock())
-        ik = tk.incident_key(self.incidents, c, event)
-        keys = frozenset({ik.stored})
-        action = "alarm_attached"
-        with self._db("opening a ticket"), self.conn.transaction():
-            # one incident decision at a time per community (N gateways may see related alarms together)
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
-            target = self._open_incident_ticket(c, event, keys, received, timedelta(seconds=ik.within_s))
-            if target is None:
-                resolved = self._resolved_incident_ticket(c, event, keys, received)
-                if resolved is not None:
-                    target = self._reopen_for_alarm(c, resolved, event, received)
-                    action = "reopened"
-            if target is not None:
-                self._record_alarm(target.id, event)
-                t = self._attach(c, target, event, ik, keys, received)
-            else:
-                t = self._create_from_alarm(c, event, ik, priority, keys, received)
-                self._record_alarm(t.id, event)
-                action = "created"
-        self._deliver(t, action)
-        if action == "created" and self.render_on_create:
-            t = self.attach_snapshot(t.id) or t
-        return t
-
-    def _open_incident_ticket(self, c: Community, event: AlarmEvent, keys: frozenset[str], received: datetime,
-                              window: timedelta) -> Ticket | None:
-        """The open ticket holding this alarm (whenever it last came), else the oldest open ticket of the
-        incident key that saw an alarm within ``window``."""
-        candidates = self._tickets(
-            f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND (keys && %s OR id IN "
-            "(SELECT ticket_id FROM ticket_alarms WHERE alarm_key = %s)) ORDER BY created_at, id",
-            (c.id, OPEN_STATES, list(keys), event.key))
-        if not candidates:
-            return None
-        same_alarm = set(fetch_values(self.conn, "SELECT ticket_id FROM ticket_alarms WHERE alarm_key = %s "
-                                      "AND ticket_id = ANY(%s)", (event.key, [t.id for t in candidates])))
-        return next((t for t in candidates if t.id in same_alarm), None) or next(
-            (t for t in candidates if tk.correlates(t, keys, received, window)), None)
-
-    def _resolved_incident_ticket(self, c: Community, event: AlarmEvent, keys: frozenset[str],
-                                  received: datetime) -> Ticket | None:
-        """The newest ticket of this incident (its key or this alarm) resolved within the reopen window."""
-        if self.incidents.reopen_within <= 0:
-            return None
-        found = self._tickets(
-            f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND resolved_at >= %s AND (keys && %s OR id IN "
-            "(SELECT ticket_id FROM ticket_alarms WHERE alarm_key = %s)) ORDER BY resolved_at DESC, id DESC LIMIT 1",
-            (c.id, [TicketState.FEEDBACK.value, TicketState.EVALUATED.value],
-             received - timedelta(seconds=self.incidents.reopen_within), list(keys), event.key))
-        return found[0] if found else None
-
-    def _reopen_for_alarm(self, c: Community, t: Ticket, event: AlarmEvent, received: datetime) -> Ticket:
-        """The incident alarmed again after its ticket was resolved: reopen it (fresh clocks) and dispatch it to
-        whoever is on duty now, its previous worker first."""
-        name = rule_names().get(event.rule, event.rule)
-        after = self._write(t, tk.reopen(t, received, self.policy), "reopen", "system",
-                            f"同一事件再次报警，工单重开 / the incident alarmed again: {name} ({event.subject}): "
-                            f"{event.detail}", at=received,
-                            detail={"alarm": event.key, "resolved_at": self.iso(t.resolved_at),
-                                    "previous_assignee": t.assignee})
-        a = tk.assign(c, after.building, received, offset=self.offset, load=self._load_by_worker(c),
-                      category=after.category, partners=self.cfg.partners, prefer=t.assignee)
-        if a.assignee is not None:
-            after = self._write(after, tk.dispatch(after, a), "dispatch", "system", a.reason, at=received,
-                                detail={"assignee": a.assignee, "role": a.role, "collaborator": a.collaborator})
-        return after
-
-    def _attach(self, c: Community, target: Ticket, event: AlarmEvent, ik: tk.IncidentKey, keys: frozenset[str],
-                received: datetime) -> Ticket:
-        """The alarm (already recorded on ``target``) joins its ticket; the incident's title, rule, priority and
-        life-safety clocks follow its worst alarm, and the history says what changed."""
-        key = tk.stored_key(self.incidents, target.keys) or ik
-        s = tk.summarize(self.incidents, c, key, self._incident_alarms(target.id), rule_names())
-        before = target
-        after = tk.attach_alarm(target, event, self.policy, keys, at=received,
-                                title=s.title if target.source == "alarm" else None, worst=s.worst.rule)
-        t = self._write(before, after, "attach", "system", f"{event.rule}: {event.detail}", at=received,
-                        detail={"alarm": event.key, "severity": event.severity.value, "devices": len(s.devices)})
-        note = tk.upgrade_note(before, t, self.iso)
-        if note:
-            self._event(t, "upgrade", before.state, "system", note, at=received,
-                        detail={"title": t.title, "rule": t.rule, "priority": t.priority.value,
-                                "respond_by": self.iso(t.respond_by), "arrive_by": self.iso(t.arrive_by),
-                                "release_by": self.iso(t.release_by), "resolve_by": self.iso(t.resolve_by)})
-        return t
-
-    def _incident_alarms(self, ticket_id: int) -> list[tk.IncidentAlarm]:
-        rows = fetch_rows(self.conn, class_row(TicketAlarmRow),
-                          f"SELECT {TICKET_ALARM_COLUMNS} FROM ticket_alarms WHERE ticket_id = %s "
-                          "ORDER BY first_at, alarm_key", (ticket_id,))
-        return [tk.IncidentAlarm(r.alarm_key, r.rule, Severity(r.severity), r.subject, r.device, r.building, r.floor,
-                                 r.first_at, r.count, r.cleared_at) for r in rows]
-
-    def _active_life_safety(self, ticket_id: int) -> list[str]:
-        """Keys of the ticket's life-safety alarms that have not cleared."""
-        return fetch_values(self.conn, "SELECT alarm_key FROM ticket_alarms WHERE ticket_id = %s "
-                            "AND cleared_at IS NULL AND rule = ANY(%s) ORDER BY first_at, alarm_key",
-                            (ticket_id, sorted(self.incidents.life_safety)))
-
-    def _create_from_alarm(self, c: Community, event: AlarmEvent, ik: tk.IncidentKey, priority: Priority,
-                           keys: frozenset[str], received: datetime) -> Ticket:
-        dev = c.device(event.device) if event.device else None
-        unit = dev.unit if dev and dev.unit else (event.subject if event.subject_type == "care_unit" else None)
-        s = tk.summarize(self.incidents, c, ik, [tk.IncidentAlarm.of(event, received)], rule_names())
-        t = tk.new_ticket(community=c.id, title=s.title, category=s.category,
-                          priority=priority, source="alarm", at=received, policy=self.policy,
-                          rate_token=secrets.token_urlsafe(18), rule=event.rule, building=event.building,
-                          floor=event.floor, unit=unit, device=event.device, description=event.detail, keys=keys,
-                          occurred_at=event.occurred_at or event.at)
-        return self._insert_and_dispatch(c, t, {"alarm": event.to_json(), "incident": ik.key})
-
-    def _load_by_worker(self, c: Community) -> dict[str, int]:
+    def workload(self, c: Community) -> dict[str, int]:
+        """Worker -> how many open tickets of community ``c`` they hold (assignment balances by it)."""
         return dict(self.conn.execute("SELECT assignee, count(*) FROM tickets WHERE community = %s AND state = ANY(%s) "
                                       "AND assignee IS NOT NULL GROUP BY 1", (c.id, OPEN_STATES)).fetchall())
 
-    def _insert_and_dispatch(self, c: Community, t: Ticket, context: dict[str, Any]) -> Ticket:
-        a = tk.assign(c, t.building, t.created_at, offset=self.offset, load=self._load_by_worker(c),
+    def insert_and_dispatch(self, c: Community, t: Ticket, context: dict[str, Any]) -> Ticket:
+        """Store the new ticket ``t`` (``context``: kept with it) and dispatch it to whoever is on duty; inside the
+        caller's transaction (which holds the community's advisory lock, as :meth:`open_ticket` does)."""
+        a = tk.assign(c, t.building, t.created_at, offset=self.offset, load=self.workload(c),
                       category=t.category, partners=self.cfg.partners)
         t = replace(t, grid=a.grid, collaborator=a.collaborator)
         context = {**context, "assignment": {"role": a.role, "reason": a.reason}}
         t = self._insert(t, context)
         if a.assignee is not None:
             before = t
-            t = self._write(before, tk.dispatch(t, a), "dispatch", "system", a.reason,
-                            detail={"assignee": a.assignee, "role": a.role, "collaborator": a.collaborator})
+            t = self.write_transition(before, tk.dispatch(t, a), "dispatch", "system", a.reason,
+                                      detail={"assignee": a.assignee, "role": a.role, "collaborator": a.collaborator})
         return t
-
-    def _on_escalated(self, c: Community, event: AlarmEvent) -> Ticket | None:
-        with self._db("escalating a ticket"), self.conn.transaction():
-            found = self._tickets(
-                f"{SELECT_TICKETS} WHERE community = %s AND state = ANY(%s) AND id IN (SELECT ticket_id "
-                "FROM ticket_alarms WHERE alarm_key = %s) ORDER BY created_at LIMIT 1", (c.id, OPEN_STATES, event.key))
-            if not found:
-                return None
-            before = found[0]
-            self.conn.execute("UPDATE ticket_alarms SET severity = %s WHERE ticket_id = %s AND alarm_key = %s",
-                              (event.severity.value, before.id, event.key))
-            if event.severity.rank < Severity.MAJOR.rank or before.priority is Priority.URGENT:
-                self._event(before, "alarm_escalated", before.state, "system", event.detail,
-                            detail={"alarm": event.key, "severity": event.severity.value})
-                return None
-            received = tk.received_time(event, self.clock())
-            t = self._write(before, tk.tighten(before, Priority.URGENT, before.rule, received, self.policy),
-                            "priority", "system",
-                            f"alarm {event.key} escalated to {event.severity.value}: "
-                            f"{before.priority.value} -> urgent", detail={"alarm": event.key})
-        self._deliver(t, "priority_raised")
-        return t
-
-    def _on_cleared(self, c: Community, event: AlarmEvent) -> Ticket | None:
-        """The alarm cleared: noted on every ticket holding it uncleared (open or resolved), so a ticket knows which
-        of its life-safety alarms are still active."""
-        with self._db("recording a cleared alarm"), self.conn.transaction():
-            found = self._tickets(
-                f"{SELECT_TICKETS} WHERE community = %s AND id IN (SELECT ticket_id FROM ticket_alarms "
-                "WHERE alarm_key = %s AND cleared_at IS NULL) ORDER BY created_at, id", (c.id, event.key))
-            if not found:
-                return None
-            self.conn.execute("UPDATE ticket_alarms SET cleared_at = %s WHERE ticket_id = ANY(%s) AND alarm_key = %s "
-                              "AND cleared_at IS NULL", (event.at, [t.id for t in found], event.key))
-            for t in found:
-                self._event(t, "alarm_cleared", t.state, event.by or "system", event.detail,
-                            detail={"alarm": event.key})
-        for t in found:
-            if t.open:
-                self._deliver(t, "alarm_cleared")
-        return next((t for t in found if t.open), found[0])
-
-    def _record_alarm(self, ticket_id: int, e: AlarmEvent) -> None:
-        self.conn.execute(
-            "INSERT INTO ticket_alarms (ticket_id, alarm_key, rule, severity, subject, device, building, floor, "
-            "detail, first_at, last_at, count, life_safety) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (ticket_id, alarm_key) DO UPDATE SET "
-            "last_at = greatest(ticket_alarms.last_at, excluded.last_at), count = ticket_alarms.count + 1, "
-            "severity = excluded.severity, detail = excluded.detail, cleared_at = NULL, "
-            "life_safety = excluded.life_safety",
-            (ticket_id, e.key, e.rule, e.severity.value, e.subject, e.device, e.building, e.floor, e.detail, e.at,
-             e.at, max(1, e.count), self.incidents.is_life_safety(e.rule)))
 
     # -- manual reports -----------------------------------------------------------------------------
 
@@ -391,26 +218,26 @@ class TicketService:
                           at=now, policy=self.policy, rate_token=secrets.token_urlsafe(18), building=building,
                           floor=floor, unit=unit, description=description.strip(), reporter=user.username,
                           contact=contact, keys=keys)
-        with self._db("creating a ticket"), self.conn.transaction():
+        with self.db_step("creating a ticket"), self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
-            t = self._insert_and_dispatch(c, t, {"reported_by": user.username})
-        self._deliver(t, "created")
+            t = self.insert_and_dispatch(c, t, {"reported_by": user.username})
+        self.deliver(t, "created")
         return (self.attach_snapshot(t.id) if self.render_on_create else None) or t
 
     def open_ticket(self, c: Community, t: Ticket, context: dict[str, Any], then: Callable[[Ticket], None]) -> Ticket:
         """Store and dispatch a ticket built elsewhere (a one-click report, gateway/reports/); ``then`` in the same
         transaction."""
-        with self._db("creating a ticket"), self.conn.transaction():
+        with self.db_step("creating a ticket"), self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"gridtwin-tickets:{c.id}",))
-            t = self._insert_and_dispatch(c, t, context)
+            t = self.insert_and_dispatch(c, t, context)
             then(t)
-        self._deliver(t, "created")
+        self.deliver(t, "created")
         return t
 
     # -- people act on tickets ----------------------------------------------------------------------
 
     def accept(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
-        return self._act(user, ticket_id, "accept", tk.accept, note, version=version)
+        return self.act(user, ticket_id, "accept", tk.accept, note, version=version)
 
     def progress(self, user: User, ticket_id: int, note: str = "", *, photo: Photo | None = None, plan: bool = False,
                  version: int | None = None) -> Ticket:
@@ -418,15 +245,15 @@ class TicketService:
             raise InvalidInput("feedback needs a note or a photo")
         if photo is not None:
             check_photo(photo, self.cfg.photo_max_bytes)
-        return self._act(user, ticket_id, "progress", lambda t, now: tk.progress(t, now, self.policy, plan=plan),
-                         note, version=version, photo=photo, detail={"plan": plan})
+        return self.act(user, ticket_id, "progress", lambda t, now: tk.progress(t, now, self.policy, plan=plan),
+                        note, version=version, photo=photo, detail={"plan": plan})
 
     def arrive(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None,
                position: tk.Position | None = None) -> Ticket:
         """到场: someone is on site (the arrival clock of life-safety targets such as an entrapment's), with where
         their phone was (``position``) if it told; stored with the ticket and in its history."""
-        return self._act(user, ticket_id, "arrive", lambda t, now: tk.arrive(t, now, position), note, version=version,
-                         detail={"position": position.as_json()} if position else None)
+        return self.act(user, ticket_id, "arrive", lambda t, now: tk.arrive(t, now, position), note, version=version,
+                        detail={"position": position.as_json()} if position else None)
 
     def check_sop(self, user: User, ticket_id: int, step: int, done: bool) -> Ticket:
         """Tick (or untick) a step of the ticket's SOP checklist (:func:`gateway.tickets.fieldwork.check_sop`)."""
@@ -434,7 +261,7 @@ class TicketService:
 
     def release(self, user: User, ticket_id: int, note: str = "", *, version: int | None = None) -> Ticket:
         """解困: the trapped people are out (entrapment tickets; recorded apart from arrival and resolving)."""
-        return self._act(user, ticket_id, "release", tk.release, note, version=version)
+        return self.act(user, ticket_id, "release", tk.release, note, version=version)
 
     def resolve(self, user: User, ticket_id: int, note: str, *, photo: Photo | None = None,
                 version: int | None = None, reason: str | None = None, reason_note: str | None = None) -> Ticket:
@@ -451,9 +278,9 @@ class TicketService:
             active.extend(self._active_life_safety(t.id))
             return tk.resolve(t, now, active_life_safety=active, reason=reason, note=reason_note)
 
-        return self._act(user, ticket_id, "resolve", fn, note, version=version, photo=photo,
-                         detail={"reason": reason, "reason_note": reason_note, "active_life_safety": active}
-                         if reason else None, then=lambda t, now: self._note_reason(t, active, user, now))
+        return self.act(user, ticket_id, "resolve", fn, note, version=version, photo=photo,
+                        detail={"reason": reason, "reason_note": reason_note, "active_life_safety": active}
+                        if reason else None, then=lambda t, now: self._note_reason(t, active, user, now))
 
     def cancel(self, user: User, ticket_id: int, reason: str, *, version: int | None = None,
                code: str | None = None) -> Ticket:
@@ -464,9 +291,15 @@ class TicketService:
             active.extend(self._active_life_safety(t.id))
             return tk.cancel(t, reason, now, active_life_safety=active, code=code)
 
-        return self._act(user, ticket_id, "cancel", fn, reason, version=version,
-                         detail={"reason": code, "active_life_safety": active} if code else None,
-                         then=lambda t, now: self._note_reason(t, active, user, now))
+        return self.act(user, ticket_id, "cancel", fn, reason, version=version,
+                        detail={"reason": code, "active_life_safety": active} if code else None,
+                        then=lambda t, now: self._note_reason(t, active, user, now))
+
+    def _active_life_safety(self, ticket_id: int) -> list[str]:
+        """Keys of the ticket's life-safety alarms that have not cleared."""
+        return fetch_values(self.conn, "SELECT alarm_key FROM ticket_alarms WHERE ticket_id = %s "
+                            "AND cleared_at IS NULL AND rule = ANY(%s) ORDER BY first_at, alarm_key",
+                            (ticket_id, sorted(self.incidents.life_safety)))
 
     def _note_reason(self, t: Ticket, active: Sequence[str], user: User, now: datetime) -> None:
         """Record the reason given on the alarms it is about: the active life-safety ones, else all of the ticket's."""
@@ -480,14 +313,14 @@ class TicketService:
     def reopen(self, user: User, ticket_id: int, reason: str, *, version: int | None = None) -> Ticket:
         if not reason.strip():
             raise InvalidInput("reopening a ticket needs a reason")
-        return self._act(user, ticket_id, "reopen", lambda t, now: tk.reopen(t, now, self.policy), reason,
-                         version=version)
+        return self.act(user, ticket_id, "reopen", lambda t, now: tk.reopen(t, now, self.policy), reason,
+                        version=version)
 
     def escalate(self, user: User, ticket_id: int, reason: str, *, version: int | None = None) -> Ticket:
         def fn(t: Ticket, now: datetime) -> Ticket:
             return tk.escalate(t, tk.supervisor_of(self._community(t.community), t.grid), now)
 
-        return self._act(user, ticket_id, "escalate", fn, reason, version=version)
+        return self.act(user, ticket_id, "escalate", fn, reason, version=version)
 
     def reassign(self, user: User, ticket_id: int, assignee: str, reason: str, *,
                  version: int | None = None) -> Ticket:
@@ -502,22 +335,25 @@ class TicketService:
             previous.append(t.assignee)
             return tk.reassign(t, assignee, reason, grid=found[0].id if found and t.grid is None else None)
 
-        t = self._act(user, ticket_id, "reassign", fn, reason, version=version, detail={"assignee": assignee},
-                      deliver=False)
+        t = self.act(user, ticket_id, "reassign", fn, reason, version=version, detail={"assignee": assignee},
+                     deliver=False)
         if previous and previous[0] and previous[0] != t.assignee:
             self._send(previous[0], {"v": 1, "type": "ticket_withdrawn", "at": self.iso(self.clock()),
                                      "ticket": {"id": t.id, "title": t.title, "community": t.community, "grid": t.grid},
                                      "reason": reason})
-        self._deliver(t, "reassigned")
+        self.deliver(t, "reassigned")
         return t
 
-    def _act(self, user: User, ticket_id: int, action: str, fn: Callable[[Ticket, datetime], Ticket], note: str, *,
-             version: int | None, photo: Photo | None = None, detail: dict[str, Any] | None = None,
-             deliver: bool = True, then: Callable[[Ticket, datetime], None] | None = None) -> Ticket:
+    def act(self, user: User, ticket_id: int, action: str, fn: Callable[[Ticket, datetime], Ticket], note: str, *,
+            version: int | None, photo: Photo | None = None, detail: dict[str, Any] | None = None,
+            deliver: bool = True, then: Callable[[Ticket, datetime], None] | None = None) -> Ticket:
+        """``user`` does ``action`` on the ticket: checks the permission and ``version`` (if given), applies the
+        pure transition ``fn(ticket, now)``, stores it with ``photo`` and ``detail`` in the history, runs
+        ``then(ticket, now)`` in the same transaction, and tells the assignee (``deliver``)."""
         if len(note) > MAX_NOTE:
             raise InvalidInput(f"the note is longer than {MAX_NOTE} characters")
         now = self.clock()
-        with self._db(f"{action} on ticket {ticket_id}"), self.conn.transaction():
+        with self.db_step(f"{action} on ticket {ticket_id}"), self.conn.transaction():
             before = self._load(ticket_id)
             problem = tk.permission_problem(user, before, action)
             if problem:
@@ -526,20 +362,20 @@ class TicketService:
                 raise TicketConflict(f"ticket {ticket_id} is at version {before.version}, not {version}: "
                                      "it changed meanwhile; reload it")
             after = fn(before, now)
-            photo_id = self._store_photo(before.id, photo, "feedback", user.username, now) if photo else None
-            t = self._write(before, after, action, user.username, note.strip(), photo_id=photo_id, at=now,
-                            detail=detail)
+            photo_id = self.store_photo(before.id, photo, "feedback", user.username, now) if photo else None
+            t = self.write_transition(before, after, action, user.username, note.strip(), photo_id=photo_id, at=now,
+                                      detail=detail)
             if then is not None:
                 then(t, now)
         if deliver:
-            self._deliver(t, action)
+            self.deliver(t, action)
         return t
 
     # -- the resident ---------------------------------------------------------------------------------
 
     def by_token(self, token: str) -> Ticket:
-        with self._db("reading a ticket"):
-            found = self._tickets(f"{SELECT_TICKETS} WHERE rate_token = %s", (token,))
+        with self.db_step("reading a ticket"):
+            found = self.select_tickets(f"{SELECT_TICKETS} WHERE rate_token = %s", (token,))
         if not found:
             raise TicketNotFound("no ticket for this link")
         return found[0]
@@ -548,7 +384,7 @@ class TicketService:
         if comment is not None and len(comment) > MAX_NOTE:
             raise InvalidInput(f"the comment is longer than {MAX_NOTE} characters")
         now = self.clock()
-        with self._db("rating a ticket"), self.conn.transaction():
+        with self.db_step("rating a ticket"), self.conn.transaction():
             before = self.by_token(token)
             if before.state is TicketState.EVALUATED:
                 raise TicketError("this ticket has already been rated: thank you")
@@ -556,9 +392,9 @@ class TicketService:
                 raise TicketError(f"this ticket is {before.state.label_zh}; it can be rated once it is resolved")
             if (why := report_rate_problem(self.conn, before)) is not None:  # a report's check (核查) is pending
                 raise TicketError(why)
-            t = self._write(before, tk.rate(before, rating, comment, now), "rate", "resident", comment or "", at=now,
-                            detail={"rating": rating})
-        self._deliver(t, "rated")
+            t = self.write_transition(before, tk.rate(before, rating, comment, now), "rate", "resident",
+                                      comment or "", at=now, detail={"rating": rating})
+        self.deliver(t, "rated")
         return t
 
     # -- the watchdog -----------------------------------------------------------------------------------
@@ -570,7 +406,7 @@ class TicketService:
         """
         now = now or self.clock()
         done: list[tuple[int, Alert]] = []
-        with self._db("reading due tickets"):
+        with self.db_step("reading due tickets"):
             ids = fetch_values(self.conn, "SELECT id FROM tickets WHERE next_alert_at <= %s "
                                "ORDER BY next_alert_at LIMIT %s", (now, limit))
         for ticket_id in ids:
@@ -583,20 +419,20 @@ class TicketService:
         from gateway.care.overdue import raise_overdue  # (it imports this module) overdue care visits: tickets
         raise_overdue(self, now)
         from gateway.ops.retention import purge_personal_data  # positions, care visit details: docs/patrols, care
-        with self._db("purging personal data past its retention"), self.conn.transaction():
+        with self.db_step("purging personal data past its retention"), self.conn.transaction():
             purge_personal_data(self.conn, now)
         return done
 
     def attach_missing_snapshots(self, limit: int = 3) -> list[int]:
         """Render snapshots of the newest open tickets that have none yet (for ``render_on_create=False``)."""
-        with self._db("finding tickets without a snapshot"):
+        with self.db_step("finding tickets without a snapshot"):
             ids = fetch_values(self.conn, "SELECT id FROM tickets WHERE state = ANY(%s) AND NOT context ? 'snapshot' "
                                "ORDER BY created_at DESC LIMIT %s", (OPEN_STATES, limit))
         return [i for i in ids if self.attach_snapshot(i) is not None]
 
     def _alert(self, ticket_id: int, now: datetime) -> list[tuple[int, Alert]]:
         out: list[tuple[int, Alert]] = []
-        with self._db(f"SLA alerts of ticket {ticket_id}"), self.conn.transaction():
+        with self.db_step(f"SLA alerts of ticket {ticket_id}"), self.conn.transaction():
             t = self._load(ticket_id)
             alerts = tk.alerts_due(t, now, self.policy.warn_fraction)
             if not alerts:  # nothing new (e.g. the state changed): just move the next look
@@ -611,24 +447,24 @@ class TicketService:
                     to = tk.supervisor_of(self._community(t.community), t.grid)
                     after = tk.escalate(after, to, now)
                     note = f"{clock_zh}时限 {self.iso(a.deadline)} 已超时，升级至 {to or '指挥中心'}"
-                    t = self._write(before, after, "escalate", "watchdog", note, at=now,
-                                    detail={"clock": a.clock.value, "deadline": a.deadline.isoformat(),
-                                            "escalated_to": to})
+                    t = self.write_transition(before, after, "escalate", "watchdog", note, at=now,
+                                              detail={"clock": a.clock.value, "deadline": a.deadline.isoformat(),
+                                                      "escalated_to": to})
                 else:
                     note = f"{clock_zh}时限 {self.iso(a.deadline)} 已过 {round(self.policy.warn_fraction * 100)}%"
-                    t = self._write(before, after, "warn", "watchdog", note, at=now,
-                                    detail={"clock": a.clock.value, "deadline": a.deadline.isoformat()})
+                    t = self.write_transition(before, after, "warn", "watchdog", note, at=now,
+                                              detail={"clock": a.clock.value, "deadline": a.deadline.isoformat()})
                 out.append((t.id, a))
         for _id, a in out:
-            self._deliver(t, "escalated" if a.level == "breach" else "sla_warning",
-                          extra_to=t.escalated_to if a.level == "breach" else None,
-                          alert={"clock": a.clock.value, "level": a.level, "deadline": self.iso(a.deadline)})
+            self.deliver(t, "escalated" if a.level == "breach" else "sla_warning",
+                         extra_to=t.escalated_to if a.level == "breach" else None,
+                         alert={"clock": a.clock.value, "level": a.level, "deadline": self.iso(a.deadline)})
         return out
 
     # -- reading ----------------------------------------------------------------------------------------
 
     def get(self, ticket_id: int, user: User | None = None) -> Ticket:
-        with self._db(f"reading ticket {ticket_id}"):
+        with self.db_step(f"reading ticket {ticket_id}"):
             t = self._load(ticket_id)
         if user is not None and not tk.visible_to(user, t):
             raise Forbidden(f"ticket {ticket_id} belongs to grid {t.grid or '(none)'}, not to yours")
@@ -648,12 +484,12 @@ class TicketService:
         if open_only:
             where.append("state = ANY(%s)")
             args.append(OPEN_STATES)
-        with self._db("listing tickets"):
-            return self._tickets(f"{SELECT_TICKETS} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC "
-                                 "LIMIT %s OFFSET %s", (*args, limit, offset))
+        with self.db_step("listing tickets"):
+            return self.select_tickets(f"{SELECT_TICKETS} WHERE {' AND '.join(where)} "
+                                       "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s", (*args, limit, offset))
 
     def timeline(self, ticket_id: int) -> list[dict[str, Any]]:
-        with self._db(f"reading the timeline of ticket {ticket_id}"):
+        with self.db_step(f"reading the timeline of ticket {ticket_id}"):
             events = fetch_rows(self.conn, class_row(TicketEventRow),
                 "SELECT id, at, action, from_state, to_state, actor, note, photo_id, detail FROM ticket_events "
                 "WHERE ticket_id = %s ORDER BY id", (ticket_id,))
@@ -662,7 +498,7 @@ class TicketService:
                  "detail": e.detail} for e in events]
 
     def photo(self, ticket_id: int, photo_id: int | None = None, *, kind: str | None = None) -> Photo:
-        with self._db("reading a photo"):
+        with self.db_step("reading a photo"):
             if photo_id is not None:
                 found = fetch_rows(self.conn, class_row(Photo), "SELECT content_type, bytes AS data "
                                    "FROM ticket_photos WHERE ticket_id = %s AND id = %s", (ticket_id, photo_id))
@@ -685,21 +521,21 @@ class TicketService:
             log.warning("ticket %s: no 3D snapshot: %s: %s", ticket_id, type(exc).__name__, exc)
             png = None
         if not png:  # remembered, so it is not tried again on every tick
-            with self._db("noting a missing snapshot"):
+            with self.db_step("noting a missing snapshot"):
                 self.conn.execute("UPDATE tickets SET context = context || %s WHERE id = %s",
                                   (Jsonb({"snapshot": False}), t.id))
             return None
-        with self._db("storing a snapshot"), self.conn.transaction():
-            self._store_photo(t.id, Photo("image/png", png), "snapshot", "system", self.clock())
+        with self.db_step("storing a snapshot"), self.conn.transaction():
+            self.store_photo(t.id, Photo("image/png", png), "snapshot", "system", self.clock())
             self.conn.execute("UPDATE tickets SET context = context || %s WHERE id = %s",
                               (Jsonb({"snapshot": True}), t.id))
-        self._deliver(t, "snapshot")
+        self.deliver(t, "snapshot")
         return t
 
     def view(self, t: Ticket, *, private: bool = False, now: datetime | None = None) -> dict[str, Any]:
         """The ticket as the worker receives it: where, what, deadlines, readings, alarms, history, SOP."""
         c = self.communities.get(t.community)
-        with self._db(f"reading ticket {t.id}"):
+        with self.db_step(f"reading ticket {t.id}"):
             context: dict[str, Any] = fetch_value(self.conn, "SELECT context FROM tickets WHERE id = %s",
                                                   (t.id,)) or {}
             alarms = fetch_rows(self.conn, class_row(TicketAlarmRow),
@@ -734,8 +570,8 @@ class TicketService:
         if user is not None and not user.sees_everything():
             where.append("grid = ANY(%s)")
             args.append(list(user.grids))
-        with self._db("reading tickets for KPIs"):
-            tickets = self._tickets(f"{SELECT_TICKETS} WHERE {' AND '.join(where)}", args)
+        with self.db_step("reading tickets for KPIs"):
+            tickets = self.select_tickets(f"{SELECT_TICKETS} WHERE {' AND '.join(where)}", args)
         names: dict[str, str] = {}
         for c in self.communities.values():
             names.update(tk.known_people(c))
@@ -755,7 +591,7 @@ class TicketService:
         if user is not None and not user.sees_everything():
             where.append("t.grid = ANY(%s)")
             args.append(list(user.grids))
-        with self._db("reading false-alarm statistics"):
+        with self.db_step("reading false-alarm statistics"):
             rows = self.conn.execute(
                 "SELECT t.community, coalesce(a.device, a.subject), a.rule, a.close_reason FROM ticket_alarms a "
                 f"JOIN tickets t ON t.id = a.ticket_id WHERE {' AND '.join(where)}", args).fetchall()
@@ -769,7 +605,7 @@ class TicketService:
 
     def alarm_tickets(self, community: str, keys: Sequence[str]) -> dict[str, int]:
         """Alarm key -> the ticket its incident is on (the newest holding it)."""
-        with self._db("reading the tickets of alarms"):
+        with self.db_step("reading the tickets of alarms"):
             return alarm_tickets(self.conn, community, keys)
 
     # -- internals ------------------------------------------------------------------------------------
@@ -784,7 +620,8 @@ class TicketService:
         return c
 
     @contextlib.contextmanager
-    def _db(self, what: str) -> Iterator[None]:
+    def db_step(self, what: str) -> Iterator[None]:
+        """A database step: a ``psycopg`` error inside becomes :class:`StorageError` saying ``what`` failed."""
         try:
             yield
         except psycopg.Error as exc:
@@ -792,12 +629,12 @@ class TicketService:
                 from exc
 
     def _load(self, ticket_id: int) -> Ticket:
-        found = self._tickets(f"{SELECT_TICKETS} WHERE id = %s", (ticket_id,))
+        found = self.select_tickets(f"{SELECT_TICKETS} WHERE id = %s", (ticket_id,))
         if not found:
             raise TicketNotFound(f"no ticket {ticket_id}")
         return found[0]
 
-    def _tickets(self, query: str, args: Sequence[Any]) -> list[Ticket]:
+    def select_tickets(self, query: str, args: Sequence[Any]) -> list[Ticket]:
         """Tickets of a query selecting :data:`SELECT_TICKETS`'s columns."""
         return fetch_rows(self.conn, TICKET_ROW, query, args)
 
@@ -809,12 +646,14 @@ class TicketService:
             f"({', '.join(['%s'] * len(TICKET_COLUMNS))}, %s, %s) RETURNING id",
             (*params, tk.next_alert_at(t, self.policy.warn_fraction), Jsonb(context)))
         t = replace(t, id=int(ticket_id))
-        self._event(t, "create", None, t.reporter, t.description, detail={"source": t.source})
+        self.record_event(t, "create", None, t.reporter, t.description, detail={"source": t.source})
         return t
 
-    def _write(self, before: Ticket, after: Ticket, action: str, actor: str, note: str, *,
-               photo_id: int | None = None, at: datetime | None = None, detail: dict[str, Any] | None = None) -> Ticket:
-        """Store ``after`` if the row is still at ``before.version``; record the transition."""
+    def write_transition(self, before: Ticket, after: Ticket, action: str, actor: str, note: str, *,
+                         photo_id: int | None = None, at: datetime | None = None,
+                         detail: dict[str, Any] | None = None) -> Ticket:
+        """Store ``after`` if the row is still at ``before.version`` (else :class:`TicketConflict`); record the
+        transition in the history."""
         after = replace(after, version=before.version + 1)
         cur = self.conn.execute(
             f"UPDATE tickets SET ({', '.join(TICKET_COLUMNS)}, version, next_alert_at, updated_at) = "
@@ -824,18 +663,21 @@ class TicketService:
         if cur.rowcount != 1:
             raise TicketConflict(f"ticket {before.id} changed meanwhile (it was at version {before.version}); "
                                  "reload it")
-        self._event(after, action, before.state, actor, note, photo_id=photo_id, at=at, detail=detail)
+        self.record_event(after, action, before.state, actor, note, photo_id=photo_id, at=at, detail=detail)
         return after
 
-    def _event(self, t: Ticket, action: str, from_state: TicketState | None, actor: str, note: str, *,
-               photo_id: int | None = None, at: datetime | None = None, detail: dict[str, Any] | None = None) -> None:
+    def record_event(self, t: Ticket, action: str, from_state: TicketState | None, actor: str, note: str, *,
+                     photo_id: int | None = None, at: datetime | None = None,
+                     detail: dict[str, Any] | None = None) -> None:
+        """Add a line to the ticket's history (``ticket_events``) without changing the ticket."""
         self.conn.execute(
             "INSERT INTO ticket_events (ticket_id, at, action, from_state, to_state, actor, note, photo_id, version, "
             "detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (t.id, at or self.clock(), action, from_state.value if from_state else None, t.state.value, actor, note,
              photo_id, t.version, Jsonb(detail or {})))
 
-    def _store_photo(self, ticket_id: int, photo: Photo, kind: str, by: str, at: datetime) -> int:
+    def store_photo(self, ticket_id: int, photo: Photo, kind: str, by: str, at: datetime) -> int:
+        """Store a photo (already checked) of the ticket; returns its id (for :func:`photo_url`)."""
         return int(fetch_value(
             self.conn,
             "INSERT INTO ticket_photos (ticket_id, kind, content_type, bytes, uploaded_by, at) "
@@ -865,8 +707,8 @@ class TicketService:
 
     # -- delivery -----------------------------------------------------------------------------------------
 
-    def _deliver(self, t: Ticket, event: str, *, extra_to: str | None = None,
-                 alert: Mapping[str, Any] | None = None) -> None:
+    def deliver(self, t: Ticket, event: str, *, extra_to: str | None = None,
+                alert: Mapping[str, Any] | None = None) -> None:
         """Send the ticket's current view to its assignee's topic (and, on escalation, the supervisor's)."""
         if self.publish is None:
             return

@@ -231,7 +231,7 @@ def test_concurrent_updates_cannot_overwrite_each_other(settings: Settings, comm
 
         def run_a() -> None:
             try:
-                svc._act(MA, t.id, "accept", slow_accept, "A", version=None)
+                svc.act(MA, t.id, "accept", slow_accept, "A", version=None)
             except TicketConflict as exc:
                 errors.append(exc)
 
