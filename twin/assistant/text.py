@@ -52,8 +52,9 @@ def build_tokenizer() -> jieba.Tokenizer:
     for line in _data_lines(USERDICT_FILE):
         word, *rest = line.split()
         tk.add_word(word, int(rest[0]) if rest and rest[0].isdigit() else None)
-    for word in set(synonyms().values()) - set(tk.FREQ):  # what a rewrite produces stays whole
-        tk.add_word(word, 1000)
+    for word in sorted(set(synonyms().values())):  # what a rewrite produces stays whole
+        if not tk.FREQ.get(word):
+            tk.add_word(word, 1000)
     return tk
 
 
