@@ -19,10 +19,11 @@ Audience = Literal["resident", "worker", "all"]
 AUDIENCES: tuple[str, ...] = ("resident", "worker", "all")
 
 # Fields and their weights. "head" is what a document is about: its titles, the ways people ask it (questions),
-# keywords, rules and categories, as words; "head:bi" is the same text as character bigrams (they match what
-# jieba cuts differently); "body" is the answer, steps and notes. One head field beat separate title, questions
-# and keywords fields (short fields make BM25's length statistics noisy), and bigrams on the head beat none:
-# measured with `gridtwin bench qa` (docs/assistant.md). bm25s's default k1 = 1.5, b = 0.75 did as well as any.
+# keywords, rules and categories, as words; "head:bi" is the same text as character bigrams, plus those bridging
+# stop words (they match what jieba cuts differently); "body" is the answer, steps and notes. One head field beat
+# separate title, questions and keywords fields (short fields make BM25's length statistics noisy), and bigrams on
+# the head beat none: measured with `gridtwin bench qa` (docs/assistant.md). bm25s's default k1 = 1.5, b = 0.75
+# did as well as any.
 FIELD_WEIGHTS: dict[str, float] = {"head": 2.0, "body": 1.0, "head:bi": 1.0}
 BM25_K1 = 1.5
 BM25_B = 0.75
