@@ -6,38 +6,25 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import paho.mqtt.client as paho
-import psycopg
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
-from gateway.settings import Settings
-from gateway.storage import Storage
-from gateway.tickets.service import TicketService, render_snapshot
-from tests.conftest import DB_URL, MQTT_URL
+from gateway.tickets.service import render_snapshot
+from tests.conftest import MQTT_URL
+from tests.support.api_env import PASSWORD, T0, ApiEnv, api_env
 from twin import contract
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity
-from twin.community import Community, parse
 from twin.people import Role
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: the day shift
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
-PASSWORD = "s3cret-password"
 USERS = {  # username: (role, grids, worker id)
     "op": (Role.OPERATOR, [], None),
     "admin": (Role.ADMIN, [], None),
@@ -47,30 +34,7 @@ USERS = {  # username: (role, grids, worker id)
 }
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Env:
-    settings: Settings
-    community: Community
-    storage: Storage
-    clock: Clock
-    app: FastAPI
-    client: TestClient
-    tokens: dict[str, str]
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-    def service(self, **kw: Any) -> TicketService:
-        return TicketService(self.storage, self.settings, self.community, clock=self.clock, **kw)
-
+class Env(ApiEnv):
     def alarm(self, rule: str = "elevator_entrapment", device: str = "B1-E1-M", building: str = "B1", floor: int = 1,
               dispatch: Dispatch = Dispatch.URGENT, **kw: Any) -> int:
         at = self.clock.now
@@ -84,33 +48,8 @@ class Env:
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     """One schema, community and set of users for the module (argon2 hashing is deliberately slow)."""
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)  # the real cost is tested in test_tickets_service
-    schema = f"t_api_{uuid.uuid4().hex[:10]}"
-    root = f"gt-test-{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": root},
-                                 db={"url": DB_URL, "schema": schema}, tickets={"photo_max_bytes": 4096})
-    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(community)
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
-    clock = Clock()
-    app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=clock)
-    client = TestClient(app)
-    tokens = {}
-    for name in USERS:
-        r = client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        tokens[name] = r.json()["token"]
-    yield Env(settings, community, storage, clock, app, client, tokens)
-    client.close()
-    app.state.close()
-    storage.close()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    configure_hashing()
+    with api_env(Env, "t_api", USERS, tickets={"photo_max_bytes": 4096}) as e:
+        yield e
 
 
 @pytest.fixture(autouse=True)
