@@ -5,74 +5,31 @@ with their reasons, and bad input."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
 from gateway.care import overdue
 from gateway.care.overdue import raise_overdue
 from gateway.care.store import CareRegister
-from gateway.settings import Settings
-from gateway.storage import Storage
 from gateway.tickets.service import TicketService
-from tests.conftest import DB_URL, MQTT_URL
+from tests.support.api_env import T0, ApiEnv, api_env
 from twin import care
-from twin.community import Community, parse
 from twin.people import Role
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
-PASSWORD = "s3cret-password"
 USERS = {"op": (Role.OPERATOR, [], None), "admin": (Role.ADMIN, [], None), "ma": (Role.WORKER, ["G1"], "w1-1"),
          "zhang": (Role.WORKER, ["G2"], "w2-1"), "sup": (Role.SUPERVISOR, ["G1", "G2", "G3"], "s-1")}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
+class Env(ApiEnv):
+    def service(self, **kw: Any) -> TicketService:
+        return super().service(render_on_create=False, **kw)
 
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Env:
-    settings: Settings
-    community: Community
-    storage: Storage
-    clock: Clock
-    app: FastAPI
-    client: TestClient
-    tokens: dict[str, str]
-
-    def at(self, now: datetime) -> None:
-        """Move the clock (and sign everyone in again: tokens expire on the same clock)."""
-        self.clock.now = now
-        self.tokens.update(sign_in(self.client))
-
-    def get(self, user: str, path: str, **kw: Any) -> Any:
-        return self.client.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {self.tokens[user]}"}, **kw)
-
-    def post(self, user: str, path: str, **kw: Any) -> Any:
-        return self.client.post(f"/api/v1{path}", headers={"Authorization": f"Bearer {self.tokens[user]}"}, **kw)
-
-    def service(self) -> TicketService:
-        return TicketService(self.storage, self.settings, self.community, clock=self.clock, render_on_create=False)
-
-    def resident(self, unit: str) -> dict[str, Any]:
+    def care_resident(self, unit: str) -> dict[str, Any]:
         found = [r for r in self.get("admin", "/care/residents").json()["residents"] if r["unit"] == unit]
         assert len(found) == 1
         return dict(found[0])
@@ -80,32 +37,8 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
-    schema = f"t_care_{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-care-{uuid.uuid4().hex[:8]}"},
-                                 db={"url": DB_URL, "schema": schema}, tickets={"photo_max_bytes": 4096})
-    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(community)
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
-    clock = Clock()
-    app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=clock)
-    client = TestClient(app)
-    yield Env(settings, community, storage, clock, app, client, sign_in(client))
-    client.close()
-    app.state.close()
-    storage.close()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    configure_hashing()
-
-
-def sign_in(client: TestClient) -> dict[str, str]:
-    return {n: client.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD}).json()["token"]
-            for n in USERS}
+    with api_env(Env, "t_care", USERS, tickets={"photo_max_bytes": 4096}) as e:
+        yield e
 
 
 def grid_of(env: Env, building: str) -> str | None:
@@ -151,7 +84,7 @@ def test_the_register_is_seeded_and_each_role_sees_what_it_may(env: Env) -> None
 
 def test_an_overdue_visit_raises_exactly_one_ticket_to_the_grid_worker(env: Env) -> None:
     unit = unit_in(env, "G1", "red")
-    r = env.resident(unit)
+    r = env.care_resident(unit)
     overdue_at = datetime(2025, 6, 9, 16, 0, tzinfo=UTC)  # 06-10 00:00 in Shanghai: the day after the due date
     env.at(overdue_at - timedelta(seconds=1))
     assert raise_overdue(env.service()) == []
@@ -171,7 +104,7 @@ def test_an_overdue_visit_raises_exactly_one_ticket_to_the_grid_worker(env: Env)
     reds = {x.unit for x in env.community.care_units if x.level == "red"}
     count = env.storage.conn.execute("SELECT count(*) FROM care_overdue_tickets").fetchone()
     assert count is not None and count[0] == len(reds)  # every red visit is overdue; yellow and green not yet
-    shown = env.resident(unit)
+    shown = env.care_resident(unit)
     assert shown["overdue"] and shown["days_overdue"] == 1 and shown["overdue_ticket"] == t.id
     # a gateway that looked before the first one committed: its insert of the same visit fails, its ticket rolls back
     tickets = env.storage.conn.execute("SELECT count(*) FROM tickets").fetchone()
@@ -192,7 +125,7 @@ def test_an_overdue_visit_raises_exactly_one_ticket_to_the_grid_worker(env: Env)
 
 def test_a_visit_resets_the_due_date(env: Env) -> None:
     unit = unit_in(env, "G1", "red")
-    r = env.resident(unit)
+    r = env.care_resident(unit)
     env.at(datetime(2025, 6, 10, 3, 0, tzinfo=UTC))  # 11:00 in Shanghai
     resp = env.post("ma", f"/care/residents/{r['id']}/visits",
                     data={"note": "血压正常，药已送到", "checks": '{"well": true, "needs_help": false}',
@@ -222,7 +155,7 @@ def test_a_visit_resets_the_due_date(env: Env) -> None:
 
 def test_bad_visits_are_refused_with_the_reason(env: Env) -> None:
     unit = unit_in(env, "G1", "yellow")
-    rid = env.resident(unit)["id"]
+    rid = env.care_resident(unit)["id"]
     env.at(datetime(2025, 6, 20, 2, 0, tzinfo=UTC))
     cases = [({"checks": '{"nonsense": true}'}, 422, "unknown checklist item"),
              ({"checks": "[1]"}, 422, "JSON object"),
@@ -245,7 +178,7 @@ def test_bad_visits_are_refused_with_the_reason(env: Env) -> None:
 
 def test_a_level_change_is_recorded_with_its_reason_and_restarts_the_clock(env: Env) -> None:
     unit = unit_in(env, "G1", "green")
-    r = env.resident(unit)
+    r = env.care_resident(unit)
     env.at(datetime(2025, 6, 21, 2, 0, tzinfo=UTC))
     assert env.post("ma", f"/care/residents/{r['id']}/level", json={"level": "red"}).status_code == 422
     assert env.post("ma", f"/care/residents/{r['id']}/level", json={"level": "red", "reason": "  "}).status_code == 422
@@ -281,7 +214,7 @@ def test_evacuation_lists_residents_with_limited_mobility_masked_for_operators(e
 
 def test_visit_photos_and_then_notes_are_cleared_after_their_retention(env: Env) -> None:
     unit = unit_in(env, "G2", "yellow")
-    r = env.resident(unit)
+    r = env.care_resident(unit)
     env.at(datetime(2025, 3, 1, 3, 0, tzinfo=UTC))
     resp = env.post("zhang", f"/care/residents/{r['id']}/visits", files={"photo": ("p.png", PNG, "image/png")},
                     data={"note": "腿脚不便，需要助餐", "checks": '{"well": true, "needs_help": true}'})
