@@ -4,98 +4,44 @@ and the nearest on-duty worker for an urgent ticket."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from fastapi.testclient import TestClient
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
 from gateway.patrols.store import signing_key
 from gateway.settings import Settings
 from gateway.storage import Storage
 from gateway.tickets.service import TicketService
-from tests.conftest import DB_URL, MQTT_URL
+from tests.conftest import DB_URL
+from tests.support.api_env import ROOT, T0, ApiEnv, api_env
 from twin import patrols as pt
-from twin.community import Community, parse
+from twin.community import Community
 from twin.people import Role
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: the day shift is on duty
-PASSWORD = "s3cret-password"
 USERS = {"op": (Role.OPERATOR, [], None), "ma": (Role.WORKER, ["G1"], "w1-1"), "sun": (Role.WORKER, ["G1"], "w1-2"),
          "zhang": (Role.WORKER, ["G2"], "w2-1"), "sup1": (Role.SUPERVISOR, ["G1"], "s-1"),
          "sup2": (Role.SUPERVISOR, ["G2"], "s-2")}
 
 
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@dataclass
-class Env:
-    settings: Settings
-    community: Community
-    storage: Storage
-    clock: Clock
-    client: TestClient
-    tokens: dict[str, str]
-
-    def at(self, now: datetime) -> None:
-        self.clock.now = now
-        self.tokens.update(sign_in(self.client))
-
-    def call(self, method: str, user: str, path: str, **kw: Any) -> Any:
-        return self.client.request(method, f"/api/v1{path}", headers={"Authorization": f"Bearer {self.tokens[user]}"},
-                                   **kw)
-
+class Env(ApiEnv):
     def fix(self, x: float, y: float, **extra: Any) -> dict[str, Any]:
         lat, lon = pt.to_latlon(self.community.origin, x, y)
         return {"lat": lat, "lon": lon, "accuracy_m": 8, **extra}
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
-    schema = f"t_patrol_{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-patrol-{uuid.uuid4().hex[:8]}"},
-                                 db={"url": DB_URL, "schema": schema})
-    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(community)
+def two_months_of_patrols(storage: Storage, _settings: Settings, _community: Community) -> None:
     storage.conn.execute("UPDATE schema_version SET applied_at = %s WHERE version = 17", (T0 - timedelta(days=60),))
     storage.conn.commit()  # as if patrols had been recorded for two months
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
-    clock = Clock()
-    app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=clock)
-    client = TestClient(app)
-    yield Env(settings, community, storage, clock, client, sign_in(client))
-    client.close()
-    app.state.close()
-    storage.close()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    configure_hashing()
 
 
-def sign_in(client: TestClient) -> dict[str, str]:
-    return {n: client.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD}).json()["token"]
-            for n in USERS}
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    with api_env(Env, "t_patrol", USERS, prepare=two_months_of_patrols) as e:
+        yield e
 
 
 def qr(env: Env, checkpoint: str) -> str:
