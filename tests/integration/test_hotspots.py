@@ -4,74 +4,33 @@ reports (tests/integration/hotspots_seed.py) counted per place over a period by 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
-from gateway.api.pool import StoragePool
-from gateway.storage import Storage
 from gateway.web.hotspots_data import MAX_DAYS, check_period, groups, hotspots
-from tests.conftest import DB_URL, MQTT_URL
 from tests.integration.hotspots_seed import Seeded, seed
-from twin.community import Community, parse
+from tests.support.api_env import ApiEnv, Clock, api_env
 from twin.people import Role
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 5, 31, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
-PASSWORD = "s3cret-password"
 USERS = {"op": (Role.OPERATOR, [], None), "ma": (Role.WORKER, ["G1"], "w1-1"), "sup1": (Role.SUPERVISOR, ["G1"], None)}
 
 
 @dataclass
-class Env:
-    community: Community
-    pool: StoragePool
-    app: FastAPI
-    tokens: dict[str, str]
+class Env(ApiEnv):
     seeded: Seeded
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
-    schema = f"t_hot_{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-test-{uuid.uuid4().hex[:8]}"},
-                                 db={"url": DB_URL, "schema": schema}, tickets={"snapshots": False})
-    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(community)
-    seeded = seed(storage, settings, community, NOW)
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
-    pool = StoragePool(DB_URL, schema=schema, max_size=2)
-    app = create_api(settings, community, pool=pool, clock=lambda: NOW)
-    with TestClient(app) as c:
-        tokens = {n: c.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD}).json()["token"]
-                  for n in USERS}
-    try:
-        yield Env(community, pool, app, tokens, seeded)
-    finally:
-        pool.close()
-        storage.close()
-        with psycopg.connect(DB_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        configure_hashing()
+    with api_env(Env, "t_hot", USERS, clock=Clock(NOW), pool_size=2, tickets={"snapshots": False},
+                 prepare=lambda storage, settings, c: {"seeded": seed(storage, settings, c, NOW)}) as e:
+        yield e
 
 
 def test_alarms_and_reports_are_counted_per_place_with_false_alarms_and_hints(env: Env) -> None:
