@@ -4,55 +4,39 @@ answers to good and bad requests."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
-from gateway.api.pool import StoragePool, pool_for
 from gateway.outcomes import outcomes
 from gateway.settings import Settings
 from gateway.storage import Storage
-from tests.conftest import DB_URL, MQTT_URL
-from tests.integration.outcomes_seed import Clock, Seeded, sample_community, seed
+from tests.integration.outcomes_seed import Seeded, sample_community, seed
+from tests.support.api_env import ApiEnv, Clock, api_env
 from twin.community import Community
 from twin.outcomes import METRICS
 from twin.people import Role
 
 pytestmark = pytest.mark.integration
-PASSWORD = "s3cret-password"
 USERS = {"op": (Role.OPERATOR, [], None), "sup": (Role.SUPERVISOR, ["G1"], "s-1"),
          "ma": (Role.WORKER, ["G1"], "w1-1")}
 DAYS = 14
 
 
 @dataclass
-class Env:
-    settings: Settings
-    community: Community
-    storage: Storage
-    pool: StoragePool
+class Env(ApiEnv):
     start: datetime
     end: datetime
     seeded: Seeded
-    client: TestClient
-    app: FastAPI
-    tokens: dict[str, str]
 
-    def get(self, user: str | None, **params: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
-        return self.client.get("/api/v1/outcomes", headers=headers, params=params)
+    def route(self, user: str | None, **params: Any) -> Any:
+        """``GET /api/v1/outcomes`` as ``user`` (None: without a token)."""
+        return self.get(user, "/outcomes", params=params)
 
-    def count(self, query: str, *args: Any) -> int:
+    def scalar(self, query: str, *args: Any) -> int:
         row = self.storage.conn.execute(query, args).fetchone()
         assert row is not None
         return int(row[0])
@@ -60,34 +44,16 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
-    schema = f"t_outcomes_{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-out-{uuid.uuid4().hex[:8]}"},
-                                 db={"url": DB_URL, "schema": schema})
     c = sample_community()
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(c)
     start = datetime(2026, 3, 2, 8, tzinfo=c.tz)  # a Monday
-    seeded = seed(storage, settings, c, start, DAYS)
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
     period_start = start.replace(hour=0)
     end = period_start + timedelta(days=DAYS)
-    clock = Clock(end + timedelta(hours=9))
-    pool = pool_for(settings, DB_URL, schema=schema)
-    app = create_api(settings, c, pool=pool, clock=clock)
-    client = TestClient(app)
-    tokens = {n: client.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD}).json()["token"]
-              for n in USERS}
-    yield Env(settings, c, storage, pool, period_start, end, seeded, client, app, tokens)
-    client.close()
-    pool.close()
-    storage.close()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    configure_hashing()
+
+    def two_weeks(storage: Storage, settings: Settings, community: Community) -> dict[str, Any]:
+        return {"seeded": seed(storage, settings, community, start, DAYS), "start": period_start, "end": end}
+
+    with api_env(Env, "t_outcomes", USERS, community=c, clock=Clock(end + timedelta(hours=9)), prepare=two_weeks) as e:
+        yield e
 
 
 def test_the_store_reads_what_the_database_holds(env: Env) -> None:
@@ -95,16 +61,16 @@ def test_the_store_reads_what_the_database_holds(env: Env) -> None:
     o = outcomes(env.pool, env.community, env.start, env.end, bucket="week", now=now)
     v = o.values
     created = "created_at >= %s AND created_at < %s"
-    assert v["tickets"] == env.count(f"SELECT count(*) FROM tickets WHERE {created}", env.start, env.end) > 0
-    assert v["reports"] == env.count(f"SELECT count(*) FROM ticket_reports WHERE {created}", env.start, env.end) > 0
-    rated = env.count(f"SELECT count(*) FROM tickets WHERE rating IS NOT NULL AND {created}", env.start, env.end)
-    good = env.count(f"SELECT count(*) FROM tickets WHERE rating >= 4 AND {created}", env.start, env.end)
+    assert v["tickets"] == env.scalar(f"SELECT count(*) FROM tickets WHERE {created}", env.start, env.end) > 0
+    assert v["reports"] == env.scalar(f"SELECT count(*) FROM ticket_reports WHERE {created}", env.start, env.end) > 0
+    rated = env.scalar(f"SELECT count(*) FROM tickets WHERE rating IS NOT NULL AND {created}", env.start, env.end)
+    good = env.scalar(f"SELECT count(*) FROM tickets WHERE rating >= 4 AND {created}", env.start, env.end)
     assert v["rated"] == rated and v["satisfaction"] == round(good / rated, 3)
     row = env.storage.conn.execute(
         "SELECT avg(extract(epoch FROM resolved_at - created_at)) / 86400 FROM tickets WHERE resolved_at IS NOT NULL "
         f"AND state <> 'cancelled' AND {created}", (env.start, env.end)).fetchone()
     assert row is not None and v["close_days"] == pytest.approx(float(row[0]), abs=0.006)
-    false = env.count(f"SELECT count(*) FROM tickets WHERE close_reason = 'false_alarm' AND {created}",
+    false = env.scalar(f"SELECT count(*) FROM tickets WHERE close_reason = 'false_alarm' AND {created}",
                       env.start, env.end)
     assert sum(f for _n, f in o.false_alarms_by_kind.values()) == false
     assert sum(n for _n, n in o.repeats) <= v["tickets"]
@@ -121,13 +87,13 @@ def test_the_store_reads_what_the_database_holds(env: Env) -> None:
 
     mine = outcomes(env.pool, env.community, env.start, env.end, bucket="day", grids=["G1"], now=now)
     assert set(mine.by_grid) == {"G1"} and len(mine.series) == DAYS
-    assert mine.values["tickets"] == env.count(f"SELECT count(*) FROM tickets WHERE grid = 'G1' AND {created}",
+    assert mine.values["tickets"] == env.scalar(f"SELECT count(*) FROM tickets WHERE grid = 'G1' AND {created}",
                                                env.start, env.end)
     assert set(mine.by_worker) <= {"w1-1", "w1-2", "s-1"}
 
 
 def test_the_route_answers_with_targets(env: Env) -> None:
-    resp = env.get("op", **{"from": "2026-03-02", "to": "2026-03-15", "bucket": "week"})
+    resp = env.route("op", **{"from": "2026-03-02", "to": "2026-03-15", "bucket": "week"})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["from"] == "2026-03-02" and body["to"] == "2026-03-15" and body["timezone"] == "Asia/Shanghai"
@@ -137,10 +103,10 @@ def test_the_route_answers_with_targets(env: Env) -> None:
     assert [s["start"][:10] for s in body["series"]] == ["2026-03-02", "2026-03-09"]
     assert {g["grid"] for g in body["by_grid"]} == {"G1", "G2", "G3"}
     assert any(w["worker"] == "w1-1" and w["grids"] == ["G1"] for w in body["by_worker"])
-    sup = env.get("sup", **{"from": "2026-03-02", "to": "2026-03-15"}).json()
+    sup = env.route("sup", **{"from": "2026-03-02", "to": "2026-03-15"}).json()
     assert {g["grid"] for g in sup["by_grid"]} == {"G1"}
     assert sup["values"]["tickets"] < body["values"]["tickets"]
-    assert env.get("op").status_code == 200  # the last 12 weeks by default
+    assert env.route("op").status_code == 200  # the last 12 weeks by default
 
 
 @pytest.mark.parametrize(("params", "status", "says"), [
@@ -152,10 +118,10 @@ def test_the_route_answers_with_targets(env: Env) -> None:
     ({"from": "yesterday"}, 422, "from"),
 ])
 def test_bad_requests_say_what_is_wrong(env: Env, params: dict[str, str], status: int, says: str) -> None:
-    resp = env.get("op", **params)
+    resp = env.route("op", **params)
     assert resp.status_code == status and says in resp.json()["detail"], resp.text
 
 
 def test_workers_and_strangers_are_refused(env: Env) -> None:
-    assert env.get("ma").status_code == 403
-    assert env.get(None).status_code == 401
+    assert env.route("ma").status_code == 403
+    assert env.route(None).status_code == 401
