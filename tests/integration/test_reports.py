@@ -5,87 +5,26 @@ elsewhere: a clear 4xx and nothing stored), staff reports and the supervisor's c
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
-from gateway.settings import Settings
-from gateway.storage import Storage
-from gateway.tickets.service import TicketService
-from tests.conftest import DB_URL, MQTT_URL
-from twin.community import Community, parse
+from tests.support.api_env import ApiEnv, api_env
 from twin.people import Role
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai: the day shift
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
-PASSWORD = "s3cret-password"
 MAX_PHOTO = 4096
 USERS = {"op": (Role.OPERATOR, [], None), "ma": (Role.WORKER, ["G1"], "w1-1"),
          "sup": (Role.SUPERVISOR, ["G1"], "s-1"), "sup2": (Role.SUPERVISOR, ["G2"], "s-2")}
 
 
-@dataclass
-class Env:
-    settings: Settings
-    community: Community
-    storage: Storage
-    app: FastAPI
-    tokens: dict[str, str]
-    n: int = 0
-
-    def resident(self) -> TestClient:
-        """A browser at an address of its own (the rate limit is per address)."""
-        self.n += 1
-        return TestClient(self.app, client=(f"10.0.{self.n // 250}.{self.n % 250 + 1}", 40000))
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-    def count(self, table: str) -> int:
-        return int(self.storage.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
-
-    def service(self) -> TicketService:
-        return TicketService(self.storage, self.settings, self.community, clock=lambda: T0)
-
-
 @pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
-    schema = f"t_rep_{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-test-{uuid.uuid4().hex[:8]}"},
-                                 db={"url": DB_URL, "schema": schema},
-                                 tickets={"photo_max_bytes": MAX_PHOTO, "snapshots": False})
-    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(community)
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
-    app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=lambda: T0)
-    tokens = {}
-    with TestClient(app) as c:
-        for name in USERS:
-            tokens[name] = c.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}).json()["token"]
-    yield Env(settings, community, storage, app, tokens)
-    app.state.close()
-    storage.close()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    configure_hashing()
+def env() -> Iterator[ApiEnv]:
+    with api_env(ApiEnv, "t_rep", USERS, tickets={"photo_max_bytes": MAX_PHOTO, "snapshots": False}) as e:
+        yield e
 
 
 def open_form(c: TestClient, path: str = "/r/sunshine/B1", **kw: Any) -> str:
@@ -105,7 +44,7 @@ def post(c: TestClient, token: str, path: str = "/r/sunshine/B1", photo: tuple[s
     return c.post(path, data=data, files=files, follow_redirects=False)
 
 
-def test_a_resident_reports_follows_it_and_rates_it_after_the_supervisors_check(env: Env) -> None:
+def test_a_resident_reports_follows_it_and_rates_it_after_the_supervisors_check(env: ApiEnv) -> None:
     c = env.resident()
     form = c.get("/r/sunshine/B1")
     assert form.status_code == 200 and "阳光社区 · 1号楼" in form.text and "消防通道堵塞" in form.text
@@ -192,7 +131,7 @@ def test_a_resident_reports_follows_it_and_rates_it_after_the_supervisors_check(
     ({"photo": ("x.gif", b"GIF89a" + b"\x00" * 10, "image/gif")}, 415, "JPEG、PNG 或 WebP"),
     ({"photo": ("fake.png", b"not a png at all", "image/png")}, 415, "JPEG、PNG 或 WebP"),
 ])
-def test_bad_input_gets_a_clear_4xx_and_nothing_is_stored(env: Env, change: dict[str, Any], status: int,
+def test_bad_input_gets_a_clear_4xx_and_nothing_is_stored(env: ApiEnv, change: dict[str, Any], status: int,
                                                           message: str) -> None:
     c = env.resident()
     token = open_form(c)
@@ -206,7 +145,7 @@ def test_bad_input_gets_a_clear_4xx_and_nothing_is_stored(env: Env, change: dict
     assert (env.count("tickets"), env.count("ticket_reports"), env.count("ticket_photos")) == before
 
 
-def test_unknown_places_forged_tokens_and_forms_from_elsewhere_are_refused(env: Env) -> None:
+def test_unknown_places_forged_tokens_and_forms_from_elsewhere_are_refused(env: ApiEnv) -> None:
     c = env.resident()
     before = env.count("tickets")
     for path in ("/r/sunshine/B99", "/r/nowhere/B1", "/r/sunshine/..%2F..", "/r/sunshine/B1/extra"):
@@ -229,7 +168,7 @@ def test_unknown_places_forged_tokens_and_forms_from_elsewhere_are_refused(env: 
     assert env.count("tickets") == before
 
 
-def test_reports_are_rate_limited_per_address(env: Env) -> None:
+def test_reports_are_rate_limited_per_address(env: ApiEnv) -> None:
     c = env.resident()
     token = open_form(c)
     codes = [post(c, token, text=f"第{i}次").status_code for i in range(6)]
@@ -240,7 +179,7 @@ def test_reports_are_rate_limited_per_address(env: Env) -> None:
     assert post(other, open_form(other)).status_code == 303
 
 
-def test_staff_report_through_the_api(env: Env) -> None:
+def test_staff_report_through_the_api(env: ApiEnv) -> None:
     api = TestClient(env.app)
     cats = api.get("/api/v1/reports/categories", headers=env.auth("ma")).json()["categories"]
     assert {"id": "corridor_light", "zh": "楼道灯损坏", "en": "Broken corridor light", "category": "other",
@@ -265,7 +204,7 @@ def test_staff_report_through_the_api(env: Env) -> None:
     assert any(k.startswith("incident:gas:") for k in gas_keys)  # ... unless its category collects the place's alarms
 
 
-def test_the_language_stays_through_the_form(env: Env) -> None:
+def test_the_language_stays_through_the_form(env: ApiEnv) -> None:
     c = env.resident()
     page = c.get("/r/sunshine/B2?lang=en")
     token = open_form(c, "/r/sunshine/B2?lang=en")
