@@ -6,36 +6,25 @@ and hand off to the grid worker (form token, rate limit shared with the report f
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from gateway import settings as settings_mod
-from gateway.api.app import create_api
-from gateway.api.auth import Users, configure_hashing
+from gateway.api.auth import Users
 from gateway.api.pool import StoragePool
 from gateway.assistant.core import assistant
 from gateway.assistant.dashboard import StorageAssistant
-from gateway.storage import Storage
 from gateway.tickets.views import knowledge_base
-from tests.conftest import DB_URL, MQTT_URL
+from tests.conftest import DB_URL
+from tests.support.api_env import ROOT, ApiEnv, api_env
 from twin.community import parse
 from twin.people import Role
 from viz.data import ActionRefused
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)
-PASSWORD = "s3cret-password"
 USERS = {"op": (Role.OPERATOR, [], None), "ma": (Role.WORKER, ["G1"], "w1-1"), "sup2": (Role.SUPERVISOR, ["G2"], "s-2")}
 UNSURE = "今天 qwzx plorb 吗"  # nothing in the knowledge base answers it
 
@@ -51,51 +40,14 @@ def sure() -> str:
     raise AssertionError("no resident FAQ question is answered with confidence")
 
 
-
-@dataclass
-class Env:
-    schema: str
-    storage: Storage
-    app: FastAPI
-    tokens: dict[str, str]
-    n: int = 0
-
-    def resident(self) -> TestClient:
-        """A browser at an address of its own (the rate limits are per address)."""
-        self.n += 1
-        return TestClient(self.app, client=(f"10.9.{self.n // 250}.{self.n % 250 + 1}", 40000))
-
-    def auth(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-    def count(self) -> int:
-        return int(self.storage.conn.execute("SELECT count(*) FROM tickets").fetchone()[0])  # type: ignore[index]
+class Env(ApiEnv):
+    RESIDENT_NET = "10.9"
 
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    configure_hashing(time_cost=1, memory_kib=1024, parallelism=1)
-    schema = f"t_asst_{uuid.uuid4().hex[:10]}"
-    settings = settings_mod.load(env={}, mqtt={"url": MQTT_URL, "topic_root": f"gt-test-{uuid.uuid4().hex[:8]}"},
-                                 db={"url": DB_URL, "schema": schema}, tickets={"snapshots": False})
-    community = parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
-    storage = Storage.connect(DB_URL, schema=schema)
-    storage.migrate()
-    storage.load_community(community)
-    users = Users(storage.conn)
-    for name, (role, grids, worker) in USERS.items():
-        users.add(name, PASSWORD, role, grids=grids, worker_id=worker)
-    app = create_api(settings, community, db_url=DB_URL, schema=schema, clock=lambda: T0)
-    tokens = {}
-    with TestClient(app) as c:
-        for name in USERS:
-            tokens[name] = c.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}).json()["token"]
-    yield Env(schema, storage, app, tokens)
-    app.state.close()
-    storage.close()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    configure_hashing()
+    with api_env(Env, "t_asst", USERS, tickets={"snapshots": False}) as e:
+        yield e
 
 
 def audience(doc_id: str) -> str:
