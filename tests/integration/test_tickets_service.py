@@ -8,8 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,28 +19,19 @@ from gateway.api.auth import Users
 from gateway.settings import Settings
 from gateway.storage import Storage
 from gateway.tickets.service import Forbidden, Photo, PhotoRejected, TicketConflict, TicketNotFound, TicketService
+from tests.support.api_env import T0, Clock, sample_community
 from twin import tickets as tk
 from twin.alarms import AlarmEvent, AlarmStatus, Dispatch, EventKind, Severity
-from twin.community import Community, parse
+from twin.community import Community
 from twin.people import Role, User
 from twin.tickets import InvalidInput, Priority, TicketError, TicketState
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-T0 = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
 OP = User("op", "值班员", Role.OPERATOR)
 MA = User("ma", "马刚", Role.WORKER, ("G1",), "w1-1")
 ZHANG = User("zhang", "张刚磊", Role.WORKER, ("G2",), "w2-1")
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -58,7 +48,7 @@ class Outbox:
 
 @pytest.fixture(scope="module")
 def community() -> Community:
-    return parse((ROOT / "twin" / "sample_community.yaml").read_text(encoding="utf-8"))
+    return sample_community()
 
 
 @pytest.fixture
