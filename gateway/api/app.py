@@ -49,7 +49,7 @@ from gateway.assistant import public as assistant_public
 from gateway.care import api as care_api
 from gateway.outcomes import api as outcomes_api
 from gateway.patrols import api as patrols_api
-from gateway.ratelimit import EveryFewSeconds, PerKeyLimiter
+from gateway.ratelimit import EveryFewSeconds
 from gateway.reports import api as reports_api
 from gateway.reports import public as reports_public
 from gateway.reports.checks import report_rate_problem
@@ -70,6 +70,7 @@ from gateway.tickets.service import (
     kpi_csv,
 )
 from gateway.web.live import HubUnavailable, LiveHub
+from gateway.web.public_limits import SharedLimiter
 from twin import tickets as tk
 from twin.community import Community
 from twin.people import Role, User
@@ -588,11 +589,15 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     app.include_router(hotspots_api.router(cs, service, current_user))  # alarms + reports per place, hints
     app.include_router(outcomes_api.router(cs, service, current_user))  # outcomes against targets
     app.include_router(reports_api.router(cs, service, current_user, settings))  # one-click reports, checks
-    resident_posts = PerKeyLimiter(5, 120.0)  # reports and handoffs to a person share one budget per address
+    # residents' POSTs, one budget per address for all gateways (in the database): reports, ratings and handoffs
+    # to a person share one; questions to the assistant have their own
+    resident_posts = SharedLimiter("resident_posts", 5, 120.0, db.storage)
+    resident_asks = SharedLimiter("resident_asks", 10, 6.0, db.storage, fallback=True)  # asking needs no database
     app.include_router(reports_public.router(settings, cs, contextlib.contextmanager(service),  # residents: /r/...
                                              report_limit=resident_posts))
     app.include_router(assistant_api.router(cs, service, current_user))  # the knowledge assistant, handoffs
-    app.include_router(assistant_public.router(cs, contextlib.contextmanager(service), handoff_limit=resident_posts))
+    app.include_router(assistant_public.router(cs, contextlib.contextmanager(service), handoff_limit=resident_posts,
+                                               ask_limit=resident_asks))
 
     @app.get("/healthz", include_in_schema=False)
     def health() -> dict[str, str]:

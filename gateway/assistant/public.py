@@ -10,8 +10,9 @@
 ==========================================  ==================================================================
 
 Residents get resident entries only (``audience="resident"``: never a worker's SOP, never personal data). Both
-POSTs are rate-limited per client address (asking: its own budget; a handoff: the report form's, shared, since it
-files a ticket too) and carry the report form's protection: the double-submit form token (cookie and field) and,
+POSTs are rate-limited per client address, one budget for all gateways (asking: its own budget; a handoff: the
+report form's, shared, since it files a ticket too) and carry the report form's protection
+(:class:`gateway.web.public_forms.PublicForms`): the double-submit form token (cookie and field) and,
 when the browser sends one, an ``Origin`` of this host. Every field is checked and sized; a refused handoff shows
 the answer page again with the reason and stores nothing.
 """
@@ -23,21 +24,21 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from psycopg import InterfaceError, OperationalError
 from starlette.datastructures import FormData
 
 from gateway.assistant import box
 from gateway.assistant.core import MAX_NOTE, MAX_QUESTION, Handoff, ask, clean_text, hand_off
 from gateway.ratelimit import PerKeyLimiter
-from gateway.reports.public import FORM_COOKIE, LANG_COOKIE, MAX_FIELDS, PREFIX, Refused, _e, _html, _q
-from gateway.reports.store import ID_RE, MAX_UNIT, PHONE_RE, TOKEN_RE
-from gateway.storage import StorageError
+from gateway.reports.store import MAX_UNIT, PHONE_RE
 from gateway.tickets.service import TicketService
+from gateway.web.public_forms import PREFIX, Limiter, PublicForms, Refused
+from gateway.web.public_forms import e as _e
+from gateway.web.public_forms import page as _html
+from gateway.web.public_forms import q as _q
 from twin.community import Community
 from twin.tickets import InvalidInput
 from viz.i18n import t
@@ -47,52 +48,25 @@ log = logging.getLogger(__name__)
 
 def router(communities: Iterable[Community],
            service: Callable[[], contextlib.AbstractContextManager[TicketService]], *,
-           ask_limit: PerKeyLimiter | None = None, handoff_limit: PerKeyLimiter | None = None) -> APIRouter:
+           ask_limit: Limiter | None = None, handoff_limit: Limiter | None = None) -> APIRouter:
     """The residents' assistant routes. ``ask_limit``: questions per client address (default: 10 at once, then one
-    every 6 s); ``handoff_limit``: handoffs per address, best the report form's own limiter (default: 5 at once,
-    then one every 2 min)."""
-    cs = {c.id: c for c in communities}
+    every 6 s, in this process); ``handoff_limit``: handoffs per address, best the report form's own limiter
+    (default: 5 at once, then one every 2 min, in this process). The API passes
+    :class:`gateway.web.public_limits.SharedLimiter` ones, which all gateways share."""
+    forms = PublicForms(communities, service, what="public assistant page")
     asks = ask_limit or PerKeyLimiter(10, 6.0)
     handoffs = handoff_limit or PerKeyLimiter(5, 120.0)
     r = APIRouter(prefix=PREFIX, include_in_schema=False)
+    lang_of, place, refused = forms.lang_of, forms.place, forms.refused
 
-    def lang_of(request: Request) -> str:
-        q = request.query_params.get("lang")
-        if q in ("zh", "en"):
-            return q
-        return "en" if request.cookies.get(LANG_COOKIE) == "en" else "zh"
-
-    def place(community: str, building: str) -> tuple[Community, Any]:
-        c = cs.get(community) if ID_RE.match(community) else None
-        b = c.building(building) if c is not None and ID_RE.match(building) else None
-        if c is None or b is None:
-            raise Refused(404, "pub.err.not_found")
-        return c, b
-
-    def refused(request: Request, exc: Refused) -> HTMLResponse:
-        lang = lang_of(request)
-        body = f'<div class="err" id="pub-error">{_e(t(lang, exc.key, **exc.values))}</div>'
-        headers = {"Retry-After": str(exc.values.get("s", 60))} if exc.status == 429 else {}
-        return _html(lang, t(lang, "pub.err.title"), body, secrets.token_urlsafe(12), exc.status, headers=headers)
-
-    async def read_form(request: Request, limiter: PerKeyLimiter) -> FormData:
-        """The POST's form, once the address is within its budget and the form is this site's own."""
-        if not limiter.take(request.client.host if request.client else "?"):
-            raise Refused(429, "pub.err.rate_limited", s=max(1, round(1 / limiter.rate)))
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            raise Refused(415, "pub.err.bad")
+    async def read_post(request: Request, limiter: Limiter, *extra: str) -> tuple[str, str, dict[str, str]]:
+        """The POST's question, form token and ``extra`` fields, once the address is within ``limiter``'s budget
+        and the form is this site's own (:meth:`PublicForms.read_form`)."""
+        form = await forms.read_form(request, limiter, max_files=0, max_part_size=16 * 1024)
         try:
-            form = await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=16 * 1024)
-        except Exception:  # malformed, too many parts, a part too large: the client's fault
-            raise Refused(400, "pub.err.bad") from None
-        origin = request.headers.get("origin")  # "null" from privacy settings: the form token still decides
-        sent, have = form.get("form_token"), request.cookies.get(FORM_COOKIE, "")
-        if ((origin is not None and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""))
-                or not isinstance(sent, str) or not TOKEN_RE.match(have) or not secrets.compare_digest(sent, have)):
+            return question_of(form), text(form, "form_token"), {k: text(form, k) for k in extra}
+        finally:
             await form.close()
-            raise Refused(403, "pub.err.form")
-        return form
 
     def text(form: FormData, name: str) -> str:
         v = form.get(name, "")
@@ -131,12 +105,7 @@ def router(communities: Iterable[Community],
         path = f"{PREFIX}/{community}/{building}"
         try:
             c, b = place(community, building)
-            form = await read_form(request, asks)
-            try:
-                question = question_of(form)
-                token = text(form, "form_token")
-            finally:
-                await form.close()
+            question, token, _ = await read_post(request, asks)
             answer = await answer_of(question, lang)
         except Refused as exc:
             return refused(request, exc)
@@ -150,13 +119,7 @@ def router(communities: Iterable[Community],
         path = f"{PREFIX}/{community}/{building}"
         try:
             c, b = place(community, building)
-            form = await read_form(request, handoffs)
-            try:
-                question = question_of(form)
-                token = text(form, "form_token")
-                values = {k: text(form, k) for k in ("floor", "unit", "note", "phone")}
-            finally:
-                await form.close()
+            question, token, values = await read_post(request, handoffs, "floor", "unit", "note", "phone")
         except Refused as exc:
             return refused(request, exc)
 
@@ -181,18 +144,13 @@ def router(communities: Iterable[Community],
             return await again(422, "pub.err.phone")
         h = Handoff(question, b.id, int(floor_text) if floor_text else None, unit or None, note, phone or None)
 
-        def run() -> str | None:
-            with service() as svc:
-                return hand_off(svc, c, h, reporter=None, audience="resident")[1]
-
         try:
-            track = await anyio.to_thread.run_sync(run)
+            track = await forms.db(lambda svc: hand_off(svc, c, h, reporter=None, audience="resident")[1])
         except InvalidInput as exc:  # the report's own checks (the same rules)
             log.info("public handoff refused: %s", exc)
             return await again(422, "pub.err.bad")
-        except (StorageError, OperationalError, InterfaceError) as exc:
-            log.warning("public handoff: database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
-            return refused(request, Refused(503, "pub.err.unavailable"))
+        except Refused as exc:  # the database is unavailable
+            return refused(request, exc)
         return RedirectResponse(f"{PREFIX}/t/{track}{_q(lang)}", status_code=303)
 
     return r

@@ -10,32 +10,28 @@
 =============================  ==================================================================
 
 What they show: the resident's own report only (by an unguessable token, only its hash stored), the worker's
-name masked (张*), no internal notes, no other ticket. Every POST: rate-limited per client address
-(:class:`gateway.ratelimit.PerKeyLimiter`), a double-submit form token (cookie and field must match) and, when
+name masked (张*), no internal notes, no other ticket. Every POST: rate-limited per client address, one budget
+for all gateways (:class:`gateway.web.public_limits.SharedLimiter` in the database; page views: in memory per
+gateway), a double-submit form token (cookie and field must match) and, when
 the browser sends one, an ``Origin`` of this host (CSRF); every field is validated and sized. The routes live in
 the REST API's FastAPI app (its body-size limit, admission and security headers apply); the web server sends
-``/r/...`` there (``gateway/web/asgi.py``), so nothing here reaches the dashboard's session or pages.
+``/r/...`` there (``gateway/web/asgi.py``), so nothing here reaches the dashboard's session or pages. The checks
+are :class:`gateway.web.public_forms.PublicForms`'s (the assistant's routes use the same).
 """
 
 import contextlib
-import html
 import logging
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from psycopg import InterfaceError, OperationalError
 from starlette.datastructures import FormData, UploadFile
 
-from gateway.assistant.box import STYLE as ASK_STYLE
 from gateway.assistant.box import ask_box
 from gateway.ratelimit import PerKeyLimiter
 from gateway.reports.store import (
-    ID_RE,
     MAX_TEXT,
     MAX_UNIT,
     PHONE_RE,
@@ -47,132 +43,35 @@ from gateway.reports.store import (
     submit,
 )
 from gateway.settings import Settings
-from gateway.storage import StorageError
 from gateway.tickets.photos import PHOTO_TYPES, Photo, PhotoRejected
 from gateway.tickets.service import TicketNotFound, TicketService
+from gateway.web.public_forms import PREFIX, Limiter, PublicForms, Refused
+from gateway.web.public_forms import e as _e
+from gateway.web.public_forms import page as _html
+from gateway.web.public_forms import q as _q
 from twin.community import Community
 from twin.tickets import InvalidInput, TicketError
 from viz.i18n import floor_label, t
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/r"
-FORM_COOKIE = "gridtwin_form"
-LANG_COOKIE = "gridtwin_lang"  # the dashboard's language cookie (viz.shell.LANG_COOKIE)
-MAX_FIELDS = 12
-STYLE = (
-    "body{font:16px/1.5 system-ui,-apple-system,'PingFang SC','Microsoft YaHei',sans-serif;margin:0;"
-    "background:#f3f5f8;color:#1d2733}main{max-width:560px;margin:0 auto;padding:16px}"
-    "h1{font-size:1.35rem;margin:.2em 0 .4em}h2{font-size:1.05rem;margin:1.2em 0 .4em}"
-    ".card{background:#fff;border-radius:10px;padding:14px 16px;margin:12px 0;box-shadow:0 1px 3px #0002}"
-    "label{display:block;font-weight:600;margin:.9em 0 .3em}input,select,textarea{width:100%;box-sizing:border-box;"
-    "font:inherit;padding:10px;border:1px solid #b9c3cf;border-radius:8px;background:#fff}textarea{min-height:6em}"
-    ".cats{display:grid;grid-template-columns:1fr 1fr;gap:8px}.cats label{margin:0;font-weight:400;border:1px solid "
-    "#b9c3cf;border-radius:8px;padding:10px 8px;background:#fff;display:flex;gap:6px;align-items:center}"
-    ".cats input{width:auto;margin:0}.cats label:has(input:checked){border-color:#1565c0;background:#e8f0fc}"
-    "button{width:100%;font:inherit;font-weight:600;padding:12px;margin-top:16px;border:0;border-radius:8px;"
-    "background:#1565c0;color:#fff}.err{background:#fdecea;color:#8a1c12;border-radius:8px;padding:10px 12px}"
-    ".muted{color:#5b6775;font-size:.9rem}.top{display:flex;justify-content:space-between;align-items:center;"
-    "gap:8px}.top a{color:#1565c0;white-space:nowrap}ol.steps{list-style:none;padding:0;margin:0}"
-    "ol.steps li{border-left:3px solid #1565c0;padding:2px 0 10px 12px;margin-left:4px}"
-    "ol.steps time{display:block;color:#5b6775;font-size:.85rem}.state{display:inline-block;padding:2px 10px;"
-    "border-radius:12px;background:#e8f0fc;color:#0d47a1;font-weight:600}.stars{display:flex;gap:6px}"
-    ".stars label{flex:1;text-align:center;margin:0;font-weight:400;border:1px solid #b9c3cf;border-radius:8px;"
-    "padding:8px 0}.stars input{width:auto;display:block;margin:0 auto 4px}.scale{display:flex;"
-    "justify-content:space-between}.note{white-space:pre-wrap}"
-)
-
-
-class Refused(Exception):
-    """A public request refused with ``status`` and a catalogue key (and its values) for the person."""
-
-    def __init__(self, status: int, key: str, **values: object) -> None:
-        super().__init__(key)
-        self.status = status
-        self.key = key
-        self.values = values
-
 
 def router(settings: Settings, communities: Iterable[Community],
            service: Callable[[], contextlib.AbstractContextManager[TicketService]], *,
-           report_limit: PerKeyLimiter | None = None, page_limit: PerKeyLimiter | None = None) -> APIRouter:
+           report_limit: Limiter | None = None, page_limit: Limiter | None = None) -> APIRouter:
     """The public routes. ``service()``: a ticket service on a pooled connection (the API's).
-    ``report_limit``: reports and ratings per client address (default: 5 at once, then one every 2 min);
+    ``report_limit``: reports and ratings per client address (default: 5 at once, then one every 2 min, in this
+    process; the API passes a :class:`gateway.web.public_limits.SharedLimiter` all gateways share);
     ``page_limit``: page views per address (default: 60 at once, then 2 a second: guessing tokens is slow)."""
-    cs = {c.id: c for c in communities}
+    forms = PublicForms(communities, service, views=page_limit, what="public report page")
     max_photo = settings.tickets.photo_max_bytes
     posts = report_limit or PerKeyLimiter(5, 120.0)
-    views = page_limit or PerKeyLimiter(60, 0.5)
     r = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-    def lang_of(request: Request) -> str:
-        q = request.query_params.get("lang")
-        if q in ("zh", "en"):
-            return q
-        return "en" if request.cookies.get(LANG_COOKIE) == "en" else "zh"
-
-    def client(request: Request) -> str:
-        return request.client.host if request.client else "?"
-
-    def place(community: str, building: str) -> tuple[Community, Any]:
-        c = cs.get(community) if ID_RE.match(community) else None
-        b = c.building(building) if c is not None and ID_RE.match(building) else None
-        if c is None or b is None:
-            raise Refused(404, "pub.err.not_found")
-        return c, b
-
-    def refused(request: Request, exc: Refused) -> HTMLResponse:
-        lang = lang_of(request)
-        nonce = secrets.token_urlsafe(12)
-        body = f'<div class="err" id="pub-error">{_e(t(lang, exc.key, **exc.values))}</div>'
-        headers = {"Retry-After": str(exc.values.get("s", 60))} if exc.status == 429 else {}
-        return _html(lang, t(lang, "pub.err.title"), body, nonce, exc.status, headers=headers)
-
-    async def db(fn: Callable[[TicketService], Any]) -> Any:
-        def run() -> Any:
-            with service() as svc:
-                return fn(svc)
-
-        try:
-            return await anyio.to_thread.run_sync(run)
-        except (StorageError, OperationalError, InterfaceError) as exc:
-            log.warning("public report page: database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
-            raise Refused(503, "pub.err.unavailable") from None
-
-    def form_token(request: Request) -> tuple[str, bool]:
-        """The double-submit token of this browser (a new one when it has none or a malformed one)."""
-        have = request.cookies.get(FORM_COOKIE, "")
-        if TOKEN_RE.match(have):
-            return have, False
-        return secrets.token_urlsafe(24), True
-
-    def set_form_cookie(response: Response, token: str, request: Request) -> None:
-        response.set_cookie(FORM_COOKIE, token, max_age=7 * 86400, path=PREFIX, httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
-
-    def check_post(request: Request, form: FormData) -> None:
-        origin = request.headers.get("origin")  # "null" from privacy settings: the form token still decides
-        if origin is not None and origin != "null" and urlsplit(origin).netloc != request.headers.get("host", ""):
-            raise Refused(403, "pub.err.form")
-        sent = form.get("form_token")
-        have = request.cookies.get(FORM_COOKIE, "")
-        if not isinstance(sent, str) or not TOKEN_RE.match(have) or not secrets.compare_digest(sent, have):
-            raise Refused(403, "pub.err.form")
+    lang_of, place, refused, db = forms.lang_of, forms.place, forms.refused, forms.db
+    form_token, set_form_cookie, view_allowed = forms.form_token, forms.set_form_cookie, forms.view_allowed
 
     async def read_form(request: Request) -> FormData:
-        if not posts.take(client(request)):
-            raise Refused(429, "pub.err.rate_limited", s=int(1 / posts.rate))
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            raise Refused(415, "pub.err.bad")
-        try:
-            return await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=64 * 1024)
-        except Exception:  # malformed multipart, too many parts, a part too large: the client's fault
-            raise Refused(400, "pub.err.bad") from None
-
-    def view_allowed(request: Request) -> None:
-        if not views.take(client(request)):
-            raise Refused(429, "pub.err.rate_limited", s=2)
+        return await forms.read_form(request, posts, max_files=1, max_part_size=64 * 1024)
 
     # -- tracking and rating (first: /r/t/... is no building of a community "t") -----------------------
 
@@ -208,7 +107,6 @@ def router(settings: Settings, communities: Iterable[Community],
                 raise Refused(404, "pub.err.not_found")
             form = await read_form(request)
             try:
-                check_post(request, form)
                 raw, comment = form.get("rating"), form.get("comment", "")
             finally:
                 await form.close()
@@ -265,7 +163,6 @@ def router(settings: Settings, communities: Iterable[Community],
         try:
             form = await read_form(request)
             try:
-                check_post(request, form)
                 values = {k: v for k, v in form.items() if isinstance(v, str) and k != "form_token"}
                 report = await _report_of(form, b, max_photo)
             finally:
@@ -326,32 +223,6 @@ async def _report_of(form: FormData, b: Any, max_photo: int) -> NewReport:
 
 
 # -- rendering --------------------------------------------------------------------------------------------
-
-
-def _q(lang: str) -> str:
-    """The query that keeps the page's language through a form (Chinese is the default)."""
-    return "?lang=en" if lang == "en" else ""
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _html(lang: str, title: str, body: str, nonce: str, status: int = 200, *, switch: str | None = None,
-          headers: dict[str, str] | None = None) -> HTMLResponse:
-    other = "en" if lang == "zh" else "zh"
-    top = f'<div class="top"><h1>{_e(title)}</h1>' + (
-        f'<a id="pub-lang" href="{_e(switch)}?lang={other}">{_e(t(lang, "pub.lang"))}</a>' if switch else "") + "</div>"
-    page = (f'<!doctype html><html lang="{"en" if lang == "en" else "zh-CN"}"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width,initial-scale=1"><meta name="referrer" '
-            f'content="same-origin"><title>{_e(title)}</title><style nonce="{nonce}">{STYLE}{ASK_STYLE}</style></head>'
-            f"<body><main>{top}{body}</main></body></html>")
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self'; form-action 'self'; "
-           "frame-ancestors 'none'; base-uri 'none'")
-    # same-origin: the browser sends its Origin with the form (no-referrer would make it "null"), and no page
-    # elsewhere ever learns a tracking link
-    return HTMLResponse(page, status_code=status, headers={"Content-Security-Policy": csp, "Cache-Control": "no-store",
-                                                           "Referrer-Policy": "same-origin", **(headers or {})})
 
 
 def _form_page(lang: str, c: Community, b: Any, token: str, max_photo: int, path: str, *, error: str | None = None,
