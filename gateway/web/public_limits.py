@@ -1,5 +1,5 @@
 """Rate limits of the residents' public POSTs shared by every gateway: a token bucket per (limit, client) in
-PostgreSQL (migration ``0022_public_limits.sql``). Does I/O.
+PostgreSQL (migration ``0020_public_limits.sql``). Does I/O.
 
 The same arithmetic as :class:`gateway.ratelimit.PerKeyLimiter` (``burst`` at once, then one every ``every_s``),
 but one bucket for all gateways behind a load balancer, so a resident gets the limit once, not once per gateway:
