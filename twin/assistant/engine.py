@@ -119,11 +119,6 @@ def _fields(d: Document) -> dict[str, str]:
     }
 
 
-def _terms(field_name: str, text: str) -> list[str]:
-    """A field's terms: words, or character bigrams for a ``name:bi`` field."""
-    return bigrams(text) if field_name.endswith(":bi") else tokens(text)
-
-
 @dataclass(frozen=True)
 class _Index:
     documents: list[Document]
@@ -150,15 +145,17 @@ class Assistant:
         if unknown:
             raise ValueError(f"field_weights: unknown fields {unknown}")
         texts = [_fields(d) for d in docs]
-        vocab = [frozenset(tokens(t["head"])) | frozenset(tokens(t["body"])) for t in texts]
+        words = {name: [tokens(t[name]) for t in texts] for name in ("head", "body")}  # segmented once
+        vocab = [frozenset(h) | frozenset(b) for h, b in zip(words["head"], words["body"], strict=True)]
         df: dict[str, int] = {}
-        for words in vocab:
-            for w in words:
+        for doc_words in vocab:
+            for w in doc_words:
                 df[w] = df.get(w, 0) + 1
         idf = {w: math.log((len(docs) + 1) / (n + 0.5)) for w, n in df.items()}
         indices: dict[str, bm25s.BM25] = {}
         for name in tuning.field_weights:
-            corpus = [_terms(name, t[name.split(":")[0]]) for t in texts]
+            base = name.split(":")[0]
+            corpus = [bigrams(t[base]) for t in texts] if name.endswith(":bi") else words[base]
             if not any(corpus):
                 continue
             bm = bm25s.BM25(k1=tuning.k1, b=tuning.b)
