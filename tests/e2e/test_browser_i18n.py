@@ -85,6 +85,7 @@ def data_names(community: Community) -> tuple[list[str], set[str]]:
     ids = {community.id, *(g.id for g in community.grids), *(g.supervisor for g in community.grids),
            *(b.id for b in community.buildings), *(d.id for d in community.devices),
            *(w.id for g in community.grids for w in g.workers), *(u.unit for u in community.care_units)}
+    ids.add(community.timezone)  # the community file's IANA zone (Asia/Shanghai), shown beside local periods
     words = {w for i in ids for w in WORD.findall(i)} | _units()
     return sorted((n for n in names if CJK.search(n)), key=len, reverse=True), words
 
