@@ -131,4 +131,24 @@ def bigrams(text: str) -> list[str]:
     return out
 
 
+# What a question asks about a topic: entries on one topic (低保 conditions, amount, how to apply, materials, how
+# long) differ by it. Matched on the normalised text (so 多长时间/好久 arrive as 多久, 哪儿 as 哪里). A question
+# may ask several things or none. General question words only: no entry's wording (docs/assistant.md).
+INTENT_PATTERNS: dict[str, str] = {
+    "condition": r"条件|能不能|能否|能.{0,6}[吗不]|可以.{0,6}吗|够不够|够格|符合|资格|算不算|管不管|给不给",
+    "amount": r"多少钱|标准|多少|金额|几百|几千|比例|给多少|能领|交多少|报多少|补多少",
+    "process": r"怎么办|流程|怎么申请|申请|去哪|哪里|手续|办理|找谁|怎么弄|咋弄|咋办",
+    "materials": r"材料|带什么|带啥|拿什么|拿啥|证件|需要什么|准备|要啥",
+    "time": r"多久|几天|什么时候|啥时候|期限|时间|几个月|多少天|几号",
+}
+INTENTS: tuple[str, ...] = tuple(INTENT_PATTERNS)
+_INTENT_RES = tuple(re.compile(p) for p in INTENT_PATTERNS.values())
+
+
+def intents(text: str) -> tuple[bool, ...]:
+    """Which of ``INTENTS`` the text asks (one flag each, in that order)."""
+    t = normalise(text)
+    return tuple(bool(r.search(t)) for r in _INTENT_RES)
+
+
 _FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
