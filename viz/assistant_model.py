@@ -33,6 +33,32 @@ class HandoffItem:
     confident: bool | None
 
 
+@dataclass(frozen=True, slots=True)
+class EntryOutcome:
+    """One knowledge base entry's answers to residents: how often it was shown first, how often it did not help."""
+
+    entry: str
+    title_zh: str | None
+    title_en: str | None
+    shown: int
+    not_helped: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeSummary:
+    """The residents' answers of the last ``days`` days (no personal data: gateway/assistant/outcomes.py)."""
+
+    days: int
+    answered: int
+    confident: int
+    helped: int
+    not_helped: int  # "did not help" or handed off
+    handoffs: int
+    urgent: int
+    top: tuple[EntryOutcome, ...]
+    unhelpful: tuple[EntryOutcome, ...]
+
+
 @runtime_checkable
 class AssistantData(Protocol):
     def ask(self, question: str, audience: str, lang: str, limit: int = 3) -> dict[str, Any]:
@@ -42,4 +68,8 @@ class AssistantData(Protocol):
 
     def handoffs(self, user: User, limit: int = 20) -> Sequence[HandoffItem]:
         """The latest handed-off questions ``user`` may see (a supervisor: their grids'), newest first."""
+        ...
+
+    def outcomes(self, days: int = 30) -> OutcomeSummary:
+        """The community's residents' answers of the last ``days`` days: counts, top and unhelpful entries."""
         ...

@@ -1,8 +1,10 @@
 """The residents' ask box and answer page (plain HTML fragments for :mod:`gateway.reports.public`'s frame). Pure
 rendering: no I/O, and nothing of :mod:`gateway.reports.public` (which imports :func:`ask_box` from here).
 
-No script: the answer page's "did this help?" is two ``<details>``; "no" opens the handoff form (open from the start
-when the assistant is not sure or found nothing).
+No script: the answer page's "did this help?" is a "yes" button (a form: the outcome is counted) and a ``<details>``
+"no" that opens the handoff form (open from the start when the assistant is not sure, found nothing, or the answer
+is about an emergency) and a "no, but no need to hand it off" button. An emergency's card
+(:func:`urgent_card`: what to do now, the numbers to call) comes before everything.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import html
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from twin.contacts import Call
 from viz.i18n import floor_label, t
 from viz.quotes import unwrap
 
@@ -29,6 +32,14 @@ STYLE = (
     "color:#1565c0;background:#fff}.as-fb summary::-webkit-details-marker{display:none}"
     ".as-fb details[open] summary{background:#e8f0fc}.as-fb details>div,.as-fb details>form{padding-top:8px}"
     ".as-links{display:flex;justify-content:space-between;gap:8px;flex-wrap:wrap}.as-links a{color:#1565c0}"
+    ".as-fb form{margin:0}.as-fb form button{margin:0}.as-fb>form{flex:1 1 40%}"
+    ".as-fb button.as-yes{background:#fff;color:#1565c0;border:1px solid #1565c0;padding:10px}"
+    "button.as-plain{background:none;color:#1565c0;border:0;font-weight:400;text-decoration:underline;padding:6px 0;"
+    "margin-top:4px}.as-sos{border:2px solid #c62828;background:#fff5f5}.as-sos h2{color:#b71c1c;margin-top:0}"
+    ".as-sos ol{margin:.3em 0 .6em;padding-left:1.3em}.as-sos li{margin:.25em 0}.as-calls{display:flex;gap:8px;"
+    "flex-wrap:wrap}.as-calls a{flex:1 1 45%;display:block;text-align:center;padding:10px 8px;border-radius:8px;"
+    "background:#c62828;color:#fff;font-weight:600;text-decoration:none}.as-calls a small{display:block;"
+    "font-weight:400;opacity:.9}"
 )
 
 
@@ -62,11 +73,42 @@ def _match(lang: str, m: Mapping[str, Any], *, best: bool) -> str:
             "</details>")
 
 
+def urgent_card(lang: str, kind: str, calls: Iterable[Call]) -> str:
+    """What to do now about an emergency of ``kind`` (:data:`twin.assistant.urgent.KINDS`), and ``calls`` as
+    ``tel:`` links (the community's numbers for the kind's roles)."""
+    steps = "".join(f"<li>{_e(s)}</li>" for s in t(lang, f"ask.urgent.{kind}").split("\n") if s.strip())
+    links = "".join(
+        f'<a href="{_e(c.href)}" data-role="{_e(c.role)}">'
+        f'{_e(t(lang, "ask.urgent.call", who=t(lang, f"call.{c.role}")))}'
+        f'<small>{_e((c.name_en if lang == "en" and c.name_en else c.name) or c.phone)}'
+        f'{" · " + _e(c.phone) if c.name else ""}</small></a>' for c in calls)
+    return (f'<section class="card as-sos" id="ask-urgent" data-kind="{_e(kind)}" role="alert">'
+            f'<h2>{_e(t(lang, "ask.urgent.title"))}</h2><ol>{steps}</ol>'
+            + (f'<div class="as-calls" id="ask-calls">{links}</div>' if links else "")
+            + f'<p class="muted">{_e(t(lang, "ask.urgent.then"))}</p></section>')
+
+
+def _feedback(lang: str, building_path: str, token: str, ref: str, helped: bool, label: str, cls: str) -> str:
+    return (f'<form method="post" action="{_e(building_path)}/feedback{_q(lang)}">'
+            f'<input type="hidden" name="form_token" value="{_e(token)}">'
+            f'<input type="hidden" name="answer" value="{_e(ref)}"><input type="hidden" name="helped" '
+            f'value="{"1" if helped else "0"}"><button class="{cls}" id="ask-{"yes" if helped else "no-only"}">'
+            f"{_e(label)}</button></form>")
+
+
+def thanks(lang: str, helped: bool) -> str:
+    """The page after "did this help?"."""
+    return (f'<div class="card" id="ask-thanks"><p>{_e(t(lang, "ask.yes_done" if helped else "ask.no_done"))}</p>'
+            "</div>")
+
+
 def answer_body(lang: str, building_path: str, floors: Iterable[int], token: str, answer: Mapping[str, Any], *,
-                error: str | None = None, values: Mapping[str, str] | None = None) -> str:
+                error: str | None = None, values: Mapping[str, str] | None = None, ref: str | None = None,
+                urgent: bool = False) -> str:
     """The answer page's body: the question, the best answer quoted with its source (others folded), "did this
-    help?", and the handoff form (open when the assistant is not sure, found nothing, or the form came back with
-    ``error``)."""
+    help?", and the handoff form (open when the assistant is not sure, found nothing, the answer is ``urgent``, or
+    the form came back with ``error``). ``ref``: the counted answer (:mod:`gateway.assistant.outcomes`; None: not
+    counted, "did this help?" records nothing)."""
     v = values or {}
     matches = list(answer.get("matches") or [])
     sure = bool(answer.get("confident")) and bool(matches)
@@ -92,7 +134,8 @@ def answer_body(lang: str, building_path: str, floors: Iterable[int], token: str
         f'<form id="handoff-form" method="post" action="{_e(building_path)}/handoff{_q(lang)}">'
         f'<input type="hidden" name="form_token" value="{_e(token)}">'
         f'<input type="hidden" name="question" value="{_e(answer["question"])}">'
-        f'<p class="muted">{_e(t(lang, "ask.handoff.lead"))}</p>'
+        f'<input type="hidden" name="answer" value="{_e(ref or "")}">'
+        f'<p class="muted">{_e(t(lang, "ask.handoff.lead_urgent" if urgent else "ask.handoff.lead"))}</p>'
         f'<label for="floor">{_e(t(lang, "pub.floor"))}</label><select id="floor" name="floor">{opts}</select>'
         f'<label for="unit">{_e(t(lang, "pub.unit"))}</label><input id="unit" name="unit" maxlength="32" '
         f'value="{_e(v.get("unit", ""))}">'
@@ -102,14 +145,16 @@ def answer_body(lang: str, building_path: str, floors: Iterable[int], token: str
         f'maxlength="20" inputmode="tel" value="{_e(v.get("phone", ""))}">'
         f'<button id="handoff-submit">{_e(t(lang, "ask.handoff.submit"))}</button>'
         f'<p class="muted">{_e(t(lang, "pub.privacy"))}</p></form>')
-    open_form = " open" if (not sure or error) else ""
+    open_form = " open" if (not sure or error or urgent) else ""
     if matches:
+        yes = (_feedback(lang, building_path, token, ref, True, t(lang, "ask.yes"), "as-yes") if ref else
+               f'<details class="as-yes" id="ask-yes"><summary>{_e(t(lang, "ask.yes"))}</summary>'
+               f'<div id="ask-yes-done">{_e(t(lang, "ask.yes_done"))}</div></details>')
+        no_only = _feedback(lang, building_path, token, ref, False, t(lang, "ask.no_only"), "as-plain") if ref else ""
         parts.append(
-            f'<div class="card"><h2>{_e(t(lang, "ask.solved_q"))}</h2><div class="as-fb">'
-            f'<details class="as-yes" id="ask-yes"><summary>{_e(t(lang, "ask.yes"))}</summary>'
-            f'<div id="ask-yes-done">{_e(t(lang, "ask.yes_done"))}</div></details>'
+            f'<div class="card"><h2>{_e(t(lang, "ask.solved_q"))}</h2><div class="as-fb">{yes}'
             f'<details class="as-no" id="ask-no"{open_form}><summary id="ask-no-summary">{_e(t(lang, "ask.no"))} · '
-            f'{_e(t(lang, "ask.handoff.title"))}</summary>{form}</details></div></div>')
+            f'{_e(t(lang, "ask.handoff.title"))}</summary>{form}{no_only}</details></div></div>')
     else:
         parts.append(f'<div class="card" id="ask-no"><h2>{_e(t(lang, "ask.handoff.title"))}</h2>{form}</div>')
     return "".join(parts)

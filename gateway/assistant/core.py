@@ -1,7 +1,9 @@
 """The process's assistant, the checks every question and note passes, and the handoff to a person. Does I/O.
 
 A handoff is a one-click report of category :data:`QUESTION_CATEGORY` (``twin/report_categories.yaml``:
-居民咨询/求助): the building's grid worker gets it through the same dispatch, SLA and rating loop as any report.
+居民咨询/求助), or, when the question or the assistant's match is about an emergency (:mod:`twin.assistant.urgent`:
+gas smell, fire, someone trapped in a lift...), of that emergency's category (``gas_smell``...: its clock and SOP);
+the building's grid worker gets it through the same dispatch, SLA and rating loop as any report.
 The ticket's description holds the question, the asker's note and the assistant's best guess (what was offered and
 did not help), so the worker starts from there; the ticket's context keeps the same under ``assistant``.
 """
@@ -16,6 +18,7 @@ from gateway.reports.store import NewReport, submit
 from gateway.tickets import views
 from gateway.tickets.service import TicketService
 from twin.assistant import Answer, Assistant
+from twin.assistant.urgent import urgent
 from twin.community import Community
 from twin.people import User
 from twin.tickets import InvalidInput, Ticket
@@ -109,17 +112,21 @@ def description(question: str, note: str, answer: Answer | None) -> str:
 
 def hand_off(svc: TicketService, c: Community, h: Handoff, *, reporter: User | None,
              audience: Audience) -> tuple[Ticket, str | None, Answer]:
-    """Store the handoff as a report of :data:`QUESTION_CATEGORY` (dispatched to the building's grid worker):
+    """Store the handoff as a report of :data:`QUESTION_CATEGORY`, or of the emergency's category when it is about
+    one (:func:`twin.assistant.urgent.urgent`), dispatched to the building's grid worker:
     the ticket, the resident's tracking token (``reporter`` None) and the answer that was offered."""
     question = clean_text(h.question, "question", MAX_QUESTION, required=True)
     note = clean_text(h.note, "note", MAX_NOTE, required=False, one_line=False)
     building = default_building(c, reporter, h.building)
     answer = ask(question, audience)
     best = answer.best
+    kind = urgent(answer)
     context: dict[str, Any] = {"assistant": {
         "question": question, "audience": audience, "confident": answer.confident,
         "best": best.document.id if best is not None else None,
-        "score": round(float(best.score), 3) if best is not None else None}}
-    report = NewReport(QUESTION_CATEGORY, building, h.floor, h.unit, description(question, note, answer), h.phone)
+        "score": round(float(best.score), 3) if best is not None else None,
+        "urgent": kind.id if kind is not None else None}}
+    category = kind.category if kind is not None else QUESTION_CATEGORY
+    report = NewReport(category, building, h.floor, h.unit, description(question, note, answer), h.phone)
     t, token = submit(svc, c, report, reporter=reporter, context=context)
     return t, token, answer

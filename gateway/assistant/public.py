@@ -6,8 +6,16 @@
 ``POST /r/{community}/{building}/handoff``  the question handed to the building's grid worker (form:
                                             ``question``, ``floor``, ``unit``, ``note``, ``phone``, all but the
                                             question optional): 303 to the tracking page ``/r/t/{token}``
+``POST /r/{community}/{building}/feedback`` "did this help?" (form: ``answer``: the answer's ref, ``helped``:
+                                            ``1`` or ``0``): a thank-you page (:mod:`gateway.assistant.outcomes`)
 ``GET  /r/{community}/{building}/ask``      303 back to the building page (a reload of the answer page)
 ==========================================  ==================================================================
+
+Life safety first: an answer about an emergency (:mod:`twin.assistant.urgent`) shows what to do now and the
+community's numbers to call (``tel:`` links) above everything else, and its handoff is a report of the
+emergency's category (urgent clock, its SOP). Each answer shown is counted without personal data
+(:mod:`gateway.assistant.outcomes`: the day, the entry, sure or not, then helped or handed off); counting is best
+effort: an answer still shows while the database is unavailable, without the feedback buttons.
 
 Residents get resident entries only (``audience="resident"``: never a worker's SOP, never personal data). Both
 POSTs are rate-limited per client address, one budget for all gateways (asking: its own budget; a handoff: the
@@ -30,7 +38,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
-from gateway.assistant import box
+from gateway.assistant import box, outcomes
 from gateway.assistant.core import MAX_NOTE, MAX_QUESTION, Handoff, ask, clean_text, hand_off
 from gateway.ratelimit import PerKeyLimiter
 from gateway.reports.store import MAX_UNIT, PHONE_RE
@@ -39,7 +47,10 @@ from gateway.web.public_forms import PREFIX, Limiter, PublicForms, Refused
 from gateway.web.public_forms import e as _e
 from gateway.web.public_forms import page as _html
 from gateway.web.public_forms import q as _q
+from twin.assistant import Answer
+from twin.assistant.urgent import Kind, urgent
 from twin.community import Community
+from twin.contacts import calls_for
 from twin.tickets import InvalidInput
 from viz.i18n import t
 
@@ -80,16 +91,28 @@ def router(communities: Iterable[Community],
         except InvalidInput:
             raise Refused(422, "ask.err.question", n=MAX_QUESTION) from None
 
-    def answer_page(lang: str, c: Community, b: Any, path: str, token: str, answer: dict[str, Any], *,
+    def answer_page(lang: str, c: Community, b: Any, path: str, token: str, found: Answer, *, ref: str | None = None,
                     error: str | None = None, values: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
-        body = (f'<p class="muted">{_e(c.name)} · {_e(b.name)}</p>'
-                + box.answer_body(lang, path, b.floors, token, answer, error=error, values=values)
+        kind = urgent(found)
+        alert = box.urgent_card(lang, kind.id, calls_for(c.contacts, kind.calls)) if kind is not None else ""
+        body = (f'<p class="muted">{_e(c.name)} · {_e(b.name)}</p>' + alert
+                + box.answer_body(lang, path, b.floors, token, found.as_dict(lang), error=error, values=values,
+                                  ref=ref, urgent=kind is not None)
                 + box.ask_box(lang, path, token, heading=t(lang, "ask.again")) + box.links(lang, path))
         return _html(lang, t(lang, "ask.page.title"), body, secrets.token_urlsafe(12), status, switch=None)
 
-    async def answer_of(question: str, lang: str) -> dict[str, Any]:
-        found = await anyio.to_thread.run_sync(lambda: ask(question, "resident"))
-        return found.as_dict(lang)
+    async def answer_of(question: str) -> Answer:
+        return await anyio.to_thread.run_sync(lambda: ask(question, "resident"))
+
+    async def count(c: Community, found: Answer, kind: Kind | None) -> str | None:
+        """The answer counted (:func:`gateway.assistant.outcomes.record`): its ref, None without a database."""
+        best = found.best
+        try:
+            return str(await forms.db(lambda svc: outcomes.record(
+                svc.conn, c.id, svc.clock().date(), best.document.id if best else None, found.confident,
+                kind.id if kind else None)))
+        except Refused:
+            return None
 
     @r.get("/{community}/{building}/ask", include_in_schema=False)
     async def ask_get(community: str, building: str, request: Request) -> Response:
@@ -106,12 +129,36 @@ def router(communities: Iterable[Community],
         try:
             c, b = place(community, building)
             question, token, _ = await read_post(request, asks)
-            answer = await answer_of(question, lang)
+            found = await answer_of(question)
         except Refused as exc:
             return refused(request, exc)
         except InvalidInput:  # the engine's own checks (the same rules)
             return refused(request, Refused(422, "ask.err.question", n=MAX_QUESTION))
-        return answer_page(lang, c, b, path, token, answer)
+        return answer_page(lang, c, b, path, token, found, ref=await count(c, found, urgent(found)))
+
+    @r.post("/{community}/{building}/feedback", response_class=HTMLResponse)
+    async def feedback_post(community: str, building: str, request: Request) -> Response:
+        lang = lang_of(request)
+        path = f"{PREFIX}/{community}/{building}"
+        try:
+            c, b = place(community, building)
+            form = await forms.read_form(request, asks, max_files=0, max_part_size=1024)
+            try:
+                ref, helped = text(form, "answer"), text(form, "helped")
+            finally:
+                await form.close()
+            if helped not in ("1", "0") or not outcomes.REF_RE.match(ref):
+                raise Refused(422, "pub.err.bad")
+            await forms.db(lambda svc: outcomes.feedback(svc.conn, c.id, ref, helped == "1", svc.clock().date()))
+        except Refused as exc:
+            return refused(request, exc)
+        body = (f'<p class="muted">{_e(c.name)} · {_e(b.name)}</p>'
+                + box.thanks(lang, helped == "1") + box.ask_box(lang, path, token_of(request), heading=t(
+                    lang, "ask.again")) + box.links(lang, path))
+        return _html(lang, t(lang, "ask.page.title"), body, secrets.token_urlsafe(12), switch=None)
+
+    def token_of(request: Request) -> str:
+        return forms.form_token(request)[0]  # the POST just matched the cookie: it is there
 
     @r.post("/{community}/{building}/handoff", response_class=HTMLResponse)
     async def handoff_post(community: str, building: str, request: Request) -> Response:
@@ -119,14 +166,15 @@ def router(communities: Iterable[Community],
         path = f"{PREFIX}/{community}/{building}"
         try:
             c, b = place(community, building)
-            question, token, values = await read_post(request, handoffs, "floor", "unit", "note", "phone")
+            question, token, values = await read_post(request, handoffs, "floor", "unit", "note", "phone", "answer")
         except Refused as exc:
             return refused(request, exc)
 
         async def again(status: int, key: str, **kw: object) -> HTMLResponse:
             """The answer page again, as the resident filled it in, with what was wrong; nothing stored."""
-            return answer_page(lang, c, b, path, token, await answer_of(question, lang), error=t(lang, key, **kw),
-                               values=values, status=status)
+            ref = values["answer"] if outcomes.REF_RE.match(values["answer"]) else None
+            return answer_page(lang, c, b, path, token, await answer_of(question), error=t(lang, key, **kw),
+                               values=values, status=status, ref=ref)
 
         floor_text = values["floor"].strip()
         if floor_text and (not floor_text.lstrip("-").isdigit() or len(floor_text) > 4
@@ -145,7 +193,12 @@ def router(communities: Iterable[Community],
         h = Handoff(question, b.id, int(floor_text) if floor_text else None, unit or None, note, phone or None)
 
         try:
-            track = await forms.db(lambda svc: hand_off(svc, c, h, reporter=None, audience="resident")[1])
+            def go(svc: TicketService) -> str | None:
+                token = hand_off(svc, c, h, reporter=None, audience="resident")[1]
+                outcomes.handed_off(svc.conn, c.id, values["answer"], svc.clock().date())  # no ref: not counted
+                return token
+
+            track = await forms.db(go)
         except InvalidInput as exc:  # the report's own checks (the same rules)
             log.info("public handoff refused: %s", exc)
             return await again(422, "pub.err.bad")

@@ -1,5 +1,6 @@
 """The knowledge assistant on the dashboard: the page ``/assistant`` (知识助手, operators and supervisors: ask as a
-resident, a worker or anyone would, the top three answers with their scores and sources, and the recent questions
+resident, a worker or anyone would, the top three answers with their scores and sources, the residents' answers of
+the last 30 days (how many, how sure, how often they helped, which entries to improve), and the recent questions
 residents or staff handed to a grid worker), and the worker's compact knowledge box on the ticket page (folded
 under the ticket's actions, so it never pushes the next action down).
 
@@ -45,6 +46,7 @@ def assistant_page(req: Req, board: Dashboard, _arg: str | None = None) -> html.
         ]),
         html.Div(id="as-msg", className="msg", role="status"),
         html.Div(id="as-answer"),
+        html.Div(id="as-summary"),
         html.H3(t(lang, "as.handoffs")),
         html.Div(id="as-handoffs"),
     ])
@@ -133,6 +135,42 @@ def handoffs_view(req: Req, board: Dashboard) -> Any:
                     className="as-scroll")
 
 
+def _share(n: int, of: int) -> str:
+    return f"{round(100 * n / of)} %" if of else "—"
+
+
+def summary_view(req: Req, board: Dashboard) -> Any:
+    """The residents' answers of the last 30 days: figures, then the entries shown most and the least helpful."""
+    lang = req.lang
+    s = board.data.assistant().outcomes(30)
+    head = [html.H3(t(lang, "as.sum.title", days=s.days)), html.P(t(lang, "as.sum.lead"), className="small muted")]
+    if not s.answered:
+        return html.Div([*head, html.P(t(lang, "as.sum.none", days=s.days), className="muted", id="as-sum-none")])
+    feedback = s.helped + s.not_helped
+
+    def tile(key: str, n: int, sub: str = "") -> html.Div:
+        return html.Div([html.Div(str(n), className="as-sum-n"), html.Div(t(lang, f"as.sum.{key}"), className="small"),
+                         html.Div(sub, className="small muted")], className="as-sum-tile", id=f"as-sum-{key}")
+
+    tiles = html.Div(className="as-sum-tiles", children=[
+        tile("answered", s.answered),
+        tile("confident", s.confident, t(lang, "as.sum.of", share=_share(s.confident, s.answered))),
+        tile("helped", s.helped, t(lang, "as.sum.of_feedback", share=_share(s.helped, feedback))),
+        tile("handoffs", s.handoffs, t(lang, "as.sum.of", share=_share(s.handoffs, s.answered))),
+        tile("urgent", s.urgent)])
+
+    def table(key: str, items: Any) -> html.Div:
+        rows = [html.Tr([html.Td(((e.title_en if lang == "en" else e.title_zh) or e.entry), title=e.entry),
+                         html.Td(str(e.shown)), html.Td(str(e.not_helped))]) for e in items]
+        head_row = html.Tr([html.Th(t(lang, f"as.sum.col.{k}")) for k in ("entry", "shown", "not_helped")])
+        return html.Div([html.H4(t(lang, f"as.sum.{key}")),
+                         html.Table([html.Thead(head_row), html.Tbody(rows)], className="table", id=f"as-sum-{key}")]
+                        if rows else [], className="as-sum-table")
+
+    tables = html.Div([table("top", s.top), table("unhelpful", s.unhelpful)], className="as-sum-tables")
+    return html.Div([*head, tiles, tables])
+
+
 def _ask(req: Req, board: Dashboard, question: Any, audience: str, *, compact: bool) -> tuple[Any, str, str]:
     """(the answer's view, message, message class) for what was typed."""
     lang = req.lang
@@ -169,6 +207,16 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
             raise PreventUpdate
         try:
             return handoffs_view(req, board)
+        except DataUnavailable as exc:
+            return html.P(unavailable_text(req.lang, exc), className="msg warn")
+
+    @guarded(Output("as-summary", "children"), Input("version", "data"), Input("url", "pathname"),
+             roles=SUPERVISORS)
+    def summary(req: Req, _v: Any, path: Any) -> Any:
+        if path != "/assistant":
+            raise PreventUpdate
+        try:
+            return summary_view(req, board)
         except DataUnavailable as exc:
             return html.P(unavailable_text(req.lang, exc), className="msg warn")
 
