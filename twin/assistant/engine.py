@@ -58,8 +58,8 @@ WORKER_PRIOR = 0.3
 # re-measure (`gridtwin bench qa`, docs/assistant.md) when the knowledge base grows a lot or the weights change.
 # Recalibrated with the priors above (which raise the best score and widen the margin) on all 393 questions of
 # benchmarks/qa_questions/ (MIN_SCORE 14..40 x MIN_MARGIN 0..0.4): (22, 0.3) gives 7 confident wrong answers
-# (1.8 %, was 8 at 26 / 0.25 without the priors) at 44.5 % handoffs (was 48.1 %), in the middle of a plateau
-# (21..23 x 0.275..0.325 all give 7); 26 / 0.275 gives 4 at 48.9 %, 20 / 0.225 12 at 38.2 %.
+# (1.8 %, was 8 at 26 / 0.25 without the priors) at 43.8 % handoffs (was 48.1 %), in the middle of a plateau
+# (21..23 x 0.275..0.325 all give 7); 26 / 0.275 gives 4 at 48.3 %, 20 / 0.225 12 at 37.7 %.
 MIN_SCORE = 22.0
 MIN_MARGIN = 0.3
 MIN_COVERAGE = 0.0
