@@ -12,7 +12,7 @@ import pytest
 from benchmarks import qa
 from twin.assistant import Answer, Assistant
 from twin.assistant.engine import Tuning
-from twin.assistant.text import build_tokenizer, normalise, tokens
+from twin.assistant.text import build_tokenizer, intents, normalise, tokens
 from twin.knowledge import Document, KnowledgeBase
 
 
@@ -108,6 +108,28 @@ def test_confident_answer_and_json_shape() -> None:
     assert sop.best.quote == "安抚被困人员\n通知维保单位"
     assert sop.as_dict("en")["matches"][0]["quote"] == "Reassure\nCall"
     assert all(m.document.id != "sop_lift" for m in Assistant.build(sops).ask("电梯困人", audience="resident").matches)
+
+
+def test_intent_and_worker_priors_break_near_ties() -> None:
+    assert intents("低保一个月能领多少钱") == (False, True, False, False, False)  # condition, amount, ...
+    assert intents("申请要带啥，多长时间批下来") == (False, False, True, True, True)
+    kb = KnowledgeBase([
+        _faq("faq_dibao_cond", "resident", "低保申请条件", ["什么条件能吃低保", "低保够不够格"], "收入低于标准。"),
+        _faq("faq_dibao_amount", "resident", "低保标准是多少", ["低保能领多少钱", "低保给多少"], "按差额发放。"),
+        _faq("faq_smoke", "resident", "烟感报警器响了", ["烟感误报怎么关"], "开窗通风，按消音键。"),
+        _faq("worker_false_alarm", "worker", "误报工单怎么办结", ["烟感误报工单怎么关"], "选误报原因后办结。"),
+    ])
+    flat = Assistant.build(kb, Tuning(min_score=1.0, intent_weight=0.0, worker_prior=0.0))
+    priors = Assistant.build(kb, Tuning(min_score=1.0))
+    best = priors.ask("吃低保够格吗", audience="resident").best
+    assert best is not None and best.document.id == "faq_dibao_cond"
+    best = priors.ask("低保每月给多少", audience="resident").best
+    assert best is not None and best.document.id == "faq_dibao_amount"
+    worker = priors.ask("烟感误报怎么关", audience="worker").best
+    assert worker is not None and worker.document.id == "worker_false_alarm"
+    resident = priors.ask("烟感误报怎么关", audience="resident").best
+    assert resident is not None and resident.document.id == "faq_smoke"
+    assert flat.ask("烟感误报怎么关", audience="worker").best.document.id == "faq_smoke"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("question", ["今天天气怎么样", "护照过期了去哪里换", "推荐一部好看的电影"])
