@@ -83,7 +83,7 @@ class Tuning:
 class Signals:
     """What the confidence decision looks at (for tuning and for explaining an answer)."""
 
-    top: float  # the best document's weighted BM25 score
+    top: float  # the best document's weighted BM25 score, times the priors
     margin: float  # (best - runner-up) / best
     terms: tuple[str, ...]  # the question's search terms (words)
     coverage: float = 1.0  # share of the question's words (idf-weighted) that the best document holds
@@ -226,7 +226,8 @@ class Assistant:
                                           for i, raw in ranked[:limit]))
 
     def rank(self, question: str, audience: Audience = "all") -> tuple[list[tuple[int, float]], Signals | None]:
-        """Documents (index, weighted BM25 score) scoring above 0, best first, and the confidence signals."""
+        """Documents (index, weighted BM25 score times the intent and worker priors) scoring above 0, best first,
+        and the confidence signals."""
         if audience not in AUDIENCES:
             raise ValueError(f"audience: {audience!r}, one of {', '.join(AUDIENCES)}")
         ix = self._index
