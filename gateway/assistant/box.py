@@ -39,7 +39,7 @@ STYLE = (
     ".as-sos ol{margin:.3em 0 .6em;padding-left:1.3em}.as-sos li{margin:.25em 0}.as-calls{display:flex;gap:8px;"
     "flex-wrap:wrap}.as-calls a{flex:1 1 45%;display:block;text-align:center;padding:10px 8px;border-radius:8px;"
     "background:#c62828;color:#fff;font-weight:600;text-decoration:none}.as-calls a small{display:block;"
-    "font-weight:400;opacity:.9}"
+    "font-weight:400;opacity:.9}.as-tel{white-space:nowrap}"
 )
 
 
@@ -80,8 +80,8 @@ def urgent_card(lang: str, kind: str, calls: Iterable[Call]) -> str:
     links = "".join(
         f'<a href="{_e(c.href)}" data-role="{_e(c.role)}">'
         f'{_e(t(lang, "ask.urgent.call", who=t(lang, f"call.{c.role}")))}'
-        f'<small>{_e((c.name_en if lang == "en" and c.name_en else c.name) or c.phone)}'
-        f'{" · " + _e(c.phone) if c.name else ""}</small></a>' for c in calls)
+        f'<small>{_e((c.name_en if lang == "en" and c.name_en else c.name) or "")}'
+        f'{" · " if c.name else ""}<span class="as-tel">{_e(c.phone)}</span></small></a>' for c in calls)
     return (f'<section class="card as-sos" id="ask-urgent" data-kind="{_e(kind)}" role="alert">'
             f'<h2>{_e(t(lang, "ask.urgent.title"))}</h2><ol>{steps}</ol>'
             + (f'<div class="as-calls" id="ask-calls">{links}</div>' if links else "")

@@ -32,7 +32,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ask.no_done": ("谢谢您告诉我们，我们会改进这条回答。需要人帮忙可以再问，或返回本楼页面上报。", "Thanks for telling us: we will improve this answer. Ask again, or go back to the building page to report a problem."),
     "ask.handoff.lead_urgent": ("先按上面的提示处置、拨打电话；再提交这里，网格员会按紧急工单（2 小时内响应）赶来。", "First do what the box above says and call; then send this: the grid worker gets it as an urgent ticket (response within 2 hours)."),
     "ask.urgent.title": ("紧急情况：请先这样做", "Emergency: do this first"),
-    "ask.urgent.call": ("拨打{who}", "Call {who}"),
+    "ask.urgent.call": ("拨打{who}", "Call: {who}"),
     "ask.urgent.then": ("电话打过、人已安全后，可以在下面通知网格员。", "Once you have called and everyone is safe, notify the grid worker below."),
     "ask.urgent.gas": ("马上打开门窗通风，不要开关任何电器、不要点火、不要在室内打电话\n关闭燃气总阀，带家人离开，到室外安全处\n在室外拨打燃气抢修电话；有人不适或火情拨打 119 / 120", "Open doors and windows now; do not switch anything on or off, no flame, no phone call indoors\nClose the main gas valve, take everyone out to a safe place\nFrom outside, call the gas emergency line; anyone unwell or any fire: call 119 / 120"),
     "ask.urgent.fire": ("立即拨打 119，说清小区、楼栋、楼层\n用湿毛巾捂住口鼻，弯腰沿疏散通道往下走，不要乘电梯\n火小且会用灭火器才扑救；油锅起火盖锅盖，不要泼水", "Call 119 now: say the community, building and floor\nCover your mouth and nose with a wet towel, stay low, take the stairs down, never the lift\nFight only a small fire, and only if you can use the extinguisher; a pan fire: put the lid on, never water"),
@@ -70,7 +70,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     # -- the dashboard page /assistant -------------------------------------------------------------------
     "nav.assistant": ("知识助手", "Assistant"),
     "as.title": ("知识助手", "Knowledge assistant"),
-    "as.lead": ("试问居民和网格员会问的问题：前三条答案及其匹配度和来源。居民在本楼页面提问，小助手没有把握或居民说没解决时，可转给网格员（工单类别“居民咨询/求助”）。", "Try what residents and workers ask: the top three answers with their scores and sources. Residents ask on their building's page; when the assistant is not sure, or they say it did not help, they can hand it to the grid worker (ticket category “Resident question”)."),
+    "as.lead": ("试问居民和网格员会问的问题：前三条答案及其匹配度和来源。居民在本楼页面提问，小助手没有把握或居民说没解决时，可转给网格员（工单类别“居民咨询/求助”；燃气味、着火、被困电梯等紧急情况转为对应的紧急工单）。", "Try what residents and workers ask: the top three answers with their scores and sources. Residents ask on their building's page; when the assistant is not sure, or they say it did not help, they can hand it to the grid worker (ticket category “Resident question”; an emergency such as a gas smell, a fire or someone trapped in a lift becomes that emergency's urgent ticket)."),
     "as.audience": ("面向", "Answer as for"),
     "as.aud.resident": ("居民（只含面向居民的条目）", "residents (resident entries only)"),
     "as.aud.worker": ("网格员", "grid workers"),
