@@ -8,7 +8,8 @@
                                             question optional): 303 to the tracking page ``/r/t/{token}``
 ``POST /r/{community}/{building}/feedback`` "did this help?" (form: ``answer``: the answer's ref, ``helped``:
                                             ``1`` or ``0``): a thank-you page (:mod:`gateway.assistant.outcomes`)
-``GET  /r/{community}/{building}/ask``      303 back to the building page (a reload of the answer page)
+``GET  /r/{community}/{building}/ask``      303 back to the building page (a reload of the answer page; the
+                                            same for ``/feedback``)
 ==========================================  ==================================================================
 
 Life safety first: an answer about an emergency (:mod:`twin.assistant.urgent`) shows what to do now and the
@@ -115,6 +116,7 @@ def router(communities: Iterable[Community],
             return None
 
     @r.get("/{community}/{building}/ask", include_in_schema=False)
+    @r.get("/{community}/{building}/feedback", include_in_schema=False)
     async def ask_get(community: str, building: str, request: Request) -> Response:
         try:
             place(community, building)

@@ -68,15 +68,19 @@ def test_the_emergency_table_fits_the_knowledge_base_and_the_categories() -> Non
         cat = cats.get(k.category)
         assert cat is not None and cat.public, k.id  # a resident's handoff may file it
         assert cat.priority.value == "urgent" or k.id == "water", (k.id, cat.priority)
-        for e in k.entries:
-            d = kb.get(e)
-            assert d is not None and d.audience in ("resident", "all"), e
+        docs = [kb.get(e) for e in sorted(k.entries)]
+        assert all(d is not None for d in docs), (k.id, sorted(k.entries))
+        assert any(d is not None and d.audience in ("resident", "all") for d in docs), k.id
     ask = assistant().ask
     for q, kind in ((GAS, "gas"), ("厨房有煤气味", "gas"), ("I smell gas in my kitchen", "gas"), ("着火了", "fire"),
                     ("楼道里冒烟了", "fire"), ("有人被困在电梯里", "lift"), ("我家老人摔倒了起不来", "person"),
                     ("老人走失了", "person"), ("家里水管爆了水漫出来", "water"), ("有人高空抛物", "height"),
+                    ("隔壁独居老人好几天没动静", "person"),
                     (DIBAO, None), ("楼上漏水", None), ("燃气费怎么交", None), ("物业费怎么交", None)):
         found = urgent(ask(q, audience="resident"))
+        assert (found.id if found else None) == kind, q
+    for q, kind in (("独居老人家没动静了", "person"), ("一氧化碳报警器响了", "gas"), ("燃气泄漏报警处置", "gas")):
+        found = urgent(ask(q, audience="all"))  # staff: the SOPs count too
         assert (found.id if found else None) == kind, q
     # a confident non-urgent answer decides, whatever words the question holds
     assert urgent_kind("摔倒了能报销吗", ["faq_medical_insurance_x"], True) is None
@@ -139,6 +143,7 @@ def test_outcomes_are_counted_without_personal_data_and_summarised(env: Env) -> 
     assert c.post("/r/sunshine/B1/feedback", data={"form_token": token, "answer": "A" * 22, "helped": "0"}
                   ).status_code == 200
     assert outcome(env, ref)[3] is True
+    assert c.get("/r/sunshine/B1/feedback", follow_redirects=False).headers["location"] == "/r/sunshine/B1"
     c.post("/r/sunshine/B1/ask", data={"form_token": token, "question": GAS})  # an emergency, no feedback
     pool = StoragePool(DB_URL, schema=env.schema, max_size=1, name="t-asst-out")
     try:
