@@ -75,7 +75,7 @@ def test_the_emergency_table_fits_the_knowledge_base_and_the_categories() -> Non
     for q, kind in ((GAS, "gas"), ("厨房有煤气味", "gas"), ("I smell gas in my kitchen", "gas"), ("着火了", "fire"),
                     ("楼道里冒烟了", "fire"), ("有人被困在电梯里", "lift"), ("我家老人摔倒了起不来", "person"),
                     ("老人走失了", "person"), ("家里水管爆了水漫出来", "water"), ("有人高空抛物", "height"),
-                    ("隔壁独居老人好几天没动静", "person"),
+                    ("隔壁独居老人好几天没动静", "person"), ("俺家老头子早上出门到现在没回来，他有点糊涂", "person"),
                     (DIBAO, None), ("楼上漏水", None), ("燃气费怎么交", None), ("物业费怎么交", None)):
         found = urgent(ask(q, audience="resident"))
         assert (found.id if found else None) == kind, q
