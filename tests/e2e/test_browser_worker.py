@@ -8,6 +8,7 @@ Chinese and English, on a phone and a desktop, go to ``artifacts/``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -160,9 +161,15 @@ def test_the_next_action_comes_first_on_a_phone_and_the_field_work_is_kept(brows
         phone.page.click("#wt-calls button[data-role=fire_brigade][data-what=call]")
         _wait_sql(system, "SELECT action, detail->>'role' FROM ticket_events WHERE ticket_id = %s AND action IN "
                   "('handoff', 'partner_arrived') ORDER BY id", int(tid), expect=[("handoff", "fire_brigade")])
-        phone.page.click("#wt-calls button[data-role=fire_brigade][data-what=arrived]")
-        _wait_sql(system, "SELECT action FROM ticket_events WHERE ticket_id = %s AND action = 'partner_arrived'",
-                  int(tid), expect=[("partner_arrived",)])
+        # the call box is drawn again with the call logged and an "arrived" button; a live refresh may redraw it
+        # under the click (the click is then lost): click again while the button is still "arrived"
+        arrived_sql = "SELECT action FROM ticket_events WHERE ticket_id = %s AND action = 'partner_arrived'"
+        for _ in range(5):
+            with contextlib.suppress(Exception):  # playwright's TimeoutError: the button is gone (arrival recorded?)
+                phone.page.click("#wt-calls button[data-role=fire_brigade][data-what=arrived]", timeout=10_000)
+            if _wait(lambda: bool(system.sql(arrived_sql, int(tid))), 8):
+                break
+        _wait_sql(system, arrived_sql, int(tid), expect=[("partner_arrived",)])
         phone.page.wait_for_selector("#wt-history li[data-action=partner_arrived]:has-text('火警已到场')",
                                      timeout=30_000)
         assert "到场" in phone.page.inner_text("#wt-calls .call-box:has([data-role=fire_brigade]) .handoff")
