@@ -25,6 +25,8 @@ from gateway.cli_base import (
     CliError,
     _load_community,
 )
+from gateway.cli_knowledge import add_parser as add_knowledge_parser
+from gateway.cli_knowledge import local_knowledge_at_start
 from gateway.cli_month import add_parser as add_report_month_parser
 from gateway.cli_patrols import add_parser as add_patrol_sheet_parser
 from gateway.cli_reports import add_parser as add_qr_sheet_parser
@@ -217,6 +219,7 @@ def cmd_devices_credentials(args: argparse.Namespace) -> int:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.ops import services
     s = _settings(args)
+    local_knowledge_at_start(s.knowledge.dirs)  # tickets quote it: a broken one stops the start, never ingest later
     mqtt_url, db_url, mqtt5 = _urls(s)
     # The embedded amqtt fallback loses what is published while the gateway is down: never in production
     # (the demo still runs on it, with a warning).
@@ -503,6 +506,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gateway.web import composition, server
     s = _settings(args)
+    local_knowledge_at_start(s.knowledge.dirs)  # each worker loads it again (create_api): fail here, clearly
     mqtt_url, db_url, _ = _urls(s)
     community = _run_storage(lambda: composition.community_in_database(db_url, schema=s.db.schema_name))
     if community is None:
@@ -845,6 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_qr_sheet_parser(sub)  # gridtwin qr-sheet (gateway/cli_reports.py)
     add_patrol_sheet_parser(sub)  # gridtwin patrol-sheet (gateway/cli_patrols.py)
+    add_knowledge_parser(sub, _settings)  # gridtwin knowledge check (gateway/cli_knowledge.py)
     return p
 
 

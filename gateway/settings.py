@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
 ENV_PREFIX = "GRIDTWIN_"
@@ -166,6 +167,12 @@ class RulesSettings(_Section):
     files: list[Path] = Field(default=[], description="site rule files merged over the shipped defaults, in order")
 
 
+class KnowledgeSettings(_Section):
+    dirs: list[Path] = Field(default=[], description="local knowledge directories (*.yaml, as twin/knowledge_base): "
+                                                     "loaded after the shipped ones, an entry's id replaces a "
+                                                     "shipped one or adds a new one (docs/assistant.md)")
+
+
 class DemoSettings(_Section):
     http_port: int = Field(default=8050, ge=1, le=65535, description="dashboard port")
     community_file: Path | None = Field(default=None, description="community YAML; unset = bundled sample")
@@ -284,6 +291,7 @@ class Settings(BaseSettings):
     db: DbSettings = DbSettings()
     gateway: GatewaySettings = GatewaySettings()
     rules: RulesSettings = RulesSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     cluster: ClusterSettings = ClusterSettings()
     demo: DemoSettings = DemoSettings()
     tickets: TicketSettings = TicketSettings()
@@ -464,6 +472,11 @@ def load(
         return Settings(**merged)
     except ValidationError as exc:
         raise SettingsError(_explain(exc, path, lines, environ)) from exc
+    except PydanticSettingsError as exc:  # a list or table in the environment that is not JSON
+        section = str(exc).split('"')[1] if str(exc).count('"') >= 2 else ""
+        names = sorted(k for k in environ if k.startswith(f"{ENV_PREFIX}{section}_".upper()))
+        raise SettingsError([f"environment {' / '.join(names) or section}: not valid JSON; lists and tables are "
+                             f"JSON, e.g. {ENV_PREFIX}KNOWLEDGE_DIRS='[\"/etc/gridtwin/knowledge\"]'"]) from None
     finally:
         _ENVIRON.reset(token)
 

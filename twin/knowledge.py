@@ -165,30 +165,36 @@ class KnowledgeBase:
 
         A file holds one document, or ``entries:`` with a list of them (reported as ``file: entries[3]``).
         """
-        docs: list[Document] = []
-        problems: list[str] = []
-        for source, text in texts:
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                problems.append(f"{source}: not valid YAML: {exc}")
-                continue
-            if isinstance(data, dict) and set(data) == {"entries"}:
-                if not isinstance(data["entries"], list) or not data["entries"]:
-                    problems.append(f"{source}: entries: a non-empty list of documents")
-                    continue
-                items = [(f"{source}: entries[{i}]", e) for i, e in enumerate(data["entries"])]
-            else:
-                items = [(source, data)]
-            for where, item in items:
-                try:
-                    docs.append(Document.model_validate(item))
-                except ValidationError as exc:
-                    problems += [f"{where}: {'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}"
-                                 for e in exc.errors()]
+        located, problems = _documents(texts)
         if problems:
             raise KnowledgeError(problems)
-        return cls(docs)
+        return cls(d for _, d in located)
+
+    @classmethod
+    def layered(cls, shipped: Sequence[tuple[str, str]], local: Sequence[tuple[str, str]]) -> Layered:
+        """The shipped documents with ``local`` ones over them: a local entry with a shipped id replaces it, a new
+        id adds one. Every problem of both layers is reported (a local id given twice names both places)."""
+        base, problems = _documents(shipped)
+        over, local_problems = _documents(local)
+        problems += local_problems
+        docs: dict[str, Document] = {}
+        for where, d in base:
+            if d.id in docs:
+                problems.append(f"{where}: id: duplicate document id {d.id!r}")
+            docs[d.id] = d
+        first: dict[str, str] = {}
+        added: list[str] = []
+        replaced: list[str] = []
+        for where, d in over:
+            if d.id in first:
+                problems.append(f"{where}: id: {d.id!r} already given in {first[d.id]}")
+                continue
+            first[d.id] = where
+            (replaced if d.id in docs else added).append(d.id)
+            docs[d.id] = d
+        if problems:
+            raise KnowledgeError(problems)
+        return Layered(cls(docs.values()), tuple(added), tuple(replaced), len(over))
 
     def __len__(self) -> int:
         return len(self.documents)
@@ -237,6 +243,42 @@ class KnowledgeBase:
                 ranked.append(_Ranked(found / len(ts), score, d, best_line or d.lead))
         ranked.sort(key=lambda r: (-r.cover, -r.score, _TYPE_ORDER[r.document.type], r.document.id))
         return [Hit(r.document, round(r.cover * 10 + r.score / 10, 3), _clip(r.snippet)) for r in ranked[:limit]]
+
+
+@dataclass(frozen=True, slots=True)
+class Layered:
+    """A knowledge base with local entries over the shipped ones: which ids they added and which they replaced."""
+
+    kb: KnowledgeBase
+    added: tuple[str, ...]
+    replaced: tuple[str, ...]
+    local: int  # local documents read
+
+
+def _documents(texts: Sequence[tuple[str, str]]) -> tuple[list[tuple[str, Document]], list[str]]:
+    """(where, document) for every valid document of the (source name, YAML text) pairs, and every problem."""
+    docs: list[tuple[str, Document]] = []
+    problems: list[str] = []
+    for source, text in texts:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problems.append(f"{source}: not valid YAML: {exc}")
+            continue
+        if isinstance(data, dict) and set(data) == {"entries"}:
+            if not isinstance(data["entries"], list) or not data["entries"]:
+                problems.append(f"{source}: entries: a non-empty list of documents")
+                continue
+            items = [(f"{source}: entries[{i}]", e) for i, e in enumerate(data["entries"])]
+        else:
+            items = [(source, data)]
+        for where, item in items:
+            try:
+                docs.append((where, Document.model_validate(item)))
+            except ValidationError as exc:
+                problems += [f"{where}: {'.'.join(map(str, e['loc'])) or '(document)'}: {e['msg']}"
+                             for e in exc.errors()]
+    return docs, problems
 
 
 def _fields(d: Document) -> dict[str, str]:

@@ -69,6 +69,7 @@ from gateway.tickets.service import (
     TicketService,
     kpi_csv,
 )
+from gateway.tickets.views import use_local_knowledge
 from gateway.web.live import HubUnavailable, LiveHub
 from gateway.web.public_limits import SharedLimiter
 from twin import tickets as tk
@@ -192,6 +193,7 @@ def create_api(settings: Settings, communities: Community | Iterable[Community],
     ``live``: the process's :class:`gateway.web.live.LiveHub`; with one, ``GET /api/v1/stream`` pushes
     alarms and tickets as Server-Sent Events (without one the route does not exist).
     """
+    use_local_knowledge(settings.knowledge.dirs)  # the assistant's and tickets' knowledge: a broken one stops here
     cs = [communities] if isinstance(communities, Community) else list(communities)
     now = clock or (lambda: datetime.now(UTC))
     owned = pool is None  # a shared pool is closed by its owner

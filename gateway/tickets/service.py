@@ -61,6 +61,7 @@ from gateway.tickets.views import (
     SnapshotFn,
     devices_to_show,
     knowledge_base,
+    knowledge_or_shipped,
     kpi_csv,
     photo_url,
     render_snapshot,
@@ -158,7 +159,7 @@ class TicketService:
         self.publish = publish
         self.snapshot = snapshot
         self.readings = readings or self._stored_readings
-        self.knowledge = knowledge or knowledge_base()
+        self.knowledge = knowledge or knowledge_or_shipped(settings.knowledge.dirs)
         self.clock = clock or (lambda: datetime.now(UTC))
         # False: the 3D snapshot (slow: ~1 s) is rendered by tick() instead, off the alarm path
         self.render_on_create = render_on_create

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import tempfile
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
@@ -19,32 +20,99 @@ import yaml
 from gateway.tickets.rows import AlarmHistoryRow, EarlierTicketRow, TicketAlarmRow
 from twin import tickets as tk
 from twin.community import Community
-from twin.knowledge import KNOWLEDGE_DIRS, Document, KnowledgeBase
+from twin.knowledge import KNOWLEDGE_DIRS, Document, KnowledgeBase, KnowledgeError, Layered
 from twin.tickets import Ticket
 
 if TYPE_CHECKING:
     from twin.assistant import Assistant
 
+log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 MAX_VIEW_DEVICES = 8  # devices whose latest readings a view shows
 SnapshotFn = Callable[[Community, Ticket], bytes | None]
 Iso = Callable[[datetime | None], str | None]
 
 
-@cache
-def knowledge_base(directories: tuple[Path, ...] = KNOWLEDGE_DIRS) -> KnowledgeBase:
-    """The knowledge base bundled under twin/sop and twin/knowledge_base (read once)."""
-    files = [p for d in directories for p in sorted(d.glob("*.yaml"))]
-    return KnowledgeBase.parse([(str(p), p.read_text(encoding="utf-8")) for p in files])
+_local_dirs: list[tuple[Path, ...]] = [()]  # the process's local knowledge directories (use_local_knowledge)
 
 
 @cache
-def assistant() -> Assistant:
-    """The knowledge assistant over :func:`knowledge_base` (index built once per process; jieba and bm25s are
-    imported only here, about 0.3 s, so processes that never ask do not pay for them)."""
+def load_knowledge(local: tuple[Path, ...] = ()) -> Layered:
+    """The knowledge base bundled under twin/sop and twin/knowledge_base with the ``*.yaml`` files of the ``local``
+    directories (in order) over it: read once per tuple of directories. :class:`KnowledgeError` lists every problem
+    (``file: entries[3]: field: why``; a directory that is missing or unreadable)."""
+    problems: list[str] = []
+
+    def read(paths: Sequence[Path]) -> list[tuple[str, str]]:
+        texts = []
+        for p in paths:
+            try:
+                texts.append((str(p), p.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+        return texts
+
+    local_files: list[Path] = []
+    for d in local:
+        if not d.is_dir():
+            problems.append(f"{d}: knowledge directory {'is not a directory' if d.exists() else 'not found'}")
+            continue
+        local_files += sorted(d.glob("*.yaml"))
+    shipped = read([p for d in KNOWLEDGE_DIRS for p in sorted(d.glob("*.yaml"))])
+    texts = read(local_files)
+    try:
+        layered = KnowledgeBase.layered(shipped, texts)
+    except KnowledgeError as exc:
+        problems += exc.problems
+    if problems:
+        raise KnowledgeError(problems)
+    return layered
+
+
+def _dirs(local: Sequence[Path] | None) -> tuple[Path, ...]:
+    return _local_dirs[0] if local is None else tuple(Path(d) for d in local)
+
+
+def knowledge_base(local: Sequence[Path] | None = None) -> KnowledgeBase:
+    """The shipped knowledge base with the ``local`` directories over it (None: the process's, set by
+    :func:`use_local_knowledge`; read once per tuple of directories)."""
+    return load_knowledge(_dirs(local)).kb
+
+
+def assistant(local: Sequence[Path] | None = None) -> Assistant:
+    """The knowledge assistant over :func:`knowledge_base` (index built once per tuple of directories; jieba and
+    bm25s are imported only here, about 0.3 s, so processes that never ask do not pay for them)."""
+    return _assistant(_dirs(local))
+
+
+@cache
+def _assistant(local: tuple[Path, ...]) -> Assistant:
     from twin.assistant import Assistant
 
-    return Assistant.build(knowledge_base())
+    return Assistant.build(load_knowledge(local).kb)
+
+
+def use_local_knowledge(dirs: Sequence[Path]) -> Layered:
+    """Load the shipped knowledge base with ``dirs`` over it and make it the process's (what :func:`knowledge_base`
+    and :func:`assistant` give without arguments). At start: :class:`KnowledgeError` when it is broken."""
+    local = tuple(Path(d) for d in dirs)
+    layered = load_knowledge(local)
+    _local_dirs[0] = local
+    if local:
+        log.info("knowledge base: %d documents; local %s: %d entries, %d added, %d replaced by id%s",
+                 len(layered.kb), ", ".join(map(str, local)), layered.local, len(layered.added),
+                 len(layered.replaced), f" ({', '.join(layered.replaced)})" if layered.replaced else "")
+    return layered
+
+
+def knowledge_or_shipped(dirs: Sequence[Path]) -> KnowledgeBase:
+    """:func:`knowledge_base` of ``dirs``; when they are broken (they were checked at start: a file changed since),
+    the error is logged and the shipped one is used, so tickets are never stopped by a knowledge file."""
+    try:
+        return knowledge_base(dirs)
+    except KnowledgeError as exc:
+        log.error("local knowledge base broken, using the shipped one:\n  %s", "\n  ".join(exc.problems))
+        return knowledge_base(())
 
 
 @cache
