@@ -190,7 +190,12 @@ class KnowledgeBase:
                 problems.append(f"{where}: id: {d.id!r} already given in {first[d.id]}")
                 continue
             first[d.id] = where
-            (replaced if d.id in docs else added).append(d.id)
+            shipped_doc = docs.get(d.id)
+            if shipped_doc is not None and shipped_doc.type != d.type:
+                problems.append(f"{where}: type: {d.type!r} would replace the shipped {shipped_doc.type} {d.id!r}; "
+                                "an override keeps the type")
+                continue
+            (replaced if shipped_doc is not None else added).append(d.id)
             docs[d.id] = d
         if problems:
             raise KnowledgeError(problems)

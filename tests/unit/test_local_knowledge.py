@@ -90,6 +90,9 @@ def test_a_bad_file_is_reported_with_file_and_entry(local: Path, tmp_path: Path)
     assert any(p.startswith(f"{bad / 'broken.yaml'}: entries[1]: ") and "answer" in p for p in problems), problems
     assert any(p.startswith(f"{bad / 'again.yaml'}: entries[0]: id: ") and "city.yaml" in p for p in problems)
     assert views.knowledge_base() is views.knowledge_base(())  # the process keeps what it had
+    (bad / "again.yaml").write_text("id: sop_gas_leak\ntype: faq\ntitle: x\ntitle_zh: x\nanswer: x\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"again\.yaml: type: 'faq' would replace the shipped sop 'sop_gas_leak'"):
+        views.knowledge_base([bad])
     missing = tmp_path / "nowhere"
     with pytest.raises(KnowledgeError, match="nowhere: knowledge directory not found"):
         views.knowledge_base([missing])
