@@ -8,6 +8,7 @@ Answers come from the data source (``DashboardData.assistant()``, :mod:`viz.assi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html
@@ -203,20 +204,19 @@ def register_callbacks(app: Dash, board: Dashboard) -> None:
     @guarded(Output("as-handoffs", "children"), Input("version", "data"), Input("url", "pathname"),
              roles=SUPERVISORS)
     def handoffs(req: Req, _v: Any, path: Any) -> Any:
-        if path != "/assistant":
-            raise PreventUpdate
-        try:
-            return handoffs_view(req, board)
-        except DataUnavailable as exc:
-            return html.P(unavailable_text(req.lang, exc), className="msg warn")
+        return _section(req, path, handoffs_view)
 
     @guarded(Output("as-summary", "children"), Input("version", "data"), Input("url", "pathname"),
              roles=SUPERVISORS)
     def summary(req: Req, _v: Any, path: Any) -> Any:
+        return _section(req, path, summary_view)
+
+    def _section(req: Req, path: Any, view: Callable[[Req, Dashboard], Any]) -> Any:
+        """One of the /assistant page's live sections, redrawn with the data; a note when it cannot be read."""
         if path != "/assistant":
             raise PreventUpdate
         try:
-            return summary_view(req, board)
+            return view(req, board)
         except DataUnavailable as exc:
             return html.P(unavailable_text(req.lang, exc), className="msg warn")
 
